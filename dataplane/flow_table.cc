@@ -1,0 +1,405 @@
+#include "meshlb/flow_table.h"
+
+#include <emmintrin.h>
+
+#include "meshlb/hash.h"
+#include "meshlb/proto.h"
+
+namespace meshlb {
+
+const char* connStateName(ConnState s) {
+  static constexpr const char* kNames[] = {
+#define MESHLB_X(name, label, secs) label,
+      MESHLB_CONN_STATES(MESHLB_X)
+#undef MESHLB_X
+  };
+  auto i = static_cast<unsigned>(s);
+  return i < static_cast<unsigned>(kNumConnStates) ? kNames[i] : "BUG!";
+}
+
+ConnTimeouts::ConnTimeouts() {
+  int i = 0;
+#define MESHLB_X(name, label, secs) ms[i++] = (secs) * 1000u;
+  MESHLB_CONN_STATES(MESHLB_X)
+#undef MESHLB_X
+}
+
+namespace {
+
+// The kernel's tcp_states[] (net/netfilter/ipvs/ip_vs_proto_tcp.c), INPUT and
+// OUTPUT halves; rows syn, fin, ack, rst; columns in ConnState order (no UDP).
+constexpr ConnState sNO = ConnState::kNone, sES = ConnState::kEstablished,
+                    sSS = ConnState::kSynSent, sSR = ConnState::kSynRecv,
+                    sFW = ConnState::kFinWait, sTW = ConnState::kTimeWait,
+                    sCL = ConnState::kClose, sCW = ConnState::kCloseWait,
+                    sLA = ConnState::kLastAck, sLI = ConnState::kListen,
+                    sSA = ConnState::kSynAck;
+constexpr ConnState kTcpStates[2][4][11] = {
+    {
+        /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
+        /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+        /*fin*/ {sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW},
+        /*ack*/ {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+        /*rst*/ {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR},
+    },
+    {
+        /*syn*/ {sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR},
+        /*fin*/ {sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW},
+        /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
+        /*rst*/ {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
+    },
+};
+
+}  // namespace
+
+ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
+  int row;  // tcp_state_idx(): rst wins, then syn, fin, ack
+  if (flags & kTcpRst) {
+    row = 3;
+  } else if (flags & kTcpSyn) {
+    row = 0;
+  } else if (flags & kTcpFin) {
+    row = 1;
+  } else if (flags & kTcpAck) {
+    row = 2;
+  } else {
+    return cur;
+  }
+  auto c = static_cast<unsigned>(cur);
+  if (c >= 11) return cur;
+  return kTcpStates[reply][row][c];
+}
+
+template <class Addr>
+FlowTable<Addr>::FlowTable(uint32_t capacity, uint64_t seed)
+    : capacity_(capacity < 1 ? 1 : capacity), seed_(seed) {
+  // Two keys per connection at a load factor of at most 0.8.
+  uint64_t slots = (2ull * capacity_ * 5 + 3) / 4;
+  num_buckets_ = static_cast<uint32_t>((slots + kSlots - 1) / kSlots);
+  if (num_buckets_ < 2) num_buckets_ = 2;
+  buckets_.reset(new Bucket[num_buckets_]);
+  std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * num_buckets_);
+  flows_.reset(new Entry[capacity_ + 1]);
+  std::memset(static_cast<void*>(flows_.get()), 0, sizeof(Entry) * (capacity_ + 1));
+  // Free list in index order; the link lives in expires_ms of a free record.
+  for (uint32_t i = 1; i <= capacity_; ++i) {
+    flows_[i].state = kFreeState;
+    flows_[i].expires_ms = i < capacity_ ? i + 1 : 0;
+  }
+  free_head_ = 1;
+}
+
+template <>
+uint64_t FlowTable<Ipv4Addr>::hash(const Key& k) const {
+  uint64_t a = k.src.v | (static_cast<uint64_t>(k.dst.v) << 32);
+  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
+               (static_cast<uint64_t>(k.proto) << 32);
+  uint64_t h = mum(a ^ seed_ ^ kHashK0, b ^ kHashK1);
+  return mum(h ^ kHashK2, h ^ kHashK1);
+}
+
+template <>
+uint64_t FlowTable<Ipv6Addr>::hash(const Key& k) const {
+  uint64_t w[4];
+  std::memcpy(w, k.src.b, 16);
+  std::memcpy(w + 2, k.dst.b, 16);
+  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
+               (static_cast<uint64_t>(k.proto) << 32);
+  uint64_t h = mum(w[0] ^ seed_ ^ kHashK0, w[1] ^ kHashK1);
+  h = mum(w[2] ^ h, w[3] ^ kHashK2);
+  return mum(h ^ b ^ kHashK1, h ^ kHashK0);
+}
+
+template <class Addr>
+uint32_t FlowTable<Addr>::bucket1(uint64_t h) const {
+  return fastRange32(static_cast<uint32_t>(h), num_buckets_);
+}
+
+template <class Addr>
+uint32_t FlowTable<Addr>::bucket2(uint64_t h) const {
+  return fastRange32(static_cast<uint32_t>((h * 0x9e3779b97f4a7c15ull) >> 32), num_buckets_);
+}
+
+template <class Addr>
+void FlowTable<Addr>::prefetch(uint64_t h) const {
+  __builtin_prefetch(&buckets_[bucket1(h)]);
+  __builtin_prefetch(&buckets_[bucket2(h)]);
+}
+
+template <class Addr>
+bool FlowTable<Addr>::matches(const Entry& e, FlowDir dir, const Key& k) {
+  if (k.proto != e.proto()) return false;
+  if (dir == FlowDir::kOriginal) {
+    return e.cport == k.sport && e.vport == k.dport && e.client == k.src && e.vip == k.dst;
+  }
+  return e.bport == k.sport && e.lport == k.dport && e.backend == k.src && e.local == k.dst;
+}
+
+namespace {
+inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
+  __m128i s = _mm_set1_epi32(static_cast<int>(sig));
+  __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs));
+  __m128i hi = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs + 4));
+  uint32_t m0 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, s))));
+  uint32_t m1 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))));
+  return m0 | (m1 << 4);
+}
+}  // namespace
+
+template <class Addr>
+typename FlowTable<Addr>::Hit FlowTable<Addr>::find(const Key& k, uint64_t h) const {
+  const uint32_t sig = static_cast<uint32_t>(h >> 32);
+  const uint32_t bs[2] = {bucket1(h), bucket2(h)};
+  for (int j = 0; j < (bs[0] == bs[1] ? 1 : 2); ++j) {
+    const Bucket& b = buckets_[bs[j]];
+    for (uint32_t m = sigMask(b.sig, sig); m; m &= m - 1) {
+      uint32_t ref = b.ref[__builtin_ctz(m)];
+      if (ref == 0) continue;
+      Entry& e = flows_[ref >> 1];
+      auto dir = static_cast<FlowDir>(ref & 1);
+      if (matches(e, dir, k)) return {&e, dir};
+    }
+  }
+  return {};
+}
+
+template <class Addr>
+typename FlowTable<Addr>::Hit FlowTable<Addr>::lookup(const Key& k, uint64_t h, uint32_t now_ms) {
+  Hit hit = find(k, h);
+  if (hit.flow && expired(*hit.flow, now_ms)) {
+    ++counters_.expired;
+    remove(hit.flow);
+    return {};
+  }
+  return hit;
+}
+
+template <class Addr>
+void FlowTable<Addr>::lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms) {
+  uint64_t hs[kMaxBurst];
+  if (n > kMaxBurst) n = kMaxBurst;
+  for (uint32_t i = 0; i < n; ++i) {
+    hs[i] = hash(keys[i]);
+    prefetch(hs[i]);
+  }
+  // Second pass: the buckets are (mostly) in cache; start loading each candidate record.
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t sig = static_cast<uint32_t>(hs[i] >> 32);
+    const Bucket& b = buckets_[bucket1(hs[i])];
+    uint32_t m = sigMask(b.sig, sig);
+    if (m) {
+      __builtin_prefetch(&flows_[b.ref[__builtin_ctz(m)] >> 1]);
+    } else {
+      const Bucket& b2 = buckets_[bucket2(hs[i])];
+      m = sigMask(b2.sig, sig);
+      if (m) __builtin_prefetch(&flows_[b2.ref[__builtin_ctz(m)] >> 1]);
+    }
+  }
+  for (uint32_t i = 0; i < n; ++i) hits[i] = lookup(keys[i], hs[i], now_ms);
+}
+
+template <class Addr>
+int FlowTable<Addr>::victimRank(const Entry& e, uint32_t now_ms) const {
+  if (expired(e, now_ms)) return 0;
+  switch (e.connState()) {
+    case ConnState::kNone:
+    case ConnState::kSynSent:
+    case ConnState::kSynRecv:
+    case ConnState::kSynAck:
+    case ConnState::kListen:
+      return 1;
+    case ConnState::kEstablished:
+    case ConnState::kUdp:
+      return 3;
+    default:
+      return 2;
+  }
+}
+
+template <class Addr>
+void FlowTable<Addr>::countEviction(int rank) {
+  switch (rank) {
+    case 0: ++counters_.expired; break;
+    case 1: ++counters_.evicted_embryonic; break;
+    case 2: ++counters_.evicted_closing; break;
+    default: ++counters_.evicted_established; break;
+  }
+}
+
+template <class Addr>
+uint32_t FlowTable<Addr>::allocRecord(uint32_t now_ms) {
+  if (free_head_ == 0) {
+    // Pool exhausted: the best victim in a bounded window of records. Lowest rank
+    // wins; among equals the one closest to expiry.
+    uint32_t best = 0;
+    int best_rank = 4;
+    for (uint32_t n = 0; n < kEvictWindow && n < capacity_; ++n) {
+      uint32_t i = evict_cursor_;
+      evict_cursor_ = evict_cursor_ == capacity_ ? 1 : evict_cursor_ + 1;
+      const Entry& e = flows_[i];
+      int rank = victimRank(e, now_ms);
+      if (rank < best_rank || (rank == best_rank && static_cast<int32_t>(e.expires_ms -
+                                                                         flows_[best].expires_ms) < 0)) {
+        best = i;
+        best_rank = rank;
+        if (rank == 0) break;
+      }
+    }
+    countEviction(best_rank);
+    removeIndex(best);
+  }
+  uint32_t idx = free_head_;
+  free_head_ = flows_[idx].expires_ms;
+  return idx;
+}
+
+template <class Addr>
+uint32_t* FlowTable<Addr>::freeSlot(uint64_t h, uint32_t* sig_out, uint32_t protect,
+                                    uint32_t now_ms) {
+  *sig_out = static_cast<uint32_t>(h >> 32);
+  Bucket* bs[2] = {&buckets_[bucket1(h)], &buckets_[bucket2(h)]};
+  int best_free = -1;
+  uint32_t* best = nullptr;
+  for (Bucket* b : bs) {
+    int nfree = 0;
+    uint32_t* first = nullptr;
+    for (int s = 0; s < kSlots; ++s) {
+      if (b->ref[s] == 0) {
+        if (!first) first = &b->ref[s];
+        ++nfree;
+      }
+    }
+    if (nfree > best_free && first) {
+      best_free = nfree;
+      best = first;
+    }
+  }
+  if (best) return best;
+  // Both buckets full: move one occupant to its other bucket if that has room
+  // (one cuckoo step; keeps the table usable up to its design load)...
+  for (Bucket* b : bs) {
+    for (int s = 0; s < kSlots; ++s) {
+      const uint32_t ref = b->ref[s];
+      const Entry& e = flows_[ref >> 1];
+      const uint64_t oh = hash((ref & 1) ? e.replyKey() : e.originalKey());
+      Bucket* alt = &buckets_[bucket1(oh)];
+      if (alt == b) alt = &buckets_[bucket2(oh)];
+      if (alt == b) continue;
+      for (int t = 0; t < kSlots; ++t) {
+        if (alt->ref[t] == 0) {
+          alt->ref[t] = ref;
+          alt->sig[t] = b->sig[s];
+          b->ref[s] = 0;
+          b->sig[s] = 0;
+          ++counters_.displaced;
+          return &b->ref[s];
+        }
+      }
+    }
+  }
+  // ...else evict the weakest of the 16 occupants.
+  uint32_t* victim = nullptr;
+  int victim_rank = 4;
+  uint32_t victim_expiry = 0;
+  for (Bucket* b : bs) {
+    for (int s = 0; s < kSlots; ++s) {
+      uint32_t idx = b->ref[s] >> 1;
+      if (idx == protect) continue;
+      const Entry& e = flows_[idx];
+      int rank = victimRank(e, now_ms);
+      if (rank < victim_rank ||
+          (rank == victim_rank && static_cast<int32_t>(e.expires_ms - victim_expiry) < 0)) {
+        victim = &b->ref[s];
+        victim_rank = rank;
+        victim_expiry = e.expires_ms;
+      }
+    }
+  }
+  if (!victim) return nullptr;  // only the protected record: cannot happen with 16 slots
+  countEviction(victim_rank);
+  removeIndex(*victim >> 1);
+  return victim;
+}
+
+template <class Addr>
+typename FlowTable<Addr>::Entry* FlowTable<Addr>::insert(const Entry& e, uint32_t now_ms) {
+  const Key okey = e.originalKey();
+  const Key rkey = e.replyKey();
+  const uint64_t rh = hash(rkey);
+  if (lookup(rkey, rh, now_ms).flow) {
+    ++counters_.reply_key_in_use;
+    return nullptr;
+  }
+  const uint64_t oh = hash(okey);
+  const uint32_t idx = allocRecord(now_ms);
+  flows_[idx] = e;
+  flows_[idx].expires_ms = now_ms + timeouts_.of(e.connState());
+  uint32_t sig;
+  uint32_t* slot = freeSlot(oh, &sig, idx, now_ms);
+  slot[-kSlots] = sig;  // sig[] sits kSlots words before ref[] in the bucket
+  *slot = idx << 1;
+  slot = freeSlot(rh, &sig, idx, now_ms);
+  slot[-kSlots] = sig;
+  *slot = (idx << 1) | 1;
+  ++size_;
+  ++counters_.inserted;
+  return &flows_[idx];
+}
+
+template <class Addr>
+void FlowTable<Addr>::clearRef(const Key& k, uint32_t ref) {
+  const uint64_t h = hash(k);
+  for (uint32_t bi : {bucket1(h), bucket2(h)}) {
+    Bucket& b = buckets_[bi];
+    for (int s = 0; s < kSlots; ++s) {
+      if (b.ref[s] == ref) {
+        b.ref[s] = 0;
+        b.sig[s] = 0;
+        return;
+      }
+    }
+  }
+}
+
+template <class Addr>
+void FlowTable<Addr>::removeIndex(uint32_t idx) {
+  Entry& e = flows_[idx];
+  clearRef(e.originalKey(), idx << 1);
+  clearRef(e.replyKey(), (idx << 1) | 1);
+  e.state = kFreeState;
+  e.expires_ms = free_head_;
+  free_head_ = idx;
+  --size_;
+  ++counters_.removed;
+}
+
+template <class Addr>
+void FlowTable<Addr>::remove(Entry* e) {
+  removeIndex(static_cast<uint32_t>(e - flows_.get()));
+}
+
+template <class Addr>
+uint32_t FlowTable<Addr>::expireSome(uint32_t now_ms, uint32_t budget) {
+  uint32_t freed = 0;
+  for (uint32_t n = 0; n < budget && n < capacity_; ++n) {
+    uint32_t i = sweep_cursor_;
+    sweep_cursor_ = sweep_cursor_ == capacity_ ? 1 : sweep_cursor_ + 1;
+    const Entry& e = flows_[i];
+    if (e.state != kFreeState && expired(e, now_ms)) {
+      removeIndex(i);
+      ++counters_.expired;
+      ++freed;
+    }
+  }
+  return freed;
+}
+
+template <class Addr>
+size_t FlowTable<Addr>::memoryBytes() const {
+  return sizeof(Bucket) * num_buckets_ + sizeof(Entry) * (capacity_ + 1);
+}
+
+template class FlowTable<Ipv4Addr>;
+template class FlowTable<Ipv6Addr>;
+
+}  // namespace meshlb

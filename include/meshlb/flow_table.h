@@ -1,0 +1,205 @@
+// Per-worker connection table: both directions of a NAT'd connection, IPVS TCP
+// states and timeouts, fixed capacity, no allocation after construction.
+//
+// Layout (VPP lbhash / DPDK rte_hash in spirit):
+// - Flow records live in one array; a free record is linked into a free list
+//   through its own fields, so the pool costs nothing extra.
+// - Each record has two keys: the original direction (client -> VIP) and the
+//   reply direction (backend -> local address). Keys live in 64-byte buckets of
+//   8 slots {32-bit signature, 32-bit record reference}; every key has two
+//   candidate buckets and goes to the emptier one, so lookups touch at most two
+//   cache lines plus the record, and deletion needs no tombstones. When both are
+//   full, one occupant moves to its other bucket (a single cuckoo step).
+// - Expiry is lazy (an expired hit is removed and reported as a miss) plus a
+//   bounded sweep (expireSome) that the worker runs between bursts: nothing ever
+//   walks the whole table on the packet path.
+// - When the record pool or both buckets are full, a victim is chosen from a
+//   bounded window: expired first, then embryonic (handshake not finished), then
+//   closing, then established; each eviction is counted by class.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+namespace meshlb {
+
+// IPVS TCP states in kernel order (ip_vs_proto_tcp.c), plus UDP.
+#define MESHLB_CONN_STATES(X)   \
+  X(kNone, "NONE", 2)           \
+  X(kEstablished, "ESTABLISHED", 900) \
+  X(kSynSent, "SYN_SENT", 120)  \
+  X(kSynRecv, "SYN_RECV", 60)   \
+  X(kFinWait, "FIN_WAIT", 120)  \
+  X(kTimeWait, "TIME_WAIT", 120) \
+  X(kClose, "CLOSE", 10)        \
+  X(kCloseWait, "CLOSE_WAIT", 60) \
+  X(kLastAck, "LAST_ACK", 30)   \
+  X(kListen, "LISTEN", 120)     \
+  X(kSynAck, "SYNACK", 120)     \
+  X(kUdp, "UDP", 300)
+
+enum class ConnState : uint8_t {
+#define MESHLB_X(name, label, secs) name,
+  MESHLB_CONN_STATES(MESHLB_X)
+#undef MESHLB_X
+      kCount
+};
+constexpr int kNumConnStates = static_cast<int>(ConnState::kCount);
+const char* connStateName(ConnState s);
+
+// Timeouts in milliseconds per state; defaults are the kernel's.
+struct ConnTimeouts {
+  std::array<uint32_t, kNumConnStates> ms;
+  ConnTimeouts();
+  uint32_t of(ConnState s) const { return ms[static_cast<int>(s)]; }
+};
+
+// The IPVS transition for a TCP segment seen in `reply` direction (from the
+// backend: the kernel's OUTPUT table) or not (from the client: INPUT).
+ConnState nextTcpState(ConnState cur, bool reply, uint8_t tcp_flags);
+
+struct Ipv4Addr {
+  uint32_t v = 0;  // network byte order
+  friend bool operator==(Ipv4Addr a, Ipv4Addr b) { return a.v == b.v; }
+};
+struct Ipv6Addr {
+  uint8_t b[16] = {};
+  friend bool operator==(const Ipv6Addr& a, const Ipv6Addr& c) {
+    return std::memcmp(a.b, c.b, 16) == 0;
+  }
+};
+
+// Ports in network byte order, as parsed.
+template <class Addr>
+struct FlowKey {
+  Addr src, dst;
+  uint16_t sport = 0, dport = 0;
+  uint8_t proto = 0;
+};
+
+enum class FlowDir : uint8_t { kOriginal = 0, kReply = 1 };
+
+template <class Addr>
+struct Flow {
+  Addr client, vip;     // original direction: client -> vip
+  Addr backend, local;  // reply direction: backend -> local (SNAT address, or the client)
+  uint16_t cport, vport, bport, lport;
+  uint32_t expires_ms;
+  uint32_t backend_id : 24;  // the control plane's stable real-server id
+  uint32_t state : 4;        // ConnState; kFreeState when unused
+  uint32_t udp : 1;          // proto: 1 = UDP, 0 = TCP
+  uint32_t flags : 3;
+
+  ConnState connState() const { return static_cast<ConnState>(state); }
+  uint8_t proto() const { return udp ? 17 : 6; }
+  FlowKey<Addr> originalKey() const { return {client, vip, cport, vport, proto()}; }
+  FlowKey<Addr> replyKey() const { return {backend, local, bport, lport, proto()}; }
+};
+
+struct FlowTableCounters {
+  uint64_t inserted = 0;
+  uint64_t removed = 0;
+  uint64_t expired = 0;               // by the sweep or found expired on lookup
+  uint64_t evicted_embryonic = 0;
+  uint64_t evicted_closing = 0;
+  uint64_t evicted_established = 0;
+  uint64_t reply_key_in_use = 0;      // insert refused: reply direction already tracked
+  uint64_t displaced = 0;             // keys moved to their other bucket to make room
+};
+
+template <class Addr>
+class FlowTable {
+ public:
+  using Key = FlowKey<Addr>;
+  using Entry = Flow<Addr>;
+  struct Hit {
+    Entry* flow = nullptr;
+    FlowDir dir = FlowDir::kOriginal;
+  };
+  static constexpr uint32_t kMaxBurst = 64;
+
+  // `capacity` connections; `seed` keys the bucket hash (random in production so
+  // that a client cannot aim at one bucket, fixed in tests).
+  explicit FlowTable(uint32_t capacity, uint64_t seed = 0);
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  uint64_t hash(const Key& k) const;
+  void prefetch(uint64_t h) const;
+  Hit lookup(const Key& k, uint32_t now_ms) { return lookup(k, hash(k), now_ms); }
+  Hit lookup(const Key& k, uint64_t h, uint32_t now_ms);
+  // Up to kMaxBurst lookups with the bucket and record loads overlapped.
+  void lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms);
+
+  // Inserts a connection whose original key the caller has just missed, with the
+  // timeout of its initial state armed. Returns nullptr when the reply key is
+  // tracked already (counted). May evict (counted).
+  Entry* insert(const Entry& e, uint32_t now_ms);
+  void remove(Entry* e);
+  // Removes up to `budget` expired records from the sweep cursor; returns how many.
+  uint32_t expireSome(uint32_t now_ms, uint32_t budget);
+
+  // Applies a TCP segment to the state machine and re-arms the timeout.
+  void onTcp(Entry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_ms) {
+    ConnState s = nextTcpState(e->connState(), dir == FlowDir::kReply, tcp_flags);
+    e->state = static_cast<uint32_t>(s);
+    e->expires_ms = now_ms + timeouts_.of(s);
+  }
+  void onUdp(Entry* e, uint32_t now_ms) { e->expires_ms = now_ms + timeouts_.of(ConnState::kUdp); }
+
+  ConnTimeouts& timeouts() { return timeouts_; }
+  const FlowTableCounters& counters() const { return counters_; }
+  uint32_t size() const { return size_; }
+  uint32_t capacity() const { return capacity_; }
+  size_t memoryBytes() const;
+
+  // Control-plane iteration (ipvsadm -L -c); not for the packet path.
+  template <class F>
+  void forEach(F&& f) const {
+    for (uint32_t i = 1; i <= capacity_; ++i) {
+      if (flows_[i].state != kFreeState) f(flows_[i]);
+    }
+  }
+
+ private:
+  static constexpr uint32_t kFreeState = 15;
+  static constexpr int kSlots = 8;
+  static constexpr uint32_t kEvictWindow = 64;
+  struct alignas(64) Bucket {
+    uint32_t sig[kSlots];
+    uint32_t ref[kSlots];  // (record index << 1) | direction; 0 = empty
+  };
+
+  uint32_t bucket1(uint64_t h) const;
+  uint32_t bucket2(uint64_t h) const;
+  static bool matches(const Entry& e, FlowDir dir, const Key& k);
+  Hit find(const Key& k, uint64_t h) const;
+  uint32_t* freeSlot(uint64_t h, uint32_t* sig_out, uint32_t protect, uint32_t now_ms);
+  uint32_t allocRecord(uint32_t now_ms);
+  int victimRank(const Entry& e, uint32_t now_ms) const;
+  void countEviction(int rank);
+  void removeIndex(uint32_t idx);
+  void clearRef(const Key& k, uint32_t ref);
+  static bool expired(const Entry& e, uint32_t now_ms) {
+    return static_cast<int32_t>(now_ms - e.expires_ms) >= 0;
+  }
+
+  uint32_t capacity_;
+  uint32_t num_buckets_;
+  uint64_t seed_;
+  uint32_t size_ = 0;
+  uint32_t free_head_ = 0;  // 0 = none
+  uint32_t sweep_cursor_ = 1;
+  uint32_t evict_cursor_ = 1;
+  std::unique_ptr<Bucket[]> buckets_;
+  std::unique_ptr<Entry[]> flows_;  // index 0 unused: ref 0 means empty
+  ConnTimeouts timeouts_;
+  FlowTableCounters counters_;
+};
+
+using FlowTable4 = FlowTable<Ipv4Addr>;
+using FlowTable6 = FlowTable<Ipv6Addr>;
+
+}  // namespace meshlb

@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""Generates tests/data/golden_packets.txt with scapy, an independent packet tool.
+
+Regenerate with:  /usr/bin/python3 tests/data/gen_golden.py > tests/data/golden_packets.txt
+
+Every packet is built by scapy with its checksums computed by scapy (fields left
+unset), so the expected outputs of the NAT and VXLAN tests check meshlb's
+incremental checksum updates against full recomputations. Addresses are from
+198.18.0.0/15 and 2001:db8::/32 only.
+"""
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, VXLAN, Dot1AD, Dot1Q, Ether, IPerror,
+                       IPOption_NOP, IPOption_RR, IPv6, IPv6ExtHdrDestOpt,
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+                       ICMPv6DestUnreach, ICMPv6PacketTooBig, IPerror6, Raw, TCPerror,
+                       UDPerror, fragment, fragment6, raw)
+
+CLIENT_MAC, LB_MAC, NODE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+CLIENT, VIP, LB, TASK = "198.18.0.10", "198.18.0.100", "198.19.0.1", "198.19.1.2"
+CLIENT6, VIP6, LB6, TASK6 = "2001:db8::10", "2001:db8::100", "2001:db8:1::1", "2001:db8:2::2"
+E = Ether(src=CLIENT_MAC, dst=LB_MAC)
+PAYLOAD = b"meshlb-golden-payload"
+out = []
+
+
+def emit(name, pkt):
+    out.append("%s %s" % (name, raw(pkt).hex()))
+
+
+# ---- parser inputs -------------------------------------------------------------
+emit("tcp4_syn", E / IP(src=CLIENT, dst=VIP) / TCP(sport=40000, dport=8080, flags="S", seq=1))
+emit("tcp4_options", E / IP(src=CLIENT, dst=VIP, options=[IPOption_RR(routers=["198.18.0.1"]),
+                                                           IPOption_NOP()]) /
+     TCP(sport=40001, dport=8080, flags="PA", options=[("MSS", 1460), ("NOP", None),
+                                                       ("WScale", 7)]) / PAYLOAD)
+emit("udp4", E / IP(src=CLIENT, dst=VIP) / UDP(sport=5000, dport=53) / PAYLOAD)
+emit("udp4_zero_csum", E / IP(src=CLIENT, dst=VIP) / UDP(sport=5001, dport=53, chksum=0) / PAYLOAD)
+emit("vlan_tcp4", Ether(src=CLIENT_MAC, dst=LB_MAC) / Dot1Q(vlan=100) /
+     IP(src=CLIENT, dst=VIP) / TCP(sport=40002, dport=8080, flags="A"))
+emit("qinq_udp4", Ether(src=CLIENT_MAC, dst=LB_MAC) / Dot1AD(vlan=10) / Dot1Q(vlan=20) /
+     IP(src=CLIENT, dst=VIP) / UDP(sport=5002, dport=53) / PAYLOAD)
+frags = fragment(IP(src=CLIENT, dst=VIP, id=77) / UDP(sport=5003, dport=53) / (b"x" * 200),
+                 fragsize=96)
+emit("frag4_first", E / frags[0])
+emit("frag4_later", E / frags[1])
+emit("tcp6", E / IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40003, dport=8080, flags="S"))
+emit("ipv6_ext_udp", E / IPv6(src=CLIENT6, dst=VIP6) / IPv6ExtHdrHopByHop() /
+     IPv6ExtHdrRouting(addresses=[]) / IPv6ExtHdrDestOpt() / UDP(sport=5004, dport=53) / PAYLOAD)
+f6 = fragment6(IPv6(src=CLIENT6, dst=VIP6) / IPv6ExtHdrFragment(id=5) /
+               UDP(sport=5005, dport=53) / (b"y" * 300), 200)
+emit("frag6_first", E / f6[0])
+emit("frag6_later", E / f6[1])
+emit("icmp4_port_unreach", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB) /
+     ICMP(type=3, code=3) / IPerror(src=LB, dst=TASK) / UDPerror(sport=61000, dport=53))
+emit("icmp4_frag_needed_tcp", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB) /
+     ICMP(type=3, code=4, nexthopmtu=1400) / IPerror(src=LB, dst=TASK, flags="DF") /
+     TCPerror(sport=61001, dport=80, flags="A", seq=7, ack=9))
+emit("icmp6_too_big_tcp", Ether(src=NODE_MAC, dst=LB_MAC) / IPv6(src=TASK6, dst=LB6) /
+     ICMPv6PacketTooBig(mtu=1280) / IPerror6(src=LB6, dst=TASK6) /
+     TCPerror(sport=61002, dport=80, flags="A"))
+emit("icmp4_echo", E / IP(src=CLIENT, dst=LB) / ICMP(type=8, id=1, seq=1) / PAYLOAD)
+emit("vxlan_tcp4", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src="198.19.0.2", dst=LB) /
+     UDP(sport=50123, dport=4789, chksum=0) / VXLAN(vni=4097) /
+     Ether(src="02:42:0a:00:00:05", dst="02:42:0a:00:00:02") /
+     IP(src=TASK, dst=LB) / TCP(sport=80, dport=61000, flags="SA"))
+emit("arp", Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=CLIENT, pdst=LB))
+
+# ---- malformed inputs ------------------------------------------------------------
+emit("bad_ipv4_checksum", E / IP(src=CLIENT, dst=VIP, chksum=0x1234) / TCP(sport=1, dport=2))
+emit("bad_ipv4_ihl", E / IP(src=CLIENT, dst=VIP, ihl=4) / TCP(sport=1, dport=2))
+emit("bad_ipv4_version", E / IP(src=CLIENT, dst=VIP, version=5) / TCP(sport=1, dport=2))
+emit("bad_ipv4_total_length_short", E / IP(src=CLIENT, dst=VIP, len=12) / TCP(sport=1, dport=2))
+emit("bad_ipv4_total_length_long", E / IP(src=CLIENT, dst=VIP, len=1000) / TCP(sport=1, dport=2))
+emit("bad_ipv4_ping_of_death", E / IP(src=CLIENT, dst=VIP, frag=8189, proto=17) / (b"z" * 100))
+emit("bad_tcp_data_offset", E / IP(src=CLIENT, dst=VIP) / TCP(sport=1, dport=2, dataofs=3))
+emit("bad_tcp_data_offset_long", E / IP(src=CLIENT, dst=VIP) / TCP(sport=1, dport=2, dataofs=15))
+emit("bad_udp_length_short", E / IP(src=CLIENT, dst=VIP) / UDP(sport=1, dport=2, len=4) / PAYLOAD)
+emit("bad_udp_length_long", E / IP(src=CLIENT, dst=VIP) / UDP(sport=1, dport=2, len=900) / PAYLOAD)
+emit("bad_vxlan_flags", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src="198.19.0.2", dst=LB) /
+     UDP(sport=50123, dport=4789) / VXLAN(vni=4097, flags=0) /
+     Ether() / IP(src=TASK, dst=LB) / TCP())
+emit("bad_vxlan_truncated", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src="198.19.0.2", dst=LB) /
+     UDP(sport=50123, dport=4789) / VXLAN(vni=4097))
+emit("bad_ipv6_hbh_not_first", E / IPv6(src=CLIENT6, dst=VIP6) / IPv6ExtHdrDestOpt() /
+     IPv6ExtHdrHopByHop() / UDP(sport=1, dport=2))
+emit("bad_ipv6_chain_too_long", E / IPv6(src=CLIENT6, dst=VIP6) /
+     IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() /
+     IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() /
+     IPv6ExtHdrDestOpt() / UDP(sport=1, dport=2))
+emit("bad_ipv6_payload_long", E / IPv6(src=CLIENT6, dst=VIP6, plen=500) / UDP(sport=1, dport=2))
+emit("bad_vlan_three_tags", Ether(src=CLIENT_MAC, dst=LB_MAC) / Dot1AD(vlan=1) / Dot1Q(vlan=2) /
+     Dot1Q(vlan=3) / IP(src=CLIENT, dst=VIP) / UDP(sport=1, dport=2))
+emit("bad_icmp_inner_truncated", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB) /
+     ICMP(type=3, code=3) / raw(IPerror(src=LB, dst=TASK) / UDPerror(sport=61000, dport=53))[:24])
+emit("bad_icmp_inner_version", Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB) /
+     ICMP(type=3, code=3) / IPerror(src=LB, dst=TASK, version=7) / UDPerror(sport=1, dport=2))
+
+# ---- NAT: input and expected output (checksums recomputed by scapy) -------------------
+def nat_pair(name, before, after):
+    emit(name + ".in", before)
+    emit(name + ".out", after)
+
+
+nat_pair("nat_tcp4_dnat",
+         E / IP(src=CLIENT, dst=VIP, id=1) / TCP(sport=40000, dport=8080, flags="S") / PAYLOAD,
+         E / IP(src=CLIENT, dst=TASK, id=1) / TCP(sport=40000, dport=80, flags="S") / PAYLOAD)
+nat_pair("nat_tcp4_fullnat",
+         E / IP(src=CLIENT, dst=VIP, id=2) / TCP(sport=40000, dport=8080, flags="PA") / PAYLOAD,
+         E / IP(src=LB, dst=TASK, id=2) / TCP(sport=61000, dport=80, flags="PA") / PAYLOAD)
+nat_pair("nat_tcp4_reply",
+         E / IP(src=TASK, dst=LB, id=3) / TCP(sport=80, dport=61000, flags="SA") / PAYLOAD,
+         E / IP(src=VIP, dst=CLIENT, id=3) / TCP(sport=8080, dport=40000, flags="SA") / PAYLOAD)
+nat_pair("nat_tcp4_options_snat",
+         E / IP(src=CLIENT, dst=VIP, options=[IPOption_RR(routers=["198.18.0.1"])]) /
+         TCP(sport=40001, dport=8080, options=[("MSS", 1460)]) / PAYLOAD,
+         E / IP(src=LB, dst=VIP, options=[IPOption_RR(routers=["198.18.0.1"])]) /
+         TCP(sport=61001, dport=8080, options=[("MSS", 1460)]) / PAYLOAD)
+nat_pair("nat_vlan_tcp4_dnat",
+         E / Dot1Q(vlan=100) / IP(src=CLIENT, dst=VIP) / TCP(sport=40002, dport=8080),
+         E / Dot1Q(vlan=100) / IP(src=CLIENT, dst=TASK) / TCP(sport=40002, dport=80))
+nat_pair("nat_udp4_fullnat",
+         E / IP(src=CLIENT, dst=VIP) / UDP(sport=5000, dport=53) / PAYLOAD,
+         E / IP(src=LB, dst=TASK) / UDP(sport=61002, dport=5353) / PAYLOAD)
+nat_pair("nat_udp4_zero_csum",
+         E / IP(src=CLIENT, dst=VIP) / UDP(sport=5001, dport=53, chksum=0) / PAYLOAD,
+         E / IP(src=LB, dst=TASK) / UDP(sport=61003, dport=5353, chksum=0) / PAYLOAD)
+nat_pair("nat_tcp6_fullnat",
+         E / IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40003, dport=8080, flags="S") / PAYLOAD,
+         E / IPv6(src=LB6, dst=TASK6) / TCP(sport=61004, dport=80, flags="S") / PAYLOAD)
+nat_pair("nat_udp6_dnat",
+         E / IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=5004, dport=53) / PAYLOAD,
+         E / IPv6(src=CLIENT6, dst=TASK6) / UDP(sport=5004, dport=5353) / PAYLOAD)
+nat_pair("nat_frag4_first_dnat", E / frags[0],
+         E / fragment(IP(src=CLIENT, dst=TASK, id=77) / UDP(sport=5003, dport=5353) / (b"x" * 200),
+                      fragsize=96)[0])
+# ICMP errors from a task about a full-NAT'd connection, translated for the client.
+nat_pair("nat_icmp4_port_unreach",
+         Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB, id=9) / ICMP(type=3, code=3) /
+         IPerror(src=LB, dst=TASK, id=4) / UDPerror(sport=61002, dport=5353) / PAYLOAD,
+         Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=VIP, dst=CLIENT, id=9) / ICMP(type=3, code=3) /
+         IPerror(src=CLIENT, dst=VIP, id=4) / UDPerror(sport=5000, dport=53) / PAYLOAD)
+nat_pair("nat_icmp4_frag_needed_tcp",
+         Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=TASK, dst=LB) / ICMP(type=3, code=4, nexthopmtu=1400) /
+         IPerror(src=LB, dst=TASK, flags="DF") / TCPerror(sport=61000, dport=80, flags="A"),
+         Ether(src=NODE_MAC, dst=LB_MAC) / IP(src=VIP, dst=CLIENT) / ICMP(type=3, code=4, nexthopmtu=1400) /
+         IPerror(src=CLIENT, dst=VIP, flags="DF") / TCPerror(sport=40000, dport=8080, flags="A"))
+nat_pair("nat_icmp6_too_big_tcp",
+         Ether(src=NODE_MAC, dst=LB_MAC) / IPv6(src=TASK6, dst=LB6) / ICMPv6PacketTooBig(mtu=1280) /
+         IPerror6(src=LB6, dst=TASK6) / TCPerror(sport=61004, dport=80, flags="A"),
+         Ether(src=NODE_MAC, dst=LB_MAC) / IPv6(src=VIP6, dst=CLIENT6) / ICMPv6PacketTooBig(mtu=1280) /
+         IPerror6(src=CLIENT6, dst=VIP6) / TCPerror(sport=40003, dport=8080, flags="A"))
+nat_pair("nat_icmp6_port_unreach",
+         Ether(src=NODE_MAC, dst=LB_MAC) / IPv6(src=TASK6, dst=LB6) / ICMPv6DestUnreach(code=4) /
+         IPerror6(src=LB6, dst=TASK6) / UDPerror(sport=61005, dport=5353) / PAYLOAD,
+         Ether(src=NODE_MAC, dst=LB_MAC) / IPv6(src=VIP6, dst=CLIENT6) / ICMPv6DestUnreach(code=4) /
+         IPerror6(src=CLIENT6, dst=VIP6) / UDPerror(sport=5004, dport=53) / PAYLOAD)
+
+# ---- VXLAN: the full-NAT'd packet encapsulated towards node 2 -----------------------
+inner = Ether(src=LB_MAC, dst="02:42:0a:00:00:05") / IP(src=LB, dst=TASK, id=2) / \
+    TCP(sport=61000, dport=80, flags="PA") / PAYLOAD
+emit("vxlan_encap.inner", inner)
+emit("vxlan_encap.out", Ether(src=LB_MAC, dst=NODE_MAC) /
+     IP(src="198.19.0.1", dst="198.19.0.2", id=0, flags="DF", ttl=64) /
+     UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=4097, flags=0x08) / inner)
+
+# ---- too big: a 1500-byte DF packet that cannot take 50 bytes of VXLAN -----------------
+big = E / IP(src=CLIENT, dst=VIP, flags="DF") / TCP(sport=40000, dport=8080, flags="A") / (b"b" * 1460)
+emit("too_big4.in", big)
+emit("too_big4.out", Ether(src=LB_MAC, dst=CLIENT_MAC) /
+     IP(src=VIP, dst=CLIENT, tos=0xc0, id=0, flags=0, ttl=64) /
+     ICMP(type=3, code=4, nexthopmtu=1450) / Raw(raw(big[IP])[:548]))
+big6 = E / IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40003, dport=8080, flags="A") / (b"c" * 1440)
+emit("too_big6.in", big6)
+emit("too_big6.out", Ether(src=LB_MAC, dst=CLIENT_MAC) / IPv6(src=VIP6, dst=CLIENT6, hlim=64) /
+     ICMPv6PacketTooBig(mtu=1450) / Raw(raw(big6[IPv6])[:1232]))
+
+print("# Generated by tests/data/gen_golden.py (scapy); do not edit.")
+print("\n".join(out))
