@@ -28,12 +28,13 @@ namespace {
 
 // The kernel's tcp_states[] (net/netfilter/ipvs/ip_vs_proto_tcp.c), INPUT and
 // OUTPUT halves; rows syn, fin, ack, rst; columns in ConnState order (no UDP).
-constexpr ConnState sNO = ConnState::kNone, sES = ConnState::kEstablished,
+// No transition leads to NONE or SYNACK; the names are kept for the column headers.
+[[maybe_unused]] constexpr ConnState sNO = ConnState::kNone, sSA = ConnState::kSynAck;
+constexpr ConnState sES = ConnState::kEstablished,
                     sSS = ConnState::kSynSent, sSR = ConnState::kSynRecv,
                     sFW = ConnState::kFinWait, sTW = ConnState::kTimeWait,
                     sCL = ConnState::kClose, sCW = ConnState::kCloseWait,
-                    sLA = ConnState::kLastAck, sLI = ConnState::kListen,
-                    sSA = ConnState::kSynAck;
+                    sLA = ConnState::kLastAck, sLI = ConnState::kListen;
 constexpr ConnState kTcpStates[2][4][11] = {
     {
         /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
