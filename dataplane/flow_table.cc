@@ -78,10 +78,8 @@ FlowTable<Addr>::FlowTable(uint32_t capacity, uint64_t seed)
   uint64_t slots = (2ull * capacity_ * 5 + 3) / 4;
   num_buckets_ = static_cast<uint32_t>((slots + kSlots - 1) / kSlots);
   if (num_buckets_ < 2) num_buckets_ = 2;
-  buckets_.reset(new Bucket[num_buckets_]);
-  std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * num_buckets_);
-  flows_.reset(new Entry[capacity_ + 1]);
-  std::memset(static_cast<void*>(flows_.get()), 0, sizeof(Entry) * (capacity_ + 1));
+  buckets_ = HugeArray<Bucket>(num_buckets_);  // zero-filled: every slot empty
+  flows_ = HugeArray<Entry>(capacity_ + 1);
   // Free list in index order; the link lives in expires_ms of a free record.
   for (uint32_t i = 1; i <= capacity_; ++i) {
     flows_[i].state = kFreeState;
@@ -176,27 +174,42 @@ typename FlowTable<Addr>::Hit FlowTable<Addr>::lookup(const Key& k, uint64_t h, 
 }
 
 template <class Addr>
-void FlowTable<Addr>::lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms) {
-  uint64_t hs[kMaxBurst];
-  if (n > kMaxBurst) n = kMaxBurst;
+void FlowTable<Addr>::hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* hashes) const {
   for (uint32_t i = 0; i < n; ++i) {
-    hs[i] = hash(keys[i]);
-    prefetch(hs[i]);
+    hashes[i] = hash(keys[i]);
+    prefetch(hashes[i]);
   }
-  // Second pass: the buckets are (mostly) in cache; start loading each candidate record.
+}
+
+template <class Addr>
+void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n) const {
   for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t sig = static_cast<uint32_t>(hs[i] >> 32);
-    const Bucket& b = buckets_[bucket1(hs[i])];
+    const uint32_t sig = static_cast<uint32_t>(hashes[i] >> 32);
+    const Bucket& b = buckets_[bucket1(hashes[i])];
     uint32_t m = sigMask(b.sig, sig);
     if (m) {
       __builtin_prefetch(&flows_[b.ref[__builtin_ctz(m)] >> 1]);
-    } else {
-      const Bucket& b2 = buckets_[bucket2(hs[i])];
-      m = sigMask(b2.sig, sig);
-      if (m) __builtin_prefetch(&flows_[b2.ref[__builtin_ctz(m)] >> 1]);
+      continue;
     }
+    const Bucket& b2 = buckets_[bucket2(hashes[i])];
+    m = sigMask(b2.sig, sig);
+    if (m) __builtin_prefetch(&flows_[b2.ref[__builtin_ctz(m)] >> 1]);
   }
-  for (uint32_t i = 0; i < n; ++i) hits[i] = lookup(keys[i], hs[i], now_ms);
+}
+
+template <class Addr>
+void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes, uint32_t n,
+                                   Hit* hits, uint32_t now_ms) {
+  for (uint32_t i = 0; i < n; ++i) hits[i] = lookup(keys[i], hashes[i], now_ms);
+}
+
+template <class Addr>
+void FlowTable<Addr>::lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms) {
+  uint64_t hs[kMaxBurst];
+  if (n > kMaxBurst) n = kMaxBurst;
+  hashAndPrefetch(keys, n, hs);
+  prefetchRecords(hs, n);
+  lookupHashed(keys, hs, n, hits, now_ms);
 }
 
 template <class Addr>
@@ -323,15 +336,12 @@ uint32_t* FlowTable<Addr>::freeSlot(uint64_t h, uint32_t* sig_out, uint32_t prot
 }
 
 template <class Addr>
-typename FlowTable<Addr>::Entry* FlowTable<Addr>::insert(const Entry& e, uint32_t now_ms) {
-  const Key okey = e.originalKey();
-  const Key rkey = e.replyKey();
-  const uint64_t rh = hash(rkey);
-  if (lookup(rkey, rh, now_ms).flow) {
+typename FlowTable<Addr>::Entry* FlowTable<Addr>::insert(const Entry& e, uint32_t now_ms,
+                                                         uint64_t oh, uint64_t rh) {
+  if (lookup(e.replyKey(), rh, now_ms).flow) {
     ++counters_.reply_key_in_use;
     return nullptr;
   }
-  const uint64_t oh = hash(okey);
   const uint32_t idx = allocRecord(now_ms);
   flows_[idx] = e;
   flows_[idx].expires_ms = now_ms + timeouts_.of(e.connState());

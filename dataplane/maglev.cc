@@ -64,15 +64,19 @@ absl::StatusOr<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backen
   // its next preferred free slot. Unweighted, that is plain round robin, so every
   // backend ends with floor(M/N) or ceil(M/N) slots (the paper's guarantee);
   // weighted, a backend with weight w picks w/max_weight as often.
+  // Occupancy is probed in a bitmap (8 KiB at M=65537: L1-resident) rather than in
+  // the 4-byte slots, since population is dominated by probes of taken slots.
+  std::vector<uint64_t> taken((size + 63) / 64, 0);
   uint32_t filled = 0;
   for (uint64_t round = 1; filled < size; ++round) {
     for (Entry& e : entries) {
       if (round * e.weight < e.next_pick) continue;
       e.next_pick += max_weight;
-      while (t.slots_[e.pos] != 0) {
+      while (taken[e.pos >> 6] & (1ull << (e.pos & 63))) {
         e.pos += e.skip;
         if (e.pos >= size) e.pos -= size;
       }
+      taken[e.pos >> 6] |= 1ull << (e.pos & 63);
       t.slots_[e.pos] = e.id;
       e.pos += e.skip;
       if (e.pos >= size) e.pos -= size;

@@ -32,6 +32,19 @@ void setPort(uint8_t* port_field, uint16_t port, uint8_t* csum) {
   store16(port_field, port);
 }
 
+// One's-complement difference of replacing `old_word` by `new_word` (RFC 1624):
+// accumulated per field, folded once per checksum.
+inline uint64_t delta32(uint32_t old_word, uint32_t new_word) {
+  return static_cast<uint64_t>(static_cast<uint32_t>(~old_word)) + new_word;
+}
+inline uint64_t delta16(uint16_t old_word, uint16_t new_word) {
+  return static_cast<uint64_t>(static_cast<uint16_t>(~old_word)) + new_word;
+}
+inline void applyDelta(uint8_t* field, uint64_t delta) {
+  uint64_t sum = static_cast<uint16_t>(~load16(field)) + delta;
+  store16(field, static_cast<uint16_t>(~csumFold(sum)));
+}
+
 // Rewrites one IPv4 datagram's endpoints; `ip_csum` is its header checksum field
 // (the quoted header's is recomputed by the caller instead).
 void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite4& rw,
@@ -39,21 +52,28 @@ void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite4& 
   uint8_t* h = frame + ip.l3_offset;
   uint8_t* csum = l4ChecksumField(frame, ip, end, true);
   uint8_t* l4 = frame + ip.l4_offset;
+  uint64_t addr_delta = 0, port_delta = 0;
   if (rw.set_src) {
-    uint32_t old = load32(h + 12);
-    if (ip_csum) csumReplace32(ip_csum, old, rw.src.addr.v);
-    if (csum) csumReplace32(csum, old, rw.src.addr.v);
+    addr_delta += delta32(load32(h + 12), rw.src.addr.v);
     store32(h + 12, rw.src.addr.v);
-    if (ip.has_ports) setPort(l4, rw.src.port, csum);
+    if (ip.has_ports) {
+      port_delta += delta16(load16(l4), rw.src.port);
+      store16(l4, rw.src.port);
+    }
   }
   if (rw.set_dst) {
-    uint32_t old = load32(h + 16);
-    if (ip_csum) csumReplace32(ip_csum, old, rw.dst.addr.v);
-    if (csum) csumReplace32(csum, old, rw.dst.addr.v);
+    addr_delta += delta32(load32(h + 16), rw.dst.addr.v);
     store32(h + 16, rw.dst.addr.v);
-    if (ip.has_ports) setPort(l4 + 2, rw.dst.port, csum);
+    if (ip.has_ports) {
+      port_delta += delta16(load16(l4 + 2), rw.dst.port);
+      store16(l4 + 2, rw.dst.port);
+    }
   }
-  fixUdpZero(ip, csum);
+  if (ip_csum) applyDelta(ip_csum, addr_delta);
+  if (csum) {
+    applyDelta(csum, addr_delta + port_delta);
+    fixUdpZero(ip, csum);
+  }
 }
 
 void rewrite6(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite6& rw) {

@@ -23,6 +23,8 @@
 #include <cstring>
 #include <memory>
 
+#include "meshlb/huge_array.h"
+
 namespace meshlb {
 
 // IPVS TCP states in kernel order (ip_vs_proto_tcp.c), plus UDP.
@@ -130,13 +132,25 @@ class FlowTable {
   void prefetch(uint64_t h) const;
   Hit lookup(const Key& k, uint32_t now_ms) { return lookup(k, hash(k), now_ms); }
   Hit lookup(const Key& k, uint64_t h, uint32_t now_ms);
-  // Up to kMaxBurst lookups with the bucket and record loads overlapped.
+  // Staged burst lookup (DPDK l3fwd_em_hlm, VPP lb): hash and prefetch the
+  // buckets, then prefetch the candidate records, then compare keys. A caller can
+  // run the stages on different bursts so that each load has a burst's worth of
+  // work to hide behind; lookupBurst runs all three on one burst.
+  void hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* hashes) const;
+  void prefetchRecords(const uint64_t* hashes, uint32_t n) const;
+  void lookupHashed(const Key* keys, const uint64_t* hashes, uint32_t n, Hit* hits,
+                    uint32_t now_ms);
   void lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms);
 
   // Inserts a connection whose original key the caller has just missed, with the
   // timeout of its initial state armed. Returns nullptr when the reply key is
   // tracked already (counted). May evict (counted).
-  Entry* insert(const Entry& e, uint32_t now_ms);
+  Entry* insert(const Entry& e, uint32_t now_ms) {
+    return insert(e, now_ms, hash(e.originalKey()), hash(e.replyKey()));
+  }
+  // The same with both keys' hashes already computed (and their buckets
+  // prefetched, for a burst of new connections).
+  Entry* insert(const Entry& e, uint32_t now_ms, uint64_t original_hash, uint64_t reply_hash);
   void remove(Entry* e);
   // Removes up to `budget` expired records from the sweep cursor; returns how many.
   uint32_t expireSome(uint32_t now_ms, uint32_t budget);
@@ -193,8 +207,8 @@ class FlowTable {
   uint32_t free_head_ = 0;  // 0 = none
   uint32_t sweep_cursor_ = 1;
   uint32_t evict_cursor_ = 1;
-  std::unique_ptr<Bucket[]> buckets_;
-  std::unique_ptr<Entry[]> flows_;  // index 0 unused: ref 0 means empty
+  HugeArray<Bucket> buckets_;
+  HugeArray<Entry> flows_;  // index 0 unused: ref 0 means empty
   ConnTimeouts timeouts_;
   FlowTableCounters counters_;
 };

@@ -1,0 +1,393 @@
+#include "ipvsadm.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <optional>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace meshlb {
+
+namespace {
+
+enum class Cmd { kNone, kAddSvc, kEditSvc, kDelSvc, kClear, kRestore, kSave, kAddDest, kEditDest,
+                 kDelDest, kList, kZero, kSet };
+
+struct Parsed {
+  Cmd cmd = Cmd::kNone;
+  std::optional<ServiceKey> svc;
+  std::string scheduler;
+  bool have_scheduler = false;
+  std::optional<std::pair<IpAddress, std::optional<uint16_t>>> real;
+  std::optional<ForwardMethod> fwd;
+  std::optional<uint32_t> weight;
+  bool numeric = false, timeout = false;
+  std::vector<uint32_t> set_values;
+};
+
+absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+// "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
+absl::StatusOr<std::pair<IpAddress, std::optional<uint16_t>>> parseAddrPort(
+    const std::string& s, bool allow_no_port, const char* what) {
+  std::string host = s, port;
+  if (!s.empty() && s[0] == '[') {
+    auto close = s.find(']');
+    if (close == std::string::npos) return bad(absl::StrCat("illegal ", what, " '", s, "'"));
+    host = s.substr(1, close - 1);
+    if (close + 1 < s.size()) {
+      if (s[close + 1] != ':') return bad(absl::StrCat("illegal ", what, " '", s, "'"));
+      port = s.substr(close + 2);
+    }
+  } else if (auto colon = s.rfind(':'); colon != std::string::npos &&
+                                        s.find(':') == colon) {  // one colon: IPv4 with port
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  auto addr = IpAddress::parse(host);
+  if (!addr.ok()) return bad(absl::StrCat("illegal ", what, " address '", s, "'"));
+  std::optional<uint16_t> p;
+  if (!port.empty()) {
+    uint32_t v;
+    if (!absl::SimpleAtoi(port, &v) || v > 65535) {
+      return bad(absl::StrCat("illegal ", what, " port '", port, "'"));
+    }
+    p = static_cast<uint16_t>(v);
+  } else if (!allow_no_port) {
+    return bad(absl::StrCat(what, " '", s, "' needs a port"));
+  }
+  return std::make_pair(*addr, p);
+}
+
+absl::Status setCmd(Parsed& p, Cmd c, const std::string& opt) {
+  if (p.cmd != Cmd::kNone && p.cmd != c) {
+    return bad(absl::StrCat("option ", opt, " conflicts with the command already given"));
+  }
+  p.cmd = c;
+  return absl::OkStatus();
+}
+
+// Splits "-Ln" into "-L", "-n": ipvsadm (popt) accepts bundled short options.
+std::vector<std::string> unbundle(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const auto& a : args) {
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' &&
+        a.find_first_not_of("ACDSRLlZEaednc", 1) == std::string::npos) {
+      for (size_t i = 1; i < a.size(); ++i) out.push_back(std::string("-") + a[i]);
+    } else {
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
+  const std::vector<std::string> args = unbundle(raw);
+  Parsed p;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](std::string* out) -> absl::Status {
+      if (i + 1 >= args.size()) return bad(absl::StrCat("option ", a, " needs a value"));
+      *out = args[++i];
+      return absl::OkStatus();
+    };
+    std::string v;
+    absl::Status st;
+    if (a == "-A" || a == "--add-service") st = setCmd(p, Cmd::kAddSvc, a);
+    else if (a == "-E" || a == "--edit-service") st = setCmd(p, Cmd::kEditSvc, a);
+    else if (a == "-D" || a == "--delete-service") st = setCmd(p, Cmd::kDelSvc, a);
+    else if (a == "-C" || a == "--clear") st = setCmd(p, Cmd::kClear, a);
+    else if (a == "-R" || a == "--restore") st = setCmd(p, Cmd::kRestore, a);
+    else if (a == "-S" || a == "--save") st = setCmd(p, Cmd::kSave, a);
+    else if (a == "-a" || a == "--add-server") st = setCmd(p, Cmd::kAddDest, a);
+    else if (a == "-e" || a == "--edit-server") st = setCmd(p, Cmd::kEditDest, a);
+    else if (a == "-d" || a == "--delete-server") st = setCmd(p, Cmd::kDelDest, a);
+    else if (a == "-L" || a == "-l" || a == "--list") st = setCmd(p, Cmd::kList, a);
+    else if (a == "-Z" || a == "--zero") st = setCmd(p, Cmd::kZero, a);
+    else if (a == "--set") {
+      st = setCmd(p, Cmd::kSet, a);
+      for (int k = 0; k < 3 && st.ok(); ++k) {
+        uint32_t t;
+        if (i + 1 >= args.size() || !absl::SimpleAtoi(args[i + 1], &t)) {
+          st = bad("--set needs three values: tcp tcpfin udp (seconds, 0 = unchanged)");
+        } else {
+          p.set_values.push_back(t);
+          ++i;
+        }
+      }
+    } else if (a == "-t" || a == "--tcp-service" || a == "-u" || a == "--udp-service") {
+      if (p.svc) return bad("more than one service given");
+      st = value(&v);
+      if (!st.ok()) return st;
+      auto ap = parseAddrPort(v, false, "service");
+      if (!ap.ok()) return ap.status();
+      ServiceKey k;
+      k.protocol = (a == "-t" || a == "--tcp-service") ? 6 : 17;
+      k.addr = ap->first;
+      k.port = *ap->second;
+      p.svc = k;
+    } else if (a == "-f" || a == "--fwmark-service") {
+      if (p.svc) return bad("more than one service given");
+      st = value(&v);
+      if (!st.ok()) return st;
+      uint32_t m;
+      if (!absl::SimpleAtoi(v, &m) || m == 0) return bad(absl::StrCat("illegal fwmark '", v, "'"));
+      ServiceKey k;
+      k.fwmark = m;
+      p.svc = k;
+    } else if (a == "-s" || a == "--scheduler") {
+      st = value(&p.scheduler);
+      p.have_scheduler = true;
+    } else if (a == "-r" || a == "--real-server") {
+      st = value(&v);
+      if (!st.ok()) return st;
+      auto ap = parseAddrPort(v, true, "real server");
+      if (!ap.ok()) return ap.status();
+      p.real = *ap;
+    } else if (a == "-m" || a == "--masquerading") {
+      p.fwd = ForwardMethod::kMasq;
+    } else if (a == "-g" || a == "--gatewaying") {
+      p.fwd = ForwardMethod::kRoute;
+    } else if (a == "-i" || a == "--ipip") {
+      p.fwd = ForwardMethod::kTunnel;
+    } else if (a == "-w" || a == "--weight") {
+      st = value(&v);
+      uint32_t w;
+      if (st.ok() && (!absl::SimpleAtoi(v, &w) || w > 2147483647u)) {
+        return bad(absl::StrCat("illegal weight '", v, "'"));
+      }
+      if (st.ok()) p.weight = w;
+    } else if (a == "-n" || a == "--numeric") {
+      p.numeric = true;
+    } else if (a == "--timeout") {
+      p.timeout = true;
+    } else if (a == "--exact") {
+      // Numbers are always printed in full.
+    } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
+               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "--stats" ||
+               a == "--rate" || a == "-c" || a == "--connection" || a == "-b" || a == "--sched-flags" ||
+               a == "--pe" || a == "-o" || a == "--ops") {
+      return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
+    } else {
+      return bad(absl::StrCat("unknown option '", a, "'"));
+    }
+    if (!st.ok()) return st;
+  }
+  if (p.cmd == Cmd::kNone) {
+    if (p.timeout) {
+      p.cmd = Cmd::kList;
+    } else {
+      return bad("no command given (one of -A -E -D -C -R -S -a -e -d -L -Z --set)");
+    }
+  }
+  return p;
+}
+
+std::string addrPort(const IpAddress& a, uint16_t port) {
+  return a.af == AF_INET6 ? absl::StrCat("[", a.str(), "]:", port) : absl::StrCat(a.str(), ":", port);
+}
+
+// ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
+std::string serviceName(const ServiceKey& k, bool rule) {
+  if (k.fwmark) return rule ? absl::StrCat("-f ", k.fwmark) : absl::StrCat("FWM  ", k.fwmark);
+  std::string vname = addrPort(k.addr, k.port);
+  if (rule) return absl::StrCat(k.protocol == 6 ? "-t " : "-u ", vname);
+  std::string s = absl::StrCat(k.protocol == 6 ? "TCP" : "UDP", "  ", vname);
+  if (k.addr.af != AF_INET6 && s.size() > 33) s.resize(33);
+  return s;
+}
+
+const char* fwdName(ForwardMethod f) {
+  switch (f) {
+    case ForwardMethod::kMasq: return "Masq";
+    case ForwardMethod::kTunnel: return "Tunnel";
+    default: return "Route";
+  }
+}
+const char* fwdSwitch(ForwardMethod f) {
+  switch (f) {
+    case ForwardMethod::kMasq: return "-m";
+    case ForwardMethod::kTunnel: return "-i";
+    default: return "-g";
+  }
+}
+
+// libipvs ipvs_cmp_services: fwmark, family, protocol, address, port.
+std::vector<const Service*> sortedServices(const ServiceModel& m) {
+  std::vector<const Service*> v;
+  for (const auto& [k, s] : m.services()) v.push_back(&s);
+  std::sort(v.begin(), v.end(), [](const Service* a, const Service* b) {
+    const ServiceKey &x = a->key, &y = b->key;
+    return std::tie(x.fwmark, x.addr.af, x.protocol, x.addr, x.port) <
+           std::tie(y.fwmark, y.addr.af, y.protocol, y.addr, y.port);
+  });
+  return v;
+}
+
+std::vector<RealServer> sortedDests(const Service& s) {
+  std::vector<RealServer> d = s.dests;
+  std::sort(d.begin(), d.end(), [](const RealServer& a, const RealServer& b) {
+    return std::tie(a.addr.af, a.addr, a.port) < std::tie(b.addr.af, b.addr, b.port);
+  });
+  return d;
+}
+
+void printService(std::string& out, const Service& s, bool rule) {
+  const std::string name = serviceName(s.key, rule);
+  if (rule) {
+    absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
+  } else {
+    absl::StrAppend(&out, name, " ", s.scheduler, "\n");
+  }
+  for (const RealServer& d : sortedDests(s)) {
+    std::string dname = addrPort(d.addr, d.port);
+    if (rule) {
+      absl::StrAppend(&out, "-a ", name, " -r ", dname, " ", fwdSwitch(d.fwd), " -w ", d.weight,
+                      "\n");
+    } else {
+      if (s.key.addr.af != AF_INET6 && d.addr.af != AF_INET6 && dname.size() > 28) dname.resize(28);
+      // ActiveConn / InActConn come from the dataplane's connection table; the
+      // model alone has none.
+      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname,
+                                            fwdName(d.fwd), d.weight, 0u, 0u));
+    }
+  }
+}
+
+constexpr char kListTitle[] =
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
+
+absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
+                                    bool nested);
+
+absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
+  ServiceModel staged = m;  // all or nothing
+  int lineno = 0;
+  for (absl::string_view line : absl::StrSplit(input, '\n')) {
+    ++lineno;
+    std::vector<std::string> words = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (words.empty() || words[0][0] == '#') continue;
+    auto parsed = parse(words);
+    absl::StatusOr<std::string> r =
+        parsed.ok() ? execute(staged, *parsed, "", true) : absl::StatusOr<std::string>(parsed.status());
+    if (!r.ok()) {
+      return absl::Status(r.status().code(),
+                          absl::StrCat("line ", lineno, ": ", r.status().message(),
+                                       "; nothing was restored"));
+    }
+  }
+  m = std::move(staged);
+  return std::string();
+}
+
+absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
+                                    bool nested) {
+  auto needSvc = [&]() -> absl::Status {
+    return p.svc ? absl::OkStatus() : bad("a service is required (-t, -u or -f)");
+  };
+  switch (p.cmd) {
+    case Cmd::kAddSvc:
+    case Cmd::kEditSvc: {
+      if (auto s = needSvc(); !s.ok()) return s;
+      if (!p.have_scheduler) {
+        return bad("no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
+                   "pass -s rr, -s wrr or -s mh");
+      }
+      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, p.scheduler)
+                                     : m.editService(*p.svc, p.scheduler);
+      if (!s.ok()) return s;
+      return std::string();
+    }
+    case Cmd::kDelSvc: {
+      if (auto s = needSvc(); !s.ok()) return s;
+      if (auto s = m.deleteService(*p.svc); !s.ok()) return s;
+      return std::string();
+    }
+    case Cmd::kClear:
+      m.clear();
+      return std::string();
+    case Cmd::kAddDest:
+    case Cmd::kEditDest:
+    case Cmd::kDelDest: {
+      if (auto s = needSvc(); !s.ok()) return s;
+      if (!p.real) return bad("a real server is required (-r)");
+      const uint16_t port = p.real->second ? *p.real->second : (p.svc->fwmark ? 0 : p.svc->port);
+      if (p.cmd == Cmd::kDelDest) {
+        if (auto s = m.deleteDest(*p.svc, p.real->first, port); !s.ok()) return s;
+        return std::string();
+      }
+      RealServer d;
+      d.addr = p.real->first;
+      d.port = port;
+      d.weight = p.weight.value_or(1);
+      // ipvsadm's default forwarding method is direct routing (-g).
+      d.fwd = p.fwd.value_or(ForwardMethod::kRoute);
+      if (d.fwd != ForwardMethod::kMasq) {
+        return bad(absl::StrCat("forwarding method ", fwdSwitch(d.fwd),
+                                p.fwd ? "" : " (ipvsadm's default)",
+                                " is not supported by meshlb; use -m (masquerading)"));
+      }
+      if (!p.svc->fwmark && d.addr.af != p.svc->addr.af) {
+        return bad("real server and service address families differ");
+      }
+      auto s = p.cmd == Cmd::kAddDest ? m.addDest(*p.svc, d) : m.editDest(*p.svc, d);
+      if (!s.ok()) return s;
+      return std::string();
+    }
+    case Cmd::kSet: {
+      IpvsTimeouts t = m.timeouts();
+      if (p.set_values[0]) t.tcp = p.set_values[0];
+      if (p.set_values[1]) t.tcpfin = p.set_values[1];
+      if (p.set_values[2]) t.udp = p.set_values[2];
+      m.setTimeouts(t);
+      return std::string();
+    }
+    case Cmd::kZero:
+      return std::string();  // the model keeps no counters; the daemon zeroes its own
+    case Cmd::kRestore:
+      if (nested) return bad("-R cannot be nested");
+      return restore(m, input);
+    case Cmd::kSave:
+    case Cmd::kList: {
+      const bool rule = p.cmd == Cmd::kSave;
+      std::string out;
+      if (p.timeout) {
+        const auto& t = m.timeouts();
+        return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
+      }
+      if (p.svc) {
+        auto it = m.services().find(*p.svc);
+        if (it == m.services().end()) return absl::NotFoundError("No such service");
+        if (!rule) out += kListTitle;
+        printService(out, it->second, rule);
+        return out;
+      }
+      if (!rule) {
+        out = "IP Virtual Server version 1.2.1 (size=4096)\n";
+        out += kListTitle;
+      }
+      for (const Service* s : sortedServices(m)) printService(out, *s, rule);
+      return out;
+    }
+    case Cmd::kNone:
+      break;
+  }
+  return bad("no command given");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
+                                       const std::string& input) {
+  auto p = parse(args);
+  if (!p.ok()) return p.status();
+  return execute(model, *p, input, false);
+}
+
+}  // namespace meshlb

@@ -1,0 +1,174 @@
+#include "ipvsadm.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_split.h"
+
+namespace meshlb {
+namespace {
+
+absl::StatusOr<std::string> run(ServiceModel& m, const std::string& line,
+                                const std::string& input = "") {
+  std::vector<std::string> args = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  return runIpvsadm(m, args, input);
+}
+
+void ok(ServiceModel& m, const std::string& line) {
+  auto r = run(m, line);
+  ASSERT_TRUE(r.ok()) << line << ": " << r.status();
+}
+
+// What Docker Swarm programs for a published port with three tasks.
+void swarm(ServiceModel& m) {
+  ok(m, "-A -f 256 -s rr");
+  for (const char* t : {"198.19.1.4", "198.19.1.2", "198.19.1.3"}) {
+    ok(m, std::string("-a -f 256 -r ") + t + ":0 -m -w 1");
+  }
+}
+
+TEST(Ipvsadm, ListNumericMatchesIpvsadmByteForByte) {
+  ServiceModel m;
+  swarm(m);
+  ok(m, "-A -u 198.18.0.100:53 -s wrr");
+  ok(m, "-a -u 198.18.0.100:53 -r 198.19.1.2:5353 -m -w 3");
+  ok(m, "-A -t 198.18.0.100:8080 -s mh");
+  ok(m, "-a -t 198.18.0.100:8080 -r 198.19.1.2 -m");
+  ok(m, "-A -t [2001:db8::100]:80 -s rr");
+  ok(m, "-a -t [2001:db8::100]:80 -r [2001:db8:2::2]:8080 -m -w 0");
+  auto out = run(m, "-L -n");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out,
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "TCP  198.18.0.100:8080 mh\n"
+            "  -> 198.19.1.2:8080              Masq    1      0          0         \n"
+            "UDP  198.18.0.100:53 wrr\n"
+            "  -> 198.19.1.2:5353              Masq    3      0          0         \n"
+            "TCP  [2001:db8::100]:80 rr\n"
+            "  -> [2001:db8:2::2]:8080         Masq    0      0          0         \n"
+            "FWM  256 rr\n"
+            "  -> 198.19.1.2:0                 Masq    1      0          0         \n"
+            "  -> 198.19.1.3:0                 Masq    1      0          0         \n"
+            "  -> 198.19.1.4:0                 Masq    1      0          0         \n");
+  EXPECT_EQ(*run(m, "-Ln"), *out);  // bundled short options, as ipvsadm takes them
+  EXPECT_EQ(*run(m, "-l -n"), *out);
+}
+
+TEST(Ipvsadm, ListOneService) {
+  ServiceModel m;
+  swarm(m);
+  EXPECT_EQ(*run(m, "-L -n -f 256"),
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "FWM  256 rr\n"
+            "  -> 198.19.1.2:0                 Masq    1      0          0         \n"
+            "  -> 198.19.1.3:0                 Masq    1      0          0         \n"
+            "  -> 198.19.1.4:0                 Masq    1      0          0         \n");
+  EXPECT_FALSE(run(m, "-L -n -f 257").ok());
+}
+
+TEST(Ipvsadm, SaveClearRestoreRoundTrip) {
+  ServiceModel m;
+  swarm(m);
+  ok(m, "-A -t 198.18.0.100:8080 -s wrr");
+  ok(m, "-a -t 198.18.0.100:8080 -r 198.19.1.2:80 -m -w 5");
+  const std::string listed = *run(m, "-L -n");
+  const std::string saved = *run(m, "-S -n");
+  EXPECT_EQ(saved,
+            "-A -t 198.18.0.100:8080 -s wrr\n"
+            "-a -t 198.18.0.100:8080 -r 198.19.1.2:80 -m -w 5\n"
+            "-A -f 256 -s rr\n"
+            "-a -f 256 -r 198.19.1.2:0 -m -w 1\n"
+            "-a -f 256 -r 198.19.1.3:0 -m -w 1\n"
+            "-a -f 256 -r 198.19.1.4:0 -m -w 1\n");
+  ok(m, "-C");
+  EXPECT_EQ(*run(m, "-S -n"), "");
+  auto r = run(m, "-R", saved);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*run(m, "-L -n"), listed);
+}
+
+TEST(Ipvsadm, RejectedRestoreChangesNothing) {
+  ServiceModel m;
+  swarm(m);
+  const std::string before = *run(m, "-S -n");
+  auto r = run(m, "-R", "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.1.9:80 -m\n"
+                        "-a -t 198.18.0.2:80 -r 198.19.1.9:80 -m\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("line 3"), std::string::npos) << r.status();
+  EXPECT_EQ(*run(m, "-S -n"), before);
+}
+
+TEST(Ipvsadm, EditAndDelete) {
+  ServiceModel m;
+  swarm(m);
+  ok(m, "-e -f 256 -r 198.19.1.3:0 -m -w 0");  // quiescent
+  ok(m, "-d -f 256 -r 198.19.1.4:0");
+  ok(m, "-E -f 256 -s mh");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -f 256 -s mh\n"
+            "-a -f 256 -r 198.19.1.2:0 -m -w 1\n"
+            "-a -f 256 -r 198.19.1.3:0 -m -w 0\n");
+  ok(m, "-D -f 256");
+  EXPECT_EQ(*run(m, "-S -n"), "");
+}
+
+TEST(Ipvsadm, TimeoutsSetAndShown) {
+  ServiceModel m;
+  EXPECT_EQ(*run(m, "-L --timeout"), "Timeout (tcp tcpfin udp): 900 120 300\n");
+  ok(m, "--set 3600 0 60");
+  EXPECT_EQ(*run(m, "--timeout"), "Timeout (tcp tcpfin udp): 3600 120 60\n");
+}
+
+struct BadCase {
+  const char* setup;
+  const char* line;
+  const char* error_part;
+};
+
+class IpvsadmErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(IpvsadmErrors, ClearErrorAndNothingChanged) {
+  ServiceModel m;
+  swarm(m);
+  if (*GetParam().setup) ok(m, GetParam().setup);
+  const std::string before = *run(m, "-S -n");
+  auto r = run(m, GetParam().line);
+  ASSERT_FALSE(r.ok()) << GetParam().line;
+  EXPECT_NE(r.status().message().find(GetParam().error_part), std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(*run(m, "-S -n"), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, IpvsadmErrors,
+    ::testing::Values(
+        BadCase{"", "-A -f 256 -s rr", "Service already exists"},
+        BadCase{"", "-D -t 198.18.0.1:80", "No such service"},
+        BadCase{"", "-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m", "Service not defined"},
+        BadCase{"", "-a -f 256 -r 198.19.1.2:0 -m", "Destination already exists"},
+        BadCase{"", "-e -f 256 -r 198.19.1.9:0 -m", "No such destination"},
+        BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
+        BadCase{"", "-A -t 198.18.0.1:80 -s lc", "scheduler 'lc' is not supported"},
+        BadCase{"", "-A -t 198.18.0.1:80", "default 'wlc'"},
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -g", "-g is not supported"},
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0", "ipvsadm's default"},
+        BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
+        BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},
+        BadCase{"", "-A -t 198.18.0.1:99999 -s rr", "illegal service port"},
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w -1", "illegal weight"},
+        BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 300", "option -p is not supported"},
+        BadCase{"", "-A -t 198.18.0.1:80 -s rr --bogus", "unknown option '--bogus'"},
+        BadCase{"", "-A -D -f 256", "conflicts"},
+        BadCase{"", "-A -s rr", "service is required"},
+        BadCase{"", "-a -f 256 -m", "real server is required"},
+        BadCase{"", "-A -f 0 -s rr", "illegal fwmark"},
+        BadCase{"", "-s", "needs a value"},
+        BadCase{"", "--set 1 2", "three values"},
+        BadCase{"-A -t 198.18.0.1:80 -s rr", "-a -t 198.18.0.1:80 -r [2001:db8::1]:80 -m",
+                "families differ"},
+        BadCase{"", "", "no command given"}));
+
+}  // namespace
+}  // namespace meshlb
