@@ -20,9 +20,17 @@ class HugeArray {
  public:
   HugeArray() = default;
   explicit HugeArray(size_t n) : n_(n), bytes_(roundUp(n * sizeof(T))) {
-    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    madvise(p, bytes_, MADV_HUGEPAGE);  // advisory: fine if THP is off
+    // Reserved 2 MiB pages first (scripts/setup reserves them); else ordinary
+    // memory with transparent huge pages requested, which the kernel may ignore.
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (p == MAP_FAILED) {
+      p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      madvise(p, bytes_, MADV_HUGEPAGE);
+    } else {
+      huge_ = true;
+    }
     p_ = static_cast<T*>(p);            // zero-filled by the kernel
   }
   ~HugeArray() {
@@ -40,6 +48,7 @@ class HugeArray {
   T& operator[](size_t i) const { return p_[i]; }
   T* get() const { return p_; }
   size_t size() const { return n_; }
+  bool onHugePages() const { return huge_; }
 
  private:
   static constexpr size_t kHugePage = 2u << 20;
@@ -48,10 +57,12 @@ class HugeArray {
     std::swap(p_, o.p_);
     std::swap(n_, o.n_);
     std::swap(bytes_, o.bytes_);
+    std::swap(huge_, o.huge_);
   }
   T* p_ = nullptr;
   size_t n_ = 0;
   size_t bytes_ = 0;
+  bool huge_ = false;
 };
 
 }  // namespace meshlb
