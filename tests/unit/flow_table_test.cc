@@ -7,21 +7,14 @@
 #include <random>
 #include <tuple>
 
+#include "golden.h"
 #include "meshlb/proto.h"
 
 namespace meshlb {
 namespace {
 
-Ipv4Addr ip4(const char* s) {
-  Ipv4Addr a;
-  inet_pton(AF_INET, s, &a.v);
-  return a;
-}
-Ipv6Addr ip6(const char* s) {
-  Ipv6Addr a;
-  inet_pton(AF_INET6, s, a.b);
-  return a;
-}
+using test::v4;
+using test::v6;
 
 template <class Addr>
 Flow<Addr> makeFlow(Addr client, uint16_t cport, Addr vip, Addr backend, Addr local,
@@ -46,8 +39,8 @@ Flow<Ipv4Addr> flow4(uint32_t i, bool udp = false) {
   Ipv4Addr client, local;
   client.v = htonl(0xc6120000u + (i >> 16));  // 198.18.x.y
   local.v = htonl(0xc6130000u + (i >> 16));   // 198.19.x.y
-  return makeFlow(client, static_cast<uint16_t>(i & 0xffff), ip4("198.18.0.100"),
-                  ip4("198.19.1.2"), local, static_cast<uint16_t>(i & 0xffff), udp);
+  return makeFlow(client, static_cast<uint16_t>(i & 0xffff), v4("198.18.0.100"),
+                  v4("198.19.1.2"), local, static_cast<uint16_t>(i & 0xffff), udp);
 }
 
 TEST(FlowTable, LayoutFitsTheMemoryBudget) {
@@ -77,8 +70,8 @@ TEST(FlowTable, BothDirectionsFoundV4) {
 
 TEST(FlowTable, BothDirectionsFoundV6) {
   FlowTable6 t(1024, 42);
-  auto f = makeFlow(ip6("2001:db8::10"), 40000, ip6("2001:db8::100"), ip6("2001:db8:2::2"),
-                    ip6("2001:db8:1::1"), 61000);
+  auto f = makeFlow(v6("2001:db8::10"), 40000, v6("2001:db8::100"), v6("2001:db8:2::2"),
+                    v6("2001:db8:1::1"), 61000);
   auto* e = t.insert(f, 0);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(t.lookup(f.originalKey(), 0).flow, e);

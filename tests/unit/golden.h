@@ -1,6 +1,8 @@
 // Golden packets made by scapy (tests/data/gen_golden.py), loaded by name.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -9,7 +11,20 @@
 #include <string>
 #include <vector>
 
+#include "meshlb/flow_table.h"
+
 namespace meshlb::test {
+
+inline Ipv4Addr v4(const char* s) {
+  Ipv4Addr a;
+  if (inet_pton(AF_INET, s, &a.v) != 1) throw std::runtime_error(std::string("bad IPv4 ") + s);
+  return a;
+}
+inline Ipv6Addr v6(const char* s) {
+  Ipv6Addr a;
+  if (inet_pton(AF_INET6, s, a.b) != 1) throw std::runtime_error(std::string("bad IPv6 ") + s);
+  return a;
+}
 
 using Bytes = std::vector<uint8_t>;
 

@@ -16,16 +16,8 @@ using test::Bytes;
 using test::golden;
 using test::toHex;
 
-Ipv4Addr a4(const char* s) {
-  Ipv4Addr a;
-  inet_pton(AF_INET, s, &a.v);
-  return a;
-}
-Ipv6Addr a6(const char* s) {
-  Ipv6Addr a;
-  inet_pton(AF_INET6, s, a.b);
-  return a;
-}
+constexpr auto a4 = test::v4;
+constexpr auto a6 = test::v6;
 template <class Addr>
 Endpoint<Addr> ep(Addr a, uint16_t port) {
   return {a, htons(port)};
@@ -46,22 +38,27 @@ ParsedPacket parseOk(const Bytes& b) {
   return p;
 }
 
-struct Nat4Case {
-  const char* name;
-  Rewrite4 rw;
-};
-
-class Nat4 : public ::testing::TestWithParam<Nat4Case> {};
-
-TEST_P(Nat4, MatchesScapy) {
-  const auto& c = GetParam();
-  Bytes pkt = golden(std::string(c.name) + ".in");
+// Rewrites golden `NAME.in` and compares with scapy's `NAME.out`.
+template <class Addr>
+void expectNatMatchesScapy(const std::string& name, const Rewrite<Addr>& rw) {
+  Bytes pkt = golden(name + ".in");
   ParsedPacket p = parseOk(pkt);
   ASSERT_TRUE(checksumsValid(pkt.data(), p));
-  natRewrite(pkt.data(), p, c.rw);
-  EXPECT_EQ(toHex(pkt), toHex(golden(std::string(c.name) + ".out")));
+  natRewrite(pkt.data(), p, rw);
+  EXPECT_EQ(toHex(pkt), toHex(golden(name + ".out")));
   EXPECT_TRUE(checksumsValid(pkt.data(), parseOk(pkt)));
 }
+
+template <class Addr>
+struct NatCase {
+  const char* name;
+  Rewrite<Addr> rw;
+};
+using Nat4Case = NatCase<Ipv4Addr>;
+using Nat6Case = NatCase<Ipv6Addr>;
+
+class Nat4 : public ::testing::TestWithParam<Nat4Case> {};
+TEST_P(Nat4, MatchesScapy) { expectNatMatchesScapy(GetParam().name, GetParam().rw); }
 
 Rewrite4 dnat4(uint16_t port) { return {false, true, {}, ep(a4(kTask), port)}; }
 Rewrite4 fullnat4(uint16_t sport, uint16_t dport) {
@@ -81,21 +78,8 @@ INSTANTIATE_TEST_SUITE_P(
         Nat4Case{"nat_frag4_first_dnat", dnat4(5353)}),
     [](const auto& info) { return std::string(info.param.name); });
 
-struct Nat6Case {
-  const char* name;
-  Rewrite6 rw;
-};
 class Nat6 : public ::testing::TestWithParam<Nat6Case> {};
-
-TEST_P(Nat6, MatchesScapy) {
-  const auto& c = GetParam();
-  Bytes pkt = golden(std::string(c.name) + ".in");
-  ParsedPacket p = parseOk(pkt);
-  ASSERT_TRUE(checksumsValid(pkt.data(), p));
-  natRewrite(pkt.data(), p, c.rw);
-  EXPECT_EQ(toHex(pkt), toHex(golden(std::string(c.name) + ".out")));
-  EXPECT_TRUE(checksumsValid(pkt.data(), parseOk(pkt)));
-}
+TEST_P(Nat6, MatchesScapy) { expectNatMatchesScapy(GetParam().name, GetParam().rw); }
 
 INSTANTIATE_TEST_SUITE_P(
     Golden, Nat6,
