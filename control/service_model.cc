@@ -42,7 +42,19 @@ absl::Status checkScheduler(const std::string& s) {
 absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& scheduler) {
   if (auto s = checkScheduler(scheduler); !s.ok()) return s;
   if (services_.count(key)) return absl::AlreadyExistsError("Service already exists");
-  services_[key] = Service{key, scheduler, {}};
+  if (services_.size() >= kMaxServices) {
+    return absl::ResourceExhaustedError(absl::StrCat("at most ", kMaxServices, " services"));
+  }
+  // Slots rotate, so a re-created service rarely inherits another's scheduler position.
+  auto taken = [&](uint32_t slot) {
+    for (const auto& [k, s] : services_) {
+      if (s.slot == slot) return true;
+    }
+    return false;
+  };
+  while (taken(next_slot_)) next_slot_ = (next_slot_ + 1) % kMaxServices;
+  services_[key] = Service{key, next_slot_, scheduler, {}};
+  next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
 }
 

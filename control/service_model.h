@@ -40,8 +40,11 @@ struct RealServer {
   uint32_t id = 0;    // stable while the real server exists: the dataplane's backend id
 };
 
+constexpr uint32_t kMaxServices = 65536;
+
 struct Service {
   ServiceKey key;
+  uint32_t slot = 0;      // stable while the service exists: workers' scheduler state index
   std::string scheduler;  // rr, wrr, mh
   std::vector<RealServer> dests;  // in insertion order; listings sort
 };
@@ -70,6 +73,7 @@ class ServiceModel {
   std::map<ServiceKey, Service> services_;
   IpvsTimeouts timeouts_;
   uint32_t next_dest_id_ = 1;
+  uint32_t next_slot_ = 0;
 };
 
 }  // namespace meshlb

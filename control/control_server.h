@@ -1,0 +1,54 @@
+// The Unix control socket. Non-blocking and driven by the control thread's poll
+// loop: a slow, silent or hostile client costs a buffer and a file descriptor,
+// never a stall of the other clients or of the workers.
+#pragma once
+
+#include <poll.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "protocol.h"
+
+namespace meshlb {
+
+class ControlServer {
+ public:
+  using Handler = std::function<Reply(const Request&)>;
+  explicit ControlServer(Handler h) : handler_(std::move(h)) {}
+  ~ControlServer();
+
+  // Creates the socket (mode 0660; its directory is created if missing).
+  absl::Status listen(const std::string& path);
+  void appendPollFds(std::vector<pollfd>& fds) const;
+  // Serves whatever the poll reported; `fds` as filled by appendPollFds and poll().
+  void service(const std::vector<pollfd>& fds);
+  void close();
+
+  static constexpr size_t kMaxClients = 64;
+  static constexpr std::chrono::seconds kClientTimeout{30};
+
+ private:
+  struct Client {
+    std::string in, out;
+    std::chrono::steady_clock::time_point since;
+    bool authorised = false;
+  };
+  void accept();
+  void onReadable(int fd, Client& c);
+  void drop(int fd);
+  bool peerAllowed(int fd) const;
+
+  Handler handler_;
+  int listen_fd_ = -1;
+  std::string path_;
+  gid_t socket_gid_ = 0;
+  std::map<int, Client> clients_;
+};
+
+}  // namespace meshlb

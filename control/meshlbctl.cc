@@ -1,0 +1,98 @@
+// meshlbctl [--socket PATH] ARGS...: sends ARGS to meshlbd, prints the reply on
+// stdout; a rejected command prints the error on stderr and exits 1; a failure to
+// reach the daemon exits 2. Standard input is sent along for `ipvsadm -R`.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "protocol.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: meshlbctl [--socket PATH] COMMAND [ARGS...]\n"
+    "  ipvsadm ...      IPVS services and real servers (ipvsadm 1.31 syntax)\n"
+    "  iptables ...     -t nat POSTROUTING SNAT/MASQUERADE rules (iptables syntax)\n"
+    "  stats [--json]   per-port and per-worker counters, every drop by reason\n"
+    "default socket: /run/meshlb/meshlb.sock\n";
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "meshlbctl: %s\n", msg.c_str());
+  return 2;
+}
+
+bool readsStdin(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "ipvsadm") return false;
+  for (const auto& a : args) {
+    if (a == "-R" || a == "--restore") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path = "/run/meshlb/meshlb.sock";
+  meshlb::Request req;
+  int i = 1;
+  if (i < argc && (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0)) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (i + 1 < argc && std::strcmp(argv[i], "--socket") == 0) {
+    path = argv[i + 1];
+    i += 2;
+  }
+  for (; i < argc; ++i) req.args.emplace_back(argv[i]);
+  if (req.args.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (readsStdin(req.args)) {
+    req.input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  if (fd < 0 || path.size() >= sizeof(addr.sun_path)) return fail("bad control socket path");
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return fail("cannot reach meshlbd at " + path + ": " + std::strerror(errno));
+  }
+  const std::string out = meshlb::encodeRequest(req);
+  for (size_t off = 0; off < out.size();) {
+    ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+    if (n <= 0) return fail(std::string("write: ") + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  std::string in;
+  char buf[16384];
+  for (;;) {
+    auto len = meshlb::frameLength(in);
+    if (!len.ok()) return fail(std::string(len.status().message()));
+    if (len->has_value()) break;
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) return fail("meshlbd closed the connection without a reply");
+    in.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  auto len = meshlb::frameLength(in);
+  auto reply = meshlb::decodeReply(in.substr(4, **len - 4));
+  if (!reply.ok()) return fail(std::string(reply.status().message()));
+  if (!reply->ok) {
+    std::fprintf(stderr, "%s%s", reply->text.c_str(),
+                 reply->text.empty() || reply->text.back() != '\n' ? "\n" : "");
+    return 1;
+  }
+  std::fputs(reply->text.c_str(), stdout);
+  return 0;
+}

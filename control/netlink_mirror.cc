@@ -1,0 +1,103 @@
+#include "netlink_mirror.h"
+
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/cache.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/neighbour.h>
+#include <netlink/route/route.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace meshlb {
+
+NetlinkMirror::~NetlinkMirror() {
+  if (mngr_) nl_cache_mngr_free(mngr_);
+}
+
+void NetlinkMirror::onChange(nl_cache*, nl_object*, int, void* self) {
+  static_cast<NetlinkMirror*>(self)->changed_ = true;
+}
+
+absl::Status NetlinkMirror::start() {
+  int err = nl_cache_mngr_alloc(nullptr, NETLINK_ROUTE, NL_AUTO_PROVIDE, &mngr_);
+  if (err < 0) return absl::InternalError(absl::StrCat("netlink: ", nl_geterror(err)));
+  struct {
+    const char* name;
+    nl_cache** cache;
+  } caches[] = {{"route/addr", &addr_}, {"route/neigh", &neigh_}, {"route/route", &route_}};
+  for (auto& c : caches) {
+    err = nl_cache_mngr_add(mngr_, c.name, &NetlinkMirror::onChange, this, c.cache);
+    if (err < 0) {
+      return absl::InternalError(absl::StrCat("netlink cache ", c.name, ": ", nl_geterror(err)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int NetlinkMirror::fd() const { return nl_cache_mngr_get_fd(mngr_); }
+
+bool NetlinkMirror::poll() {
+  nl_cache_mngr_data_ready(mngr_);
+  bool c = changed_;
+  changed_ = false;
+  return c;
+}
+
+int NetlinkMirror::ifindexOf(const std::string& name) {
+  return static_cast<int>(if_nametoindex(name.c_str()));
+}
+
+namespace {
+bool ipv4Of(nl_addr* a, uint32_t* out) {
+  if (!a || nl_addr_get_family(a) != AF_INET || nl_addr_get_len(a) != 4) return false;
+  std::memcpy(out, nl_addr_get_binary_addr(a), 4);
+  return true;
+}
+}  // namespace
+
+KernelView NetlinkMirror::view() const {
+  KernelView v;
+  for (nl_object* o = nl_cache_get_first(addr_); o; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    uint32_t ip;
+    if (rtnl_addr_get_family(a) != AF_INET || !ipv4Of(rtnl_addr_get_local(a), &ip)) continue;
+    v.addrs.push_back({rtnl_addr_get_ifindex(a), ip,
+                       static_cast<uint8_t>(rtnl_addr_get_prefixlen(a))});
+  }
+  for (nl_object* o = nl_cache_get_first(neigh_); o; o = nl_cache_get_next(o)) {
+    auto* n = reinterpret_cast<rtnl_neigh*>(o);
+    uint32_t ip;
+    if (rtnl_neigh_get_family(n) != AF_INET || !ipv4Of(rtnl_neigh_get_dst(n), &ip)) continue;
+    int state = rtnl_neigh_get_state(n);
+    if (!(state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT))) continue;
+    nl_addr* ll = rtnl_neigh_get_lladdr(n);
+    if (!ll || nl_addr_get_len(ll) != 6) continue;
+    KernelView::Neigh e{rtnl_neigh_get_ifindex(n), ip, {}};
+    std::memcpy(e.mac.data(), nl_addr_get_binary_addr(ll), 6);
+    v.neighs.push_back(e);
+  }
+  for (nl_object* o = nl_cache_get_first(route_); o; o = nl_cache_get_next(o)) {
+    auto* r = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_family(r) != AF_INET || rtnl_route_get_table(r) != RT_TABLE_MAIN ||
+        rtnl_route_get_type(r) != RTN_UNICAST || rtnl_route_get_nnexthops(r) < 1) {
+      continue;
+    }
+    KernelView::Route e{0, 0, 0, 0};
+    nl_addr* dst = rtnl_route_get_dst(r);
+    if (dst && nl_addr_get_len(dst) == 4) std::memcpy(&e.dst, nl_addr_get_binary_addr(dst), 4);
+    e.len = dst ? static_cast<uint8_t>(nl_addr_get_prefixlen(dst)) : 0;
+    rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
+    ipv4Of(rtnl_route_nh_get_gateway(nh), &e.gateway);
+    e.ifindex = rtnl_route_nh_get_ifindex(nh);
+    v.routes.push_back(e);
+  }
+  return v;
+}
+
+}  // namespace meshlb

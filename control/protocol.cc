@@ -1,0 +1,101 @@
+#include "protocol.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace meshlb {
+
+namespace {
+
+void putU32(std::string& out, uint32_t v) {
+  char b[4] = {static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+               static_cast<char>(v >> 24)};
+  out.append(b, 4);
+}
+
+void putStr(std::string& out, const std::string& s) {
+  putU32(out, static_cast<uint32_t>(s.size()));
+  out += s;
+}
+
+std::string frame(const std::string& body) {
+  std::string out;
+  putU32(out, static_cast<uint32_t>(body.size()));
+  return out + body;
+}
+
+class Reader {
+ public:
+  explicit Reader(const std::string& s) : s_(s) {}
+  bool u32(uint32_t* v) {
+    if (s_.size() - pos_ < 4) return false;
+    const auto* p = reinterpret_cast<const unsigned char*>(s_.data() + pos_);
+    *v = p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t{p[3]} << 24);
+    pos_ += 4;
+    return true;
+  }
+  bool str(std::string* out) {
+    uint32_t n;
+    if (!u32(&n) || s_.size() - pos_ < n) return false;
+    out->assign(s_, pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == s_.size(); }
+
+ private:
+  const std::string& s_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string encodeRequest(const Request& r) {
+  std::string body;
+  putU32(body, static_cast<uint32_t>(r.args.size()));
+  for (const auto& a : r.args) putStr(body, a);
+  putStr(body, r.input);
+  return frame(body);
+}
+
+std::string encodeReply(const Reply& r) {
+  std::string body(1, r.ok ? '\0' : '\1');
+  body += r.text;
+  return frame(body);
+}
+
+absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf) {
+  if (buf.size() < 4) return std::optional<size_t>();
+  const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
+  uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t{p[3]} << 24);
+  if (n > kMaxFrame) {
+    return absl::InvalidArgumentError(absl::StrCat("frame of ", n, " bytes exceeds the limit of ",
+                                                   kMaxFrame));
+  }
+  if (buf.size() < 4u + n) return std::optional<size_t>();
+  return std::optional<size_t>(4u + n);
+}
+
+absl::StatusOr<Request> decodeRequest(const std::string& body) {
+  Reader rd(body);
+  uint32_t argc;
+  if (!rd.u32(&argc)) return absl::InvalidArgumentError("malformed request: no argument count");
+  if (argc > kMaxArgs) return absl::InvalidArgumentError("malformed request: too many arguments");
+  Request r;
+  r.args.resize(argc);
+  for (auto& a : r.args) {
+    if (!rd.str(&a)) return absl::InvalidArgumentError("malformed request: truncated argument");
+  }
+  if (!rd.str(&r.input)) return absl::InvalidArgumentError("malformed request: truncated input");
+  if (!rd.done()) return absl::InvalidArgumentError("malformed request: trailing bytes");
+  return r;
+}
+
+absl::StatusOr<Reply> decodeReply(const std::string& body) {
+  if (body.empty()) return absl::InvalidArgumentError("malformed reply: empty");
+  if (body[0] != '\0' && body[0] != '\1') return absl::InvalidArgumentError("malformed reply");
+  return Reply{body[0] == '\0', body.substr(1)};
+}
+
+}  // namespace meshlb

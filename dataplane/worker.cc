@@ -1,0 +1,364 @@
+#include "worker.h"
+
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include <cstring>
+
+#include "meshlb/bytes.h"
+#include "meshlb/checksum.h"
+#include "meshlb/hash.h"
+#include "meshlb/nat.h"
+#include "meshlb/parse.h"
+
+namespace meshlb {
+
+namespace {
+
+constexpr uint32_t kExpireBudget = 64;
+constexpr uint32_t kSnatPortTries = 64;
+
+class Worker {
+ public:
+  Worker(Dataplane& dp, const WorkerConfig& cfg)
+      : dp_(dp), idx_(cfg.index), c_(dp.counters[cfg.index]), table_(cfg.flow_capacity, cfg.seed) {
+    snat_next_ = firstSnatPort();
+    // Scheduler positions per service slot, kept across configuration changes as
+    // IPVS keeps them in the service; sized once here, never on the packet path.
+    sched_pos_.assign(kServiceSlots, kNoPosition);
+    wrr_cw_.assign(kServiceSlots, 0);
+  }
+
+  void run() {
+    rte_rcu_qsbr_thread_register(dp_.qsbr, idx_);
+    rte_rcu_qsbr_thread_online(dp_.qsbr, idx_);
+    rte_mbuf* pkts[kRxBurst];
+    while (dp_.running.load(std::memory_order_relaxed)) {
+      loadSnapshot();
+      now_ms_ = static_cast<uint32_t>(rte_get_timer_cycles() / ms_cycles_);
+      for (uint16_t port = 0; port < dp_.num_ports; ++port) {
+        uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, pkts, kRxBurst);
+        bump(c_.rx_packets, n);
+        for (uint16_t i = 0; i < n; ++i) handle(pkts[i], port);
+      }
+      unsigned n = rte_ring_dequeue_burst(dp_.handoff[idx_], reinterpret_cast<void**>(pkts),
+                                          kRxBurst, nullptr);
+      bump(c_.handoff_in, n);
+      for (unsigned i = 0; i < n; ++i) handle(pkts[i], pkts[i]->port, /*handed=*/true);
+      if (idx_ == 0) fromKernel(pkts);
+      flush();
+      table_.expireSome(now_ms_, kExpireBudget);
+      publishTableCounters();
+      rte_rcu_qsbr_quiescent(dp_.qsbr, idx_);
+    }
+    flush();
+    rte_rcu_qsbr_thread_offline(dp_.qsbr, idx_);
+    rte_rcu_qsbr_thread_unregister(dp_.qsbr, idx_);
+  }
+
+ private:
+  struct TxQueue {
+    rte_mbuf* pkts[kRxBurst * 2];
+    uint16_t n = 0;
+  };
+
+  // The lowest port >= 1024 congruent to this worker's index.
+  uint32_t firstSnatPort() const {
+    const uint32_t n = dp_.num_workers;
+    return 1024 + (idx_ + n - 1024 % n) % n;
+  }
+
+  void loadSnapshot() {
+    const Snapshot* s = dp_.snapshot.load(std::memory_order_acquire);
+    if (s != snap_) {
+      snap_ = s;
+      table_.timeouts() = s->timeouts;
+    }
+  }
+
+  void fromKernel(rte_mbuf** pkts) {
+    for (uint16_t port = 0; port < dp_.num_ports; ++port) {
+      unsigned n = rte_ring_dequeue_burst(dp_.from_kernel[port], reinterpret_cast<void**>(pkts),
+                                          kRxBurst, nullptr);
+      bump(c_.from_kernel, n);
+      for (unsigned i = 0; i < n; ++i) send(pkts[i], port);
+    }
+  }
+
+  void send(rte_mbuf* m, uint16_t port) {
+    TxQueue& q = tx_[port];
+    q.pkts[q.n++] = m;
+    if (q.n == kRxBurst) flushPort(port);
+  }
+
+  void flushPort(uint16_t port) {
+    TxQueue& q = tx_[port];
+    if (q.n == 0) return;
+    uint16_t sent = rte_eth_tx_burst(dp_.port_ids[port], idx_, q.pkts, q.n);
+    bump(c_.tx_packets, sent);
+    if (sent < q.n) {
+      bump(c_.drop_tx_full, q.n - sent);
+      rte_pktmbuf_free_bulk(q.pkts + sent, q.n - sent);
+    }
+    q.n = 0;
+  }
+
+  void flush() {
+    for (uint16_t p = 0; p < dp_.num_ports; ++p) flushPort(p);
+  }
+
+  void toKernel(rte_mbuf* m, uint16_t port) {
+    m->port = port;
+    if (rte_ring_enqueue(dp_.to_kernel[port], m) != 0) {
+      bump(c_.drop_kernel_ring_full);
+      rte_pktmbuf_free(m);
+      return;
+    }
+    bump(c_.to_kernel);
+  }
+
+  void drop(rte_mbuf* m, std::atomic<uint64_t>& reason) {
+    bump(reason);
+    rte_pktmbuf_free(m);
+  }
+
+  void handle(rte_mbuf* m, uint16_t in_port, bool handed = false) {
+    m->port = in_port;
+    if (m->nb_segs != 1) return toKernel(m, in_port);
+    uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+    ParsedPacket p;
+    ParseResult r = parsePacket(f, rte_pktmbuf_data_len(m), p);
+    if (r == ParseResult::kNotIp) return toKernel(m, in_port);
+    if (r != ParseResult::kOk) {
+      bump(c_.parse[static_cast<size_t>(r)]);
+      return drop(m, c_.drop_parse);
+    }
+    // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
+    if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count || !p.ip.has_ports ||
+        (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
+      return toKernel(m, in_port);
+    }
+    const uint8_t* ip = f + p.ip.l3_offset;
+    const uint32_t src = load32(ip + 12), dst = load32(ip + 16);
+    const uint8_t proto = p.ip.l4_proto;
+    const ServiceSnap* svc = snap_->findService(proto, dst, p.ip.dport);
+
+    if (!handed && dp_.num_workers > 1) {
+      uint16_t owner = svc || !snap_->snat_addrs.contains(dst)
+                           ? ownerOfClient(svc ? src : dst, svc ? p.ip.sport : p.ip.dport,
+                                           dp_.num_workers)
+                           : static_cast<uint16_t>(rte_be_to_cpu_16(p.ip.dport) % dp_.num_workers);
+      if (owner != idx_) {
+        if (rte_ring_enqueue(dp_.handoff[owner], m) != 0) return drop(m, c_.drop_handoff_full);
+        bump(c_.handoff_out);
+        return;
+      }
+    }
+
+    FlowKey<Ipv4Addr> key{{src}, {dst}, p.ip.sport, p.ip.dport, proto};
+    auto hit = table_.lookup(key, now_ms_);
+    Flow<Ipv4Addr>* e = hit.flow;
+    if (e) {
+      if (!snap_->backend_ids.contains(e->backend_id)) {
+        // expire_nodest_conn=1 (Swarm's setting): the real server is gone, so the
+        // connection is expired and its packet dropped.
+        table_.remove(e);
+        return drop(m, c_.drop_nodest_expired);
+      }
+    } else if (svc) {
+      e = newConnection(m, p, *svc, key);
+      if (!e) return;
+      hit.dir = FlowDir::kOriginal;
+    } else {
+      return toKernel(m, in_port);
+    }
+
+    if (proto == kProtoTcp) {
+      table_.onTcp(e, hit.dir, p.tcp_flags, now_ms_);
+    } else {
+      table_.onUdp(e, now_ms_);
+    }
+    Rewrite4 rw;
+    if (hit.dir == FlowDir::kOriginal) {
+      rw = {!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}};
+      bump(c_.nat_original);
+    } else {
+      rw = {true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
+      bump(c_.nat_reply);
+    }
+    natRewrite(f, p, rw);
+    forward(m, f, p);
+  }
+
+  const BackendSnap* schedule(const ServiceSnap& s, uint64_t client_hash) {
+    const auto& b = s.backends;
+    if (b.empty() || s.max_weight == 0) return nullptr;
+    const auto n = static_cast<uint32_t>(b.size());
+    // The last server used; kNoPosition means "before the first" (ip_vs_rr/wrr start).
+    uint32_t& last = sched_pos_[s.slot];
+    if (last != kNoPosition && last >= n) last = n - 1;  // servers were removed
+    uint32_t i = last == kNoPosition ? n - 1 : last;
+    switch (s.sched) {
+      case Scheduler::kMh: {
+        uint32_t id = s.maglev->lookup(client_hash);
+        return id ? &b[id - 1] : nullptr;
+      }
+      case Scheduler::kRr:
+        // ip_vs_rr: the next server after the last one, skipping weight 0.
+        for (uint32_t k = 0; k < n; ++k) {
+          i = (i + 1) % n;
+          if (b[i].weight) {
+            last = i;
+            return &b[i];
+          }
+        }
+        return nullptr;
+      case Scheduler::kWrr: {
+        // ip_vs_wrr: walk the servers, lowering the current weight by the gcd of
+        // the weights each time round; serve the first at or above it.
+        int64_t& cw = wrr_cw_[s.slot];
+        for (uint64_t k = 0; k <= uint64_t{n} * (s.max_weight / s.weight_gcd + 1); ++k) {
+          i = (i + 1) % n;
+          if (i == 0) {
+            cw -= s.weight_gcd;
+            if (cw <= 0) cw = s.max_weight;
+          }
+          if (b[i].weight >= cw) {
+            last = i;
+            return &b[i];
+          }
+        }
+        return nullptr;
+      }
+    }
+    return nullptr;
+  }
+
+  Flow<Ipv4Addr>* newConnection(rte_mbuf* m, const ParsedPacket& p, const ServiceSnap& svc,
+                                const FlowKey<Ipv4Addr>& key) {
+    if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
+      // IPVS schedules TCP only on a SYN (sloppy_tcp=0).
+      drop(m, c_.drop_tcp_not_syn);
+      return nullptr;
+    }
+    if (p.ip.fragment) {
+      drop(m, c_.drop_fragment);
+      return nullptr;
+    }
+    // mh hashes the client address alone (IPVS mh without mh-port).
+    const uint64_t client_hash = mum(uint64_t{key.src.v} ^ kHashK0, kHashK1);
+    const BackendSnap* b = schedule(svc, client_hash);
+    if (!b) {
+      drop(m, c_.drop_no_backend);
+      return nullptr;
+    }
+    Flow<Ipv4Addr> f{};
+    f.client = key.src;
+    f.cport = key.sport;
+    f.vip = key.dst;
+    f.vport = key.dport;
+    f.backend.v = b->addr;
+    f.bport = b->port ? b->port : key.dport;
+    f.backend_id = b->id;
+    f.udp = key.proto == kProtoUdp;
+    f.state = static_cast<uint32_t>(f.udp ? ConnState::kUdp : ConnState::kNone);
+    f.local = f.client;
+    f.lport = f.cport;
+
+    uint32_t snat_addr = 0;
+    if (const SnatRule* rule = snatRule(b->addr)) {
+      if (rule->masquerade) {
+        const RouteSnap* rt = snap_->route(b->addr);
+        snat_addr = rt ? snap_->ports[rt->port].ipv4 : 0;
+      } else {
+        snat_addr = rule->to_source;
+      }
+    }
+    Flow<Ipv4Addr>* e = nullptr;
+    if (snat_addr == 0) {
+      e = table_.insert(f, now_ms_);
+    } else {
+      f.local.v = snat_addr;
+      // Ports congruent to this worker's index, so replies find their owner.
+      for (uint32_t t = 0; t < kSnatPortTries && !e; ++t) {
+        snat_next_ += dp_.num_workers;
+        if (snat_next_ > 65535) snat_next_ = firstSnatPort();
+        f.lport = rte_cpu_to_be_16(static_cast<uint16_t>(snat_next_));
+        e = table_.insert(f, now_ms_);
+      }
+    }
+    if (!e) {
+      drop(m, c_.drop_snat_ports_exhausted);
+      return nullptr;
+    }
+    bump(c_.new_connections);
+    return e;
+  }
+
+  const SnatRule* snatRule(uint32_t backend) const {
+    for (const SnatRule& r : snap_->snat) {
+      if ((backend & r.mask) == r.net) return &r;
+    }
+    return nullptr;
+  }
+
+  void forward(rte_mbuf* m, uint8_t* f, const ParsedPacket& p) {
+    uint8_t* ip = f + p.ip.l3_offset;
+    const uint32_t dst = load32(ip + 16);
+    const RouteSnap* rt = snap_->route(dst);
+    if (!rt) return drop(m, c_.drop_no_route);
+    // A router's TTL step, with the header checksum updated incrementally.
+    if (ip[8] <= 1) return drop(m, c_.drop_ttl_exceeded);
+    uint16_t old = load16(ip + 8);
+    ip[8] = static_cast<uint8_t>(ip[8] - 1);
+    csumReplace16(ip + 10, old, load16(ip + 8));
+    const uint32_t nexthop = rt->gateway ? rt->gateway : dst;
+    auto n = snap_->neigh.find(Snapshot::neighKey(rt->port, nexthop));
+    if (n == snap_->neigh.end()) {
+      // The kernel resolves it (it forwards this packet and ARPs); the mirror then
+      // learns the neighbour and later packets go direct.
+      // Addressed to the twin itself, or the kernel would not take it in.
+      bump(c_.neigh_unresolved_to_kernel);
+      std::memcpy(f, snap_->ports[rt->port].mac.data(), 6);
+      return toKernel(m, rt->port);
+    }
+    std::memcpy(f, n->second.data(), 6);
+    std::memcpy(f + 6, snap_->ports[rt->port].mac.data(), 6);
+    send(m, rt->port);
+  }
+
+  void publishTableCounters() {
+    const auto& t = table_.counters();
+    c_.flows.store(table_.size(), std::memory_order_relaxed);
+    c_.flows_expired.store(t.expired, std::memory_order_relaxed);
+    c_.evicted_embryonic.store(t.evicted_embryonic, std::memory_order_relaxed);
+    c_.evicted_closing.store(t.evicted_closing, std::memory_order_relaxed);
+    c_.evicted_established.store(t.evicted_established, std::memory_order_relaxed);
+    c_.reply_key_in_use.store(t.reply_key_in_use, std::memory_order_relaxed);
+  }
+
+  Dataplane& dp_;
+  const uint16_t idx_;
+  WorkerCounters& c_;
+  FlowTable4 table_;
+  const Snapshot* snap_ = nullptr;
+  static constexpr uint32_t kNoPosition = ~0u;
+  std::vector<uint32_t> sched_pos_;
+  std::vector<int64_t> wrr_cw_;
+  uint32_t snat_next_;
+  uint32_t now_ms_ = 0;
+  const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
+  TxQueue tx_[kMaxPorts];
+};
+
+}  // namespace
+
+int runWorker(Dataplane& dp, const WorkerConfig& cfg) {
+  auto w = std::make_unique<Worker>(dp, cfg);
+  w->run();
+  return 0;
+}
+
+}  // namespace meshlb

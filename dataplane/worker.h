@@ -1,0 +1,56 @@
+// A poll-mode worker: owns one RX and one TX queue on every data port, its own
+// flow table and scheduler state; no locks, no allocation, no system calls.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "meshlb/counters.h"
+#include "meshlb/flow_table.h"
+#include "meshlb/snapshot.h"
+
+namespace meshlb {
+
+constexpr uint16_t kMaxPorts = 8;
+constexpr uint16_t kMaxWorkers = 64;
+constexpr uint16_t kRxBurst = 32;
+
+// What the workers share, all set up before they start.
+struct Dataplane {
+  uint16_t num_ports = 0;
+  uint16_t port_ids[kMaxPorts] = {};      // DPDK port id of data port N
+  uint16_t num_workers = 0;
+  rte_ring* handoff[kMaxWorkers] = {};    // packets whose connection another worker owns
+  rte_ring* to_kernel[kMaxPorts] = {};    // worker -> control thread -> twin lbN
+  rte_ring* from_kernel[kMaxPorts] = {};  // twin lbN -> control thread -> worker 0 -> port N
+  std::atomic<const Snapshot*> snapshot{nullptr};
+  rte_rcu_qsbr* qsbr = nullptr;
+  std::atomic<bool> running{true};
+  std::unique_ptr<WorkerCounters[]> counters;  // one per worker
+};
+
+struct WorkerConfig {
+  uint16_t index = 0;         // 0 .. num_workers-1; also the queue index
+  uint32_t flow_capacity = 0;
+  uint64_t seed = 0;
+};
+
+// The worker loop (rte_eal_remote_launch entry); returns when running is false.
+int runWorker(Dataplane& dp, const WorkerConfig& cfg);
+
+// The worker that owns a connection, from the client endpoint (original
+// direction) or, for replies to an SNAT address, from the SNAT port: each worker
+// allocates SNAT ports congruent to its index, so both directions agree on every
+// port type without flow steering in the NIC.
+inline uint16_t ownerOfClient(uint32_t ip, uint16_t port, uint16_t workers) {
+  uint64_t h = (uint64_t{ip} * 0x9e3779b97f4a7c15ull) ^ (uint64_t{port} * 0xc2b2ae3d27d4eb4full);
+  return static_cast<uint16_t>(((h >> 32) * workers) >> 32);
+}
+
+}  // namespace meshlb

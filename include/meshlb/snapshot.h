@@ -1,0 +1,90 @@
+// The immutable configuration a worker reads: services and their backends with
+// scheduler tables, SNAT rules, and the mirrored addresses, routes and neighbours
+// of the kernel twins. Built by the control thread, published with one atomic
+// pointer store, freed through rte_rcu_qsbr once every worker has passed a
+// quiescent state. Workers never write it. (IPv4 dataplane; see docs/operations.md.)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "meshlb/flow_table.h"
+#include "meshlb/maglev.h"
+
+namespace meshlb {
+
+enum class Scheduler : uint8_t { kRr, kWrr, kMh };
+
+struct BackendSnap {
+  uint32_t addr = 0;  // network order
+  uint16_t port = 0;  // network order; 0 keeps the packet's destination port
+  uint32_t weight = 0;
+  uint32_t id = 0;    // RealServer::id
+};
+
+// Workers keep scheduler positions per slot, across snapshots.
+constexpr uint32_t kServiceSlots = 65536;
+
+struct ServiceSnap {
+  uint32_t slot = 0;  // < kServiceSlots, stable while the service exists
+  uint8_t proto = 0;
+  uint32_t vip = 0;    // network order
+  uint16_t vport = 0;  // network order
+  Scheduler sched = Scheduler::kRr;
+  std::vector<BackendSnap> backends;  // sorted by address and port
+  uint32_t max_weight = 0, weight_gcd = 1;
+  std::optional<MaglevTable> maglev;  // ids are backend index + 1
+};
+
+struct SnatRule {
+  uint32_t net = 0, mask = 0;  // network order; mask 0 matches everything
+  bool masquerade = false;     // source = the egress twin's first IPv4 address
+  uint32_t to_source = 0;      // network order
+};
+
+struct PortSnap {
+  std::array<uint8_t, 6> mac{};
+  uint32_t ipv4 = 0;  // first IPv4 address of the twin, 0 if none
+};
+
+struct RouteSnap {
+  uint32_t prefix = 0, mask = 0;  // network order
+  uint8_t len = 0;
+  uint32_t gateway = 0;           // 0: directly connected
+  uint16_t port = 0;              // data port index
+};
+
+struct Snapshot {
+  uint64_t generation = 0;
+  std::vector<ServiceSnap> services;
+  absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
+  absl::flat_hash_set<uint32_t> backend_ids;               // live real servers
+  std::vector<SnatRule> snat;
+  absl::flat_hash_set<uint32_t> snat_addrs;  // every address SNAT may write, network order
+  std::vector<PortSnap> ports;
+  std::vector<RouteSnap> routes;  // longest prefix first
+  absl::flat_hash_map<uint64_t, std::array<uint8_t, 6>> neigh;  // neighKey() -> MAC
+  ConnTimeouts timeouts;
+
+  static uint64_t serviceKey(uint8_t proto, uint32_t vip, uint16_t vport) {
+    return (uint64_t{proto} << 48) | (uint64_t{vport} << 32) | vip;
+  }
+  static uint64_t neighKey(uint16_t port, uint32_t ip) { return (uint64_t{port} << 32) | ip; }
+
+  const ServiceSnap* findService(uint8_t proto, uint32_t vip, uint16_t vport) const {
+    auto it = service_index.find(serviceKey(proto, vip, vport));
+    return it == service_index.end() ? nullptr : &services[it->second];
+  }
+  const RouteSnap* route(uint32_t dst) const {
+    for (const RouteSnap& r : routes) {
+      if ((dst & r.mask) == r.prefix) return &r;
+    }
+    return nullptr;
+  }
+};
+
+}  // namespace meshlb

@@ -1,0 +1,137 @@
+# Test topology for meshlb, sourced by tests/e2e/*.sh and scripts/demo.
+#
+#   mlb-client (198.18.0.10) --veth-- [p0] meshlbd in mlb-lb [p1] --veth-- mlb-seg (bridge)
+#                                     twins: lb0 198.18.0.1/24          |-- mlb-t1 198.18.1.11
+#                                            lb1 198.18.1.1/24          |-- mlb-t2 198.18.1.12
+#                                                                       '-- mlb-t3 198.18.1.13
+# Each task serves HTTP on :80 answering "processed by task N", a large file for
+# long downloads, an iperf3 server and a UDP echo on :7. Addresses are from
+# 198.18.0.0/15 only. Everything is torn down by topo_down, also on failure.
+
+MLB_NS=(mlb-lb mlb-client mlb-seg mlb-t1 mlb-t2 mlb-t3)
+MLB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MLB_BUILD=${MLB_BUILD:-$MLB_ROOT/build}
+MLB_RUN=${MLB_RUN:-/tmp/meshlb-e2e}
+MLB_SOCK=$MLB_RUN/meshlb.sock
+MLB_VIP=198.18.0.1
+
+lbx() { ip netns exec mlb-lb "$@"; }
+ctl() { ip netns exec mlb-lb "$MLB_BUILD/control/meshlbctl" --socket "$MLB_SOCK" "$@"; }
+client() { ip netns exec mlb-client "$@"; }
+
+topo_down() {
+  if [[ -f $MLB_RUN/meshlbd.pid ]]; then
+    local pid
+    pid=$(cat "$MLB_RUN/meshlbd.pid")
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    rm -f "$MLB_RUN/meshlbd.pid"
+  fi
+  for ns in "${MLB_NS[@]}"; do
+    # Processes left in a namespace (servers) go with it.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  return 0
+}
+
+topo_up() {
+  topo_down
+  mkdir -p "$MLB_RUN"
+  for ns in "${MLB_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  # client <-> appliance port 0
+  ip link add c0 netns mlb-client type veth peer name p0 netns mlb-lb
+  ip -n mlb-client addr add 198.18.0.10/24 dev c0
+  ip -n mlb-client link set c0 up
+  ip netns exec mlb-client ethtool -K c0 tx off >/dev/null
+  # appliance port 1 <-> the task segment
+  ip link add p1 netns mlb-lb type veth peer name s0 netns mlb-seg
+  ip -n mlb-seg link add br0 type bridge
+  ip -n mlb-seg link set br0 up
+  ip -n mlb-seg link set s0 master br0 up
+  for i in 1 2 3; do
+    ip link add eth0 netns "mlb-t$i" type veth peer name "s$i" netns mlb-seg
+    ip -n mlb-seg link set "s$i" master br0 up
+    ip -n "mlb-t$i" addr add "198.18.1.1$i/24" dev eth0
+    ip -n "mlb-t$i" link set eth0 up
+    ip -n "mlb-t$i" route add default via 198.18.1.1
+    ip netns exec "mlb-t$i" ethtool -K eth0 tx off >/dev/null
+  done
+  # The appliance's DPDK ports carry no addresses (af_packet does not take frames
+  # away from the kernel) and no IPv6.
+  # The kernel must not answer for them either (it would, for the twins' addresses:
+  # Linux accepts local addresses on any interface), so its ingress drops all on
+  # them; AF_PACKET sees each frame before that hook.
+  lbx nft -f - <<'NFT'
+table netdev meshlb_ports {
+  chain p0 { type filter hook ingress device p0 priority 0; policy drop; }
+  chain p1 { type filter hook ingress device p1 priority 0; policy drop; }
+}
+NFT
+  for p in p0 p1; do
+    lbx sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
+    ip -n mlb-lb link set "$p" up
+  done
+}
+
+# Serves HTTP, a 64 MiB file, iperf3 and UDP echo in every task.
+tasks_serve() {
+  for i in 1 2 3; do
+    local dir=$MLB_RUN/t$i
+    mkdir -p "$dir"
+    echo "processed by task $i" > "$dir/index.html"
+    [[ -f $dir/big ]] || head -c $((64 << 20)) /dev/zero > "$dir/big"
+    ip netns exec "mlb-t$i" /usr/bin/python3 -u -m http.server 80 --bind 198.18.1.1$i \
+      --directory "$dir" >"$MLB_RUN/http-t$i.log" 2>&1 &
+    ip netns exec "mlb-t$i" iperf3 -s -D -B "198.18.1.1$i" --logfile "$MLB_RUN/iperf-t$i.log"
+    ip netns exec "mlb-t$i" /usr/bin/python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 7))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(b"task %s: " % sys.argv[2].encode() + data, peer)
+' "198.18.1.1$i" "$i" >"$MLB_RUN/udp-t$i.log" 2>&1 &
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 50); do
+      ip netns exec "mlb-t$i" bash -c "echo > /dev/tcp/198.18.1.1$i/80" 2>/dev/null && break
+      sleep 0.1
+    done
+  done
+}
+
+# Starts meshlbd in mlb-lb. $1: number of workers (1 or 2); more args go to meshlbd.
+lb_start() {
+  local workers=${1:-1}
+  shift || true
+  local lcores='0@0,1@1' qpairs=1
+  if ((workers == 2)); then lcores='0@0,1@1,2@1'; qpairs=2; fi
+  rm -f "$MLB_SOCK"
+  lbx "$MLB_BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
+    --file-prefix "mlb-e2e-$$" --log-level 'pmd.*:error' \
+    --vdev "net_af_packet0,iface=p0,qpairs=$qpairs" \
+    --vdev "net_af_packet1,iface=p1,qpairs=$qpairs" \
+    -- --control-socket "$MLB_SOCK" "$@" >"$MLB_RUN/meshlbd.log" 2>&1 &
+  echo $! > "$MLB_RUN/meshlbd.pid"
+  for _ in $(seq 100); do
+    [[ -S $MLB_SOCK ]] && break
+    if ! kill -0 "$(cat "$MLB_RUN/meshlbd.pid")" 2>/dev/null; then
+      echo "meshlbd died:" >&2; cat "$MLB_RUN/meshlbd.log" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  [[ -S $MLB_SOCK ]] || { echo "meshlbd did not open its socket" >&2; return 1; }
+  # The operator's side: addresses on the twins, and the kernel as the fallback
+  # router for packets whose next hop the mirror has not resolved yet.
+  lbx ip addr add 198.18.0.1/24 dev lb0
+  lbx ip addr add 198.18.1.1/24 dev lb1
+  lbx ip link set lb0 up
+  lbx ip link set lb1 up
+  lbx sysctl -qw net.ipv4.ip_forward=1
+  for c in all lb0 lb1; do
+    lbx sysctl -qw "net.ipv4.conf.$c.rp_filter=0" "net.ipv4.conf.$c.send_redirects=0"
+    lbx sysctl -qw "net.ipv4.conf.$c.accept_local=1"
+  done
+}
