@@ -82,17 +82,18 @@ tasks_serve() {
     mkdir -p "$dir"
     echo "processed by task $i" > "$dir/index.html"
     [[ -f $dir/big ]] || head -c $((64 << 20)) /dev/zero > "$dir/big"
-    ip netns exec "mlb-t$i" /usr/bin/python3 -u -m http.server 80 --bind 198.18.1.1$i \
-      --directory "$dir" >"$MLB_RUN/http-t$i.log" 2>&1 &
+    # Subshells, so the servers are no jobs of the caller (topo_down kills them).
+    (ip netns exec "mlb-t$i" /usr/bin/python3 -u -m http.server 80 --bind 198.18.1.1$i \
+      --directory "$dir" >"$MLB_RUN/http-t$i.log" 2>&1 &)
     ip netns exec "mlb-t$i" iperf3 -s -D -B "198.18.1.1$i" --logfile "$MLB_RUN/iperf-t$i.log"
-    ip netns exec "mlb-t$i" /usr/bin/python3 -u -c '
+    (ip netns exec "mlb-t$i" /usr/bin/python3 -u -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 7))
 while True:
     data, peer = s.recvfrom(2048)
     s.sendto(b"task %s: " % sys.argv[2].encode() + data, peer)
-' "198.18.1.1$i" "$i" >"$MLB_RUN/udp-t$i.log" 2>&1 &
+' "198.18.1.1$i" "$i" >"$MLB_RUN/udp-t$i.log" 2>&1 &)
   done
   for i in 1 2 3; do
     for _ in $(seq 50); do
@@ -109,7 +110,8 @@ lb_start() {
   local lcores='0@0,1@1' qpairs=1
   if ((workers == 2)); then lcores='0@0,1@1,2@1'; qpairs=2; fi
   rm -f "$MLB_SOCK"
-  lbx "$MLB_BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
+  # Not through lbx: $! must be meshlbd itself (ip netns exec execs it), not a subshell.
+  ip netns exec mlb-lb "$MLB_BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
     --file-prefix "mlb-e2e-$$" --log-level 'pmd.*:error' \
     --vdev "net_af_packet0,iface=p0,qpairs=$qpairs" \
     --vdev "net_af_packet1,iface=p1,qpairs=$qpairs" \

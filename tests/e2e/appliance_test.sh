@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# End-to-end tests of meshlbd with real traffic between network namespaces
+# (tests/e2e/topology.sh). Needs root. Exits 77 (meson: skipped) when not root.
+set -uo pipefail
+if [[ $EUID -ne 0 ]]; then echo "e2e: needs root (network namespaces)"; exit 77; fi
+source "$(dirname "$0")/topology.sh"
+trap topo_down EXIT
+
+passed=0
+failed=0
+check() {  # description, then a command that must succeed
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok   - $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL - $what"
+    failed=$((failed + 1))
+  fi
+}
+
+VIP=$MLB_VIP
+svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress does it
+  ctl ipvsadm -A -t $VIP:8080 -s rr &&
+    for i in 1 2 3; do ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$i:80 -m -w 1 || return 1; done &&
+    ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j MASQUERADE
+}
+
+# 1. curl VIP:8080 30 times: every task answers, rr rotates exactly.
+test_rr_rotation() {
+  local seq=() t
+  for _ in $(seq 30); do
+    t=$(client curl -s -m 5 "http://$VIP:8080/" | sed -n 's/^processed by task //p')
+    [[ -n $t ]] || { echo "  no answer"; return 1; }
+    seq+=("$t")
+  done
+  echo "  tasks in order: ${seq[*]}"
+  for i in $(seq 1 29); do
+    (( seq[i] == seq[i - 1] % 3 + 1 )) || { echo "  not a rotation at $i"; return 1; }
+  done
+}
+
+# 2. iperf3 TCP through the appliance; a UDP request/response.
+test_iperf_tcp() {
+  ctl ipvsadm -A -t $VIP:5201 -s rr && ctl ipvsadm -a -t $VIP:5201 -r 198.18.1.11:5201 -m || return 1
+  local out bytes
+  out=$(client iperf3 -c $VIP -t 3 -J) || { echo "$out" | tail -5; return 1; }
+  bytes=$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
+  echo "  iperf3 received $bytes bytes in 3 s"
+  (( bytes > 1000000 ))
+}
+
+test_udp_echo() {
+  ctl ipvsadm -A -u $VIP:7 -s rr || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -u $VIP:7 -r 198.18.1.1$i:7 -m || return 1; done
+  local answers
+  answers=$(client /usr/bin/python3 -c '
+import socket
+out = []
+for n in range(3):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(b"hello %d" % n, ("'$VIP'", 7))
+    out.append(s.recv(2048).decode())
+print("|".join(out))
+') || return 1
+  echo "  $answers"
+  [[ $answers == *"task 1: hello"* && $answers == *"task 2: hello"* && $answers == *"task 3: hello"* ]]
+}
+
+# Starts a slow download of the 64 MiB file through VIP:8080 in this shell (so it
+# can be waited for); sets DL_PID and DL_TASK (the task serving it).
+slow_download() {  # output file
+  local before=() i
+  for i in 1 2 3; do before[i]=$(grep -c 'GET /big' "$MLB_RUN/http-t$i.log"); done
+  ip netns exec mlb-client curl -s -m 60 --speed-time 3 --speed-limit 1000 --limit-rate 8M \
+    -o "$1" "http://$VIP:8080/big" &
+  DL_PID=$!
+  DL_TASK=
+  for _ in $(seq 50); do
+    for i in 1 2 3; do
+      if (( $(grep -c 'GET /big' "$MLB_RUN/http-t$i.log") > before[i] )); then DL_TASK=$i; return 0; fi
+    done
+    sleep 0.1
+  done
+  return 1
+}
+
+# 3a. Weight 0: no new connections to the task; its running download completes.
+test_quiescent() {
+  slow_download "$MLB_RUN/dl1" || { echo "  download did not start"; return 1; }
+  local t=$DL_TASK
+  echo "  long download on task $t; setting its weight to 0"
+  ctl ipvsadm -e -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 0 || return 1
+  for _ in $(seq 12); do
+    local a
+    a=$(client curl -s -m 5 "http://$VIP:8080/")
+    [[ $a == "processed by task $t" ]] && { echo "  task $t got a new connection"; return 1; }
+    [[ -n $a ]] || { echo "  no answer"; return 1; }
+  done
+  wait "$DL_PID" || { echo "  download failed"; return 1; }
+  local size
+  size=$(stat -c %s "$MLB_RUN/dl1")
+  echo "  download completed: $size bytes"
+  ctl ipvsadm -e -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
+  (( size == 64 << 20 ))
+}
+
+# 3b. -d: later packets of the task's connections are dropped and the connection
+# expired (expire_nodest_conn=1), so the download stalls and fails.
+test_nodest() {
+  local t before after
+  before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
+  slow_download "$MLB_RUN/dl2" || { echo "  download did not start"; return 1; }
+  t=$DL_TASK
+  echo "  long download on task $t; deleting it"
+  ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
+  if wait "$DL_PID"; then echo "  download still completed"; return 1; fi
+  after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
+  echo "  drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
+  ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
+  (( after > before ))
+}
+
+# 4. -S -n, -C, -R: the restored configuration lists identically.
+test_save_restore() {
+  local listed saved
+  listed=$(ctl ipvsadm -L -n) && saved=$(ctl ipvsadm -S -n) || return 1
+  ctl ipvsadm -C || return 1
+  [[ $(ctl ipvsadm -S -n) == "" ]] || return 1
+  echo "$saved" | ctl ipvsadm -R || return 1
+  [[ $(ctl ipvsadm -L -n) == "$listed" ]]
+}
+
+# 5. Full NAT: the task's server saw the appliance's address as the peer.
+test_full_nat_peer() {
+  client curl -s -m 5 "http://$VIP:8080/" >/dev/null || return 1
+  local peers
+  peers=$(cat "$MLB_RUN"/http-t*.log | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
+  echo "  peers seen by the tasks: $peers"
+  [[ $peers == "198.18.1.1 " ]]
+}
+
+# 6. The kernel twin answers ping to the appliance's own address.
+test_ping_twin() { client ping -c 2 -W 2 $VIP >/dev/null; }
+
+# Bad commands: clear error on stderr, non-zero exit, nothing applied.
+test_rejected_command() {
+  local before err rc
+  before=$(ctl ipvsadm -S -n)
+  err=$(ctl ipvsadm -A -t $VIP:9999 -s lc 2>&1 >/dev/null)
+  rc=$?
+  echo "  exit $rc: $err"
+  (( rc == 1 )) && [[ $err == *"scheduler 'lc' is not supported"* ]] &&
+    [[ $(ctl ipvsadm -S -n) == "$before" ]]
+}
+
+# A hostile client (a huge length prefix, then silence) stalls no one.
+test_hostile_client() {
+  lbx /usr/bin/python3 -c '
+import socket, struct, time
+s = socket.socket(socket.AF_UNIX); s.connect("'"$MLB_SOCK"'")
+s.send(struct.pack("<I", 0x7fffffff)); print("  reply:", s.recv(200)[5:].decode())
+t = socket.socket(socket.AF_UNIX); t.connect("'"$MLB_SOCK"'"); t.send(b"\x10\x00")
+time.sleep(0.2)' || return 1
+  ctl ipvsadm -L -n >/dev/null && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
+# 7. Two workers (af_packet qpairs=2): 200 sequential connections all succeed,
+# with replies handed to the owning worker where they land elsewhere.
+test_two_workers() {
+  local ok=0
+  for _ in $(seq 200); do
+    client curl -s -m 5 "http://$VIP:8080/" | grep -q '^processed by task' && ok=$((ok + 1))
+  done
+  local handoff
+  handoff=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; print(sum(x["handoff_out"] for x in w), [x["new_connections"] for x in w])')
+  echo "  $ok/200 connections; handoffs and new connections per worker: $handoff"
+  (( ok == 200 ))
+}
+
+# State file: a restart loses no configuration; SIGTERM exits 0 and removes the socket.
+test_restart_keeps_state() {
+  local listed pid
+  listed=$(ctl ipvsadm -L -n)
+  pid=$(cat "$MLB_RUN/meshlbd.pid")
+  kill -TERM "$pid"
+  wait "$pid"
+  local rc=$?
+  rm -f "$MLB_RUN/meshlbd.pid"
+  [[ -e $MLB_SOCK ]] && { echo "  socket left behind"; return 1; }
+  (( rc == 0 )) || { echo "  exit status $rc"; return 1; }
+  lb_start 2 --state-file "$MLB_RUN/state" || return 1
+  [[ $(ctl ipvsadm -L -n) == "$listed" ]] || { echo "  configuration not restored"; return 1; }
+  client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
+topo_up
+tasks_serve
+rm -f "$MLB_RUN/state"
+lb_start 1 --state-file "$MLB_RUN/state" || exit 1
+svc_http || { echo "service setup failed"; exit 1; }
+
+check "rr: 30 requests, every task in turn" test_rr_rotation
+check "iperf3 TCP through the appliance" test_iperf_tcp
+check "UDP request/response, every task" test_udp_echo
+check "weight 0: no new connections, the running download completes" test_quiescent
+check "-d: the deleted task's connections are expired (expire_nodest_conn)" test_nodest
+check "-S -n, -C, -R restores an identical -L -n" test_save_restore
+check "full NAT: tasks see the appliance as the client" test_full_nat_peer
+check "ping to the twin address is answered by the kernel" test_ping_twin
+check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
+check "a hostile control client stalls nothing" test_hostile_client
+check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
+check "two workers: 200 sequential connections" test_two_workers
+
+echo
+echo "e2e: $passed passed, $failed failed"
+if ((failed)); then
+  echo "--- meshlbd log"; tail -20 "$MLB_RUN/meshlbd.log"
+  echo "--- stats"; ctl stats 2>/dev/null
+fi
+((failed == 0))
