@@ -49,7 +49,30 @@ struct Parsed {
   bool numeric = false;
 };
 
+// The table and chain decide what is supported, so they are judged first: a
+// DNAT rule is refused for its chain, not for its first unknown option.
+absl::Status checkTableAndChain(const std::vector<std::string>& args) {
+  std::string table = "filter";
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "-t" || args[i] == "--table") table = args[i + 1];
+  }
+  if (table != "nat") {
+    return bad(absl::StrCat("table \"", table, "\" is not supported by meshlb (only -t nat so far)"));
+  }
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool rule_cmd = a == "-A" || a == "--append" || a == "-I" || a == "--insert" ||
+                          a == "-D" || a == "--delete";
+    const std::string& chain = args[i + 1];
+    if (rule_cmd && (chain == "PREROUTING" || chain == "INPUT" || chain == "OUTPUT")) {
+      return bad(absl::StrCat("rules in nat ", chain, " are not supported by meshlb yet"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
+  if (auto st = checkTableAndChain(args); !st.ok()) return st;
   Parsed p;
   std::string table = "filter";
   bool match_ipvs_loaded = false;

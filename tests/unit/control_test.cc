@@ -1,0 +1,216 @@
+// The control plane's other front ends: the wire protocol, iptables, command
+// dispatch with the state file, and the snapshot builder.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/str_split.h"
+#include "commands.h"
+#include "iptables.h"
+#include "protocol.h"
+#include "snapshot_builder.h"
+
+namespace meshlb {
+namespace {
+
+std::vector<std::string> words(const std::string& s) {
+  return absl::StrSplit(s, ' ', absl::SkipEmpty());
+}
+
+TEST(Protocol, RoundTrip) {
+  Request r{{"ipvsadm", "-R"}, "-A -t 198.18.0.1:80 -s rr\n"};
+  std::string wire = encodeRequest(r);
+  auto len = frameLength(wire);
+  ASSERT_TRUE(len.ok() && len->has_value());
+  EXPECT_EQ(**len, wire.size());
+  auto back = decodeRequest(wire.substr(4));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->args, r.args);
+  EXPECT_EQ(back->input, r.input);
+  auto reply = decodeReply(encodeReply({false, "No such service"}).substr(4));
+  ASSERT_TRUE(reply.ok());
+  EXPECT_FALSE(reply->ok);
+  EXPECT_EQ(reply->text, "No such service");
+}
+
+TEST(Protocol, HostileFramesAreRejected) {
+  EXPECT_FALSE(frameLength(std::string("\xff\xff\xff\x7f", 4)).ok());  // 2 GiB
+  EXPECT_FALSE(frameLength("\x01\x00").value().has_value());           // need more
+  EXPECT_FALSE(decodeRequest(std::string("\x05\x00\x00\x00", 4)).ok());  // 5 args, none there
+  EXPECT_FALSE(decodeRequest(std::string("\x00\x10\x00\x00", 4)).ok());  // too many args
+  std::string wire = encodeRequest({{"stats"}, ""});
+  EXPECT_FALSE(decodeRequest(wire.substr(4) + "x").ok());  // trailing bytes
+  EXPECT_FALSE(decodeRequest(wire.substr(4, wire.size() - 6)).ok());  // truncated
+  EXPECT_FALSE(decodeReply("").ok());
+  EXPECT_FALSE(decodeReply("\x07oops").ok());
+}
+
+TEST(Iptables, SwarmRulesSaveAndList) {
+  IptablesModel m;
+  ASSERT_TRUE(runIptables(m, words("-t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j "
+                                   "SNAT --to-source 198.18.1.1"))
+                  .ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -I POSTROUTING 1 -d 198.18.2.0/24 -m ipvs --ipvs -j "
+                                   "MASQUERADE"))
+                  .ok());
+  EXPECT_EQ(*runIptables(m, words("-t nat -S POSTROUTING")),
+            "-P POSTROUTING ACCEPT\n"
+            "-A POSTROUTING -d 198.18.2.0/24 -m ipvs --ipvs -j MASQUERADE\n"
+            "-A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j SNAT --to-source 198.18.1.1\n");
+  EXPECT_EQ(*runIptables(m, words("-t nat -L POSTROUTING -n")),
+            "Chain POSTROUTING (policy ACCEPT)\n"
+            "target     prot opt source               destination         \n"
+            "MASQUERADE all  --  0.0.0.0/0            198.18.2.0/24        ipvs\n"
+            "SNAT       all  --  0.0.0.0/0            198.18.1.0/24        ipvs to:198.18.1.1\n");
+  ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING 1")).ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT "
+                                   "--to-source 198.18.1.1"))
+                  .ok());
+  EXPECT_TRUE(m.postrouting.empty());
+}
+
+TEST(Iptables, RefusalsNameTheProblem) {
+  IptablesModel m;
+  struct {
+    const char* line;
+    const char* error;
+  } cases[] = {
+      {"-A POSTROUTING -j MASQUERADE", "table \"filter\" is not supported"},
+      {"-t mangle -A PREROUTING -j MARK --set-mark 256", "table \"mangle\""},
+      {"-t nat -A PREROUTING -p tcp --dport 80 -j DNAT", "not supported by meshlb yet"},
+      {"-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source"},
+      {"-t nat -A POSTROUTING -o eth0 -j MASQUERADE", "option \"-o\" is not supported"},
+      {"-t nat -A POSTROUTING -m conntrack -j MASQUERADE", "match \"conntrack\""},
+      {"-t nat -A POSTROUTING -j SNAT --to-source 198.18.1.1:1000-2000", "no port range"},
+      {"-t nat -A POSTROUTING -d 198.18.1.0/40 -j MASQUERADE", "invalid prefix length"},
+      {"-t nat -A POSTROUTING", "a target is required"},
+      {"-t nat -A FORWARD -j MASQUERADE", "chain \"FORWARD\" does not exist"},
+      {"-t nat -D POSTROUTING 3", "index of deletion too big"},
+      {"-t nat -D POSTROUTING -j MASQUERADE", "Bad rule"},
+      {"-t nat", "no command specified"},
+  };
+  for (const auto& c : cases) {
+    auto r = runIptables(m, words(c.line));
+    ASSERT_FALSE(r.ok()) << c.line;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos)
+        << c.line << " -> " << r.status().message();
+  }
+  EXPECT_TRUE(m.postrouting.empty());
+}
+
+class StateFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/meshlb-state-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = dir_ + "/state";
+  }
+  void TearDown() override {
+    std::remove(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  std::string read() {
+    std::ifstream in(path_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string dir_, path_;
+};
+
+TEST_F(StateFile, EveryChangeIsSavedAndRestored) {
+  bool changed = false;
+  {
+    Commands c;
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    ASSERT_TRUE(c.run(words("ipvsadm -A -t 198.18.0.1:8080 -s rr"), "", &changed).ok());
+    EXPECT_TRUE(changed);
+    ASSERT_TRUE(c.run(words("ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3"), "",
+                      &changed)
+                    .ok());
+    ASSERT_TRUE(c.run(words("iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE"), "",
+                      &changed)
+                    .ok());
+    ASSERT_TRUE(c.run(words("ipvsadm --set 100 0 0"), "", &changed).ok());
+    ASSERT_TRUE(c.run(words("ipvsadm -L -n"), "", &changed).ok());
+    EXPECT_FALSE(changed);  // a listing changes nothing
+  }
+  EXPECT_EQ(read(),
+            "# meshlb state v1\n"
+            "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
+            "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
+            "ipvsadm --set 100 120 300\n"
+            "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n");
+  Commands again;
+  ASSERT_TRUE(again.useStateFile(path_).ok());
+  EXPECT_EQ(again.saveState(), read());
+}
+
+TEST_F(StateFile, CorruptFileStopsTheStartAndIsLeftAlone) {
+  const std::string bad = "# meshlb state v1\nipvsadm -A -t 198.18.0.1:8080 -s rr\nipvsadm -Q\n";
+  std::ofstream(path_) << bad;
+  Commands c;
+  auto st = c.useStateFile(path_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("state line 3"), std::string::npos) << st.message();
+  EXPECT_EQ(read(), bad);
+  std::ofstream(path_) << "garbage\n";
+  EXPECT_NE(c.useStateFile(path_).message().find("not a meshlb state file"), std::string::npos);
+}
+
+TEST(Commands, UnknownAndRejectedChangeNothing) {
+  Commands c([](bool json) { return json ? std::string("{}") : std::string("counters\n"); });
+  bool changed = true;
+  EXPECT_FALSE(c.run({}, "", &changed).ok());
+  EXPECT_FALSE(c.run(words("ipvsadmm -L"), "", &changed).ok());
+  EXPECT_FALSE(c.run(words("stats --xml"), "", &changed).ok());
+  EXPECT_EQ(*c.run(words("stats --json"), "", &changed), "{}");
+  EXPECT_FALSE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s lc"), "", &changed).ok());
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(c.saveState(), "# meshlb state v1\nipvsadm --set 900 120 300\n");
+}
+
+TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
+  Commands c;
+  bool changed;
+  for (const char* l : {"ipvsadm -A -t 198.18.0.1:8080 -s mh",
+                        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.12:80 -m",
+                        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 2",
+                        "ipvsadm -A -f 256 -s rr", "ipvsadm -a -f 256 -r 198.18.1.13:0 -m",
+                        "iptables -t nat -A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j MASQUERADE"}) {
+    ASSERT_TRUE(c.run(words(l), "", &changed).ok()) << l;
+  }
+  auto ip = [](const char* s) {
+    uint32_t a;
+    inet_pton(AF_INET, s, &a);
+    return a;
+  };
+  KernelView k;
+  k.addrs = {{10, ip("198.18.0.1"), 24}, {11, ip("198.18.1.1"), 24}};
+  k.routes = {{ip("198.18.0.0"), 24, 0, 10}, {ip("198.18.1.0"), 24, 0, 11},
+              {0, 0, ip("198.18.0.254"), 10}, {ip("198.19.0.0"), 16, 0, 99}};
+  k.neighs = {{11, ip("198.18.1.11"), {2, 0, 0, 0, 0, 0x11}}};
+  std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}, {11, {2, 0, 0, 0, 0, 2}}};
+  auto s = buildSnapshot(c.services(), c.nat(), k, ports, 7);
+  EXPECT_EQ(s->generation, 7u);
+  ASSERT_EQ(s->services.size(), 1u);  // the fwmark service waits for the mangle table
+  const ServiceSnap* svc = s->findService(6, ip("198.18.0.1"), htons(8080));
+  ASSERT_NE(svc, nullptr);
+  ASSERT_EQ(svc->backends.size(), 2u);
+  EXPECT_EQ(svc->backends[0].addr, ip("198.18.1.11"));  // sorted by address
+  EXPECT_EQ(svc->max_weight, 2u);
+  ASSERT_TRUE(svc->maglev.has_value());
+  EXPECT_EQ(s->backend_ids.size(), 3u);  // the fwmark service's server is live too
+  ASSERT_NE(s->route(ip("198.18.1.50")), nullptr);
+  EXPECT_EQ(s->route(ip("198.18.1.50"))->port, 1);
+  EXPECT_EQ(s->route(ip("203.0.113.9"))->gateway, ip("198.18.0.254"));  // default route
+  EXPECT_EQ(s->routes.size(), 3u);  // the route via a non-twin interface is not ours
+  EXPECT_EQ(s->ports[1].ipv4, ip("198.18.1.1"));
+  EXPECT_TRUE(s->snat_addrs.contains(ip("198.18.1.1")));
+  EXPECT_EQ(s->neigh.count(Snapshot::neighKey(1, ip("198.18.1.11"))), 1u);
+  EXPECT_EQ(s->timeouts.of(ConnState::kEstablished), 900000u);
+}
+
+}  // namespace
+}  // namespace meshlb
