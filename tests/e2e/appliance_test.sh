@@ -24,7 +24,7 @@ VIP=$MLB_VIP
 svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress does it
   ctl ipvsadm -A -t $VIP:8080 -s rr &&
     for i in 1 2 3; do ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$i:80 -m -w 1 || return 1; done &&
-    ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j MASQUERADE
+    ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1
 }
 
 # 1. curl VIP:8080 30 times: every task answers, rr rotates exactly.
@@ -142,6 +142,38 @@ test_full_nat_peer() {
   [[ $peers == "198.18.1.1 " ]]
 }
 
+# MASQUERADE instead of SNAT: the source becomes the egress twin's address.
+test_masquerade() {
+  ctl iptables -t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1 &&
+    ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j MASQUERADE || return 1
+  : >"$MLB_RUN/http-t2.log"
+  for _ in 1 2 3; do client curl -s -m 5 "http://$VIP:8080/" | grep -q processed || return 1; done
+  grep -q '^198.18.1.1 ' "$MLB_RUN/http-t2.log"
+}
+
+# wrr with weights 3,1,1: IPVS's sequence is 1 1 1 2 3, repeated.
+test_wrr_sequence() {
+  ctl ipvsadm -A -t $VIP:8082 -s wrr || return 1
+  ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.11:80 -m -w 3 || return 1
+  for i in 2 3; do ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.1$i:80 -m -w 1 || return 1; done
+  local seq=""
+  for _ in $(seq 10); do
+    seq+=$(client curl -s -m 5 "http://$VIP:8082/" | sed -n 's/^processed by task //p')
+  done
+  echo "  $seq"
+  [[ $seq == 1112311123 ]]
+}
+
+# mh (Maglev): one client address always reaches the same task.
+test_mh_sticky() {
+  ctl ipvsadm -A -t $VIP:8083 -s mh || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:8083 -r 198.18.1.1$i:80 -m || return 1; done
+  local seen
+  seen=$(for _ in $(seq 10); do client curl -s -m 5 "http://$VIP:8083/"; done | sort | uniq -c)
+  echo "  $seen"
+  [[ $(echo "$seen" | wc -l) -eq 1 && $seen == *"10 processed by task"* ]]
+}
+
 # 6. The kernel twin answers ping to the appliance's own address.
 test_ping_twin() { client ping -c 2 -W 2 $VIP >/dev/null; }
 
@@ -209,6 +241,9 @@ check "weight 0: no new connections, the running download completes" test_quiesc
 check "-d: the deleted task's connections are expired (expire_nodest_conn)" test_nodest
 check "-S -n, -C, -R restores an identical -L -n" test_save_restore
 check "full NAT: tasks see the appliance as the client" test_full_nat_peer
+check "MASQUERADE: tasks see the egress twin's address" test_masquerade
+check "wrr: IPVS's weighted sequence" test_wrr_sequence
+check "mh: one client, one task" test_mh_sticky
 check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
