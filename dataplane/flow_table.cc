@@ -121,6 +121,13 @@ uint32_t FlowTable<Addr>::bucket2(uint64_t h) const {
 
 template <class Addr>
 void FlowTable<Addr>::prefetch(uint64_t h) const {
+  // Keys live in their first bucket unless it was full at insertion, so only it
+  // is fetched ahead; the second is fetched when the first has no candidate.
+  __builtin_prefetch(&buckets_[bucket1(h)]);
+}
+
+template <class Addr>
+void FlowTable<Addr>::prefetchBoth(uint64_t h) const {
   __builtin_prefetch(&buckets_[bucket1(h)]);
   __builtin_prefetch(&buckets_[bucket2(h)]);
 }
@@ -189,11 +196,9 @@ void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n) const 
     uint32_t m = sigMask(b.sig, sig);
     if (m) {
       __builtin_prefetch(&flows_[b.ref[__builtin_ctz(m)] >> 1]);
-      continue;
+    } else {
+      __builtin_prefetch(&buckets_[bucket2(hashes[i])]);
     }
-    const Bucket& b2 = buckets_[bucket2(hashes[i])];
-    m = sigMask(b2.sig, sig);
-    if (m) __builtin_prefetch(&flows_[b2.ref[__builtin_ctz(m)] >> 1]);
   }
 }
 
@@ -272,23 +277,13 @@ uint32_t* FlowTable<Addr>::freeSlot(uint64_t h, uint32_t* sig_out, uint32_t prot
                                     uint32_t now_ms) {
   *sig_out = static_cast<uint32_t>(h >> 32);
   Bucket* bs[2] = {&buckets_[bucket1(h)], &buckets_[bucket2(h)]};
-  int best_free = -1;
-  uint32_t* best = nullptr;
+  // The first bucket while it has room (lookups then touch one bucket line), the
+  // second otherwise.
   for (Bucket* b : bs) {
-    int nfree = 0;
-    uint32_t* first = nullptr;
     for (int s = 0; s < kSlots; ++s) {
-      if (b->ref[s] == 0) {
-        if (!first) first = &b->ref[s];
-        ++nfree;
-      }
-    }
-    if (nfree > best_free && first) {
-      best_free = nfree;
-      best = first;
+      if (b->ref[s] == 0) return &b->ref[s];
     }
   }
-  if (best) return best;
   // Both buckets full: move one occupant to its other bucket if that has room
   // (one cuckoo step; keeps the table usable up to its design load)...
   for (Bucket* b : bs) {

@@ -11,6 +11,7 @@
 #include "meshlb/checksum.h"
 #include "meshlb/hash.h"
 #include "meshlb/nat.h"
+#include "meshlb/packet_key.h"
 #include "meshlb/parse.h"
 
 namespace meshlb {
@@ -129,7 +130,7 @@ class Worker {
     if (m->nb_segs != 1) return toKernel(m, in_port);
     uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
     ParsedPacket p;
-    ParseResult r = parsePacket(f, rte_pktmbuf_data_len(m), p);
+    ParseResult r = parsePacketFast(f, rte_pktmbuf_data_len(m), p);
     if (r == ParseResult::kNotIp) return toKernel(m, in_port);
     if (r != ParseResult::kOk) {
       bump(c_.parse[static_cast<size_t>(r)]);
@@ -140,16 +141,15 @@ class Worker {
         (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
       return toKernel(m, in_port);
     }
-    const uint8_t* ip = f + p.ip.l3_offset;
-    const uint32_t src = load32(ip + 12), dst = load32(ip + 16);
-    const uint8_t proto = p.ip.l4_proto;
-    const ServiceSnap* svc = snap_->findService(proto, dst, p.ip.dport);
+    const FlowKey<Ipv4Addr> key = flowKey4(f, p);
+    const ServiceSnap* svc = snap_->findService(key.proto, key.dst.v, key.dport);
 
     if (!handed && dp_.num_workers > 1) {
-      uint16_t owner = svc || !snap_->snat_addrs.contains(dst)
-                           ? ownerOfClient(svc ? src : dst, svc ? p.ip.sport : p.ip.dport,
-                                           dp_.num_workers)
-                           : static_cast<uint16_t>(rte_be_to_cpu_16(p.ip.dport) % dp_.num_workers);
+      uint16_t owner =
+          svc                                   ? ownerOfClient(key.src.v, key.sport, dp_.num_workers)
+          : !snap_->snat_addrs.contains(key.dst.v) ? ownerOfClient(key.dst.v, key.dport, dp_.num_workers)
+                                                : static_cast<uint16_t>(rte_be_to_cpu_16(key.dport) %
+                                                                        dp_.num_workers);
       if (owner != idx_) {
         if (rte_ring_enqueue(dp_.handoff[owner], m) != 0) return drop(m, c_.drop_handoff_full);
         bump(c_.handoff_out);
@@ -157,7 +157,6 @@ class Worker {
       }
     }
 
-    FlowKey<Ipv4Addr> key{{src}, {dst}, p.ip.sport, p.ip.dport, proto};
     auto hit = table_.lookup(key, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
     if (e) {
@@ -175,7 +174,7 @@ class Worker {
       return toKernel(m, in_port);
     }
 
-    if (proto == kProtoTcp) {
+    if (key.proto == kProtoTcp) {
       table_.onTcp(e, hit.dir, p.tcp_flags, now_ms_);
     } else {
       table_.onUdp(e, now_ms_);

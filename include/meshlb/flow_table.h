@@ -7,9 +7,10 @@
 // - Each record has two keys: the original direction (client -> VIP) and the
 //   reply direction (backend -> local address). Keys live in 64-byte buckets of
 //   8 slots {32-bit signature, 32-bit record reference}; every key has two
-//   candidate buckets and goes to the emptier one, so lookups touch at most two
-//   cache lines plus the record, and deletion needs no tombstones. When both are
-//   full, one occupant moves to its other bucket (a single cuckoo step).
+//   candidate buckets and goes to the first unless it is full, so most lookups
+//   touch one bucket line plus the record, none more than two, and deletion needs
+//   no tombstones. When both are full, one occupant moves to its other bucket (a
+//   single cuckoo step).
 // - Expiry is lazy (an expired hit is removed and reported as a miss) plus a
 //   bounded sweep (expireSome) that the worker runs between bursts: nothing ever
 //   walks the whole table on the packet path.
@@ -129,7 +130,8 @@ class FlowTable {
   FlowTable& operator=(const FlowTable&) = delete;
 
   uint64_t hash(const Key& k) const;
-  void prefetch(uint64_t h) const;
+  void prefetch(uint64_t h) const;      // the bucket an established key is usually in
+  void prefetchBoth(uint64_t h) const;  // both buckets: for a key expected to miss (insert)
   Hit lookup(const Key& k, uint32_t now_ms) { return lookup(k, hash(k), now_ms); }
   Hit lookup(const Key& k, uint64_t h, uint32_t now_ms);
   // Staged burst lookup (DPDK l3fwd_em_hlm, VPP lb): hash and prefetch the

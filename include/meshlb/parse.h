@@ -95,4 +95,77 @@ struct ParsedPacket {
 ParseResult parsePacket(const uint8_t* frame, uint32_t len, ParsedPacket& out,
                         uint16_t vxlan_port = kVxlanPort);
 
+// The common case inline: an untagged, unfragmented IPv4 datagram without options
+// carrying TCP or UDP (not to the VXLAN port). Same checks and same result as
+// parsePacket for such a frame; anything else takes parsePacket. Fills only the
+// fields such a packet has, so `out` must not be read for ICMP/VXLAN/VLAN detail
+// unless the generic parser ran.
+inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket& out,
+                                   uint16_t vxlan_port = kVxlanPort) {
+  constexpr uint32_t kMin = kEthHdrLen + kIpv4MinHdrLen + kUdpHdrLen;
+  if (__builtin_expect(len < kMin || f[12] != 0x08 || f[13] != 0x00 || f[14] != 0x45, 0)) {
+    return parsePacket(f, len, out, vxlan_port);
+  }
+  const uint8_t* ip = f + kEthHdrLen;
+  const uint32_t total = static_cast<uint32_t>(ip[2]) << 8 | ip[3];
+  const uint8_t proto = ip[9];
+  const uint32_t l4len = total - kIpv4MinHdrLen;
+  // Fragment bits (MF, offset) must be clear; DF and the reserved bit may be set.
+  if (__builtin_expect(total > len - kEthHdrLen || total < kIpv4MinHdrLen + kUdpHdrLen ||
+                           (ip[6] & 0x3f) || ip[7] || (proto != kProtoTcp && proto != kProtoUdp),
+                       0)) {
+    return parsePacket(f, len, out, vxlan_port);
+  }
+  uint64_t sum = 0;
+  for (int i = 0; i < 20; i += 4) {
+    uint32_t w;
+    __builtin_memcpy(&w, ip + i, 4);
+    sum += w;
+  }
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  if (__builtin_expect(sum != 0xffff, 0)) return ParseResult::kIpv4BadChecksum;
+  const uint8_t* l4 = ip + kIpv4MinHdrLen;
+  uint16_t sport, dport;
+  __builtin_memcpy(&sport, l4, 2);
+  __builtin_memcpy(&dport, l4 + 2, 2);
+  if (proto == kProtoTcp) {
+    const uint32_t doff = (l4[12] >> 4) * 4u;
+    if (__builtin_expect(l4len < kTcpMinHdrLen || doff < kTcpMinHdrLen || doff > l4len, 0)) {
+      return parsePacket(f, len, out, vxlan_port);
+    }
+    out.tcp_flags = l4[13];
+    out.tcp_header_len = static_cast<uint8_t>(doff);
+  } else {
+    const uint32_t ulen = static_cast<uint32_t>(l4[4]) << 8 | l4[5];
+    if (__builtin_expect(ulen < kUdpHdrLen || ulen > l4len ||
+                             dport == static_cast<uint16_t>(__builtin_bswap16(vxlan_port)),
+                         0)) {
+      return parsePacket(f, len, out, vxlan_port);
+    }
+    out.tcp_flags = 0;
+    out.tcp_header_len = 0;
+  }
+  out.ethertype = kEtherTypeIpv4;
+  out.vlan_count = 0;
+  out.vlan_tci = 0;
+  out.ipv4_flags_frag = static_cast<uint16_t>(ip[6] << 8 | ip[7]);
+  out.icmp_error = false;
+  out.vxlan = false;
+  L3L4Info& i = out.ip;
+  i.l3 = L3Type::kIpv4;
+  i.l4_proto = proto;
+  i.fragment = false;
+  i.first_fragment = false;
+  i.l3_offset = kEthHdrLen;
+  i.l4_offset = kEthHdrLen + kIpv4MinHdrLen;
+  i.l3_length = static_cast<uint16_t>(total);
+  i.sport = sport;
+  i.dport = dport;
+  i.has_ports = true;
+  return ParseResult::kOk;
+}
+
 }  // namespace meshlb

@@ -19,7 +19,24 @@ void checkInfo(const L3L4Info& ip, size_t size, bool outer) {
 }
 }  // namespace
 
+// The inline fast path must agree with the generic parser on every input.
+void checkFastPathAgrees(const uint8_t* data, size_t size) {
+  ParsedPacket g, f;
+  ParseResult rg = parsePacket(data, static_cast<uint32_t>(size), g);
+  ParseResult rf = parsePacketFast(data, static_cast<uint32_t>(size), f);
+  FUZZ_CHECK(rg == rf);
+  if (rg != ParseResult::kOk) return;
+  FUZZ_CHECK(g.ip.l3 == f.ip.l3 && g.ip.l4_proto == f.ip.l4_proto);
+  FUZZ_CHECK(g.ip.l3_offset == f.ip.l3_offset && g.ip.l4_offset == f.ip.l4_offset);
+  FUZZ_CHECK(g.ip.l3_length == f.ip.l3_length && g.ip.has_ports == f.ip.has_ports);
+  FUZZ_CHECK(g.ip.sport == f.ip.sport && g.ip.dport == f.ip.dport);
+  FUZZ_CHECK(g.ip.fragment == f.ip.fragment && g.vlan_count == f.vlan_count);
+  FUZZ_CHECK(g.icmp_error == f.icmp_error && g.vxlan == f.vxlan);
+  if (g.ip.l4_proto == kProtoTcp) FUZZ_CHECK(g.tcp_flags == f.tcp_flags);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  checkFastPathAgrees(data, size);
   ParsedPacket p;
   ParseResult r = parsePacket(data, static_cast<uint32_t>(size), p);
   FUZZ_CHECK(static_cast<int>(r) < static_cast<int>(ParseResult::kCount));
