@@ -25,6 +25,7 @@
 #include <memory>
 
 #include "meshlb/huge_array.h"
+#include "meshlb/proto.h"
 
 namespace meshlb {
 
@@ -60,8 +61,55 @@ struct ConnTimeouts {
 };
 
 // The IPVS transition for a TCP segment seen in `reply` direction (from the
-// backend: the kernel's OUTPUT table) or not (from the client: INPUT).
-ConnState nextTcpState(ConnState cur, bool reply, uint8_t tcp_flags);
+// backend: the kernel's OUTPUT table) or not (from the client: INPUT). Inline:
+// it runs for every TCP packet.
+namespace detail {
+
+// The kernel's tcp_states[] (net/netfilter/ipvs/ip_vs_proto_tcp.c), INPUT and
+// OUTPUT halves; rows syn, fin, ack, rst; columns in ConnState order (no UDP).
+// No transition leads to NONE or SYNACK; the names are kept for the column headers.
+[[maybe_unused]] inline constexpr ConnState sNO = ConnState::kNone, sSA = ConnState::kSynAck;
+inline constexpr ConnState sES = ConnState::kEstablished,
+                    sSS = ConnState::kSynSent, sSR = ConnState::kSynRecv,
+                    sFW = ConnState::kFinWait, sTW = ConnState::kTimeWait,
+                    sCL = ConnState::kClose, sCW = ConnState::kCloseWait,
+                    sLA = ConnState::kLastAck, sLI = ConnState::kListen;
+inline constexpr ConnState kTcpStates[2][4][11] = {
+    {
+        /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
+        /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+        /*fin*/ {sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW},
+        /*ack*/ {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+        /*rst*/ {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR},
+    },
+    {
+        /*syn*/ {sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR},
+        /*fin*/ {sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW},
+        /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
+        /*rst*/ {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
+    },
+};
+
+}  // namespace detail
+
+inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
+  int row;  // tcp_state_idx(): rst wins, then syn, fin, ack
+  if (flags & kTcpRst) {
+    row = 3;
+  } else if (flags & kTcpSyn) {
+    row = 0;
+  } else if (flags & kTcpFin) {
+    row = 1;
+  } else if (flags & kTcpAck) {
+    row = 2;
+  } else {
+    return cur;
+  }
+  auto c = static_cast<unsigned>(cur);
+  if (c >= 11) return cur;
+  return detail::kTcpStates[reply][row][c];
+}
+
 
 struct Ipv4Addr {
   uint32_t v = 0;  // network byte order
