@@ -110,6 +110,15 @@ while True:
   done
 }
 
+# The EAL arguments of data port N: MLB_PMD=af_packet (default) or af_xdp.
+port_args() {  # port, queues
+  case ${MLB_PMD:-af_packet} in
+    af_packet) echo "--vdev net_af_packet$1,iface=p$1,qpairs=$2" ;;
+    af_xdp) echo "--vdev net_af_xdp$1,iface=p$1,start_queue=0,queue_count=$2" ;;
+    *) echo "unknown MLB_PMD '$MLB_PMD'" >&2; return 1 ;;
+  esac
+}
+
 # Starts meshlbd in mlb-lb. $1: number of workers (1 or 2); more args go to meshlbd.
 lb_start() {
   local workers=${1:-1}
@@ -120,8 +129,7 @@ lb_start() {
   # Not through lbx: $! must be meshlbd itself (ip netns exec execs it), not a subshell.
   ip netns exec mlb-lb "$MLB_BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
     --file-prefix "mlb-e2e-$$" --log-level 'pmd.*:error' \
-    --vdev "net_af_packet0,iface=p0,qpairs=$qpairs" \
-    --vdev "net_af_packet1,iface=p1,qpairs=$qpairs" \
+    $(port_args 0 "$qpairs") $(port_args 1 "$qpairs") \
     -- --control-socket "$MLB_SOCK" "$@" >"$MLB_RUN/meshlbd.log" 2>&1 &
   echo $! > "$MLB_RUN/meshlbd.pid"
   for _ in $(seq 100); do
