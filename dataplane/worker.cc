@@ -136,6 +136,9 @@ class Worker {
       bump(c_.parse[static_cast<size_t>(r)]);
       return drop(m, c_.drop_parse);
     }
+    if (p.ip.l3 == L3Type::kIpv4 && !p.vlan_count && p.icmp_error) {
+      return icmpError(m, f, p, in_port, handed);
+    }
     // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
     if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count || !p.ip.has_ports ||
         (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
@@ -143,19 +146,7 @@ class Worker {
     }
     const FlowKey<Ipv4Addr> key = flowKey4(f, p);
     const ServiceSnap* svc = snap_->findService(key.proto, key.dst.v, key.dport);
-
-    if (!handed && dp_.num_workers > 1) {
-      uint16_t owner =
-          svc                                   ? ownerOfClient(key.src.v, key.sport, dp_.num_workers)
-          : !snap_->snat_addrs.contains(key.dst.v) ? ownerOfClient(key.dst.v, key.dport, dp_.num_workers)
-                                                : static_cast<uint16_t>(rte_be_to_cpu_16(key.dport) %
-                                                                        dp_.num_workers);
-      if (owner != idx_) {
-        if (rte_ring_enqueue(dp_.handoff[owner], m) != 0) return drop(m, c_.drop_handoff_full);
-        bump(c_.handoff_out);
-        return;
-      }
-    }
+    if (!handed && handOff(m, key, svc != nullptr)) return;
 
     auto hit = table_.lookup(key, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
@@ -188,6 +179,57 @@ class Worker {
       bump(c_.nat_reply);
     }
     natRewrite(f, p, rw);
+    forward(m, f, p);
+  }
+
+  // Sends the packet to the worker owning its connection; false when that is us.
+  bool handOff(rte_mbuf* m, const FlowKey<Ipv4Addr>& key, bool to_service) {
+    const uint16_t n = dp_.num_workers;
+    if (n == 1) return false;
+    const uint16_t owner =
+        to_service                              ? ownerOfClient(key.src.v, key.sport, n)
+        : !snap_->snat_addrs.contains(key.dst.v) ? ownerOfClient(key.dst.v, key.dport, n)
+                                                : static_cast<uint16_t>(rte_be_to_cpu_16(key.dport) % n);
+    if (owner == idx_) return false;
+    if (rte_ring_enqueue(dp_.handoff[owner], m) != 0) {
+      drop(m, c_.drop_handoff_full);
+    } else {
+      bump(c_.handoff_out);
+    }
+    return true;
+  }
+
+  // An ICMP error about a tracked connection (unreachable, fragmentation needed,
+  // time exceeded), translated as IPVS does: the quoted packet is one meshlb sent,
+  // so its reverse is a packet of the connection, whose direction says which way
+  // the error goes. Anything else is the kernel's.
+  void icmpError(rte_mbuf* m, uint8_t* f, const ParsedPacket& p, uint16_t in_port, bool handed) {
+    const L3L4Info& in = p.inner;
+    if (in.l3 != L3Type::kIpv4 || !in.has_ports ||
+        (in.l4_proto != kProtoTcp && in.l4_proto != kProtoUdp)) {
+      return toKernel(m, in_port);
+    }
+    const uint8_t* iip = f + in.l3_offset;
+    // The quoted packet, reversed: what the peer itself would send on this connection.
+    const FlowKey<Ipv4Addr> key{{load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport,
+                                in.l4_proto};
+    const ServiceSnap* svc = snap_->findService(key.proto, key.dst.v, key.dport);
+    if (!handed && handOff(m, key, svc != nullptr)) return;
+    auto hit = table_.lookup(key, now_ms_);
+    Flow<Ipv4Addr>* e = hit.flow;
+    if (!e) return toKernel(m, in_port);
+    Rewrite4 outer, inner;
+    if (hit.dir == FlowDir::kReply) {
+      // From the task's side, about LB->task: to the client, about client->VIP.
+      outer = {true, true, {e->vip, 0}, {e->client, 0}};
+      inner = {true, true, {e->client, e->cport}, {e->vip, e->vport}};
+    } else {
+      // From the client's side, about VIP->client: to the task, about task->local.
+      outer = {true, true, {e->local, 0}, {e->backend, 0}};
+      inner = {true, true, {e->backend, e->bport}, {e->local, e->lport}};
+    }
+    natRewriteIcmpError(f, p, outer, inner);
+    bump(c_.icmp_translated);
     forward(m, f, p);
   }
 

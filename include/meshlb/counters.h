@@ -22,6 +22,7 @@ namespace meshlb {
   X(new_connections, "new_connections", false)                      \
   X(nat_original, "nat_original", false)                            \
   X(nat_reply, "nat_reply", false)                                  \
+  X(icmp_translated, "icmp_translated", false)                      \
   X(neigh_unresolved_to_kernel, "neigh_unresolved_to_kernel", false) \
   X(drop_parse, "drop_parse", true)                                 \
   X(drop_no_backend, "drop_no_backend", true)                       \

@@ -69,6 +69,29 @@ print("|".join(out))
   [[ $answers == *"task 1: hello"* && $answers == *"task 2: hello"* && $answers == *"task 3: hello"* ]]
 }
 
+# ICMP errors are translated: a UDP datagram to a task port with no listener gets
+# the task's "port unreachable" back to the client as if from the VIP, so the
+# client's connected socket sees ECONNREFUSED.
+test_icmp_unreachable() {
+  ctl ipvsadm -A -u $VIP:9 -s rr && ctl ipvsadm -a -u $VIP:9 -r 198.18.1.11:9 -m || return 1
+  local out
+  out=$(client /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect(("'$VIP'", 9))
+s.send(b"anyone?")
+try:
+    s.recv(100); print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+')
+  echo "  client socket: $out; icmp_translated $(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["icmp_translated"] for w in json.load(sys.stdin)["workers"]))')"
+  [[ $out == refused ]]
+}
+
 # Starts a slow download of the 64 MiB file through VIP:8080 in this shell (so it
 # can be waited for); sets DL_PID and DL_TASK (the task serving it).
 slow_download() {  # output file
@@ -237,6 +260,7 @@ svc_http || { echo "service setup failed"; exit 1; }
 check "rr: 30 requests, every task in turn" test_rr_rotation
 check "iperf3 TCP through the appliance" test_iperf_tcp
 check "UDP request/response, every task" test_udp_echo
+check "ICMP port unreachable from a task reaches the client, translated" test_icmp_unreachable
 check "weight 0: no new connections, the running download completes" test_quiescent
 check "-d: the deleted task's connections are expired (expire_nodest_conn)" test_nodest
 check "-S -n, -C, -R restores an identical -L -n" test_save_restore
