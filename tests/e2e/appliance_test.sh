@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of meshlbd with real traffic between network namespaces
-# (tests/e2e/topology.sh). Needs root. Exits 77 (meson: skipped) when not root.
+# (tests/e2e/topology.sh). Needs root; reports a TAP skip when not root.
 set -uo pipefail
-if [[ $EUID -ne 0 ]]; then echo "e2e: needs root (network namespaces)"; exit 77; fi
+if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; exit 0; fi
 source "$(dirname "$0")/topology.sh"
 trap topo_down EXIT
 
@@ -11,11 +11,12 @@ failed=0
 check() {  # description, then a command that must succeed
   local what=$1
   shift
+  local n=$((passed + failed + 1))
   if "$@"; then
-    echo "ok   - $what"
+    echo "ok $n - $what"
     passed=$((passed + 1))
   else
-    echo "FAIL - $what"
+    echo "not ok $n - $what"
     failed=$((failed + 1))
   fi
 }
@@ -32,12 +33,12 @@ test_rr_rotation() {
   local seq=() t
   for _ in $(seq 30); do
     t=$(client curl -s -m 5 "http://$VIP:8080/" | sed -n 's/^processed by task //p')
-    [[ -n $t ]] || { echo "  no answer"; return 1; }
+    [[ -n $t ]] || { echo "# no answer"; return 1; }
     seq+=("$t")
   done
-  echo "  tasks in order: ${seq[*]}"
+  echo "# tasks in order: ${seq[*]}"
   for i in $(seq 1 29); do
-    (( seq[i] == seq[i - 1] % 3 + 1 )) || { echo "  not a rotation at $i"; return 1; }
+    (( seq[i] == seq[i - 1] % 3 + 1 )) || { echo "# not a rotation at $i"; return 1; }
   done
 }
 
@@ -47,7 +48,7 @@ test_iperf_tcp() {
   local out bytes
   out=$(client iperf3 -c $VIP -t 3 -J) || { echo "$out" | tail -5; return 1; }
   bytes=$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
-  echo "  iperf3 received $bytes bytes in 3 s"
+  echo "# iperf3 received $bytes bytes in 3 s"
   (( bytes > 1000000 ))
 }
 
@@ -65,7 +66,7 @@ for n in range(3):
     out.append(s.recv(2048).decode())
 print("|".join(out))
 ') || return 1
-  echo "  $answers"
+  echo "# $answers"
   [[ $answers == *"task 1: hello"* && $answers == *"task 2: hello"* && $answers == *"task 3: hello"* ]]
 }
 
@@ -88,7 +89,7 @@ except ConnectionRefusedError:
 except socket.timeout:
     print("timeout")
 ')
-  echo "  client socket: $out; icmp_translated $(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["icmp_translated"] for w in json.load(sys.stdin)["workers"]))')"
+  echo "# client socket: $out; icmp_translated $(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["icmp_translated"] for w in json.load(sys.stdin)["workers"]))')"
   [[ $out == refused ]]
 }
 
@@ -112,20 +113,20 @@ slow_download() {  # output file
 
 # 3a. Weight 0: no new connections to the task; its running download completes.
 test_quiescent() {
-  slow_download "$MLB_RUN/dl1" || { echo "  download did not start"; return 1; }
+  slow_download "$MLB_RUN/dl1" || { echo "# download did not start"; return 1; }
   local t=$DL_TASK
-  echo "  long download on task $t; setting its weight to 0"
+  echo "# long download on task $t; setting its weight to 0"
   ctl ipvsadm -e -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 0 || return 1
   for _ in $(seq 12); do
     local a
     a=$(client curl -s -m 5 "http://$VIP:8080/")
-    [[ $a == "processed by task $t" ]] && { echo "  task $t got a new connection"; return 1; }
-    [[ -n $a ]] || { echo "  no answer"; return 1; }
+    [[ $a == "processed by task $t" ]] && { echo "# task $t got a new connection"; return 1; }
+    [[ -n $a ]] || { echo "# no answer"; return 1; }
   done
-  wait "$DL_PID" || { echo "  download failed"; return 1; }
+  wait "$DL_PID" || { echo "# download failed"; return 1; }
   local size
   size=$(stat -c %s "$MLB_RUN/dl1")
-  echo "  download completed: $size bytes"
+  echo "# download completed: $size bytes"
   ctl ipvsadm -e -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
   (( size == 64 << 20 ))
 }
@@ -135,13 +136,13 @@ test_quiescent() {
 test_nodest() {
   local t before after
   before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
-  slow_download "$MLB_RUN/dl2" || { echo "  download did not start"; return 1; }
+  slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
-  echo "  long download on task $t; deleting it"
+  echo "# long download on task $t; deleting it"
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
-  if wait "$DL_PID"; then echo "  download still completed"; return 1; fi
+  if wait "$DL_PID"; then echo "# download still completed"; return 1; fi
   after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
-  echo "  drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
+  echo "# drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
   (( after > before ))
 }
@@ -161,7 +162,7 @@ test_full_nat_peer() {
   client curl -s -m 5 "http://$VIP:8080/" >/dev/null || return 1
   local peers
   peers=$(cat "$MLB_RUN"/http-t*.log | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
-  echo "  peers seen by the tasks: $peers"
+  echo "# peers seen by the tasks: $peers"
   [[ $peers == "198.18.1.1 " ]]
 }
 
@@ -183,7 +184,7 @@ test_wrr_sequence() {
   for _ in $(seq 10); do
     seq+=$(client curl -s -m 5 "http://$VIP:8082/" | sed -n 's/^processed by task //p')
   done
-  echo "  $seq"
+  echo "# $seq"
   [[ $seq == 1112311123 ]]
 }
 
@@ -193,7 +194,7 @@ test_mh_sticky() {
   for i in 1 2 3; do ctl ipvsadm -a -t $VIP:8083 -r 198.18.1.1$i:80 -m || return 1; done
   local seen
   seen=$(for _ in $(seq 10); do client curl -s -m 5 "http://$VIP:8083/"; done | sort | uniq -c)
-  echo "  $seen"
+  echo "# $seen"
   [[ $(echo "$seen" | wc -l) -eq 1 && $seen == *"10 processed by task"* ]]
 }
 
@@ -206,7 +207,7 @@ test_rejected_command() {
   before=$(ctl ipvsadm -S -n)
   err=$(ctl ipvsadm -A -t $VIP:9999 -s lc 2>&1 >/dev/null)
   rc=$?
-  echo "  exit $rc: $err"
+  echo "# exit $rc: $err"
   (( rc == 1 )) && [[ $err == *"scheduler 'lc' is not supported"* ]] &&
     [[ $(ctl ipvsadm -S -n) == "$before" ]]
 }
@@ -216,7 +217,7 @@ test_hostile_client() {
   lbx /usr/bin/python3 -c '
 import socket, struct, time
 s = socket.socket(socket.AF_UNIX); s.connect("'"$MLB_SOCK"'")
-s.send(struct.pack("<I", 0x7fffffff)); print("  reply:", s.recv(200)[5:].decode())
+s.send(struct.pack("<I", 0x7fffffff)); print("# reply:", s.recv(200)[5:].decode())
 t = socket.socket(socket.AF_UNIX); t.connect("'"$MLB_SOCK"'"); t.send(b"\x10\x00")
 time.sleep(0.2)' || return 1
   ctl ipvsadm -L -n >/dev/null && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
@@ -231,7 +232,7 @@ test_two_workers() {
   done
   local handoff
   handoff=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; print(sum(x["handoff_out"] for x in w), [x["new_connections"] for x in w])')
-  echo "  $ok/200 connections; handoffs and new connections per worker: $handoff"
+  echo "# $ok/200 connections; handoffs and new connections per worker: $handoff"
   (( ok == 200 ))
 }
 
@@ -244,10 +245,10 @@ test_restart_keeps_state() {
   wait "$pid"
   local rc=$?
   rm -f "$MLB_RUN/meshlbd.pid"
-  [[ -e $MLB_SOCK ]] && { echo "  socket left behind"; return 1; }
-  (( rc == 0 )) || { echo "  exit status $rc"; return 1; }
+  [[ -e $MLB_SOCK ]] && { echo "# socket left behind"; return 1; }
+  (( rc == 0 )) || { echo "# exit status $rc"; return 1; }
   lb_start 2 --state-file "$MLB_RUN/state" || return 1
-  [[ $(ctl ipvsadm -L -n) == "$listed" ]] || { echo "  configuration not restored"; return 1; }
+  [[ $(ctl ipvsadm -L -n) == "$listed" ]] || { echo "# configuration not restored"; return 1; }
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
@@ -274,10 +275,11 @@ check "a hostile control client stalls nothing" test_hostile_client
 check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 
-echo
-echo "e2e: $passed passed, $failed failed"
+# TAP (meson counts each check): the plan comes last.
+echo "1..$((passed + failed))"
+echo "# e2e: $passed passed, $failed failed"
 if ((failed)); then
-  echo "--- meshlbd log"; tail -20 "$MLB_RUN/meshlbd.log"
-  echo "--- stats"; ctl stats 2>/dev/null
+  tail -20 "$MLB_RUN/meshlbd.log" | sed 's/^/# /'
+  ctl stats 2>/dev/null | sed 's/^/# /'
 fi
 ((failed == 0))
