@@ -61,7 +61,7 @@ class Worker {
 
  private:
   struct TxQueue {
-    rte_mbuf* pkts[kRxBurst * 2];
+    rte_mbuf* pkts[kRxBurst];  // flushed when full and after every loop
     uint16_t n = 0;
   };
 
@@ -129,7 +129,7 @@ class Worker {
     m->port = in_port;
     if (m->nb_segs != 1) return toKernel(m, in_port);
     uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-    ParsedPacket p;
+    ParsedPacket& p = parsed_;  // reused: the fast parse writes only what it needs
     ParseResult r = parsePacketFast(f, rte_pktmbuf_data_len(m), p);
     if (r == ParseResult::kNotIp) return toKernel(m, in_port);
     if (r != ParseResult::kOk) {
@@ -392,6 +392,7 @@ class Worker {
   uint32_t now_ms_ = 0;
   const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
   TxQueue tx_[kMaxPorts];
+  ParsedPacket parsed_;
 };
 
 }  // namespace
