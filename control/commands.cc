@@ -70,9 +70,7 @@ std::string Commands::stateOf(const ServiceModel& services, const IptablesModel&
   }
   const IpvsTimeouts& t = services.timeouts();
   absl::StrAppend(&out, "ipvsadm --set ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
-  for (const NatRule& r : nat.postrouting) {
-    absl::StrAppend(&out, "iptables -t nat -A POSTROUTING ", natRuleSpec(r), "\n");
-  }
+  for (const std::string& line : iptablesRules(nat)) absl::StrAppend(&out, line, "\n");
   return out;
 }
 

@@ -33,18 +33,19 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
 
   for (const auto& [key, svc] : model.services()) {
     for (const RealServer& d : svc.dests) s->backend_ids.insert(d.id);
-    // The IPv4 dataplane serves address services; fwmark services wait for the
-    // mangle table (their configuration is kept and listed all the same).
-    if (key.fwmark || key.addr.af != AF_INET) continue;
+    // The dataplane is IPv4: IPv6 services are kept and listed, not served yet.
+    if (!key.fwmark && key.addr.af != AF_INET) continue;
     ServiceSnap ss;
     ss.slot = svc.slot;
+    ss.fwmark = key.fwmark;
     ss.proto = key.protocol;
-    std::memcpy(&ss.vip, key.addr.b, 4);
+    if (!key.fwmark) std::memcpy(&ss.vip, key.addr.b, 4);
     ss.vport = htons(key.port);
     ss.sched = svc.scheduler == "mh" ? Scheduler::kMh
                : svc.scheduler == "wrr" ? Scheduler::kWrr
                                         : Scheduler::kRr;
     for (const RealServer& d : svc.dests) {
+      if (d.addr.af != AF_INET) continue;  // an fwmark service may list IPv6 servers
       BackendSnap b;
       std::memcpy(&b.addr, d.addr.b, 4);
       b.port = htons(d.port);
@@ -73,7 +74,8 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
       auto table = MaglevTable::build(std::move(mb));
       if (table.ok()) ss.maglev = std::move(*table);
     }
-    s->service_index[Snapshot::serviceKey(ss.proto, ss.vip, ss.vport)] =
+    s->service_index[ss.fwmark ? Snapshot::fwmarkKey(ss.fwmark)
+                               : Snapshot::serviceKey(ss.proto, ss.vip, ss.vport)] =
         static_cast<uint32_t>(s->services.size());
     s->services.push_back(std::move(ss));
   }
@@ -84,17 +86,28 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
     int p = portOfIfindex(ports, a.ifindex);
     if (p >= 0 && s->ports[p].ipv4 == 0) s->ports[p].ipv4 = a.addr;
   }
-  for (const NatRule& r : nat.postrouting) {
+  for (const IptRule& r : nat.nat_postrouting) {
     SnatRule sr;
     sr.mask = r.has_dst ? maskOf(r.dst_len) : 0;
     sr.net = r.dst_net & sr.mask;
-    sr.masquerade = r.masquerade;
+    sr.masquerade = r.target == RuleTarget::kMasquerade;
     sr.to_source = r.to_source;
     s->snat.push_back(sr);
-    if (!r.masquerade) s->snat_addrs.insert(r.to_source);
+    if (!sr.masquerade) s->snat_addrs.insert(r.to_source);
   }
-  for (const PortSnap& p : s->ports) {
-    if (p.ipv4) s->snat_addrs.insert(p.ipv4);  // MASQUERADE sources
+  for (const auto* chain : {&nat.mangle_prerouting, &nat.mangle_input}) {
+    for (const IptRule& r : *chain) {
+      MarkRule mr;
+      mr.src_mask = r.has_src ? maskOf(r.src_len) : 0;
+      mr.src_net = r.src_net & mr.src_mask;
+      mr.dst_mask = r.has_dst ? maskOf(r.dst_len) : 0;
+      mr.dst_net = r.dst_net & mr.dst_mask;
+      mr.proto = r.proto;
+      mr.sport = htons(r.sport);
+      mr.dport = htons(r.dport);
+      mr.mark = r.mark;
+      s->marks.push_back(mr);
+    }
   }
   for (const auto& r : kernel.routes) {
     int p = portOfIfindex(ports, r.ifindex);
@@ -109,6 +122,15 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   }
   std::stable_sort(s->routes.begin(), s->routes.end(),
                    [](const RouteSnap& a, const RouteSnap& b) { return a.len > b.len; });
+  // MASQUERADE sources: the address of the twin that leads to the rule's
+  // destination (every twin's, for a rule without one).
+  for (const SnatRule& r : s->snat) {
+    if (!r.masquerade) continue;
+    const RouteSnap* rt = r.mask ? s->route(r.net) : nullptr;
+    for (size_t i = 0; i < s->ports.size(); ++i) {
+      if (s->ports[i].ipv4 && (!rt || rt->port == i)) s->snat_addrs.insert(s->ports[i].ipv4);
+    }
+  }
   for (const auto& n : kernel.neighs) {
     int p = portOfIfindex(ports, n.ifindex);
     if (p >= 0) s->neigh[Snapshot::neighKey(static_cast<uint16_t>(p), n.addr)] = n.mac;

@@ -145,7 +145,7 @@ class Worker {
       return toKernel(m, in_port);
     }
     const FlowKey<Ipv4Addr> key = flowKey4(f, p);
-    const ServiceSnap* svc = snap_->findService(key.proto, key.dst.v, key.dport);
+    const ServiceSnap* svc = classify(key);
     if (!handed && handOff(m, key, svc != nullptr)) return;
 
     auto hit = table_.lookup(key, now_ms_);
@@ -182,6 +182,14 @@ class Worker {
     forward(m, f, p);
   }
 
+  // Packets to an SNAT address are replies of connections, not new ones for a
+  // marked service (an SNAT port may equal a marked port); address services still
+  // apply, for an SNAT address that is also a VIP.
+  const ServiceSnap* classify(const FlowKey<Ipv4Addr>& k) const {
+    if (snap_->snat_addrs.contains(k.dst.v)) return snap_->findService(k.proto, k.dst.v, k.dport);
+    return snap_->classify(k.proto, k.src.v, k.dst.v, k.sport, k.dport);
+  }
+
   // Sends the packet to the worker owning its connection; false when that is us.
   bool handOff(rte_mbuf* m, const FlowKey<Ipv4Addr>& key, bool to_service) {
     const uint16_t n = dp_.num_workers;
@@ -213,7 +221,7 @@ class Worker {
     // The quoted packet, reversed: what the peer itself would send on this connection.
     const FlowKey<Ipv4Addr> key{{load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport,
                                 in.l4_proto};
-    const ServiceSnap* svc = snap_->findService(key.proto, key.dst.v, key.dport);
+    const ServiceSnap* svc = classify(key);
     if (!handed && handOff(m, key, svc != nullptr)) return;
     auto hit = table_.lookup(key, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;

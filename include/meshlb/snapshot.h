@@ -31,6 +31,7 @@ constexpr uint32_t kServiceSlots = 65536;
 
 struct ServiceSnap {
   uint32_t slot = 0;  // < kServiceSlots, stable while the service exists
+  uint32_t fwmark = 0;  // non-zero: a firewall-mark service (any protocol; vip/vport unused)
   uint8_t proto = 0;
   uint32_t vip = 0;    // network order
   uint16_t vport = 0;  // network order
@@ -44,6 +45,18 @@ struct SnatRule {
   uint32_t net = 0, mask = 0;  // network order; mask 0 matches everything
   bool masquerade = false;     // source = the egress twin's first IPv4 address
   uint32_t to_source = 0;      // network order
+};
+
+// A mangle MARK rule: packets it matches belong to the firewall-mark service `mark`.
+struct MarkRule {
+  uint32_t src_net = 0, src_mask = 0, dst_net = 0, dst_mask = 0;  // network order
+  uint8_t proto = 0;                                              // 0 = any
+  uint16_t sport = 0, dport = 0;                                  // network order, 0 = any
+  uint32_t mark = 0;
+  bool matches(uint32_t src, uint32_t dst, uint8_t p, uint16_t sp, uint16_t dp) const {
+    return (src & src_mask) == src_net && (dst & dst_mask) == dst_net && (!proto || proto == p) &&
+           (!sport || sport == sp) && (!dport || dport == dp);
+  }
 };
 
 struct PortSnap {
@@ -64,6 +77,7 @@ struct Snapshot {
   absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
   absl::flat_hash_set<uint32_t> backend_ids;               // live real servers
   std::vector<SnatRule> snat;
+  std::vector<MarkRule> marks;  // mangle PREROUTING, then INPUT; first match wins
   absl::flat_hash_set<uint32_t> snat_addrs;  // every address SNAT may write, network order
   std::vector<PortSnap> ports;
   std::vector<RouteSnap> routes;  // longest prefix first
@@ -73,11 +87,25 @@ struct Snapshot {
   static uint64_t serviceKey(uint8_t proto, uint32_t vip, uint16_t vport) {
     return (uint64_t{proto} << 48) | (uint64_t{vport} << 32) | vip;
   }
+  static uint64_t fwmarkKey(uint32_t mark) { return (uint64_t{1} << 63) | mark; }
   static uint64_t neighKey(uint16_t port, uint32_t ip) { return (uint64_t{port} << 32) | ip; }
 
   const ServiceSnap* findService(uint8_t proto, uint32_t vip, uint16_t vport) const {
     auto it = service_index.find(serviceKey(proto, vip, vport));
     return it == service_index.end() ? nullptr : &services[it->second];
+  }
+  // The service a new packet belongs to: an address service, else the firewall-mark
+  // service of the first MARK rule that matches it (Swarm's ingress).
+  const ServiceSnap* classify(uint8_t proto, uint32_t src, uint32_t dst, uint16_t sport,
+                              uint16_t dport) const {
+    if (const ServiceSnap* s = findService(proto, dst, dport)) return s;
+    for (const MarkRule& r : marks) {
+      if (r.matches(src, dst, proto, sport, dport)) {
+        auto it = service_index.find(fwmarkKey(r.mark));
+        return it == service_index.end() ? nullptr : &services[it->second];
+      }
+    }
+    return nullptr;
   }
   const RouteSnap* route(uint32_t dst) const {
     for (const RouteSnap& r : routes) {

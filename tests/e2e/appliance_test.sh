@@ -175,6 +175,20 @@ test_masquerade() {
   grep -q '^198.18.1.1 ' "$MLB_RUN/http-t2.log"
 }
 
+# Swarm's own form: a mangle MARK on the published port, an fwmark service, real
+# servers TASK_IP:0 (the destination port is kept; the task redirects it).
+test_swarm_fwmark() {
+  ctl iptables -t mangle -A PREROUTING -p tcp --dport 8090 -j MARK --set-mark 300 &&
+    ctl ipvsadm -A -f 300 -s rr || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -f 300 -r 198.18.1.1$i:0 -m -w 1 || return 1; done
+  local seq=""
+  for _ in $(seq 6); do
+    seq+=$(client curl -s -m 5 "http://$VIP:8090/" | sed -n 's/^processed by task //p')
+  done
+  echo "# tasks in order: $seq"
+  [[ $seq == 123123 ]]
+}
+
 # wrr with weights 3,1,1: IPVS's sequence is 1 1 1 2 3, repeated.
 test_wrr_sequence() {
   ctl ipvsadm -A -t $VIP:8082 -s wrr || return 1
@@ -267,6 +281,7 @@ check "-d: the deleted task's connections are expired (expire_nodest_conn)" test
 check "-S -n, -C, -R restores an identical -L -n" test_save_restore
 check "full NAT: tasks see the appliance as the client" test_full_nat_peer
 check "MASQUERADE: tasks see the egress twin's address" test_masquerade
+check "Swarm's fwmark form: mangle MARK, -f service, TASK_IP:0" test_swarm_fwmark
 check "wrr: IPVS's weighted sequence" test_wrr_sequence
 check "mh: one client, one task" test_mh_sticky
 check "ping to the twin address is answered by the kernel" test_ping_twin

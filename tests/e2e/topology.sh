@@ -4,8 +4,9 @@
 #                                     twins: lb0 198.18.0.1/24          |-- mlb-t1 198.18.1.11
 #                                            lb1 198.18.1.1/24          |-- mlb-t2 198.18.1.12
 #                                                                       '-- mlb-t3 198.18.1.13
-# Each task serves HTTP on :80 answering "processed by task N", a large file for
-# long downloads, an iperf3 server and a UDP echo on :7. Addresses are from
+# Each task serves HTTP on :80 answering "processed by task N" (8080 and 8090 are
+# redirected to it, as in a Swarm task), a large file for long downloads, an iperf3
+# server and a UDP echo on :7. Addresses are from
 # 198.18.0.0/15 only. Everything is torn down by topo_down, also on failure.
 
 MLB_NS=(mlb-lb mlb-client mlb-seg mlb-t1 mlb-t2 mlb-t3)
@@ -89,6 +90,16 @@ tasks_serve() {
     mkdir -p "$dir"
     echo "processed by task $i" > "$dir/index.html"
     [[ -f $dir/big ]] || head -c $((64 << 20)) /dev/zero > "$dir/big"
+    # As Docker does inside a task of a service published with fwmark routing (the
+    # real server is TASK_IP:0, so the published port arrives): published -> target.
+    ip netns exec "mlb-t$i" nft -f - <<'NFT'
+table ip mlb_task {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    tcp dport { 8080, 8090 } redirect to :80
+  }
+}
+NFT
     # Subshells, so the servers are no jobs of the caller (topo_down kills them).
     (ip netns exec "mlb-t$i" /usr/bin/python3 -u -m http.server 80 --bind 198.18.1.1$i \
       --directory "$dir" >"$MLB_RUN/http-t$i.log" 2>&1 &)

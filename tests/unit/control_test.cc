@@ -69,7 +69,7 @@ TEST(Iptables, SwarmRulesSaveAndList) {
   ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT "
                                    "--to-source 198.18.1.1"))
                   .ok());
-  EXPECT_TRUE(m.postrouting.empty());
+  EXPECT_TRUE(m.nat_postrouting.empty());
 }
 
 TEST(Iptables, RefusalsNameTheProblem) {
@@ -79,7 +79,16 @@ TEST(Iptables, RefusalsNameTheProblem) {
     const char* error;
   } cases[] = {
       {"-A POSTROUTING -j MASQUERADE", "table \"filter\" is not supported"},
-      {"-t mangle -A PREROUTING -j MARK --set-mark 256", "table \"mangle\""},
+      {"-t raw -A PREROUTING -j NOTRACK", "table \"raw\" is not supported"},
+      {"-t mangle -A FORWARD -j MARK --set-mark 256", "rules in mangle FORWARD"},
+      {"-t mangle -A PREROUTING --dport 80 -j MARK --set-mark 256", "needs \"-p tcp\""},
+      {"-t mangle -A PREROUTING -p tcp --dport 80:90 -j MARK --set-mark 256", "no ranges"},
+      {"-t mangle -A PREROUTING -j MARK --set-xmark 0x100/0xff", "only /0xffffffff"},
+      {"-t mangle -A PREROUTING -j MARK", "MARK needs --set-mark"},
+      {"-t mangle -A PREROUTING -j SNAT --to-source 198.18.1.1", "only target \"MARK\""},
+      {"-t nat -A POSTROUTING -j MARK --set-mark 1", "belongs in the mangle table"},
+      {"-t nat -A POSTROUTING -p tcp -j MASQUERADE", "match on -d only"},
+      {"-t mangle -A PREROUTING -p icmp -j MARK --set-mark 1", "protocol \"icmp\""},
       {"-t nat -A PREROUTING -p tcp --dport 80 -j DNAT", "not supported by meshlb yet"},
       {"-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source"},
       {"-t nat -A POSTROUTING -o eth0 -j MASQUERADE", "option \"-o\" is not supported"},
@@ -87,7 +96,7 @@ TEST(Iptables, RefusalsNameTheProblem) {
       {"-t nat -A POSTROUTING -j SNAT --to-source 198.18.1.1:1000-2000", "no port range"},
       {"-t nat -A POSTROUTING -d 198.18.1.0/40 -j MASQUERADE", "invalid prefix length"},
       {"-t nat -A POSTROUTING", "a target is required"},
-      {"-t nat -A FORWARD -j MASQUERADE", "chain \"FORWARD\" does not exist"},
+      {"-t nat -A FORWARD -j MASQUERADE", "chain \"FORWARD\" does not exist in table nat"},
       {"-t nat -D POSTROUTING 3", "index of deletion too big"},
       {"-t nat -D POSTROUTING -j MASQUERADE", "Bad rule"},
       {"-t nat", "no command specified"},
@@ -98,7 +107,38 @@ TEST(Iptables, RefusalsNameTheProblem) {
     EXPECT_NE(r.status().message().find(c.error), std::string::npos)
         << c.line << " -> " << r.status().message();
   }
-  EXPECT_TRUE(m.postrouting.empty());
+  EXPECT_TRUE(m.nat_postrouting.empty());
+}
+
+// Docker Swarm's ingress marks: published port 8080 -> firewall mark 256.
+TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
+  IptablesModel m;
+  ASSERT_TRUE(runIptables(m, words("-t mangle -A PREROUTING -p tcp --dport 8080 -j MARK "
+                                   "--set-mark 256"))
+                  .ok());
+  ASSERT_TRUE(runIptables(m, words("-t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-mark 257"))
+                  .ok());
+  const std::string saved = *runIptables(m, words("-t mangle -S"));
+  EXPECT_EQ(saved,
+            "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n"
+            "-P POSTROUTING ACCEPT\n"
+            "-A PREROUTING -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x100/0xffffffff\n"
+            "-A INPUT -d 198.18.0.5/32 -j MARK --set-xmark 0x101/0xffffffff\n");
+  // What -S prints is accepted back as a rule, equal to the original (so -D finds it).
+  ASSERT_TRUE(runIptables(m, words("-t mangle -D PREROUTING -p tcp -m tcp --dport 8080 -j MARK "
+                                   "--set-xmark 0x100/0xffffffff"))
+                  .ok());
+  EXPECT_TRUE(m.mangle_prerouting.empty());
+  EXPECT_EQ(*runIptables(m, words("-t mangle -L INPUT -n")),
+            "Chain INPUT (policy ACCEPT)\n"
+            "target     prot opt source               destination         \n"
+            "MARK       all  --  0.0.0.0/0            198.18.0.5/32        MARK set 0x101\n");
+  EXPECT_EQ(iptablesRules(m),
+            std::vector<std::string>{
+                "iptables -t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-xmark "
+                "0x101/0xffffffff"});
+  ASSERT_TRUE(runIptables(m, words("-t mangle -F")).ok());
+  EXPECT_TRUE(m.mangle_input.empty());
 }
 
 class StateFile : public ::testing::Test {
@@ -178,6 +218,7 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
                         "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.12:80 -m",
                         "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 2",
                         "ipvsadm -A -f 256 -s rr", "ipvsadm -a -f 256 -r 198.18.1.13:0 -m",
+                        "iptables -t mangle -A PREROUTING -p tcp --dport 8081 -j MARK --set-mark 256",
                         "iptables -t nat -A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j MASQUERADE"}) {
     ASSERT_TRUE(c.run(words(l), "", &changed).ok()) << l;
   }
@@ -194,8 +235,16 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}, {11, {2, 0, 0, 0, 0, 2}}};
   auto s = buildSnapshot(c.services(), c.nat(), k, ports, 7);
   EXPECT_EQ(s->generation, 7u);
-  ASSERT_EQ(s->services.size(), 1u);  // the fwmark service waits for the mangle table
+  ASSERT_EQ(s->services.size(), 2u);
   const ServiceSnap* svc = s->findService(6, ip("198.18.0.1"), htons(8080));
+  // A packet to port 8081 anywhere is marked 256 and belongs to the fwmark service.
+  const ServiceSnap* marked = s->classify(6, ip("198.18.0.10"), ip("198.18.0.99"), htons(40000),
+                                          htons(8081));
+  ASSERT_NE(marked, nullptr);
+  EXPECT_EQ(marked->fwmark, 256u);
+  EXPECT_EQ(s->classify(17, ip("198.18.0.10"), ip("198.18.0.99"), htons(40000), htons(8081)),
+            nullptr);  // the rule says -p tcp
+  EXPECT_EQ(s->classify(6, ip("198.18.0.10"), ip("198.18.0.1"), htons(40000), htons(8080)), svc);
   ASSERT_NE(svc, nullptr);
   ASSERT_EQ(svc->backends.size(), 2u);
   EXPECT_EQ(svc->backends[0].addr, ip("198.18.1.11"));  // sorted by address
@@ -207,7 +256,8 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   EXPECT_EQ(s->route(ip("203.0.113.9"))->gateway, ip("198.18.0.254"));  // default route
   EXPECT_EQ(s->routes.size(), 3u);  // the route via a non-twin interface is not ours
   EXPECT_EQ(s->ports[1].ipv4, ip("198.18.1.1"));
-  EXPECT_TRUE(s->snat_addrs.contains(ip("198.18.1.1")));
+  EXPECT_TRUE(s->snat_addrs.contains(ip("198.18.1.1")));   // MASQUERADE towards 198.18.1.0/24
+  EXPECT_FALSE(s->snat_addrs.contains(ip("198.18.0.1")));  // the other twin's: a VIP, not SNAT
   EXPECT_EQ(s->neigh.count(Snapshot::neighKey(1, ip("198.18.1.11"))), 1u);
   EXPECT_EQ(s->timeouts.of(ConnState::kEstablished), 900000u);
 }
