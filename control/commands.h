@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "iptables.h"
+#include "ipvsadm.h"
 #include "service_model.h"
 
 namespace meshlb {
@@ -16,7 +17,8 @@ namespace meshlb {
 class Commands {
  public:
   // `stats` renders `meshlbctl stats [--json]`; supplied by the daemon.
-  explicit Commands(std::function<std::string(bool json)> stats = {}) : stats_(std::move(stats)) {}
+  explicit Commands(std::function<std::string(bool json)> stats = {}, ConnCountsFn counts = {})
+      : stats_(std::move(stats)), counts_(std::move(counts)) {}
 
   // Runs one command. `changed` is set when the configuration changed (and the
   // state file, if any, has been written).
@@ -40,6 +42,7 @@ class Commands {
   IptablesModel nat_;
   std::string state_file_;
   std::function<std::string(bool)> stats_;
+  ConnCountsFn counts_;
 };
 
 }  // namespace meshlb

@@ -237,7 +237,7 @@ std::vector<RealServer> sortedDests(const Service& s) {
   return d;
 }
 
-void printService(std::string& out, const Service& s, bool rule) {
+void printService(std::string& out, const Service& s, bool rule, const ConnCountsFn& counts) {
   const std::string name = serviceName(s.key, rule);
   if (rule) {
     absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
@@ -251,10 +251,10 @@ void printService(std::string& out, const Service& s, bool rule) {
                       "\n");
     } else {
       if (s.key.addr.af != AF_INET6 && d.addr.af != AF_INET6 && dname.size() > 28) dname.resize(28);
-      // ActiveConn / InActConn come from the dataplane's connection table; the
-      // model alone has none.
+      // ActiveConn / InActConn come from the workers' connection tables.
+      const auto [active, inactive] = counts ? counts(d.id) : std::pair<uint32_t, uint32_t>{0, 0};
       absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname,
-                                            fwdName(d.fwd), d.weight, 0u, 0u));
+                                            fwdName(d.fwd), d.weight, active, inactive));
     }
   }
 }
@@ -264,7 +264,7 @@ constexpr char kListTitle[] =
     "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
-                                    bool nested);
+                                    bool nested, const ConnCountsFn& counts);
 
 absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
   ServiceModel staged = m;  // all or nothing
@@ -275,7 +275,8 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
     absl::StatusOr<std::string> r =
-        parsed.ok() ? execute(staged, *parsed, "", true) : absl::StatusOr<std::string>(parsed.status());
+        parsed.ok() ? execute(staged, *parsed, "", true, {})
+                    : absl::StatusOr<std::string>(parsed.status());
     if (!r.ok()) {
       return absl::Status(r.status().code(),
                           absl::StrCat("line ", lineno, ": ", r.status().message(),
@@ -287,7 +288,7 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
 }
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
-                                    bool nested) {
+                                    bool nested, const ConnCountsFn& counts) {
   auto needSvc = [&]() -> absl::Status {
     return p.svc ? absl::OkStatus() : bad("a service is required (-t, -u or -f)");
   };
@@ -365,14 +366,14 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
         auto it = m.services().find(*p.svc);
         if (it == m.services().end()) return absl::NotFoundError("No such service");
         if (!rule) out += kListTitle;
-        printService(out, it->second, rule);
+        printService(out, it->second, rule, counts);
         return out;
       }
       if (!rule) {
         out = "IP Virtual Server version 1.2.1 (size=4096)\n";
         out += kListTitle;
       }
-      for (const Service* s : sortedServices(m)) printService(out, *s, rule);
+      for (const Service* s : sortedServices(m)) printService(out, *s, rule, counts);
       return out;
     }
     case Cmd::kNone:
@@ -384,10 +385,10 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
 }  // namespace
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
-                                       const std::string& input) {
+                                       const std::string& input, const ConnCountsFn& counts) {
   auto p = parse(args);
   if (!p.ok()) return p.status();
-  return execute(model, *p, input, false);
+  return execute(model, *p, input, false, counts);
 }
 
 }  // namespace meshlb

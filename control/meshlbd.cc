@@ -154,7 +154,10 @@ struct ControlCounters {
 
 class Daemon {
  public:
-  Daemon(Options o) : opt_(std::move(o)), commands_([this](bool json) { return stats(json); }) {}
+  Daemon(Options o)
+      : opt_(std::move(o)),
+        commands_([this](bool json) { return stats(json); },
+                  [this](uint32_t id) { return connCounts(id); }) {}
 
   void setup() {
     const uint16_t nports = rte_eth_dev_count_avail();
@@ -166,6 +169,10 @@ class Daemon {
     dp_.num_ports = nports;
     dp_.num_workers = static_cast<uint16_t>(workers);
     dp_.counters = std::make_unique<WorkerCounters[]>(workers);
+    conn_counts_.resize(workers);
+    for (auto& c : conn_counts_) {
+      c = std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots);
+    }
 
     pool_ = rte_pktmbuf_pool_create("mbufs", 16383 + 4096 * workers, 256, 0,
                                     RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
@@ -216,7 +223,7 @@ class Daemon {
     unsigned lcore, w = 0;
     worker_cfgs_.resize(dp_.num_workers);
     RTE_LCORE_FOREACH_WORKER(lcore) {
-      worker_cfgs_[w] = {static_cast<uint16_t>(w), opt_.flows, rte_rand()};
+      worker_cfgs_[w] = {static_cast<uint16_t>(w), opt_.flows, rte_rand(), conn_counts_[w].get()};
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;
@@ -302,6 +309,17 @@ class Daemon {
       delete retired_.front().second;
       retired_.pop_front();
     }
+  }
+
+  // ipvsadm's ActiveConn / InActConn of a real server, summed over the workers.
+  std::pair<uint32_t, uint32_t> connCounts(uint32_t id) const {
+    const uint32_t slot = backendSlot(id);
+    uint32_t active = 0, inactive = 0;
+    for (const auto& c : conn_counts_) {
+      active += c[2 * slot].load(std::memory_order_relaxed);
+      inactive += c[2 * slot + 1].load(std::memory_order_relaxed);
+    }
+    return {active, inactive};
   }
 
   std::string stats(bool json) {
@@ -390,6 +408,7 @@ class Daemon {
   std::vector<uint16_t> twin_ids_;
   std::vector<TwinPort> twins_;
   std::vector<WorkerConfig> worker_cfgs_;
+  std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts_;  // per worker
   std::vector<unsigned> worker_lcores_;
   std::deque<std::pair<uint64_t, const Snapshot*>> retired_;
   uint64_t generation_ = 0;

@@ -67,11 +67,19 @@ absl::Status ServiceModel::editService(const ServiceKey& key, const std::string&
 }
 
 absl::Status ServiceModel::deleteService(const ServiceKey& key) {
-  if (!services_.erase(key)) return absl::NotFoundError("No such service");
+  auto it = services_.find(key);
+  if (it == services_.end()) return absl::NotFoundError("No such service");
+  for (const RealServer& d : it->second.dests) retireDest(key, d);
+  services_.erase(it);
   return absl::OkStatus();
 }
 
-void ServiceModel::clear() { services_.clear(); }
+void ServiceModel::clear() {
+  for (const auto& [k, s] : services_) {
+    for (const RealServer& d : s.dests) retireDest(k, d);
+  }
+  services_.clear();
+}
 
 absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
   auto it = services_.find(key);
@@ -82,9 +90,52 @@ absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
       return absl::AlreadyExistsError("Destination already exists");
     }
   }
-  dest.id = next_dest_id_++;
+  dest.id = reviveDestId(key, dest);
+  if (dest.id == 0) dest.id = allocDestId();
+  if (dest.id == 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("at most ", kMaxRealServers, " real servers over all services"));
+  }
   dests.push_back(dest);
   return absl::OkStatus();
+}
+
+// Slots rotate and each reuse bumps the slot's generation, so a deleted server's id
+// is not handed to a new one for a long while: connections still pointing at the
+// old id are not taken for the new server's (expire_nodest_conn).
+uint32_t ServiceModel::reviveDestId(const ServiceKey& key, const RealServer& d) {
+  auto it = trash_.find({key, d.addr, d.port});
+  if (it == trash_.end()) return 0;
+  const uint32_t id = it->second;
+  trash_.erase(it);
+  // Only while its slot has not gone to another server meanwhile.
+  if (slot_used_[backendSlot(id)] || slot_generation_[backendSlot(id)] != (id >> 16)) return 0;
+  slot_used_[backendSlot(id)] = true;
+  return id;
+}
+
+void ServiceModel::retireDest(const ServiceKey& key, const RealServer& d) {
+  slot_used_[backendSlot(d.id)] = false;
+  trash_[{key, d.addr, d.port}] = d.id;
+  if (trash_.size() > kMaxRealServers) {
+    // Entries whose slot has since gone to another server can never be revived.
+    std::erase_if(trash_, [&](const auto& e) {
+      const uint32_t slot = backendSlot(e.second);
+      return slot_used_[slot] || slot_generation_[slot] != (e.second >> 16);
+    });
+  }
+}
+
+uint32_t ServiceModel::allocDestId() {
+  for (uint32_t n = 0; n < kMaxRealServers; ++n) {
+    const uint32_t slot = next_slot_hint_;
+    next_slot_hint_ = slot == kMaxRealServers ? 1 : slot + 1;
+    if (!slot_used_[slot]) {
+      slot_used_[slot] = true;
+      return (uint32_t{++slot_generation_[slot]} << 16) | slot;
+    }
+  }
+  return 0;
 }
 
 absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& dest) {
@@ -109,6 +160,7 @@ absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddress& ad
     return r.addr == addr && r.port == port;
   });
   if (d == dests.end()) return absl::NotFoundError("No such destination");
+  retireDest(key, *d);
   dests.erase(d);
   return absl::OkStatus();
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -37,10 +38,15 @@ struct RealServer {
   uint16_t port = 0;  // host order; 0 keeps the packet's destination port
   uint32_t weight = 1;
   ForwardMethod fwd = ForwardMethod::kMasq;
-  uint32_t id = 0;    // stable while the real server exists: the dataplane's backend id
+  uint32_t id = 0;    // stable while the real server exists: the dataplane's backend id,
+                      // (generation << 16) | slot with slot in 1..65535 (backendSlot())
 };
 
 constexpr uint32_t kMaxServices = 65536;
+constexpr uint32_t kMaxRealServers = 65535;  // live ones, over all services
+
+// The per-backend counter index of a real-server id.
+inline uint32_t backendSlot(uint32_t id) { return id & 0xffff; }
 
 struct Service {
   ServiceKey key;
@@ -72,7 +78,16 @@ class ServiceModel {
  private:
   std::map<ServiceKey, Service> services_;
   IpvsTimeouts timeouts_;
-  uint32_t next_dest_id_ = 1;
+  uint32_t allocDestId();
+  uint32_t reviveDestId(const ServiceKey& key, const RealServer& d);
+  void retireDest(const ServiceKey& key, const RealServer& d);
+  // Deleted real servers by (service, address, port), as IPVS keeps them in its
+  // trash: re-adding one soon revives its id, so its connections (and their
+  // ActiveConn/InActConn) are its own again, and -C then -R lists identically.
+  std::map<std::tuple<ServiceKey, IpAddress, uint16_t>, uint32_t> trash_;
+  std::vector<uint8_t> slot_generation_ = std::vector<uint8_t>(65536, 0);
+  std::vector<bool> slot_used_ = std::vector<bool>(65536, false);
+  uint32_t next_slot_hint_ = 1;
   uint32_t next_slot_ = 0;
 };
 

@@ -302,6 +302,7 @@ typename FlowTable<Addr>::Entry* FlowTable<Addr>::insert(const Entry& e, uint32_
   *slot = (idx << 1) | 1;
   ++size_;
   ++counters_.inserted;
+  countConn(flows_[idx], +1);
   return &flows_[idx];
 }
 
@@ -323,6 +324,7 @@ void FlowTable<Addr>::clearRef(const Key& k, uint32_t ref) {
 template <class Addr>
 void FlowTable<Addr>::removeIndex(uint32_t idx) {
   Entry& e = flows_[idx];
+  countConn(e, -1);
   clearRef(e.originalKey(), idx << 1);
   clearRef(e.replyKey(), (idx << 1) | 1);
   e.state = kFreeState;

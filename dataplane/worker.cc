@@ -26,6 +26,7 @@ class Worker {
   Worker(Dataplane& dp, const WorkerConfig& cfg)
       : dp_(dp), idx_(cfg.index), c_(dp.counters[cfg.index]), table_(cfg.flow_capacity, cfg.seed) {
     snat_next_ = firstSnatPort();
+    table_.setConnCounts(cfg.conn_counts);
     // Scheduler positions per service slot, kept across configuration changes as
     // IPVS keeps them in the service; sized once here, never on the packet path.
     sched_pos_.assign(kServiceSlots, kNoPosition);

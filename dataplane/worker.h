@@ -39,6 +39,7 @@ struct WorkerConfig {
   uint16_t index = 0;         // 0 .. num_workers-1; also the queue index
   uint32_t flow_capacity = 0;
   uint64_t seed = 0;
+  std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, read by control
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -207,11 +208,25 @@ class FlowTable {
 
   // Applies a TCP segment to the state machine and re-arms the timeout.
   void onTcp(Entry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_ms) {
-    ConnState s = nextTcpState(e->connState(), dir == FlowDir::kReply, tcp_flags);
-    e->state = static_cast<uint32_t>(s);
+    const ConnState cur = e->connState();
+    const ConnState s = nextTcpState(cur, dir == FlowDir::kReply, tcp_flags);
+    if ((s == ConnState::kEstablished) != (cur == ConnState::kEstablished)) {
+      countConn(*e, -1);
+      e->state = static_cast<uint32_t>(s);
+      countConn(*e, +1);
+    } else {
+      e->state = static_cast<uint32_t>(s);
+    }
     e->expires_ms = now_ms + timeouts_.of(s);
   }
   void onUdp(Entry* e, uint32_t now_ms) { e->expires_ms = now_ms + timeouts_.of(ConnState::kUdp); }
+
+  // Per-backend connection counts, IPVS's ActiveConn / InActConn: established TCP
+  // connections at [2 * slot], all others (handshake, closing, UDP) at [2 * slot + 1],
+  // slot = backend_id & 0xffff. Written by this table's thread only; `counts`
+  // (2 * 65536 entries) may be read by another thread. nullptr: not counted.
+  static constexpr uint32_t kCountSlots = 65536;
+  void setConnCounts(std::atomic<uint32_t>* counts) { counts_ = counts; }
 
   ConnTimeouts& timeouts() { return timeouts_; }
   const FlowTableCounters& counters() const { return counters_; }
@@ -235,6 +250,13 @@ class FlowTable {
     uint32_t sig[kSlots];
     uint32_t ref[kSlots];  // (record index << 1) | direction; 0 = empty
   };
+
+  void countConn(const Entry& e, int delta) {
+    if (!counts_) return;
+    const uint32_t i = 2 * (e.backend_id & 0xffff) + (e.connState() == ConnState::kEstablished ? 0 : 1);
+    counts_[i].store(counts_[i].load(std::memory_order_relaxed) + static_cast<uint32_t>(delta),
+                     std::memory_order_relaxed);
+  }
 
   uint32_t bucket1(uint64_t h) const;
   uint32_t bucket2(uint64_t h) const;
@@ -261,6 +283,7 @@ class FlowTable {
   HugeArray<Entry> flows_;  // index 0 unused: ref 0 means empty
   ConnTimeouts timeouts_;
   FlowTableCounters counters_;
+  std::atomic<uint32_t>* counts_ = nullptr;
 };
 
 using FlowTable4 = FlowTable<Ipv4Addr>;

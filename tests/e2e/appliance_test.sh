@@ -117,6 +117,11 @@ test_quiescent() {
   local t=$DL_TASK
   echo "# long download on task $t; setting its weight to 0"
   ctl ipvsadm -e -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 0 || return 1
+  # ipvsadm -L -n: weight 0, and the running download as its one ActiveConn.
+  local line
+  line=$(ctl ipvsadm -L -n -t $VIP:8080 | grep "198.18.1.1$t:80 ")
+  echo "# $line"
+  [[ $(echo "$line" | awk '{print $4, $5}') == "0 1" ]] || { echo "# expected weight 0, ActiveConn 1"; return 1; }
   for _ in $(seq 12); do
     local a
     a=$(client curl -s -m 5 "http://$VIP:8080/")
@@ -250,10 +255,14 @@ test_two_workers() {
   (( ok == 200 ))
 }
 
-# State file: a restart loses no configuration; SIGTERM exits 0 and removes the socket.
+# State file: a restart loses no configuration (connection counts start afresh); SIGTERM exits 0 and removes the socket.
+config_of() {
+  ctl ipvsadm -S -n && ctl ipvsadm --timeout && ctl iptables -t mangle -S && ctl iptables -t nat -S
+}
+
 test_restart_keeps_state() {
   local listed pid
-  listed=$(ctl ipvsadm -L -n)
+  listed=$(config_of)
   pid=$(cat "$MLB_RUN/meshlbd.pid")
   kill -TERM "$pid"
   wait "$pid"
@@ -262,7 +271,7 @@ test_restart_keeps_state() {
   [[ -e $MLB_SOCK ]] && { echo "# socket left behind"; return 1; }
   (( rc == 0 )) || { echo "# exit status $rc"; return 1; }
   lb_start 2 --state-file "$MLB_RUN/state" || return 1
-  [[ $(ctl ipvsadm -L -n) == "$listed" ]] || { echo "# configuration not restored"; return 1; }
+  [[ $(config_of) == "$listed" ]] || { echo "# configuration not restored"; return 1; }
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 

@@ -120,6 +120,37 @@ TEST(FlowTable, TcpStateMachineFollowsIpvs) {
   }
 }
 
+// IPVS's ActiveConn / InActConn per real server, kept up to date by the table.
+TEST(FlowTable, PerBackendConnectionCounts) {
+  std::vector<std::atomic<uint32_t>> counts(2 * FlowTable4::kCountSlots);
+  FlowTable4 t(64);
+  t.setConnCounts(counts.data());
+  auto f = flow4(1);
+  f.backend_id = (3u << 16) | 42;  // generation 3, slot 42
+  auto* e = t.insert(f, 0);
+  ASSERT_NE(e, nullptr);
+  auto active = [&] { return counts[2 * 42].load(); };
+  auto inactive = [&] { return counts[2 * 42 + 1].load(); };
+  EXPECT_EQ(inactive(), 1u);
+  t.onTcp(e, FlowDir::kOriginal, kTcpSyn, 0);
+  EXPECT_EQ(active(), 0u);
+  t.onTcp(e, FlowDir::kOriginal, kTcpAck, 0);
+  EXPECT_EQ(active(), 1u);
+  EXPECT_EQ(inactive(), 0u);
+  t.onTcp(e, FlowDir::kOriginal, kTcpFin | kTcpAck, 0);  // CLOSE_WAIT: inactive again
+  EXPECT_EQ(active(), 0u);
+  EXPECT_EQ(inactive(), 1u);
+  auto u = flow4(2, true);
+  u.backend_id = 42;
+  t.onUdp(t.insert(u, 0), 0);  // UDP counts as inactive, as in IPVS
+  EXPECT_EQ(inactive(), 2u);
+  t.remove(e);
+  EXPECT_EQ(inactive(), 1u);
+  t.expireSome(1000000, 64);  // the UDP one times out
+  EXPECT_EQ(inactive(), 0u);
+  EXPECT_EQ(active(), 0u);
+}
+
 TEST(FlowTable, TcpTransitionSpotChecks) {
   // Client FIN first: ES -> CLOSE_WAIT, then the backend's FIN -> TIME_WAIT.
   EXPECT_EQ(nextTcpState(ConnState::kEstablished, false, kTcpFin), ConnState::kCloseWait);

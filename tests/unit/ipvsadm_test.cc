@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "absl/strings/str_split.h"
 
 namespace meshlb {
@@ -55,6 +57,23 @@ TEST(Ipvsadm, ListNumericMatchesIpvsadmByteForByte) {
   EXPECT_EQ(*run(m, "-l -n"), *out);
 }
 
+TEST(Ipvsadm, ListShowsConnectionCountsFromTheDataplane) {
+  ServiceModel m;
+  swarm(m);
+  uint32_t first_id = m.services().begin()->second.dests[0].id;  // 198.19.1.4, added first
+  ConnCountsFn counts = [&](uint32_t id) {
+    return id == first_id ? std::pair<uint32_t, uint32_t>{12, 3} : std::pair<uint32_t, uint32_t>{0, 1};
+  };
+  auto out = runIpvsadm(m, {"-L", "-n"}, "", counts);
+  ASSERT_TRUE(out.ok());
+  EXPECT_NE(out->find("  -> 198.19.1.4:0                 Masq    1      12         3         \n"),
+            std::string::npos)
+      << *out;
+  EXPECT_NE(out->find("  -> 198.19.1.2:0                 Masq    1      0          1         \n"),
+            std::string::npos)
+      << *out;
+}
+
 TEST(Ipvsadm, ListOneService) {
   ServiceModel m;
   swarm(m);
@@ -87,6 +106,31 @@ TEST(Ipvsadm, SaveClearRestoreRoundTrip) {
   auto r = run(m, "-R", saved);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(*run(m, "-L -n"), listed);
+}
+
+// As IPVS revives a deleted destination from its trash, a re-added real server
+// keeps its id: its connections and counts are its own again.
+TEST(Ipvsadm, ReaddedRealServerKeepsItsId) {
+  ServiceModel m;
+  swarm(m);
+  auto idOf = [&](const char* addr) {
+    for (const RealServer& d : m.services().begin()->second.dests) {
+      if (d.addr.str() == addr) return d.id;
+    }
+    return 0u;
+  };
+  const uint32_t before = idOf("198.19.1.3");
+  ok(m, "-d -f 256 -r 198.19.1.3:0");
+  ok(m, "-a -f 256 -r 198.19.1.9:0 -m");  // a new server gets a new id
+  EXPECT_NE(idOf("198.19.1.9"), before);
+  ok(m, "-a -f 256 -r 198.19.1.3:0 -m");
+  EXPECT_EQ(idOf("198.19.1.3"), before);
+  const std::string saved = *run(m, "-S -n");
+  std::map<std::string, uint32_t> ids;
+  for (const char* a : {"198.19.1.2", "198.19.1.3", "198.19.1.4", "198.19.1.9"}) ids[a] = idOf(a);
+  ok(m, "-C");
+  ASSERT_TRUE(run(m, "-R", saved).ok());
+  for (const auto& [a, id] : ids) EXPECT_EQ(idOf(a.c_str()), id) << a;
 }
 
 TEST(Ipvsadm, RejectedRestoreChangesNothing) {
