@@ -16,8 +16,7 @@ ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT --to-
 
 passed=0
 failed=0
-seq=""
-for _ in $(seq 9); do seq+=$(client curl -s -m 5 "http://$MLB_VIP:8080/" | sed -n 's/^processed by task //p'); done
+seq=$(task_sequence 8080 9)
 if [[ $seq == 123123123 ]]; then
   echo "ok 1 - af_xdp: rr over three tasks ($seq)"; passed=$((passed + 1))
 else

@@ -30,15 +30,12 @@ svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress doe
 
 # 1. curl VIP:8080 30 times: every task answers, rr rotates exactly.
 test_rr_rotation() {
-  local seq=() t
-  for _ in $(seq 30); do
-    t=$(client curl -s -m 5 "http://$VIP:8080/" | sed -n 's/^processed by task //p')
-    [[ -n $t ]] || { echo "# no answer"; return 1; }
-    seq+=("$t")
-  done
-  echo "# tasks in order: ${seq[*]}"
+  local seq
+  seq=$(task_sequence 8080 30)
+  echo "# tasks in order: $seq"
+  (( ${#seq} == 30 )) || { echo "# not every request was answered"; return 1; }
   for i in $(seq 1 29); do
-    (( seq[i] == seq[i - 1] % 3 + 1 )) || { echo "# not a rotation at $i"; return 1; }
+    (( ${seq:i:1} == ${seq:i-1:1} % 3 + 1 )) || { echo "# not a rotation at $i"; return 1; }
   done
 }
 
@@ -186,10 +183,8 @@ test_swarm_fwmark() {
   ctl iptables -t mangle -A PREROUTING -p tcp --dport 8090 -j MARK --set-mark 300 &&
     ctl ipvsadm -A -f 300 -s rr || return 1
   for i in 1 2 3; do ctl ipvsadm -a -f 300 -r 198.18.1.1$i:0 -m -w 1 || return 1; done
-  local seq=""
-  for _ in $(seq 6); do
-    seq+=$(client curl -s -m 5 "http://$VIP:8090/" | sed -n 's/^processed by task //p')
-  done
+  local seq
+  seq=$(task_sequence 8090 6)
   echo "# tasks in order: $seq"
   [[ $seq == 123123 ]]
 }
@@ -199,10 +194,8 @@ test_wrr_sequence() {
   ctl ipvsadm -A -t $VIP:8082 -s wrr || return 1
   ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.11:80 -m -w 3 || return 1
   for i in 2 3; do ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.1$i:80 -m -w 1 || return 1; done
-  local seq=""
-  for _ in $(seq 10); do
-    seq+=$(client curl -s -m 5 "http://$VIP:8082/" | sed -n 's/^processed by task //p')
-  done
+  local seq
+  seq=$(task_sequence 8082 10)
   echo "# $seq"
   [[ $seq == 1112311123 ]]
 }

@@ -17,6 +17,15 @@ MLB_SOCK=$MLB_RUN/meshlb.sock
 MLB_VIP=198.18.0.1
 
 lbx() { ip netns exec mlb-lb "$@"; }
+
+# The task numbers answering COUNT HTTP requests to VIP:PORT, in order ("123123").
+task_sequence() {  # port, count
+  local seq="" _
+  for _ in $(seq "$2"); do
+    seq+=$(ip netns exec mlb-client curl -s -m 5 "http://$MLB_VIP:$1/" | sed -n 's/^processed by task //p')
+  done
+  echo "$seq"
+}
 ctl() { ip netns exec mlb-lb "$MLB_BUILD/control/meshlbctl" --socket "$MLB_SOCK" "$@"; }
 client() { ip netns exec mlb-client "$@"; }
 
