@@ -338,11 +338,13 @@ class Daemon {
                                         i, name, i, s.ipackets, s.opackets, s.ibytes, s.obytes,
                                         s.imissed, s.ierrors, s.oerrors, s.rx_nombuf));
       } else {
-        absl::StrAppend(&out, absl::StrFormat(
-                                  "port %u %s (twin lb%u): rx_packets %u tx_packets %u rx_bytes %u "
-                                  "tx_bytes %u rx_missed %u rx_errors %u tx_errors %u rx_nombuf %u\n",
-                                  i, name, i, s.ipackets, s.opackets, s.ibytes, s.obytes, s.imissed,
-                                  s.ierrors, s.oerrors, s.rx_nombuf));
+        absl::StrAppend(&out, absl::StrFormat("port %u %s (twin lb%u)\n", i, name, i));
+        for (const auto& [k, v] : std::initializer_list<std::pair<const char*, uint64_t>>{
+                 {"rx_packets", s.ipackets}, {"tx_packets", s.opackets}, {"rx_bytes", s.ibytes},
+                 {"tx_bytes", s.obytes}, {"rx_missed", s.imissed}, {"rx_errors", s.ierrors},
+                 {"tx_errors", s.oerrors}, {"rx_nombuf", s.rx_nombuf}}) {
+          absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
+        }
       }
     }
     if (json) out += "],\"workers\":[";
@@ -367,9 +369,8 @@ class Daemon {
         for (const auto& [k, v] : kv) absl::StrAppend(&out, ",\"", k, "\":", v);
         out += "}";
       } else {
-        absl::StrAppend(&out, "worker ", w, " (lcore ", worker_lcores_[w], "):");
-        for (const auto& [k, v] : kv) absl::StrAppend(&out, " ", k, " ", v);
-        out += "\n";
+        absl::StrAppend(&out, "worker ", w, " (lcore ", worker_lcores_[w], ")\n");
+        for (const auto& [k, v] : kv) absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
       }
     }
     if (json) {
@@ -377,9 +378,13 @@ class Daemon {
                       ",\"twin_tx_full\":", cc_.twin_tx_full, ",\"snapshots_published\":",
                       cc_.snapshots_published, "}}\n");
     } else {
-      absl::StrAppend(&out, "control: from_kernel_ring_full ", cc_.from_kernel_ring_full,
-                      " twin_tx_full ", cc_.twin_tx_full, " snapshots_published ",
-                      cc_.snapshots_published, "\n");
+      out += "control\n";
+      for (const auto& [k, v] : std::initializer_list<std::pair<const char*, uint64_t>>{
+               {"from_kernel_ring_full", cc_.from_kernel_ring_full},
+               {"twin_tx_full", cc_.twin_tx_full},
+               {"snapshots_published", cc_.snapshots_published}}) {
+        absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
+      }
     }
     return out;
   }
