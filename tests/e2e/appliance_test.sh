@@ -292,6 +292,12 @@ check "a hostile control client stalls nothing" test_hostile_client
 check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 
+# meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
+test_clean_log() {
+  ! grep -E 'AddressSanitizer|runtime error|LeakSanitizer|PANIC' "$MLB_RUN/meshlbd.log"
+}
+check "meshlbd's log has no sanitizer report or panic" test_clean_log
+
 # TAP (meson counts each check): the plan comes last.
 echo "1..$((passed + failed))"
 echo "# e2e: $passed passed, $failed failed"

@@ -56,6 +56,7 @@ topo_down() {
 topo_up() {
   topo_down
   mkdir -p "$MLB_RUN"
+  rm -f "$MLB_RUN/meshlbd.log"  # appended to by every meshlbd start of this run
   for ns in "${MLB_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   # client <-> appliance port 0
   ip link add c0 netns mlb-client type veth peer name p0 netns mlb-lb
@@ -150,7 +151,7 @@ lb_start() {
   ip netns exec mlb-lb "$MLB_BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
     --file-prefix "mlb-e2e-$$" --log-level 'pmd.*:error' \
     $(port_args 0 "$qpairs") $(port_args 1 "$qpairs") \
-    -- --control-socket "$MLB_SOCK" "$@" >"$MLB_RUN/meshlbd.log" 2>&1 &
+    -- --control-socket "$MLB_SOCK" "$@" >>"$MLB_RUN/meshlbd.log" 2>&1 &
   echo $! > "$MLB_RUN/meshlbd.pid"
   for _ in $(seq 100); do
     [[ -S $MLB_SOCK ]] && break
