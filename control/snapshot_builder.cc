@@ -32,7 +32,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   s->timeouts.ms[static_cast<int>(ConnState::kUdp)] = t.udp * 1000;
 
   for (const auto& [key, svc] : model.services()) {
-    for (const RealServer& d : svc.dests) s->backend_ids.insert(d.id);
+    for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
     // The dataplane is IPv4: IPv6 services are kept and listed, not served yet.
     if (!key.fwmark && key.addr.af != AF_INET) continue;
     ServiceSnap ss;

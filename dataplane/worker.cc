@@ -146,13 +146,21 @@ class Worker {
       return toKernel(m, in_port);
     }
     const FlowKey<Ipv4Addr> key = flowKey4(f, p);
-    const ServiceSnap* svc = classify(key);
-    if (!handed && handOff(m, key, svc != nullptr)) return;
+    // Classification (a service, a MARK rule) is needed up front only to find the
+    // owning worker; with one worker, only packets without a connection pay for it.
+    const ServiceSnap* svc = nullptr;
+    bool classified = false;
+    if (!handed && dp_.num_workers > 1) {
+      svc = classify(key);
+      classified = true;
+      if (handOff(m, key, svc != nullptr)) return;
+    }
 
     auto hit = table_.lookup(key, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
+    if (!e && !classified) svc = classify(key);
     if (e) {
-      if (!snap_->backend_ids.contains(e->backend_id)) {
+      if (!snap_->backendLive(e->backend_id)) {
         // expire_nodest_conn=1 (Swarm's setting): the real server is gone, so the
         // connection is expired and its packet dropped.
         table_.remove(e);

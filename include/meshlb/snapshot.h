@@ -75,7 +75,9 @@ struct Snapshot {
   uint64_t generation = 0;
   std::vector<ServiceSnap> services;
   absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
-  absl::flat_hash_set<uint32_t> backend_ids;               // live real servers
+  // Live real servers: by id slot (id & 0xffff), the id's generation + 1; 0 = none.
+  // An array, not a set: every packet of every connection asks.
+  std::vector<uint16_t> live_backend = std::vector<uint16_t>(65536, 0);
   std::vector<SnatRule> snat;
   std::vector<MarkRule> marks;  // mangle PREROUTING, then INPUT; first match wins
   absl::flat_hash_set<uint32_t> snat_addrs;  // every address SNAT may write, network order
@@ -89,6 +91,13 @@ struct Snapshot {
   }
   static uint64_t fwmarkKey(uint32_t mark) { return (uint64_t{1} << 63) | mark; }
   static uint64_t neighKey(uint16_t port, uint32_t ip) { return (uint64_t{port} << 32) | ip; }
+
+  void setBackendLive(uint32_t id) {
+    live_backend[id & 0xffff] = static_cast<uint16_t>((id >> 16) + 1);
+  }
+  bool backendLive(uint32_t id) const {
+    return live_backend[id & 0xffff] == static_cast<uint16_t>((id >> 16) + 1);
+  }
 
   const ServiceSnap* findService(uint8_t proto, uint32_t vip, uint16_t vport) const {
     auto it = service_index.find(serviceKey(proto, vip, vport));

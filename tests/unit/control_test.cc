@@ -250,7 +250,11 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   EXPECT_EQ(svc->backends[0].addr, ip("198.18.1.11"));  // sorted by address
   EXPECT_EQ(svc->max_weight, 2u);
   ASSERT_TRUE(svc->maglev.has_value());
-  EXPECT_EQ(s->backend_ids.size(), 3u);  // the fwmark service's server is live too
+  for (const auto& [k, svc2] : c.services().services()) {
+    for (const RealServer& d : svc2.dests) EXPECT_TRUE(s->backendLive(d.id));  // fwmark's too
+  }
+  EXPECT_FALSE(s->backendLive((7u << 16) | 1));  // another generation of a live slot
+  EXPECT_FALSE(s->backendLive(999));
   ASSERT_NE(s->route(ip("198.18.1.50")), nullptr);
   EXPECT_EQ(s->route(ip("198.18.1.50"))->port, 1);
   EXPECT_EQ(s->route(ip("203.0.113.9"))->gateway, ip("198.18.0.254"));  // default route
