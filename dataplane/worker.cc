@@ -43,12 +43,13 @@ class Worker {
       for (uint16_t port = 0; port < dp_.num_ports; ++port) {
         uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, pkts, kRxBurst);
         bump(c_.rx_packets, n);
-        for (uint16_t i = 0; i < n; ++i) handle(pkts[i], port);
+        for (uint16_t i = 0; i < n; ++i) pkts[i]->port = port;
+        handleBurst(pkts, n, /*handed=*/false);
       }
       unsigned n = rte_ring_dequeue_burst(dp_.handoff[idx_], reinterpret_cast<void**>(pkts),
                                           kRxBurst, nullptr);
       bump(c_.handoff_in, n);
-      for (unsigned i = 0; i < n; ++i) handle(pkts[i], pkts[i]->port, /*handed=*/true);
+      handleBurst(pkts, static_cast<uint16_t>(n), /*handed=*/true);
       if (idx_ == 0) fromKernel(pkts);
       flush();
       table_.expireSome(now_ms_, kExpireBudget);
@@ -126,12 +127,48 @@ class Worker {
     rte_pktmbuf_free(m);
   }
 
-  void handle(rte_mbuf* m, uint16_t in_port, bool handed = false) {
-    m->port = in_port;
-    if (m->nb_segs != 1) return toKernel(m, in_port);
+  // One packet of a burst, as the first stage left it.
+  struct Slot {
+    ParsedPacket p;  // reused: the fast parse writes only what it needs
+    ParseResult r;
+    bool tracked;    // IPv4 TCP/UDP with ports: looked up in the flow table
+    FlowKey<Ipv4Addr> key;
+    uint64_t hash;
+  };
+
+  // The core's staged lookup over each burst (burst in, prefetch ahead): parse
+  // every packet and start loading its bucket; start loading the candidate
+  // records; then handle each packet with its hash in hand.
+  void handleBurst(rte_mbuf** pkts, uint16_t n, bool handed) {
+    for (uint16_t i = 0; i < n; ++i) {
+      Slot& s = slots_[i];
+      s.tracked = false;
+      if (pkts[i]->nb_segs != 1) {
+        s.r = ParseResult::kNotIp;  // multi-segment frames are the kernel's
+        continue;
+      }
+      uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+      s.r = parsePacketFast(f, rte_pktmbuf_data_len(pkts[i]), s.p);
+      s.tracked = s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 && !s.p.vlan_count &&
+                  !s.p.icmp_error && s.p.ip.has_ports &&
+                  (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp);
+      if (s.tracked) {
+        s.key = flowKey4(f, s.p);
+        s.hash = table_.hash(s.key);
+        table_.prefetch(s.hash);
+      }
+    }
+    for (uint16_t i = 0; i < n; ++i) {
+      if (slots_[i].tracked) table_.prefetchRecords(&slots_[i].hash, 1);
+    }
+    for (uint16_t i = 0; i < n; ++i) handle(pkts[i], slots_[i], handed);
+  }
+
+  void handle(rte_mbuf* m, Slot& s, bool handed) {
+    const uint16_t in_port = m->port;
     uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-    ParsedPacket& p = parsed_;  // reused: the fast parse writes only what it needs
-    ParseResult r = parsePacketFast(f, rte_pktmbuf_data_len(m), p);
+    const ParsedPacket& p = s.p;
+    const ParseResult r = s.r;
     if (r == ParseResult::kNotIp) return toKernel(m, in_port);
     if (r != ParseResult::kOk) {
       bump(c_.parse[static_cast<size_t>(r)]);
@@ -141,11 +178,8 @@ class Worker {
       return icmpError(m, f, p, in_port, handed);
     }
     // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
-    if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count || !p.ip.has_ports ||
-        (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
-      return toKernel(m, in_port);
-    }
-    const FlowKey<Ipv4Addr> key = flowKey4(f, p);
+    if (!s.tracked) return toKernel(m, in_port);
+    const FlowKey<Ipv4Addr>& key = s.key;
     // Classification (a service, a MARK rule) is needed up front only to find the
     // owning worker; with one worker, only packets without a connection pay for it.
     const ServiceSnap* svc = nullptr;
@@ -156,7 +190,7 @@ class Worker {
       if (handOff(m, key, svc != nullptr)) return;
     }
 
-    auto hit = table_.lookup(key, now_ms_);
+    auto hit = table_.lookup(key, s.hash, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
     if (!e && !classified) svc = classify(key);
     if (e) {
@@ -409,7 +443,7 @@ class Worker {
   uint32_t now_ms_ = 0;
   const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
   TxQueue tx_[kMaxPorts];
-  ParsedPacket parsed_;
+  Slot slots_[kRxBurst];
 };
 
 }  // namespace
