@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -47,6 +48,17 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   IptablesModel n = nat_;
   auto out = tool == "ipvsadm" ? runIpvsadm(s, rest, input, counts_) : runIptables(n, rest);
   if (!out.ok()) return out;
+  if (ipv4_only_) {
+    for (const auto& [key, svc] : s.services()) {
+      bool v6 = !key.fwmark && key.addr.af == AF_INET6;
+      for (const RealServer& d : svc.dests) v6 = v6 || d.addr.af == AF_INET6;
+      if (v6) {
+        return absl::UnimplementedError(
+            "IPv6 services and real servers are not served by meshlb's dataplane yet; "
+            "nothing was changed");
+      }
+    }
+  }
   // A command changed the configuration when its replayable form changed.
   if (stateOf(s, n) != stateOf(services_, nat_)) {
     std::swap(s, services_);

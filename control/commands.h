@@ -20,6 +20,10 @@ class Commands {
   explicit Commands(std::function<std::string(bool json)> stats = {}, ConnCountsFn counts = {})
       : stats_(std::move(stats)), counts_(std::move(counts)) {}
 
+  // The daemon's dataplane serves IPv4 only: refuse IPv6 services and real servers
+  // rather than accept configuration that would not be applied.
+  void setIpv4Only(bool v) { ipv4_only_ = v; }
+
   // Runs one command. `changed` is set when the configuration changed (and the
   // state file, if any, has been written).
   absl::StatusOr<std::string> run(const std::vector<std::string>& args, const std::string& input,
@@ -43,6 +47,7 @@ class Commands {
   std::string state_file_;
   std::function<std::string(bool)> stats_;
   ConnCountsFn counts_;
+  bool ipv4_only_ = false;
 };
 
 }  // namespace meshlb

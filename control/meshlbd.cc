@@ -207,6 +207,7 @@ class Daemon {
     dp_.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("qsbr", sz, RTE_CACHE_LINE_SIZE));
     if (!dp_.qsbr || rte_rcu_qsbr_init(dp_.qsbr, workers) != 0) die("rcu init failed");
 
+    commands_.setIpv4Only(true);
     if (!opt_.state_file.empty()) {
       if (auto st = commands_.useStateFile(opt_.state_file); !st.ok()) {
         die(absl::StrCat("state file: ", st.message()));

@@ -221,7 +221,11 @@ test_rejected_command() {
   rc=$?
   echo "# exit $rc: $err"
   (( rc == 1 )) && [[ $err == *"scheduler 'lc' is not supported"* ]] &&
-    [[ $(ctl ipvsadm -S -n) == "$before" ]]
+    [[ $(ctl ipvsadm -S -n) == "$before" ]] || return 1
+  err=$(ctl ipvsadm -A -t '[2001:db8::1]:80' -s rr 2>&1 >/dev/null)
+  rc=$?
+  echo "# exit $rc: $err"
+  (( rc == 1 )) && [[ $err == *"IPv6"* ]] && [[ $(ctl ipvsadm -S -n) == "$before" ]]
 }
 
 # A hostile client (a huge length prefix, then silence) stalls no one.

@@ -199,6 +199,19 @@ TEST_F(StateFile, CorruptFileStopsTheStartAndIsLeftAlone) {
   EXPECT_NE(c.useStateFile(path_).message().find("not a meshlb state file"), std::string::npos);
 }
 
+TEST(Commands, Ipv4OnlyDaemonRefusesIpv6Services) {
+  Commands c;
+  c.setIpv4Only(true);
+  bool changed = true;
+  auto r = c.run(words("ipvsadm -A -t [2001:db8::1]:80 -s rr"), "", &changed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("IPv6"), std::string::npos);
+  EXPECT_FALSE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -A -f 5 -s rr"), "", &changed).ok());
+  EXPECT_FALSE(c.run(words("ipvsadm -a -f 5 -r [2001:db8::9]:0 -m"), "", &changed).ok());
+  EXPECT_TRUE(c.run(words("ipvsadm -a -f 5 -r 198.18.1.9:0 -m"), "", &changed).ok());
+}
+
 TEST(Commands, UnknownAndRejectedChangeNothing) {
   Commands c([](bool json) { return json ? std::string("{}") : std::string("counters\n"); });
   bool changed = true;
