@@ -210,6 +210,30 @@ test_mh_sticky() {
   [[ $(echo "$seen" | wc -l) -eq 1 && $seen == *"10 processed by task"* ]]
 }
 
+# Malformed frames from the client side are counted drops by reason, and the
+# appliance keeps serving.
+test_malformed_frames() {
+  local before after
+  before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; print(sum(x["parse_ipv4_bad_checksum"] + x["parse_tcp_bad_data_offset"] + x["parse_udp_bad_length"] for x in w))')
+  client /usr/bin/python3 - "$VIP" <<'PY' || return 1
+import sys
+from scapy.all import Ether, IP, TCP, UDP, Raw, sendp, conf
+conf.verb = 0
+vip = sys.argv[1]
+dst = "ff:ff:ff:ff:ff:ff"  # the appliance's port takes every frame (promiscuous)
+bad = [
+    Ether(dst=dst) / IP(src="198.18.0.10", dst=vip, chksum=0x1234) / TCP(dport=8080, flags="S"),
+    Ether(dst=dst) / IP(src="198.18.0.10", dst=vip) / TCP(dport=8080, flags="S", dataofs=2),
+    Ether(dst=dst) / IP(src="198.18.0.10", dst=vip) / UDP(dport=7, len=900) / Raw(b"x"),
+]
+sendp(bad * 5, iface="c0")
+PY
+  sleep 0.5
+  after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; print(sum(x["parse_ipv4_bad_checksum"] + x["parse_tcp_bad_data_offset"] + x["parse_udp_bad_length"] for x in w))')
+  echo "# parse drops by those reasons: $before -> $after"
+  (( after - before == 15 )) && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
 # 6. The kernel twin answers ping to the appliance's own address.
 test_ping_twin() { client ping -c 2 -W 2 $VIP >/dev/null; }
 
@@ -290,6 +314,7 @@ check "MASQUERADE: tasks see the egress twin's address" test_masquerade
 check "Swarm's fwmark form: mangle MARK, -f service, TASK_IP:0" test_swarm_fwmark
 check "wrr: IPVS's weighted sequence" test_wrr_sequence
 check "mh: one client, one task" test_mh_sticky
+check "malformed frames are counted drops by reason; service goes on" test_malformed_frames
 check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
