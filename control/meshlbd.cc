@@ -297,7 +297,7 @@ class Daemon {
 
   void publish() {
     auto snap = buildSnapshot(commands_.services(), commands_.nat(), mirror_.view(), twins_,
-                              ++generation_);
+                              ++generation_, dp_.snapshot.load(std::memory_order_acquire));
     const Snapshot* old = dp_.snapshot.exchange(snap.release(), std::memory_order_acq_rel);
     ++cc_.snapshots_published;
     if (old) retired_.push_back({rte_rcu_qsbr_start(dp_.qsbr), old});

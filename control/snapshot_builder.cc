@@ -21,9 +21,24 @@ int portOfIfindex(const std::vector<TwinPort>& ports, int ifindex) {
 
 }  // namespace
 
+static bool sameBackends(const std::vector<BackendSnap>& a, const std::vector<BackendSnap>& b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](const BackendSnap& x, const BackendSnap& y) {
+           return x.addr == y.addr && x.port == y.port && x.weight == y.weight && x.id == y.id;
+         });
+}
+
 std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const IptablesModel& nat,
                                         const KernelView& kernel,
-                                        const std::vector<TwinPort>& ports, uint64_t generation) {
+                                        const std::vector<TwinPort>& ports, uint64_t generation,
+                                        const Snapshot* previous) {
+  // Previous Maglev tables by service slot, for reuse.
+  absl::flat_hash_map<uint32_t, const ServiceSnap*> before;
+  if (previous) {
+    for (const ServiceSnap& ps : previous->services) {
+      if (ps.maglev) before[ps.slot] = &ps;
+    }
+  }
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   const IpvsTimeouts& t = model.timeouts();
@@ -62,7 +77,10 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
       g = std::gcd(g, b.weight);
     }
     ss.weight_gcd = g ? g : 1;
-    if (ss.sched == Scheduler::kMh) {
+    if (auto it = before.find(ss.slot); ss.sched == Scheduler::kMh && it != before.end() &&
+                                        sameBackends(it->second->backends, ss.backends)) {
+      ss.maglev = it->second->maglev;
+    } else if (ss.sched == Scheduler::kMh) {
       std::vector<MaglevBackend> mb;
       for (size_t i = 0; i < ss.backends.size(); ++i) {
         const BackendSnap& b = ss.backends[i];
@@ -72,7 +90,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
         mb.push_back({k, b.weight, static_cast<uint32_t>(i + 1)});
       }
       auto table = MaglevTable::build(std::move(mb));
-      if (table.ok()) ss.maglev = std::move(*table);
+      if (table.ok()) ss.maglev = std::make_shared<const MaglevTable>(std::move(*table));
     }
     s->service_index[ss.fwmark ? Snapshot::fwmarkKey(ss.fwmark)
                                : Snapshot::serviceKey(ss.proto, ss.vip, ss.vport)] =

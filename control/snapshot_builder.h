@@ -18,8 +18,11 @@ struct TwinPort {
   std::array<uint8_t, 6> mac{};
 };
 
+// `previous` (may be null) lends its Maglev tables to services whose backends did
+// not change.
 std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& services, const IptablesModel& nat,
                                         const KernelView& kernel,
-                                        const std::vector<TwinPort>& ports, uint64_t generation);
+                                        const std::vector<TwinPort>& ports, uint64_t generation,
+                                        const Snapshot* previous = nullptr);
 
 }  // namespace meshlb

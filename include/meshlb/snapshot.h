@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -38,7 +39,9 @@ struct ServiceSnap {
   Scheduler sched = Scheduler::kRr;
   std::vector<BackendSnap> backends;  // sorted by address and port
   uint32_t max_weight = 0, weight_gcd = 1;
-  std::optional<MaglevTable> maglev;  // ids are backend index + 1
+  // ids are backend index + 1. Shared between snapshots while the backends are
+  // unchanged: a neighbour or route change must not rebuild every Maglev table.
+  std::shared_ptr<const MaglevTable> maglev;
 };
 
 struct SnatRule {

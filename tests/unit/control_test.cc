@@ -262,7 +262,14 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   ASSERT_EQ(svc->backends.size(), 2u);
   EXPECT_EQ(svc->backends[0].addr, ip("198.18.1.11"));  // sorted by address
   EXPECT_EQ(svc->max_weight, 2u);
-  ASSERT_TRUE(svc->maglev.has_value());
+  ASSERT_NE(svc->maglev, nullptr);
+  // A kernel-side change alone reuses the Maglev table; a backend change rebuilds it.
+  k.neighs.push_back({11, ip("198.18.1.12"), {2, 0, 0, 0, 0, 0x12}});
+  auto s2 = buildSnapshot(c.services(), c.nat(), k, ports, 8, s.get());
+  EXPECT_EQ(s2->findService(6, ip("198.18.0.1"), htons(8080))->maglev, svc->maglev);
+  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:8080 -r 198.18.1.12:80 -m -w 3"), "", &changed).ok());
+  auto s3 = buildSnapshot(c.services(), c.nat(), k, ports, 9, s2.get());
+  EXPECT_NE(s3->findService(6, ip("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   for (const auto& [k, svc2] : c.services().services()) {
     for (const RealServer& d : svc2.dests) EXPECT_TRUE(s->backendLive(d.id));  // fwmark's too
   }
