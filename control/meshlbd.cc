@@ -377,13 +377,15 @@ class Daemon {
     if (json) {
       absl::StrAppend(&out, "],\"control\":{\"from_kernel_ring_full\":", cc_.from_kernel_ring_full,
                       ",\"twin_tx_full\":", cc_.twin_tx_full, ",\"snapshots_published\":",
-                      cc_.snapshots_published, "}}\n");
+                      cc_.snapshots_published, ",\"netlink_resyncs\":", mirror_.resyncs(),
+                      "}}\n");
     } else {
       out += "control\n";
       for (const auto& [k, v] : std::initializer_list<std::pair<const char*, uint64_t>>{
                {"from_kernel_ring_full", cc_.from_kernel_ring_full},
                {"twin_tx_full", cc_.twin_tx_full},
-               {"snapshots_published", cc_.snapshots_published}}) {
+               {"snapshots_published", cc_.snapshots_published},
+               {"netlink_resyncs", mirror_.resyncs()}}) {
         absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
       }
     }

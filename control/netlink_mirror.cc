@@ -18,6 +18,7 @@ namespace meshlb {
 
 NetlinkMirror::~NetlinkMirror() {
   if (mngr_) nl_cache_mngr_free(mngr_);
+  if (sync_sock_) nl_socket_free(sync_sock_);
 }
 
 void NetlinkMirror::onChange(nl_cache*, nl_object*, int, void* self) {
@@ -27,6 +28,10 @@ void NetlinkMirror::onChange(nl_cache*, nl_object*, int, void* self) {
 absl::Status NetlinkMirror::start() {
   int err = nl_cache_mngr_alloc(nullptr, NETLINK_ROUTE, NL_AUTO_PROVIDE, &mngr_);
   if (err < 0) return absl::InternalError(absl::StrCat("netlink: ", nl_geterror(err)));
+  sync_sock_ = nl_socket_alloc();
+  if (!sync_sock_ || (err = nl_connect(sync_sock_, NETLINK_ROUTE)) < 0) {
+    return absl::InternalError(absl::StrCat("netlink sync socket: ", nl_geterror(err)));
+  }
   struct {
     const char* name;
     nl_cache** cache;
@@ -42,8 +47,18 @@ absl::Status NetlinkMirror::start() {
 
 int NetlinkMirror::fd() const { return nl_cache_mngr_get_fd(mngr_); }
 
+void NetlinkMirror::resync() {
+  ++resyncs_;
+  for (nl_cache* c : {addr_, neigh_, route_}) {
+    nl_cache_resync(sync_sock_, c, &NetlinkMirror::onChange, this);
+  }
+  changed_ = true;
+}
+
 bool NetlinkMirror::poll() {
-  nl_cache_mngr_data_ready(mngr_);
+  // An error here is usually ENOBUFS: notifications were dropped, so the caches
+  // may be stale; dump everything again rather than mirror a wrong state.
+  if (nl_cache_mngr_data_ready(mngr_) < 0) resync();
   bool c = changed_;
   changed_ = false;
   return c;

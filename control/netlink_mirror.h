@@ -12,6 +12,7 @@
 struct nl_cache;
 struct nl_cache_mngr;
 struct nl_object;
+struct nl_sock;
 
 namespace meshlb {
 
@@ -47,13 +48,18 @@ class NetlinkMirror {
   absl::Status start();
   int fd() const;
   // Reads pending notifications; true when anything changed since the last call.
+  // Lost notifications (a full socket buffer) trigger a full resync of the caches.
   bool poll();
+  uint64_t resyncs() const { return resyncs_; }
   KernelView view() const;
   static int ifindexOf(const std::string& name);
 
  private:
   static void onChange(nl_cache*, nl_object*, int, void* self);
+  void resync();
   nl_cache_mngr* mngr_ = nullptr;
+  nl_sock* sync_sock_ = nullptr;  // for full dumps after lost notifications
+  uint64_t resyncs_ = 0;
   nl_cache* addr_ = nullptr;
   nl_cache* neigh_ = nullptr;
   nl_cache* route_ = nullptr;
