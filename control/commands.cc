@@ -46,7 +46,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   // Work on copies, so that a failure to persist leaves the running state as it was.
   ServiceModel s = services_;
   IptablesModel n = nat_;
-  auto out = tool == "ipvsadm" ? runIpvsadm(s, rest, input, counts_) : runIptables(n, rest);
+  auto out = tool == "ipvsadm" ? runIpvsadm(s, rest, input, ipvs_) : runIptables(n, rest);
   if (!out.ok()) return out;
   if (ipv4_only_) {
     for (const auto& [key, svc] : s.services()) {

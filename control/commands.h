@@ -17,8 +17,8 @@ namespace meshlb {
 class Commands {
  public:
   // `stats` renders `meshlbctl stats [--json]`; supplied by the daemon.
-  explicit Commands(std::function<std::string(bool json)> stats = {}, ConnCountsFn counts = {})
-      : stats_(std::move(stats)), counts_(std::move(counts)) {}
+  explicit Commands(std::function<std::string(bool json)> stats = {}, IpvsDataplane ipvs = {})
+      : stats_(std::move(stats)), ipvs_(std::move(ipvs)) {}
 
   // The daemon's dataplane serves IPv4 only: refuse IPv6 services and real servers
   // rather than accept configuration that would not be applied.
@@ -46,7 +46,7 @@ class Commands {
   IptablesModel nat_;
   std::string state_file_;
   std::function<std::string(bool)> stats_;
-  ConnCountsFn counts_;
+  IpvsDataplane ipvs_;
   bool ipv4_only_ = false;
 };
 

@@ -26,7 +26,7 @@ struct Parsed {
   std::optional<std::pair<IpAddress, std::optional<uint16_t>>> real;
   std::optional<ForwardMethod> fwd;
   std::optional<uint32_t> weight;
-  bool numeric = false, timeout = false;
+  bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
   std::vector<uint32_t> set_values;
 };
 
@@ -166,12 +166,16 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       p.numeric = true;
     } else if (a == "--timeout") {
       p.timeout = true;
+    } else if (a == "--stats") {
+      p.stats = true;
+    } else if (a == "--rate") {
+      p.rate = true;
     } else if (a == "--exact") {
-      // Numbers are always printed in full.
+      p.exact = true;
     } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
-               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "--stats" ||
-               a == "--rate" || a == "-c" || a == "--connection" || a == "-b" || a == "--sched-flags" ||
-               a == "--pe" || a == "-o" || a == "--ops") {
+               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "-c" ||
+               a == "--connection" || a == "-b" || a == "--sched-flags" || a == "--pe" ||
+               a == "-o" || a == "--ops") {
       return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
     } else {
       return bad(absl::StrCat("unknown option '", a, "'"));
@@ -237,34 +241,91 @@ std::vector<RealServer> sortedDests(const Service& s) {
   return d;
 }
 
-void printService(std::string& out, const Service& s, bool rule, const ConnCountsFn& counts) {
-  const std::string name = serviceName(s.key, rule);
-  if (rule) {
-    absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
-  } else {
-    absl::StrAppend(&out, name, " ", s.scheduler, "\n");
+enum class View { kList, kRules, kStats, kRate };
+
+// ipvsadm's print_largenum: 9 columns, scaled K/M/G/T past 100 million unless --exact.
+std::string largeNum(uint64_t i, bool exact) {
+  if (exact) {
+    const std::string d = std::to_string(i);
+    return absl::StrFormat("%*u", d.size() <= 8 ? 9 : static_cast<int>(d.size()) + 1, i);
   }
-  for (const RealServer& d : sortedDests(s)) {
+  if (i < 100000000ull) return absl::StrFormat("%9u", i);
+  if (i < 1000000000ull) return absl::StrFormat("%8uK", i / 1000);
+  if (i < 100000000000ull) return absl::StrFormat("%8uM", i / 1000000);
+  if (i < 100000000000000ull) return absl::StrFormat("%8uG", i / 1000000000ull);
+  return absl::StrFormat("%8uT", i / 1000000000000ull);
+}
+
+std::string numbers(const DestCounters& c, View v, bool exact) {
+  const uint64_t stats[] = {c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes};
+  const uint64_t rates[] = {c.cps, c.inpps, c.outpps, c.inbps, c.outbps};
+  std::string out;
+  for (uint64_t n : v == View::kStats ? stats : rates) out += largeNum(n, exact);
+  return out;
+}
+
+void printService(std::string& out, const Service& s, View view, bool exact,
+                  const IpvsDataplane& dp) {
+  const bool rule = view == View::kRules;
+  const std::string name = serviceName(s.key, rule);
+  const auto dests = sortedDests(s);
+  std::vector<DestCounters> counters(dests.size());
+  DestCounters total;
+  if (dp.counters) {
+    for (size_t i = 0; i < dests.size(); ++i) {
+      counters[i] = dp.counters(dests[i].id);
+      const DestCounters& c = counters[i];
+      // A service's figures are its real servers' summed.
+      total.conns += c.conns, total.inpkts += c.inpkts, total.outpkts += c.outpkts;
+      total.inbytes += c.inbytes, total.outbytes += c.outbytes;
+      total.cps += c.cps, total.inpps += c.inpps, total.outpps += c.outpps;
+      total.inbps += c.inbps, total.outbps += c.outbps;
+    }
+  }
+  switch (view) {
+    case View::kRules:
+      absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
+      break;
+    case View::kList:
+      absl::StrAppend(&out, name, " ", s.scheduler, "\n");
+      break;
+    default:
+      absl::StrAppend(&out, absl::StrFormat("%-33s", name), numbers(total, view, exact), "\n");
+  }
+  for (size_t i = 0; i < dests.size(); ++i) {
+    const RealServer& d = dests[i];
     std::string dname = addrPort(d.addr, d.port);
     if (rule) {
       absl::StrAppend(&out, "-a ", name, " -r ", dname, " ", fwdSwitch(d.fwd), " -w ", d.weight,
                       "\n");
-    } else {
-      if (s.key.addr.af != AF_INET6 && d.addr.af != AF_INET6 && dname.size() > 28) dname.resize(28);
-      // ActiveConn / InActConn come from the workers' connection tables.
-      const auto [active, inactive] = counts ? counts(d.id) : std::pair<uint32_t, uint32_t>{0, 0};
+      continue;
+    }
+    if (s.key.addr.af != AF_INET6 && d.addr.af != AF_INET6 && dname.size() > 28) dname.resize(28);
+    if (view == View::kList) {
       absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname,
-                                            fwdName(d.fwd), d.weight, active, inactive));
+                                            fwdName(d.fwd), d.weight, counters[i].active,
+                                            counters[i].inactive));
+    } else {
+      absl::StrAppend(&out, absl::StrFormat("  -> %-28s", dname), numbers(counters[i], view, exact),
+                      "\n");
     }
   }
 }
 
-constexpr char kListTitle[] =
-    "Prot LocalAddress:Port Scheduler Flags\n"
-    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
+std::string title(View v) {
+  if (v == View::kList) {
+    return "Prot LocalAddress:Port Scheduler Flags\n"
+           "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
+  }
+  const bool stats = v == View::kStats;
+  return absl::StrFormat("%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
+                         "Prot LocalAddress:Port", stats ? "Conns" : "CPS",
+                         stats ? "InPkts" : "InPPS", stats ? "OutPkts" : "OutPPS",
+                         stats ? "InBytes" : "InBPS", stats ? "OutBytes" : "OutBPS");
+}
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
-                                    bool nested, const ConnCountsFn& counts);
+                                    bool nested, const IpvsDataplane& dp);
 
 absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
   ServiceModel staged = m;  // all or nothing
@@ -275,7 +336,7 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
     absl::StatusOr<std::string> r =
-        parsed.ok() ? execute(staged, *parsed, "", true, {})
+        parsed.ok() ? execute(staged, *parsed, "", true, IpvsDataplane{})
                     : absl::StatusOr<std::string>(parsed.status());
     if (!r.ok()) {
       return absl::Status(r.status().code(),
@@ -288,7 +349,7 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
 }
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
-                                    bool nested, const ConnCountsFn& counts) {
+                                    bool nested, const IpvsDataplane& dp) {
   auto needSvc = [&]() -> absl::Status {
     return p.svc ? absl::OkStatus() : bad("a service is required (-t, -u or -f)");
   };
@@ -349,31 +410,46 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       m.setTimeouts(t);
       return std::string();
     }
-    case Cmd::kZero:
-      return std::string();  // the model keeps no counters; the daemon zeroes its own
+    case Cmd::kZero: {
+      // The counters of one service's real servers, or of all.
+      std::vector<uint32_t> ids;
+      for (const auto& [k, svc] : m.services()) {
+        if (p.svc && k != *p.svc) continue;
+        for (const RealServer& d : svc.dests) ids.push_back(d.id);
+      }
+      if (p.svc && m.services().find(*p.svc) == m.services().end()) {
+        return absl::NotFoundError("No such service");
+      }
+      if (dp.zero) dp.zero(ids);
+      return std::string();
+    }
     case Cmd::kRestore:
       if (nested) return bad("-R cannot be nested");
       return restore(m, input);
     case Cmd::kSave:
     case Cmd::kList: {
-      const bool rule = p.cmd == Cmd::kSave;
-      std::string out;
+      const View view = p.cmd == Cmd::kSave ? View::kRules
+                        : p.stats            ? View::kStats
+                        : p.rate             ? View::kRate
+                                             : View::kList;
+      if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
       if (p.timeout) {
         const auto& t = m.timeouts();
         return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
       }
+      std::string out;
       if (p.svc) {
         auto it = m.services().find(*p.svc);
         if (it == m.services().end()) return absl::NotFoundError("No such service");
-        if (!rule) out += kListTitle;
-        printService(out, it->second, rule, counts);
+        if (view != View::kRules) out += title(view);
+        printService(out, it->second, view, p.exact, dp);
         return out;
       }
-      if (!rule) {
+      if (view != View::kRules) {
         out = "IP Virtual Server version 1.2.1 (size=4096)\n";
-        out += kListTitle;
+        out += title(view);
       }
-      for (const Service* s : sortedServices(m)) printService(out, *s, rule, counts);
+      for (const Service* s : sortedServices(m)) printService(out, *s, view, p.exact, dp);
       return out;
     }
     case Cmd::kNone:
@@ -385,10 +461,10 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
 }  // namespace
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
-                                       const std::string& input, const ConnCountsFn& counts) {
+                                       const std::string& input, const IpvsDataplane& dp) {
   auto p = parse(args);
   if (!p.ok()) return p.status();
-  return execute(model, *p, input, false, counts);
+  return execute(model, *p, input, false, dp);
 }
 
 }  // namespace meshlb

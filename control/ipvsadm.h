@@ -14,11 +14,23 @@ namespace meshlb {
 // Runs one ipvsadm command. `input` is standard input (read by -R). Returns the
 // text ipvsadm would print, or an error naming the offending option; on error
 // the model is unchanged (a -R batch is applied all or nothing).
-// ActiveConn and InActConn of a real server, by its id (summed over workers).
-using ConnCountsFn = std::function<std::pair<uint32_t, uint32_t>(uint32_t real_server_id)>;
+// What the dataplane knows of one real server (summed over workers): the
+// connection counts of -L, the counters of --stats and the rates of --rate
+// (per second, IPVS's 2-second estimator).
+struct DestCounters {
+  uint32_t active = 0, inactive = 0;
+  uint64_t conns = 0, inpkts = 0, outpkts = 0, inbytes = 0, outbytes = 0;
+  uint64_t cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0;
+};
+
+// The daemon's side of ipvsadm: counters by real-server id, and -Z.
+struct IpvsDataplane {
+  std::function<DestCounters(uint32_t real_server_id)> counters;
+  std::function<void(const std::vector<uint32_t>& real_server_ids)> zero;
+};
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
                                        const std::string& input = "",
-                                       const ConnCountsFn& counts = {});
+                                       const IpvsDataplane& dataplane = {});
 
 }  // namespace meshlb

@@ -15,6 +15,8 @@
 #include <rte_ring.h>
 #include <rte_bus_vdev.h>
 
+#include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -157,7 +159,8 @@ class Daemon {
   Daemon(Options o)
       : opt_(std::move(o)),
         commands_([this](bool json) { return stats(json); },
-                  [this](uint32_t id) { return connCounts(id); }) {}
+                  IpvsDataplane{[this](uint32_t id) { return destCounters(id); },
+                                [this](const std::vector<uint32_t>& ids) { zero(ids); }}) {}
 
   void setup() {
     const uint16_t nports = rte_eth_dev_count_avail();
@@ -170,9 +173,12 @@ class Daemon {
     dp_.num_workers = static_cast<uint16_t>(workers);
     dp_.counters = std::make_unique<WorkerCounters[]>(workers);
     conn_counts_.resize(workers);
-    for (auto& c : conn_counts_) {
-      c = std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots);
+    backend_stats_.resize(workers);
+    for (unsigned w = 0; w < workers; ++w) {
+      conn_counts_[w] = std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots);
+      backend_stats_[w] = std::make_unique<BackendStats[]>(kBackendSlots);
     }
+    rates_.resize(kBackendSlots);
 
     pool_ = rte_pktmbuf_pool_create("mbufs", 16383 + 4096 * workers, 256, 0,
                                     RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
@@ -224,7 +230,8 @@ class Daemon {
     unsigned lcore, w = 0;
     worker_cfgs_.resize(dp_.num_workers);
     RTE_LCORE_FOREACH_WORKER(lcore) {
-      worker_cfgs_[w] = {static_cast<uint16_t>(w), opt_.flows, rte_rand(), conn_counts_[w].get()};
+      worker_cfgs_[w] = {static_cast<uint16_t>(w), opt_.flows, rte_rand(), conn_counts_[w].get(),
+                         backend_stats_[w].get()};
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;
@@ -244,6 +251,7 @@ class Daemon {
       }
       if (mirror_.poll()) publish();
       reclaim(false);
+      estimateRates();
     }
     shutdown();
   }
@@ -312,15 +320,63 @@ class Daemon {
     }
   }
 
-  // ipvsadm's ActiveConn / InActConn of a real server, summed over the workers.
-  std::pair<uint32_t, uint32_t> connCounts(uint32_t id) const {
-    const uint32_t slot = backendSlot(id);
-    uint32_t active = 0, inactive = 0;
-    for (const auto& c : conn_counts_) {
-      active += c[2 * slot].load(std::memory_order_relaxed);
-      inactive += c[2 * slot + 1].load(std::memory_order_relaxed);
+  // A real server's --stats counters summed over the workers, without -Z offsets.
+  std::array<uint64_t, 5> rawStats(uint32_t slot) const {
+    std::array<uint64_t, 5> t{};
+    for (const auto& w : backend_stats_) {
+      const BackendStats& b = w[slot];
+      t[0] += b.conns.load(std::memory_order_relaxed);
+      t[1] += b.inpkts.load(std::memory_order_relaxed);
+      t[2] += b.outpkts.load(std::memory_order_relaxed);
+      t[3] += b.inbytes.load(std::memory_order_relaxed);
+      t[4] += b.outbytes.load(std::memory_order_relaxed);
     }
-    return {active, inactive};
+    return t;
+  }
+
+  // Everything ipvsadm shows of a real server: -L's connection counts, --stats
+  // (less what -Z set aside), --rate.
+  DestCounters destCounters(uint32_t id) const {
+    const uint32_t slot = backendSlot(id);
+    DestCounters c;
+    for (const auto& w : conn_counts_) {
+      c.active += w[2 * slot].load(std::memory_order_relaxed);
+      c.inactive += w[2 * slot + 1].load(std::memory_order_relaxed);
+    }
+    const auto raw = rawStats(slot);
+    const Rates& r = rates_[slot];
+    c.conns = raw[0] - r.zero[0];
+    c.inpkts = raw[1] - r.zero[1];
+    c.outpkts = raw[2] - r.zero[2];
+    c.inbytes = raw[3] - r.zero[3];
+    c.outbytes = raw[4] - r.zero[4];
+    c.cps = r.est[0], c.inpps = r.est[1], c.outpps = r.est[2], c.inbps = r.est[3], c.outbps = r.est[4];
+    return c;
+  }
+
+  void zero(const std::vector<uint32_t>& ids) {
+    for (uint32_t id : ids) rates_[backendSlot(id)].zero = rawStats(backendSlot(id));
+  }
+
+  // IPVS's rate estimator: every 2 s, the per-second rate over the interval,
+  // smoothed as the kernel does (new = old + (rate - old) / 4).
+  void estimateRates() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_estimate_ < std::chrono::seconds(2)) return;
+    const double secs = std::chrono::duration<double>(now - last_estimate_).count();
+    last_estimate_ = now;
+    for (const auto& [key, svc] : commands_.services().services()) {
+      for (const RealServer& d : svc.dests) {
+        Rates& r = rates_[backendSlot(d.id)];
+        const auto raw = rawStats(backendSlot(d.id));
+        for (int i = 0; i < 5; ++i) {
+          const auto rate = static_cast<int64_t>((raw[i] - r.last[i]) / secs);
+          r.est[i] = static_cast<uint64_t>(static_cast<int64_t>(r.est[i]) +
+                                           (rate - static_cast<int64_t>(r.est[i])) / 4);
+          r.last[i] = raw[i];
+        }
+      }
+    }
   }
 
   std::string stats(bool json) {
@@ -417,6 +473,12 @@ class Daemon {
   std::vector<TwinPort> twins_;
   std::vector<WorkerConfig> worker_cfgs_;
   std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts_;  // per worker
+  std::vector<std::unique_ptr<BackendStats[]>> backend_stats_;         // per worker
+  struct Rates {
+    std::array<uint64_t, 5> last{}, est{}, zero{};
+  };
+  std::vector<Rates> rates_;  // by real-server slot; control thread only
+  std::chrono::steady_clock::time_point last_estimate_ = std::chrono::steady_clock::now();
   std::vector<unsigned> worker_lcores_;
   std::deque<std::pair<uint64_t, const Snapshot*>> retired_;
   uint64_t generation_ = 0;

@@ -24,7 +24,11 @@ constexpr uint32_t kSnatPortTries = 64;
 class Worker {
  public:
   Worker(Dataplane& dp, const WorkerConfig& cfg)
-      : dp_(dp), idx_(cfg.index), c_(dp.counters[cfg.index]), table_(cfg.flow_capacity, cfg.seed) {
+      : dp_(dp),
+        idx_(cfg.index),
+        c_(dp.counters[cfg.index]),
+        stats_(cfg.backend_stats),
+        table_(cfg.flow_capacity, cfg.seed) {
     snat_next_ = firstSnatPort();
     table_.setConnCounts(cfg.conn_counts);
     // Scheduler positions per service slot, kept across configuration changes as
@@ -214,12 +218,17 @@ class Worker {
       table_.onUdp(e, now_ms_);
     }
     Rewrite4 rw;
+    BackendStats& bs = stats_[e->backend_id & 0xffff];
     if (hit.dir == FlowDir::kOriginal) {
       rw = {!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}};
       bump(c_.nat_original);
+      bump(bs.inpkts);
+      bump(bs.inbytes, p.ip.l3_length);
     } else {
       rw = {true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
       bump(c_.nat_reply);
+      bump(bs.outpkts);
+      bump(bs.outbytes, p.ip.l3_length);
     }
     natRewrite(f, p, rw);
     forward(m, f, p);
@@ -386,6 +395,7 @@ class Worker {
       return nullptr;
     }
     bump(c_.new_connections);
+    bump(stats_[e->backend_id & 0xffff].conns);
     return e;
   }
 
@@ -434,6 +444,7 @@ class Worker {
   Dataplane& dp_;
   const uint16_t idx_;
   WorkerCounters& c_;
+  BackendStats* const stats_;
   FlowTable4 table_;
   const Snapshot* snap_ = nullptr;
   static constexpr uint32_t kNoPosition = ~0u;

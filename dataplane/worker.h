@@ -35,11 +35,18 @@ struct Dataplane {
   std::unique_ptr<WorkerCounters[]> counters;  // one per worker
 };
 
+// ipvsadm --stats counters of one real server on one worker (by id slot).
+struct BackendStats {
+  std::atomic<uint64_t> conns{0}, inpkts{0}, outpkts{0}, inbytes{0}, outbytes{0};
+};
+constexpr uint32_t kBackendSlots = 65536;
+
 struct WorkerConfig {
   uint16_t index = 0;         // 0 .. num_workers-1; also the queue index
   uint32_t flow_capacity = 0;
   uint64_t seed = 0;
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, read by control
+  BackendStats* backend_stats = nullptr;         // kBackendSlots entries, read by control
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

@@ -46,7 +46,12 @@ test_iperf_tcp() {
   out=$(client iperf3 -c $VIP -t 3 -J) || { echo "$out" | tail -5; return 1; }
   bytes=$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
   echo "# iperf3 received $bytes bytes in 3 s"
-  (( bytes > 1000000 ))
+  (( bytes > 1000000 )) || return 1
+  # ipvsadm --rate: the estimator saw the transfer (InBPS of the service line).
+  local rate
+  rate=$(ctl ipvsadm -L -n --rate -t $VIP:5201 | awk '/^TCP/ {print $6}')
+  echo "# ipvsadm --rate InBPS: $rate"
+  [[ -n $rate && $rate != 0 ]]
 }
 
 test_udp_echo() {
@@ -147,6 +152,16 @@ test_nodest() {
   echo "# drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
   (( after > before ))
+}
+
+# ipvsadm -Z and --stats: after zeroing, three requests are three connections.
+test_stats_and_zero() {
+  ctl ipvsadm -Z -t $VIP:8080 || return 1
+  for _ in 1 2 3; do client curl -s -m 5 "http://$VIP:8080/" >/dev/null || return 1; done
+  local line
+  line=$(ctl ipvsadm -L -n --stats -t $VIP:8080 | grep '^TCP')
+  echo "# $line"
+  [[ $(echo "$line" | awk '{print $3}') == 3 ]] && (( $(echo "$line" | awk '{print $4}') >= 15 ))
 }
 
 # 4. -S -n, -C, -R: the restored configuration lists identically.
@@ -308,6 +323,7 @@ check "UDP request/response, every task" test_udp_echo
 check "ICMP port unreachable from a task reaches the client, translated" test_icmp_unreachable
 check "weight 0: no new connections, the running download completes" test_quiescent
 check "-d: the deleted task's connections are expired (expire_nodest_conn)" test_nodest
+check "ipvsadm -Z, then --stats counts the new connections" test_stats_and_zero
 check "-S -n, -C, -R restores an identical -L -n" test_save_restore
 check "full NAT: tasks see the appliance as the client" test_full_nat_peer
 check "MASQUERADE: tasks see the egress twin's address" test_masquerade

@@ -57,14 +57,34 @@ TEST(Ipvsadm, ListNumericMatchesIpvsadmByteForByte) {
   EXPECT_EQ(*run(m, "-l -n"), *out);
 }
 
+// The dataplane's figures for real servers by address (ids are the model's).
+IpvsDataplane fakeDataplane(const ServiceModel& m, std::map<std::string, DestCounters> by_addr,
+                            std::vector<uint32_t>* zeroed = nullptr) {
+  std::map<uint32_t, DestCounters> by_id;
+  for (const auto& [k, svc] : m.services()) {
+    for (const RealServer& d : svc.dests) by_id[d.id] = by_addr[d.addr.str()];
+  }
+  IpvsDataplane dp;
+  dp.counters = [by_id](uint32_t id) {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? DestCounters{} : it->second;
+  };
+  dp.zero = [zeroed](const std::vector<uint32_t>& ids) {
+    if (zeroed) *zeroed = ids;
+  };
+  return dp;
+}
+
 TEST(Ipvsadm, ListShowsConnectionCountsFromTheDataplane) {
   ServiceModel m;
   swarm(m);
-  uint32_t first_id = m.services().begin()->second.dests[0].id;  // 198.19.1.4, added first
-  ConnCountsFn counts = [&](uint32_t id) {
-    return id == first_id ? std::pair<uint32_t, uint32_t>{12, 3} : std::pair<uint32_t, uint32_t>{0, 1};
-  };
-  auto out = runIpvsadm(m, {"-L", "-n"}, "", counts);
+  DestCounters busy;
+  busy.active = 12;
+  busy.inactive = 3;
+  DestCounters idle;
+  idle.inactive = 1;
+  auto out = runIpvsadm(m, {"-L", "-n"}, "",
+                        fakeDataplane(m, {{"198.19.1.4", busy}, {"198.19.1.2", idle}}));
   ASSERT_TRUE(out.ok());
   EXPECT_NE(out->find("  -> 198.19.1.4:0                 Masq    1      12         3         \n"),
             std::string::npos)
@@ -72,6 +92,56 @@ TEST(Ipvsadm, ListShowsConnectionCountsFromTheDataplane) {
   EXPECT_NE(out->find("  -> 198.19.1.2:0                 Masq    1      0          1         \n"),
             std::string::npos)
       << *out;
+}
+
+// --stats as ipvsadm prints it: the service line sums its servers, numbers past
+// 100 million are scaled (print_largenum) unless --exact. The expected text was
+// made by a separate reimplementation of ipvsadm's printf formats.
+TEST(Ipvsadm, StatsAndRateInIpvsadmFormat) {
+  ServiceModel m;
+  swarm(m);
+  DestCounters a, c;
+  a.conns = 5, a.inpkts = 30, a.outpkts = 25, a.inbytes = 2010, a.outbytes = 3500;
+  c.conns = 1, c.inpkts = 2, c.outpkts = 3, c.inbytes = 123456789, c.outbytes = 98765432100;
+  c.cps = 7, c.inpps = 70, c.outpps = 60, c.inbps = 7000, c.outbps = 6000;
+  auto dp = fakeDataplane(m, {{"198.19.1.2", a}, {"198.19.1.4", c}});
+  EXPECT_EQ(*runIpvsadm(m, {"-L", "-n", "--stats"}, "", dp),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n"
+            "  -> RemoteAddress:Port\n"
+            "FWM  256                                 6       32       28  123458K   98765M\n"
+            "  -> 198.19.1.2:0                        5       30       25     2010     3500\n"
+            "  -> 198.19.1.3:0                        0        0        0        0        0\n"
+            "  -> 198.19.1.4:0                        1        2        3  123456K   98765M\n");
+  const std::string exact = *runIpvsadm(m, {"-L", "-n", "--stats", "--exact"}, "", dp);
+  EXPECT_NE(exact.find("  -> 198.19.1.4:0                        1        2        3 123456789 "
+                       "98765432100\n"),
+            std::string::npos)
+      << exact;
+  const std::string rate = *runIpvsadm(m, {"-L", "-n", "--rate"}, "", dp);
+  EXPECT_NE(rate.find("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   "
+                      "OutBPS\n  -> RemoteAddress:Port\n"),
+            std::string::npos)
+      << rate;
+  EXPECT_NE(rate.find("  -> 198.19.1.4:0                        7       70       60     7000     "
+                      "6000\n"),
+            std::string::npos)
+      << rate;
+  EXPECT_FALSE(runIpvsadm(m, {"-L", "-n", "--stats", "--rate"}, "", dp).ok());
+}
+
+TEST(Ipvsadm, ZeroAsksTheDataplaneForTheServiceServers) {
+  ServiceModel m;
+  swarm(m);
+  ok(m, "-A -t 198.18.0.1:80 -s rr");
+  ok(m, "-a -t 198.18.0.1:80 -r 198.19.1.7:80 -m");
+  std::vector<uint32_t> zeroed;
+  auto dp = fakeDataplane(m, {}, &zeroed);
+  ASSERT_TRUE(runIpvsadm(m, {"-Z", "-t", "198.18.0.1:80"}, "", dp).ok());
+  EXPECT_EQ(zeroed.size(), 1u);
+  ASSERT_TRUE(runIpvsadm(m, {"-Z"}, "", dp).ok());
+  EXPECT_EQ(zeroed.size(), 4u);
+  EXPECT_FALSE(runIpvsadm(m, {"-Z", "-t", "198.18.0.9:80"}, "", dp).ok());
 }
 
 TEST(Ipvsadm, ListOneService) {
