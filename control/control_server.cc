@@ -15,6 +15,26 @@ namespace meshlb {
 
 ControlServer::~ControlServer() { close(); }
 
+// A socket someone answers on belongs to a running meshlbd: never take it over.
+// One nobody answers on is left over from a crash and may be replaced.
+absl::Status ControlServer::checkNotInUse(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("control socket path too long: ", path));
+  }
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return absl::OkStatus();
+  const bool alive = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(probe);
+  if (alive) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("control socket ", path, " is in use by a running meshlbd"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ControlServer::listen(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof(addr.sun_path)) {
@@ -23,11 +43,12 @@ absl::Status ControlServer::listen(const std::string& path) {
   if (auto slash = path.find_last_of('/'); slash != std::string::npos && slash > 0) {
     ::mkdir(path.substr(0, slash).c_str(), 0750);
   }
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  if (auto st = checkNotInUse(path); !st.ok()) return st;
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   ::unlink(path.c_str());
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
   if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       ::chmod(path.c_str(), 0660) != 0 || ::listen(listen_fd_, 16) != 0) {
     return absl::InternalError(absl::StrCat("control socket ", path, ": ", std::strerror(errno)));

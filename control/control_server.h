@@ -25,6 +25,8 @@ class ControlServer {
 
   // Creates the socket (mode 0660; its directory is created if missing).
   absl::Status listen(const std::string& path);
+  // Fails when a running meshlbd answers on `path` (checked before touching ports).
+  static absl::Status checkNotInUse(const std::string& path);
   void appendPollFds(std::vector<pollfd>& fds) const;
   // Serves whatever the poll reported; `fds` as filled by appendPollFds and poll().
   void service(const std::vector<pollfd>& fds);

@@ -163,6 +163,8 @@ class Daemon {
                                 [this](const std::vector<uint32_t>& ids) { zero(ids); }}) {}
 
   void setup() {
+    // Before any port or twin exists: a second instance must not disturb the first.
+    if (auto st = ControlServer::checkNotInUse(opt_.socket); !st.ok()) die(std::string(st.message()));
     const uint16_t nports = rte_eth_dev_count_avail();
     if (nports == 0) die("no DPDK ports: give -a PCI_ADDR or --vdev ... to EAL");
     if (nports > kMaxPorts) die(absl::StrCat("at most ", kMaxPorts, " ports"));

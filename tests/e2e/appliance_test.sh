@@ -267,6 +267,18 @@ test_rejected_command() {
   (( rc == 1 )) && [[ $err == *"IPv6"* ]] && [[ $(ctl ipvsadm -S -n) == "$before" ]]
 }
 
+# A second meshlbd on the same control socket refuses to start; the first serves on.
+test_second_instance_refused() {
+  local out
+  out=$(ip netns exec mlb-lb timeout 20 "$MLB_BUILD/control/meshlbd" --lcores 0@0,1@1 --no-huge -m 256 \
+    --no-pci --file-prefix "mlb-e2e-second-$$" --log-level 'pmd.*:error' \
+    --vdev net_ring0 -- --control-socket "$MLB_SOCK" 2>&1)
+  local rc=$?
+  echo "# exit $rc: $(echo "$out" | grep 'in use')"
+  (( rc != 0 )) && [[ $out == *"in use by a running meshlbd"* ]] &&
+    client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
 # A hostile client (a huge length prefix, then silence) stalls no one.
 test_hostile_client() {
   lbx /usr/bin/python3 -c '
@@ -334,6 +346,7 @@ check "malformed frames are counted drops by reason; service goes on" test_malfo
 check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
+check "a second meshlbd on the same socket refuses to start" test_second_instance_refused
 check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 
