@@ -143,7 +143,7 @@ port_args() {  # port, queues
 # Starts meshlbd in mlb-lb. $1: number of workers (1 or 2); more args go to meshlbd.
 lb_start() {
   local workers=${1:-1}
-  shift || true
+  if (($#)); then shift; fi
   local lcores='0@0,1@1' qpairs=1
   if ((workers == 2)); then lcores='0@0,1@1,2@1'; qpairs=2; fi
   rm -f "$MLB_SOCK"
