@@ -27,6 +27,7 @@ struct Parsed {
   std::optional<ForwardMethod> fwd;
   std::optional<uint32_t> weight;
   bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
+  bool connections = false;
   std::vector<uint32_t> set_values;
 };
 
@@ -172,10 +173,11 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       p.rate = true;
     } else if (a == "--exact") {
       p.exact = true;
+    } else if (a == "-c" || a == "--connection") {
+      p.connections = true;
     } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
-               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "-c" ||
-               a == "--connection" || a == "-b" || a == "--sched-flags" || a == "--pe" ||
-               a == "-o" || a == "--ops") {
+               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "-b" ||
+               a == "--sched-flags" || a == "--pe" || a == "-o" || a == "--ops") {
       return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
     } else {
       return bad(absl::StrCat("unknown option '", a, "'"));
@@ -433,6 +435,21 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
                         : p.rate             ? View::kRate
                                              : View::kList;
       if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
+      if (p.connections && view == View::kList) {
+        // ipvsadm's list_conn / print_conn.
+        std::string out = "IPVS connection entries\n";
+        out += absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
+                               "destination");
+        for (const ConnEntry& c : dp.connections ? dp.connections() : std::vector<ConnEntry>{}) {
+          absl::StrAppend(
+              &out, absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
+                                    c.protocol == 6 ? "TCP" : "UDP",
+                                    absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
+                                    c.state, addrPort(c.client, c.cport),
+                                    addrPort(c.virt, c.vport), addrPort(c.dest, c.dport)));
+        }
+        return out;
+      }
       if (p.timeout) {
         const auto& t = m.timeouts();
         return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");

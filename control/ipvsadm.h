@@ -23,10 +23,20 @@ struct DestCounters {
   uint64_t cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0;
 };
 
-// The daemon's side of ipvsadm: counters by real-server id, and -Z.
+// One tracked connection, for -L -c.
+struct ConnEntry {
+  uint8_t protocol = 0;
+  IpAddress client, virt, dest;
+  uint16_t cport = 0, vport = 0, dport = 0;  // host order
+  std::string state;
+  uint32_t expires_s = 0;
+};
+
+// The daemon's side of ipvsadm: counters by real-server id, -Z, and -L -c.
 struct IpvsDataplane {
   std::function<DestCounters(uint32_t real_server_id)> counters;
   std::function<void(const std::vector<uint32_t>& real_server_ids)> zero;
+  std::function<std::vector<ConnEntry>()> connections;
 };
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

@@ -18,6 +18,7 @@
 #include <array>
 #include <chrono>
 #include <csignal>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -148,6 +149,8 @@ rte_ring* makeRing(const std::string& name, unsigned flags) {
   return r;
 }
 
+constexpr uint32_t kMaxListedConnections = 1u << 16;  // per worker, for -L -c
+
 struct ControlCounters {
   uint64_t from_kernel_ring_full = 0;
   uint64_t twin_tx_full = 0;
@@ -160,7 +163,8 @@ class Daemon {
       : opt_(std::move(o)),
         commands_([this](bool json) { return stats(json); },
                   IpvsDataplane{[this](uint32_t id) { return destCounters(id); },
-                                [this](const std::vector<uint32_t>& ids) { zero(ids); }}) {}
+                                [this](const std::vector<uint32_t>& ids) { zero(ids); },
+                                [this] { return connections(); }}) {}
 
   void setup() {
     // Before any port or twin exists: a second instance must not disturb the first.
@@ -181,6 +185,8 @@ class Daemon {
       backend_stats_[w] = std::make_unique<BackendStats[]>(kBackendSlots);
     }
     rates_.resize(kBackendSlots);
+    dp_.dumps = std::make_unique<Dataplane::ConnDump[]>(workers);
+    for (unsigned w = 0; w < workers; ++w) dp_.dumps[w].flows.resize(kMaxListedConnections);
 
     pool_ = rte_pktmbuf_pool_create("mbufs", 16383 + 4096 * workers, 256, 0,
                                     RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
@@ -354,6 +360,39 @@ class Daemon {
     c.outbytes = raw[4] - r.zero[4];
     c.cps = r.est[0], c.inpps = r.est[1], c.outpps = r.est[2], c.inbps = r.est[3], c.outbps = r.est[4];
     return c;
+  }
+
+  // ipvsadm -L -c: every worker copies its connections between bursts; wait for
+  // all of them (at most a second), then translate.
+  std::vector<ConnEntry> connections() {
+    const uint32_t rq = dp_.dump_request.fetch_add(1, std::memory_order_acq_rel) + 1;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    std::vector<ConnEntry> out;
+    for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+      const Dataplane::ConnDump& d = dp_.dumps[w];
+      while (d.done.load(std::memory_order_acquire) != rq) {
+        if (std::chrono::steady_clock::now() > deadline) return out;  // a stuck worker: partial
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      for (uint32_t i = 0; i < d.count; ++i) {
+        const Flow<Ipv4Addr>& f = d.flows[i];
+        ConnEntry c;
+        c.protocol = f.proto();
+        auto ip = [](Ipv4Addr a) {
+          IpAddress r;
+          r.af = AF_INET;
+          std::memcpy(r.b, &a.v, 4);
+          return r;
+        };
+        c.client = ip(f.client), c.virt = ip(f.vip), c.dest = ip(f.backend);
+        c.cport = ntohs(f.cport), c.vport = ntohs(f.vport), c.dport = ntohs(f.bport);
+        c.state = connStateName(f.connState());
+        const auto left = static_cast<int32_t>(f.expires_ms - d.now_ms);
+        c.expires_s = left > 0 ? static_cast<uint32_t>(left) / 1000 : 0;
+        out.push_back(std::move(c));
+      }
+    }
+    return out;
   }
 
   void zero(const std::vector<uint32_t>& ids) {

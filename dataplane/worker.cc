@@ -55,6 +55,9 @@ class Worker {
       bump(c_.handoff_in, n);
       handleBurst(pkts, static_cast<uint16_t>(n), /*handed=*/true);
       if (idx_ == 0) fromKernel(pkts);
+      if (const uint32_t rq = dp_.dump_request.load(std::memory_order_acquire); rq != dumped_) {
+        dumpConnections(rq);
+      }
       flush();
       table_.expireSome(now_ms_, kExpireBudget);
       publishTableCounters();
@@ -431,6 +434,19 @@ class Worker {
     send(m, rt->port);
   }
 
+  // Copies this worker's connections for ipvsadm -L -c (a pause of about a
+  // millisecond per million connections; only on request).
+  void dumpConnections(uint32_t request) {
+    Dataplane::ConnDump& d = dp_.dumps[idx_];
+    d.count = 0;
+    d.now_ms = now_ms_;
+    table_.forEach([&](const Flow<Ipv4Addr>& f) {
+      if (d.count < d.flows.size()) d.flows[d.count++] = f;
+    });
+    dumped_ = request;
+    d.done.store(request, std::memory_order_release);
+  }
+
   void publishTableCounters() {
     const auto& t = table_.counters();
     c_.flows.store(table_.size(), std::memory_order_relaxed);
@@ -451,6 +467,7 @@ class Worker {
   std::vector<uint32_t> sched_pos_;
   std::vector<int64_t> wrr_cw_;
   uint32_t snat_next_;
+  uint32_t dumped_ = 0;
   uint32_t now_ms_ = 0;
   const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
   TxQueue tx_[kMaxPorts];

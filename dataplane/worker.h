@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+
 #include "meshlb/counters.h"
 #include "meshlb/flow_table.h"
 #include "meshlb/snapshot.h"
@@ -32,6 +33,17 @@ struct Dataplane {
   std::atomic<const Snapshot*> snapshot{nullptr};
   rte_rcu_qsbr* qsbr = nullptr;
   std::atomic<bool> running{true};
+  // ipvsadm -L -c: the control thread bumps dump_request; each worker copies its
+  // connections into its dump buffer between bursts and stores the request number
+  // in dump_done. Buffers are allocated by the control thread, never by workers.
+  std::atomic<uint32_t> dump_request{0};
+  struct ConnDump {
+    std::vector<Flow<Ipv4Addr>> flows;  // capacity fixed by the control thread
+    uint32_t count = 0;
+    uint32_t now_ms = 0;
+    std::atomic<uint32_t> done{0};
+  };
+  std::unique_ptr<ConnDump[]> dumps;  // one per worker
   std::unique_ptr<WorkerCounters[]> counters;  // one per worker
 };
 

@@ -124,6 +124,11 @@ test_quiescent() {
   line=$(ctl ipvsadm -L -n -t $VIP:8080 | grep "198.18.1.1$t:80 ")
   echo "# $line"
   [[ $(echo "$line" | awk '{print $4, $5}') == "0 1" ]] || { echo "# expected weight 0, ActiveConn 1"; return 1; }
+  # ipvsadm -L -n -c: the download is an ESTABLISHED connection from the client to the task.
+  local conn
+  conn=$(ctl ipvsadm -L -n -c | grep "ESTABLISHED 198.18.0.10:.* 198.18.0.1:8080 *198.18.1.1$t:80$")
+  echo "# $conn"
+  [[ -n $conn ]] || { ctl ipvsadm -L -n -c | sed 's/^/# /'; return 1; }
   for _ in $(seq 12); do
     local a
     a=$(client curl -s -m 5 "http://$VIP:8080/")

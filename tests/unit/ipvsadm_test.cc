@@ -130,6 +130,32 @@ TEST(Ipvsadm, StatsAndRateInIpvsadmFormat) {
   EXPECT_FALSE(runIpvsadm(m, {"-L", "-n", "--stats", "--rate"}, "", dp).ok());
 }
 
+TEST(Ipvsadm, ConnectionListInIpvsadmFormat) {
+  ServiceModel m;
+  IpvsDataplane dp;
+  dp.connections = [] {
+    ConnEntry c;
+    c.protocol = 6;
+    c.client = *IpAddress::parse("198.18.0.10");
+    c.virt = *IpAddress::parse("198.18.0.1");
+    c.dest = *IpAddress::parse("198.18.1.12");
+    c.cport = 40000, c.vport = 8080, c.dport = 80;
+    c.state = "ESTABLISHED";
+    c.expires_s = 899;
+    ConnEntry u = c;
+    u.protocol = 17;
+    u.state = "UDP";
+    u.vport = 7, u.dport = 7;
+    u.expires_s = 5;
+    return std::vector<ConnEntry>{c, u};
+  };
+  EXPECT_EQ(*runIpvsadm(m, {"-L", "-n", "-c"}, "", dp),
+            "IPVS connection entries\n"
+            "pro expire state       source             virtual            destination\n"
+            "TCP 14:59  ESTABLISHED 198.18.0.10:40000  198.18.0.1:8080    198.18.1.12:80\n"
+            "UDP 00:05  UDP         198.18.0.10:40000  198.18.0.1:7       198.18.1.12:7\n");
+}
+
 TEST(Ipvsadm, ZeroAsksTheDataplaneForTheServiceServers) {
   ServiceModel m;
   swarm(m);
