@@ -131,7 +131,7 @@ test_quiescent() {
   [[ -n $conn ]] || { ctl ipvsadm -L -n -c | sed 's/^/# /'; return 1; }
   for _ in $(seq 12); do
     local a
-    a=$(client curl -s -m 5 "http://$VIP:8080/")
+    a=$(client curl -s -m 5 --interface 198.18.0.11 "http://$VIP:8080/")
     [[ $a == "processed by task $t" ]] && { echo "# task $t got a new connection"; return 1; }
     [[ -n $a ]] || { echo "# no answer"; return 1; }
   done
@@ -162,7 +162,9 @@ test_nodest() {
 # ipvsadm -Z and --stats: after zeroing, three requests are three connections.
 test_stats_and_zero() {
   ctl ipvsadm -Z -t $VIP:8080 || return 1
-  for _ in 1 2 3; do client curl -s -m 5 "http://$VIP:8080/" >/dev/null || return 1; done
+  for _ in 1 2 3; do
+    client curl -s -m 5 --interface 198.18.0.12 "http://$VIP:8080/" >/dev/null || return 1
+  done
   local line
   line=$(ctl ipvsadm -L -n --stats -t $VIP:8080 | grep '^TCP')
   echo "# $line"

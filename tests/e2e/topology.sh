@@ -60,7 +60,10 @@ topo_up() {
   for ns in "${MLB_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   # client <-> appliance port 0
   ip link add c0 netns mlb-client type veth peer name p0 netns mlb-lb
-  ip -n mlb-client addr add 198.18.0.10/24 dev c0
+  # .10 is the usual client; .11 and .12 are for checks that must not meet a tracked
+  # connection left by an earlier check (a new SYN from the same client port reuses
+  # a TIME_WAIT entry and its server, as IPVS does with Swarm's conn_reuse_mode=0).
+  for a in 10 11 12; do ip -n mlb-client addr add "198.18.0.$a/24" dev c0; done
   ip -n mlb-client link set c0 up
   ip netns exec mlb-client ethtool -K c0 tx off >/dev/null
   # appliance port 1 <-> the task segment
