@@ -85,15 +85,6 @@ void FlowTable<Addr>::prefetchBoth(uint64_t h) const {
   __builtin_prefetch(&buckets_[bucket2(h)]);
 }
 
-template <class Addr>
-bool FlowTable<Addr>::matches(const Entry& e, FlowDir dir, const Key& k) {
-  if (k.proto != e.proto()) return false;
-  if (dir == FlowDir::kOriginal) {
-    return e.cport == k.sport && e.vport == k.dport && e.client == k.src && e.vip == k.dst;
-  }
-  return e.bport == k.sport && e.lport == k.dport && e.backend == k.src && e.local == k.dst;
-}
-
 namespace {
 inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
   __m128i s = _mm_set1_epi32(static_cast<int>(sig));
@@ -142,13 +133,15 @@ void FlowTable<Addr>::hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* has
 }
 
 template <class Addr>
-void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n) const {
+void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n, uint32_t* cands) const {
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t sig = static_cast<uint32_t>(hashes[i] >> 32);
     const Bucket& b = buckets_[bucket1(hashes[i])];
-    uint32_t m = sigMask(b.sig, sig);
-    if (m) {
-      __builtin_prefetch(&flows_[b.ref[__builtin_ctz(m)] >> 1]);
+    const uint32_t m = sigMask(b.sig, sig);
+    const uint32_t ref = m ? b.ref[__builtin_ctz(m)] : 0;
+    cands[i] = ref;
+    if (ref) {
+      __builtin_prefetch(&flows_[ref >> 1]);
     } else {
       __builtin_prefetch(&buckets_[bucket2(hashes[i])]);
     }
@@ -156,18 +149,20 @@ void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n) const 
 }
 
 template <class Addr>
-void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes, uint32_t n,
-                                   Hit* hits, uint32_t now_ms) {
-  for (uint32_t i = 0; i < n; ++i) hits[i] = lookup(keys[i], hashes[i], now_ms);
+void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes,
+                                   const uint32_t* cands, uint32_t n, Hit* hits,
+                                   uint32_t now_ms) {
+  for (uint32_t i = 0; i < n; ++i) hits[i] = lookupCandidate(keys[i], hashes[i], cands[i], now_ms);
 }
 
 template <class Addr>
 void FlowTable<Addr>::lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms) {
   uint64_t hs[kMaxBurst];
+  uint32_t cands[kMaxBurst];
   if (n > kMaxBurst) n = kMaxBurst;
   hashAndPrefetch(keys, n, hs);
-  prefetchRecords(hs, n);
-  lookupHashed(keys, hs, n, hits, now_ms);
+  prefetchRecords(hs, n, cands);
+  lookupHashed(keys, hs, cands, n, hits, now_ms);
 }
 
 template <class Addr>

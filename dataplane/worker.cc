@@ -141,6 +141,7 @@ class Worker {
     bool tracked;    // IPv4 TCP/UDP with ports: looked up in the flow table
     FlowKey<Ipv4Addr> key;
     uint64_t hash;
+    uint32_t cand;   // the record the first bucket names (stage 2), checked in full
   };
 
   // The core's staged lookup over each burst (burst in, prefetch ahead): parse
@@ -166,7 +167,7 @@ class Worker {
       }
     }
     for (uint16_t i = 0; i < n; ++i) {
-      if (slots_[i].tracked) table_.prefetchRecords(&slots_[i].hash, 1);
+      if (slots_[i].tracked) table_.prefetchRecords(&slots_[i].hash, 1, &slots_[i].cand);
     }
     for (uint16_t i = 0; i < n; ++i) handle(pkts[i], slots_[i], handed);
   }
@@ -197,7 +198,7 @@ class Worker {
       if (handOff(m, key, svc != nullptr)) return;
     }
 
-    auto hit = table_.lookup(key, s.hash, now_ms_);
+    auto hit = table_.lookupCandidate(key, s.hash, s.cand, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
     if (!e && !classified) svc = classify(key);
     if (e) {

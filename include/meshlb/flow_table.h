@@ -184,13 +184,24 @@ class FlowTable {
   Hit lookup(const Key& k, uint32_t now_ms) { return lookup(k, hash(k), now_ms); }
   Hit lookup(const Key& k, uint64_t h, uint32_t now_ms);
   // Staged burst lookup (DPDK l3fwd_em_hlm, VPP lb): hash and prefetch the
-  // buckets, then prefetch the candidate records, then compare keys. A caller can
-  // run the stages on different bursts so that each load has a burst's worth of
-  // work to hide behind; lookupBurst runs all three on one burst.
+  // buckets; then read each first bucket, prefetch the record its signature names
+  // and keep that record's reference as the key's candidate; then compare keys,
+  // candidate first. A caller can run the stages on different bursts so that each
+  // load has a burst's worth of work to hide behind; lookupBurst runs all three on
+  // one burst. A candidate may go stale between the stages (its record removed or
+  // reused): lookupCandidate checks it in full and falls back to the buckets.
   void hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* hashes) const;
-  void prefetchRecords(const uint64_t* hashes, uint32_t n) const;
-  void lookupHashed(const Key* keys, const uint64_t* hashes, uint32_t n, Hit* hits,
-                    uint32_t now_ms);
+  void prefetchRecords(const uint64_t* hashes, uint32_t n, uint32_t* cands) const;
+  Hit lookupCandidate(const Key& k, uint64_t h, uint32_t cand, uint32_t now_ms) {
+    if (cand != 0) {
+      Entry& e = flows_[cand >> 1];
+      const auto dir = static_cast<FlowDir>(cand & 1);
+      if (e.state != kFreeState && matches(e, dir, k) && !expired(e, now_ms)) return {&e, dir};
+    }
+    return lookup(k, h, now_ms);
+  }
+  void lookupHashed(const Key* keys, const uint64_t* hashes, const uint32_t* cands, uint32_t n,
+                    Hit* hits, uint32_t now_ms);
   void lookupBurst(const Key* keys, uint32_t n, Hit* hits, uint32_t now_ms);
 
   // Inserts a connection whose original key the caller has just missed, with the
@@ -260,7 +271,13 @@ class FlowTable {
 
   uint32_t bucket1(uint64_t h) const;
   uint32_t bucket2(uint64_t h) const;
-  static bool matches(const Entry& e, FlowDir dir, const Key& k);
+  static bool matches(const Entry& e, FlowDir dir, const Key& k) {
+    if (k.proto != e.proto()) return false;
+    if (dir == FlowDir::kOriginal) {
+      return e.cport == k.sport && e.vport == k.dport && e.client == k.src && e.vip == k.dst;
+    }
+    return e.bport == k.sport && e.lport == k.dport && e.backend == k.src && e.local == k.dst;
+  }
   Hit find(const Key& k, uint64_t h) const;
   uint32_t* freeSlot(uint64_t h, uint32_t* sig_out, uint32_t protect, uint32_t now_ms);
   uint32_t allocRecord(uint32_t now_ms);

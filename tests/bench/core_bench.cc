@@ -182,6 +182,7 @@ void fastPath(benchmark::State& state, bool ring) {
     ParsedPacket p[kBurst];
     FlowKey<Ipv4Addr> keys[kBurst];
     uint64_t h[kBurst];
+    uint32_t cand[kBurst];
     FlowTable4::Hit hits[kBurst];
   };
   auto bursts = std::make_unique<Burst[]>(3);
@@ -200,14 +201,15 @@ void fastPath(benchmark::State& state, bool ring) {
   };
   receive(bursts[0]);
   receive(bursts[1]);
-  w.table.prefetchRecords(bursts[0].h, kBurst);
+  w.table.prefetchRecords(bursts[0].h, kBurst, bursts[0].cand);
   uint64_t n = 0, missed = 0;
   uint32_t t = 0;
   for (auto _ : state) {
     Burst& cur = bursts[t % 3];
     receive(bursts[(t + 2) % 3]);
-    w.table.prefetchRecords(bursts[(t + 1) % 3].h, kBurst);
-    w.table.lookupHashed(cur.keys, cur.h, kBurst, cur.hits, 1000);
+    Burst& next = bursts[(t + 1) % 3];
+    w.table.prefetchRecords(next.h, kBurst, next.cand);
+    w.table.lookupHashed(cur.keys, cur.h, cur.cand, kBurst, cur.hits, 1000);
     for (uint32_t i = 0; i < kBurst; ++i) {
       auto* e = cur.hits[i].flow;
       if (__builtin_expect(e == nullptr, 0)) {

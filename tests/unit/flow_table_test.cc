@@ -288,5 +288,44 @@ TEST(FlowTable, BurstLookupAgreesWithSingleLookups) {
   }
 }
 
+// Stage 2 names a candidate record per key; by stage 3 earlier packets of the
+// burst may have removed that record, reused it for another connection, or let
+// it expire. The lookup must then answer from the buckets, as a single lookup does.
+TEST(FlowTable, StaleCandidatesAreCheckedInFull) {
+  FlowTable4 t(8, 9);
+  auto a = flow4(1), b = flow4(2), c = flow4(3);
+  auto* ea = t.insert(a, 0);
+  auto* eb = t.insert(b, 0);
+  ASSERT_NE(ea, nullptr);
+  ASSERT_NE(eb, nullptr);
+  const FlowKey<Ipv4Addr> keys[3] = {a.originalKey(), b.replyKey(), a.replyKey()};
+  uint64_t h[3];
+  uint32_t cand[3];
+  t.hashAndPrefetch(keys, 3, h);
+  t.prefetchRecords(h, 3, cand);
+  for (uint32_t i = 0; i < 3; ++i) ASSERT_NE(cand[i], 0u) << i;
+
+  // a removed: its record is free (its old key bytes still in it).
+  t.remove(ea);
+  EXPECT_EQ(t.lookupCandidate(keys[0], h[0], cand[0], 0).flow, nullptr);
+  // The free record reused for another connection: the key no longer matches.
+  auto* ec = t.insert(c, 0);
+  ASSERT_NE(ec, nullptr);
+  EXPECT_EQ(t.lookupCandidate(keys[2], h[2], cand[2], 0).flow, nullptr);
+  // b past its timeout: a miss, and b is gone from both directions.
+  t.onTcp(eb, FlowDir::kOriginal, kTcpSyn, 0);
+  const uint32_t later = t.timeouts().of(ConnState::kSynRecv) + 1;
+  EXPECT_EQ(t.lookupCandidate(keys[1], h[1], cand[1], later).flow, nullptr);
+  EXPECT_EQ(t.lookup(b.originalKey(), 0).flow, nullptr);
+  // a inserted again (the caller missed it): found through the buckets even when
+  // the stale candidate names another record.
+  auto* ea2 = t.insert(a, 0);
+  ASSERT_NE(ea2, nullptr);
+  auto hit = t.lookupCandidate(keys[0], h[0], cand[0] ^ 2, 0);
+  EXPECT_EQ(hit.flow, ea2);
+  EXPECT_EQ(hit.dir, FlowDir::kOriginal);
+  EXPECT_EQ(t.lookupCandidate(c.replyKey(), t.hash(c.replyKey()), 0, 0).flow, ec);
+}
+
 }  // namespace
 }  // namespace meshlb
