@@ -151,7 +151,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   }
   for (const auto& n : kernel.neighs) {
     int p = portOfIfindex(ports, n.ifindex);
-    if (p >= 0) s->neigh[Snapshot::neighKey(static_cast<uint16_t>(p), n.addr)] = n.mac;
+    if (p >= 0) s->neigh.set(Snapshot::neighKey(static_cast<uint16_t>(p), n.addr), n.mac);
   }
   return s;
 }

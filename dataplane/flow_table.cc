@@ -1,7 +1,5 @@
 #include "meshlb/flow_table.h"
 
-#include <emmintrin.h>
-
 #include "meshlb/hash.h"
 #include "meshlb/proto.h"
 
@@ -42,15 +40,6 @@ FlowTable<Addr>::FlowTable(uint32_t capacity, uint64_t seed)
 }
 
 template <>
-uint64_t FlowTable<Ipv4Addr>::hash(const Key& k) const {
-  uint64_t a = k.src.v | (static_cast<uint64_t>(k.dst.v) << 32);
-  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
-               (static_cast<uint64_t>(k.proto) << 32);
-  uint64_t h = mum(a ^ seed_ ^ kHashK0, b ^ kHashK1);
-  return mum(h ^ kHashK2, h ^ kHashK1);
-}
-
-template <>
 uint64_t FlowTable<Ipv6Addr>::hash(const Key& k) const {
   uint64_t w[4];
   std::memcpy(w, k.src.b, 16);
@@ -63,46 +52,12 @@ uint64_t FlowTable<Ipv6Addr>::hash(const Key& k) const {
 }
 
 template <class Addr>
-uint32_t FlowTable<Addr>::bucket1(uint64_t h) const {
-  return fastRange32(static_cast<uint32_t>(h), num_buckets_);
-}
-
-template <class Addr>
-uint32_t FlowTable<Addr>::bucket2(uint64_t h) const {
-  return fastRange32(static_cast<uint32_t>((h * 0x9e3779b97f4a7c15ull) >> 32), num_buckets_);
-}
-
-template <class Addr>
-void FlowTable<Addr>::prefetch(uint64_t h) const {
-  // Keys live in their first bucket unless it was full at insertion, so only it
-  // is fetched ahead; the second is fetched when the first has no candidate.
-  __builtin_prefetch(&buckets_[bucket1(h)]);
-}
-
-template <class Addr>
-void FlowTable<Addr>::prefetchBoth(uint64_t h) const {
-  __builtin_prefetch(&buckets_[bucket1(h)]);
-  __builtin_prefetch(&buckets_[bucket2(h)]);
-}
-
-namespace {
-inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
-  __m128i s = _mm_set1_epi32(static_cast<int>(sig));
-  __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs));
-  __m128i hi = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs + 4));
-  uint32_t m0 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, s))));
-  uint32_t m1 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))));
-  return m0 | (m1 << 4);
-}
-}  // namespace
-
-template <class Addr>
 typename FlowTable<Addr>::Hit FlowTable<Addr>::find(const Key& k, uint64_t h) const {
   const uint32_t sig = static_cast<uint32_t>(h >> 32);
   const uint32_t bs[2] = {bucket1(h), bucket2(h)};
   for (int j = 0; j < (bs[0] == bs[1] ? 1 : 2); ++j) {
     const Bucket& b = buckets_[bs[j]];
-    for (uint32_t m = sigMask(b.sig, sig); m; m &= m - 1) {
+    for (uint32_t m = detail::sigMask(b.sig, sig); m; m &= m - 1) {
       uint32_t ref = b.ref[__builtin_ctz(m)];
       if (ref == 0) continue;
       Entry& e = flows_[ref >> 1];
@@ -134,18 +89,7 @@ void FlowTable<Addr>::hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* has
 
 template <class Addr>
 void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n, uint32_t* cands) const {
-  for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t sig = static_cast<uint32_t>(hashes[i] >> 32);
-    const Bucket& b = buckets_[bucket1(hashes[i])];
-    const uint32_t m = sigMask(b.sig, sig);
-    const uint32_t ref = m ? b.ref[__builtin_ctz(m)] : 0;
-    cands[i] = ref;
-    if (ref) {
-      __builtin_prefetch(&flows_[ref >> 1]);
-    } else {
-      __builtin_prefetch(&buckets_[bucket2(hashes[i])]);
-    }
-  }
+  for (uint32_t i = 0; i < n; ++i) cands[i] = prefetchRecord(hashes[i]);
 }
 
 template <class Addr>

@@ -5,6 +5,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "meshlb/bytes.h"
@@ -18,7 +19,10 @@ namespace meshlb {
 
 namespace {
 
-constexpr uint32_t kExpireBudget = 64;
+// The expiry sweep runs once per millisecond over capacity / 1000 records (at
+// least 64), so the whole table is swept about once a second whatever the packet
+// rate; expired connections that packets still hit are removed on lookup anyway.
+constexpr uint32_t kMinSweep = 64;
 constexpr uint32_t kSnatPortTries = 64;
 
 class Worker {
@@ -28,7 +32,8 @@ class Worker {
         idx_(cfg.index),
         c_(dp.counters[cfg.index]),
         stats_(cfg.backend_stats),
-        table_(cfg.flow_capacity, cfg.seed) {
+        table_(cfg.flow_capacity, cfg.seed),
+        sweep_budget_(std::max(kMinSweep, cfg.flow_capacity / 1000 + 1)) {
     snat_next_ = firstSnatPort();
     table_.setConnCounts(cfg.conn_counts);
     // Scheduler positions per service slot, kept across configuration changes as
@@ -40,29 +45,42 @@ class Worker {
   void run() {
     rte_rcu_qsbr_thread_register(dp_.qsbr, idx_);
     rte_rcu_qsbr_thread_online(dp_.qsbr, idx_);
-    rte_mbuf* pkts[kRxBurst];
     while (dp_.running.load(std::memory_order_relaxed)) {
       loadSnapshot();
       now_ms_ = static_cast<uint32_t>(rte_get_timer_cycles() / ms_cycles_);
+      bool received = false;
       for (uint16_t port = 0; port < dp_.num_ports; ++port) {
-        uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, pkts, kRxBurst);
+        Burst& b = pipe_[head_];
+        const uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, b.pkts, kRxBurst);
+        if (n == 0) continue;
         bump(c_.rx_packets, n);
-        for (uint16_t i = 0; i < n; ++i) pkts[i]->port = port;
-        handleBurst(pkts, n, /*handed=*/false);
+        for (uint16_t i = 0; i < n; ++i) b.pkts[i]->port = port;
+        admit(n, /*handed=*/false);
+        received = true;
       }
-      unsigned n = rte_ring_dequeue_burst(dp_.handoff[idx_], reinterpret_cast<void**>(pkts),
-                                          kRxBurst, nullptr);
-      bump(c_.handoff_in, n);
-      handleBurst(pkts, static_cast<uint16_t>(n), /*handed=*/true);
-      if (idx_ == 0) fromKernel(pkts);
+      Burst& b = pipe_[head_];
+      const auto n = static_cast<uint16_t>(rte_ring_dequeue_burst(
+          dp_.handoff[idx_], reinterpret_cast<void**>(b.pkts), kRxBurst, nullptr));
+      if (n) {
+        bump(c_.handoff_in, n);
+        admit(n, /*handed=*/true);
+        received = true;
+      }
+      // Nothing arrived: finish what is in flight rather than hold it.
+      if (!received) drain();
+      if (idx_ == 0) fromKernel();
       if (const uint32_t rq = dp_.dump_request.load(std::memory_order_acquire); rq != dumped_) {
         dumpConnections(rq);
       }
       flush();
-      table_.expireSome(now_ms_, kExpireBudget);
+      if (now_ms_ != swept_ms_) {
+        swept_ms_ = now_ms_;
+        table_.expireSome(now_ms_, sweep_budget_);
+      }
       publishTableCounters();
       rte_rcu_qsbr_quiescent(dp_.qsbr, idx_);
     }
+    drain();
     flush();
     rte_rcu_qsbr_thread_offline(dp_.qsbr, idx_);
     rte_rcu_qsbr_thread_unregister(dp_.qsbr, idx_);
@@ -88,7 +106,8 @@ class Worker {
     }
   }
 
-  void fromKernel(rte_mbuf** pkts) {
+  void fromKernel() {
+    rte_mbuf* pkts[kRxBurst];
     for (uint16_t port = 0; port < dp_.num_ports; ++port) {
       unsigned n = rte_ring_dequeue_burst(dp_.from_kernel[port], reinterpret_cast<void**>(pkts),
                                           kRxBurst, nullptr);
@@ -143,33 +162,72 @@ class Worker {
     uint64_t hash;
     uint32_t cand;   // the record the first bucket names (stage 2), checked in full
   };
+  struct Burst {
+    rte_mbuf* pkts[kRxBurst];
+    Slot slots[kRxBurst];
+    uint16_t n = 0;
+    bool handed = false;  // from another worker's hand-off ring
+  };
 
-  // The core's staged lookup over each burst (burst in, prefetch ahead): parse
-  // every packet and start loading its bucket; start loading the candidate
-  // records; then handle each packet with its hash in hand.
-  void handleBurst(rte_mbuf** pkts, uint16_t n, bool handed) {
-    for (uint16_t i = 0; i < n; ++i) {
-      Slot& s = slots_[i];
+  // The core's staged lookup, pipelined across bursts (as DPDK l3fwd_em_hlm and
+  // VPP prefetch ahead): a received burst is parsed, hashed and its buckets
+  // prefetched (stage 1); the burst before it reads its buckets and prefetches
+  // its candidate records (stage 2); the one before that is handled (stage 3). So
+  // each load has a whole burst's work to arrive behind. Bursts live in a ring of
+  // three: pipe_[head_] is free, pipe_[head_ + 1] has been through stage 2 and
+  // pipe_[head_ + 2] through stage 1. Under load a packet waits two bursts; an
+  // empty poll drains the pipeline, so a lone packet does not wait at all.
+  void admit(uint16_t n, bool handed) {
+    Burst& b = pipe_[head_];
+    b.n = n;
+    b.handed = handed;
+    parseStage(b);
+    recordStage(pipe_[(head_ + 2) % 3]);
+    handleStage(pipe_[(head_ + 1) % 3]);
+    head_ = static_cast<uint8_t>((head_ + 1) % 3);
+  }
+
+  void drain() {
+    handleStage(pipe_[(head_ + 1) % 3]);
+    Burst& newest = pipe_[(head_ + 2) % 3];
+    recordStage(newest);
+    handleStage(newest);
+  }
+
+  void parseStage(Burst& b) {
+    for (uint16_t i = 0; i < b.n; ++i) {
+      Slot& s = b.slots[i];
+      rte_mbuf* m = b.pkts[i];
       s.tracked = false;
-      if (pkts[i]->nb_segs != 1) {
+      if (m->nb_segs != 1) {
         s.r = ParseResult::kNotIp;  // multi-segment frames are the kernel's
         continue;
       }
-      uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
-      s.r = parsePacketFast(f, rte_pktmbuf_data_len(pkts[i]), s.p);
-      s.tracked = s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 && !s.p.vlan_count &&
-                  !s.p.icmp_error && s.p.ip.has_ports &&
-                  (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp);
+      uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+      bool plain;
+      s.r = parsePacketFast(f, rte_pktmbuf_data_len(m), s.p, plain);
+      // The fast parse vouches for its own frames; reading back the fields it has
+      // just stored would stall on store forwarding (a tenth of the worker's time).
+      s.tracked = plain || (s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 &&
+                            !s.p.vlan_count && !s.p.icmp_error && s.p.ip.has_ports &&
+                            (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp));
       if (s.tracked) {
         s.key = flowKey4(f, s.p);
         s.hash = table_.hash(s.key);
         table_.prefetch(s.hash);
       }
     }
-    for (uint16_t i = 0; i < n; ++i) {
-      if (slots_[i].tracked) table_.prefetchRecords(&slots_[i].hash, 1, &slots_[i].cand);
+  }
+
+  void recordStage(Burst& b) {
+    for (uint16_t i = 0; i < b.n; ++i) {
+      if (b.slots[i].tracked) b.slots[i].cand = table_.prefetchRecord(b.slots[i].hash);
     }
-    for (uint16_t i = 0; i < n; ++i) handle(pkts[i], slots_[i], handed);
+  }
+
+  void handleStage(Burst& b) {
+    for (uint16_t i = 0; i < b.n; ++i) handle(b.pkts[i], b.slots[i], b.handed);
+    b.n = 0;
   }
 
   void handle(rte_mbuf* m, Slot& s, bool handed) {
@@ -188,19 +246,11 @@ class Worker {
     // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
     if (!s.tracked) return toKernel(m, in_port);
     const FlowKey<Ipv4Addr>& key = s.key;
-    // Classification (a service, a MARK rule) is needed up front only to find the
-    // owning worker; with one worker, only packets without a connection pay for it.
-    const ServiceSnap* svc = nullptr;
-    bool classified = false;
-    if (!handed && dp_.num_workers > 1) {
-      svc = classify(key);
-      classified = true;
-      if (handOff(m, key, svc != nullptr)) return;
-    }
-
+    // A connection this worker has is one it owns: both directions' keys map to
+    // the worker that created it. Only a miss is classified (a service, a MARK
+    // rule), and then handed to its owner when that is another worker.
     auto hit = table_.lookupCandidate(key, s.hash, s.cand, now_ms_);
     Flow<Ipv4Addr>* e = hit.flow;
-    if (!e && !classified) svc = classify(key);
     if (e) {
       if (!snap_->backendLive(e->backend_id)) {
         // expire_nodest_conn=1 (Swarm's setting): the real server is gone, so the
@@ -208,12 +258,13 @@ class Worker {
         table_.remove(e);
         return drop(m, c_.drop_nodest_expired);
       }
-    } else if (svc) {
+    } else {
+      const ServiceSnap* svc = classify(key);
+      if (!handed && handOff(m, key, svc != nullptr)) return;
+      if (!svc) return toKernel(m, in_port);
       e = newConnection(m, p, *svc, key);
       if (!e) return;
       hit.dir = FlowDir::kOriginal;
-    } else {
-      return toKernel(m, in_port);
     }
 
     if (key.proto == kProtoTcp) {
@@ -421,8 +472,8 @@ class Worker {
     ip[8] = static_cast<uint8_t>(ip[8] - 1);
     csumReplace16(ip + 10, old, load16(ip + 8));
     const uint32_t nexthop = rt->gateway ? rt->gateway : dst;
-    auto n = snap_->neigh.find(Snapshot::neighKey(rt->port, nexthop));
-    if (n == snap_->neigh.end()) {
+    const NeighTable::Mac* mac = snap_->neigh.find(Snapshot::neighKey(rt->port, nexthop));
+    if (!mac) {
       // The kernel resolves it (it forwards this packet and ARPs); the mirror then
       // learns the neighbour and later packets go direct.
       // Addressed to the twin itself, or the kernel would not take it in.
@@ -430,7 +481,7 @@ class Worker {
       std::memcpy(f, snap_->ports[rt->port].mac.data(), 6);
       return toKernel(m, rt->port);
     }
-    std::memcpy(f, n->second.data(), 6);
+    std::memcpy(f, mac->data(), 6);
     std::memcpy(f + 6, snap_->ports[rt->port].mac.data(), 6);
     send(m, rt->port);
   }
@@ -470,9 +521,12 @@ class Worker {
   uint32_t snat_next_;
   uint32_t dumped_ = 0;
   uint32_t now_ms_ = 0;
+  uint32_t swept_ms_ = 0;
+  const uint32_t sweep_budget_;
   const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
   TxQueue tx_[kMaxPorts];
-  Slot slots_[kRxBurst];
+  Burst pipe_[3];
+  uint8_t head_ = 0;
 };
 
 }  // namespace

@@ -19,12 +19,15 @@
 //   closing, then established; each eviction is counted by class.
 #pragma once
 
+#include <emmintrin.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 
+#include "meshlb/hash.h"
 #include "meshlb/huge_array.h"
 #include "meshlb/proto.h"
 
@@ -90,6 +93,16 @@ inline constexpr ConnState kTcpStates[2][4][11] = {
         /*rst*/ {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
     },
 };
+
+// Bit i set where sigs[i] == sig (8 slots).
+inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
+  __m128i s = _mm_set1_epi32(static_cast<int>(sig));
+  __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs));
+  __m128i hi = _mm_load_si128(reinterpret_cast<const __m128i*>(sigs + 4));
+  uint32_t m0 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, s))));
+  uint32_t m1 = static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))));
+  return m0 | (m1 << 4);
+}
 
 }  // namespace detail
 
@@ -178,9 +191,16 @@ class FlowTable {
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 
-  uint64_t hash(const Key& k) const;
-  void prefetch(uint64_t h) const;      // the bucket an established key is usually in
-  void prefetchBoth(uint64_t h) const;  // both buckets: for a key expected to miss (insert)
+  uint64_t hash(const Key& k) const;  // inline for IPv4, below
+  // Keys live in their first bucket unless it was full at insertion, so only it
+  // is fetched ahead for an established key; the second when the first has no
+  // candidate.
+  void prefetch(uint64_t h) const { __builtin_prefetch(&buckets_[bucket1(h)]); }
+  // Both buckets: for a key expected to miss (insert).
+  void prefetchBoth(uint64_t h) const {
+    __builtin_prefetch(&buckets_[bucket1(h)]);
+    __builtin_prefetch(&buckets_[bucket2(h)]);
+  }
   Hit lookup(const Key& k, uint32_t now_ms) { return lookup(k, hash(k), now_ms); }
   Hit lookup(const Key& k, uint64_t h, uint32_t now_ms);
   // Staged burst lookup (DPDK l3fwd_em_hlm, VPP lb): hash and prefetch the
@@ -192,6 +212,18 @@ class FlowTable {
   // reused): lookupCandidate checks it in full and falls back to the buckets.
   void hashAndPrefetch(const Key* keys, uint32_t n, uint64_t* hashes) const;
   void prefetchRecords(const uint64_t* hashes, uint32_t n, uint32_t* cands) const;
+  // Stage 2 for one key: returns its candidate.
+  uint32_t prefetchRecord(uint64_t h) const {
+    const Bucket& b = buckets_[bucket1(h)];
+    const uint32_t m = detail::sigMask(b.sig, static_cast<uint32_t>(h >> 32));
+    const uint32_t ref = m ? b.ref[__builtin_ctz(m)] : 0;
+    if (ref) {
+      __builtin_prefetch(&flows_[ref >> 1]);
+    } else {
+      __builtin_prefetch(&buckets_[bucket2(h)]);
+    }
+    return ref;
+  }
   Hit lookupCandidate(const Key& k, uint64_t h, uint32_t cand, uint32_t now_ms) {
     if (cand != 0) {
       Entry& e = flows_[cand >> 1];
@@ -269,8 +301,10 @@ class FlowTable {
                      std::memory_order_relaxed);
   }
 
-  uint32_t bucket1(uint64_t h) const;
-  uint32_t bucket2(uint64_t h) const;
+  uint32_t bucket1(uint64_t h) const { return fastRange32(static_cast<uint32_t>(h), num_buckets_); }
+  uint32_t bucket2(uint64_t h) const {
+    return fastRange32(static_cast<uint32_t>((h * 0x9e3779b97f4a7c15ull) >> 32), num_buckets_);
+  }
   static bool matches(const Entry& e, FlowDir dir, const Key& k) {
     if (k.proto != e.proto()) return false;
     if (dir == FlowDir::kOriginal) {
@@ -302,6 +336,17 @@ class FlowTable {
   FlowTableCounters counters_;
   std::atomic<uint32_t>* counts_ = nullptr;
 };
+
+template <>
+inline uint64_t FlowTable<Ipv4Addr>::hash(const Key& k) const {
+  uint64_t a = k.src.v | (static_cast<uint64_t>(k.dst.v) << 32);
+  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
+               (static_cast<uint64_t>(k.proto) << 32);
+  uint64_t h = mum(a ^ seed_ ^ kHashK0, b ^ kHashK1);
+  return mum(h ^ kHashK2, h ^ kHashK1);
+}
+template <>
+uint64_t FlowTable<Ipv6Addr>::hash(const Key& k) const;
 
 using FlowTable4 = FlowTable<Ipv4Addr>;
 using FlowTable6 = FlowTable<Ipv6Addr>;

@@ -99,9 +99,11 @@ ParseResult parsePacket(const uint8_t* frame, uint32_t len, ParsedPacket& out,
 // carrying TCP or UDP (not to the VXLAN port). Same checks and same result as
 // parsePacket for such a frame; anything else takes parsePacket. Fills only the
 // fields such a packet has, so `out` must not be read for ICMP/VXLAN/VLAN detail
-// unless the generic parser ran.
-inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket& out,
+// unless the generic parser ran. `plain` says whether this path took the frame
+// (then, on kOk, it is such a datagram, without reading `out` back).
+inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket& out, bool& plain,
                                    uint16_t vxlan_port = kVxlanPort) {
+  plain = false;
   constexpr uint32_t kMin = kEthHdrLen + kIpv4MinHdrLen + kUdpHdrLen;
   if (__builtin_expect(len < kMin || f[12] != 0x08 || f[13] != 0x00 || f[14] != 0x45, 0)) {
     return parsePacket(f, len, out, vxlan_port);
@@ -165,7 +167,14 @@ inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket&
   i.sport = sport;
   i.dport = dport;
   i.has_ports = true;
+  plain = true;
   return ParseResult::kOk;
+}
+
+inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket& out,
+                                   uint16_t vxlan_port = kVxlanPort) {
+  bool plain;
+  return parsePacketFast(f, len, out, plain, vxlan_port);
 }
 
 }  // namespace meshlb

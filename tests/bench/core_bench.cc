@@ -33,36 +33,12 @@
 #include "meshlb/nat.h"
 #include "meshlb/packet_key.h"
 #include "meshlb/parse.h"
+#include "packets.h"
 
 namespace meshlb {
 namespace {
 
 constexpr uint32_t kBurst = 32;
-constexpr uint32_t kPktSize = 64;
-
-void buildTcp(uint8_t* f, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
-              uint8_t flags) {
-  std::memset(f, 0, kPktSize);
-  const uint8_t macs[12] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1};
-  std::memcpy(f, macs, 12);
-  storeBe16(f + 12, kEtherTypeIpv4);
-  uint8_t* ip = f + 14;
-  ip[0] = 0x45;
-  storeBe16(ip + 2, 40);
-  ip[8] = 64;
-  ip[9] = kProtoTcp;
-  store32(ip + 12, src);
-  store32(ip + 16, dst);
-  store16(ip + 10, csumFull(ip, 20));
-  uint8_t* tcp = ip + 20;
-  store16(tcp, sport);
-  store16(tcp + 2, dport);
-  tcp[12] = 5 << 4;
-  tcp[13] = flags;
-  storeBe16(tcp + 14, 65535);
-  uint64_t pseudo = load32(ip + 12) + load32(ip + 16) + hton16(kProtoTcp) + hton16(20);
-  store16(tcp + 16, csumFull(tcp, 20, pseudo));
-}
 
 struct Workload {
   explicit Workload(uint32_t flows)

@@ -1,0 +1,403 @@
+// The daemon's worker loop (runWorker) through a DPDK port, beside an I/O-only
+// forwarder on the same port, lcores and packets (DESIGN.md, "Performance method").
+//
+// The port is net_null (EAL: --vdev net_null0): RX hands out mbufs from the pool
+// and TX frees them, a driver's costs without a wire. An RX callback writes each
+// received mbuf's frame as a NIC's DMA would: the next packet of the queue's flows,
+// streamed from a per-queue array in a random flow order. Pass 0 sends every flow's
+// SYN (the new-connection path; its rate is reported), later passes ACKs on the
+// established connections. Each worker's flows are ones it owns (ownerOfClient),
+// so nothing is handed between workers.
+//
+// On the same worker lcores, one after the other:
+//  - forwarder: receive, swap MACs, transmit (l2fwd): the I/O-only baseline;
+//  - meshlb: runWorker on a snapshot with one TCP service (rr, 10 tasks, DNAT), a
+//    connected route and resolved neighbours; its flow table holds flows + 1/8.
+// After each meshlb run the worker's counters must show one connection per flow,
+// every packet sent and nothing dropped, handed off or given to the kernel: the
+// program exits 1 otherwise, since a rate with drops in it means nothing.
+//
+//   worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] [--only fwd|meshlb]
+// (--only runs one side, for profiling; no ratio is printed then.)
+// Workers = lcores - 1 (the main lcore only measures). Flows are per worker.
+#include <arpa/inet.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../../dataplane/worker.h"
+#include "meshlb/bytes.h"
+#include "meshlb/checksum.h"
+#include "meshlb/huge_array.h"
+#include "packets.h"
+
+namespace meshlb {
+namespace {
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "worker_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+const uint32_t kVip = htonl(0xc6120064u);      // 198.18.0.100
+const uint16_t kVport = htons(80);
+const uint32_t kTaskNet = htonl(0xc6130100u);  // 198.19.1.0/24: tasks .1 - .10
+constexpr uint32_t kTasks = 10;
+
+// One queue's packet source, written by its worker lcore inside rx_burst.
+struct alignas(64) Replay {
+  HugeArray<uint8_t> frames;  // kPktSize bytes per flow, in visiting order
+  uint32_t flows = 0;
+  uint32_t pos = 0;
+  std::atomic<uint32_t> pass{0};
+  uint64_t start_tsc = 0;
+  std::atomic<uint64_t> syn_pass_tsc{0};  // cycles pass 0 took
+};
+
+uint16_t replayRx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t, void* arg) {
+  auto* r = static_cast<Replay*>(arg);
+  uint32_t pass = r->pass.load(std::memory_order_relaxed);
+  if (pass == 0 && r->pos == 0 && n) r->start_tsc = rte_rdtsc();
+  for (uint16_t i = 0; i < n; ++i) {
+    uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+    std::memcpy(f, &r->frames[size_t{r->pos} * kPktSize], kPktSize);
+    if (pass == 0) {  // the flow's SYN: flags and TCP checksum
+      uint8_t* tcp = f + 34;
+      const uint16_t old = load16(tcp + 12);
+      tcp[13] = kTcpSyn;
+      csumReplace16(tcp + 16, old, load16(tcp + 12));
+    }
+    if (++r->pos == r->flows) {
+      r->pos = 0;
+      if (pass == 0) r->syn_pass_tsc.store(rte_rdtsc() - r->start_tsc, std::memory_order_relaxed);
+      r->pass.store(++pass, std::memory_order_relaxed);
+    }
+  }
+  return n;
+}
+
+// Client endpoints owned by worker w, `flows` of them, frames in a random order.
+void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_t seed) {
+  std::vector<std::pair<uint32_t, uint16_t>> eps;
+  eps.reserve(flows);
+  for (uint64_t k = 0; eps.size() < flows; ++k) {
+    const uint32_t ip = htonl(0xc6120100u + static_cast<uint32_t>(k >> 14));  // 198.18.1.0 on
+    const uint16_t port = htons(static_cast<uint16_t>(1024 + (k & 0x3fff)));
+    if (ownerOfClient(ip, port, workers) == w) eps.emplace_back(ip, port);
+  }
+  std::shuffle(eps.begin(), eps.end(), std::mt19937(seed));
+  r.frames = HugeArray<uint8_t>(size_t{flows} * kPktSize);
+  for (uint32_t i = 0; i < flows; ++i) {
+    buildTcp(&r.frames[size_t{i} * kPktSize], eps[i].first, kVip, eps[i].second, kVport,
+             kTcpAck);
+  }
+  r.flows = flows;
+}
+
+std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
+  auto s = std::make_unique<Snapshot>();
+  ServiceSnap svc;
+  svc.proto = kProtoTcp;
+  svc.vip = kVip;
+  svc.vport = kVport;
+  svc.sched = Scheduler::kRr;
+  svc.max_weight = 1;
+  PortSnap port;
+  std::memcpy(port.mac.data(), port_mac.addr_bytes, 6);
+  port.ipv4 = htonl(0xc6130001u);
+  s->ports.push_back(port);
+  s->routes.push_back({htonl(0xc6130000u), htonl(0xffff0000u), 16, 0, 0});  // 198.19.0.0/16
+  for (uint32_t t = 1; t <= kTasks; ++t) {
+    const uint32_t addr = htonl(ntohl(kTaskNet) + t);
+    svc.backends.push_back({addr, kVport, 1, t});
+    s->setBackendLive(t);
+    s->neigh.set(Snapshot::neighKey(0, addr), {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
+  }
+  s->service_index[Snapshot::serviceKey(kProtoTcp, kVip, kVport)] = 0;
+  s->services.push_back(std::move(svc));
+  return s;
+}
+
+struct alignas(64) FwdStats {
+  std::atomic<uint64_t> tx{0};
+  std::atomic<uint64_t> empty_polls{0};
+};
+
+struct Bench {
+  uint16_t port = 0;
+  uint16_t workers = 0;
+  std::vector<unsigned> lcores;
+  std::vector<std::unique_ptr<Replay>> replays;
+  std::unique_ptr<Snapshot> snap;
+  std::atomic<bool> fwd_running{false};
+  std::unique_ptr<FwdStats[]> fwd;
+  rte_ring* handoff[kMaxWorkers] = {};
+  rte_ring* to_kernel = nullptr;
+  rte_ring* from_kernel = nullptr;
+};
+Bench* g = nullptr;
+
+int forwarderMain(void* arg) {
+  const auto q = static_cast<uint16_t>(reinterpret_cast<uintptr_t>(arg));
+  FwdStats& st = g->fwd[q];
+  rte_mbuf* pkts[kRxBurst];
+  while (g->fwd_running.load(std::memory_order_relaxed)) {
+    const uint16_t n = rte_eth_rx_burst(g->port, q, pkts, kRxBurst);
+    if (n == 0) {
+      bump(st.empty_polls);
+      continue;
+    }
+    for (uint16_t i = 0; i < n; ++i) {
+      uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
+      uint8_t tmp[6];
+      std::memcpy(tmp, f, 6);
+      std::memcpy(f, f + 6, 6);
+      std::memcpy(f + 6, tmp, 6);
+    }
+    const uint16_t sent = rte_eth_tx_burst(g->port, q, pkts, n);
+    if (sent < n) rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+    bump(st.tx, sent);
+  }
+  return 0;
+}
+
+struct MeshlbRun {
+  Dataplane dp;
+  std::vector<WorkerConfig> cfg;
+  std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts;
+  std::vector<std::unique_ptr<BackendStats[]>> backend_stats;
+};
+
+int meshlbMain(void* arg) {
+  auto* c = static_cast<std::pair<MeshlbRun*, uint16_t>*>(arg);
+  return runWorker(c->first->dp, c->first->cfg[c->second]);
+}
+
+struct Result {
+  double mpps = 0;           // all workers
+  double syn_kconn_s = 0;    // pass 0, per worker, mean
+};
+
+double seconds(uint64_t tsc) { return static_cast<double>(tsc) / rte_get_tsc_hz(); }
+
+void resetReplays() {
+  for (auto& r : g->replays) {
+    r->pos = 0;
+    r->pass.store(0);
+    r->syn_pass_tsc.store(0);
+  }
+}
+
+// Waits until every queue has finished `passes` passes (bounded), then counts
+// what `sent` reports over `secs` seconds.
+template <class F>
+Result measure(double secs, F&& sent) {
+  const uint64_t deadline = rte_rdtsc() + 120 * rte_get_tsc_hz();
+  for (auto& r : g->replays) {
+    while (r->pass.load(std::memory_order_relaxed) < 2) {
+      if (rte_rdtsc() > deadline) die("warm-up did not finish in 120 s");
+      rte_delay_us_sleep(1000);
+    }
+  }
+  const uint64_t t0 = rte_rdtsc();
+  const uint64_t s0 = sent();
+  rte_delay_us_sleep(static_cast<unsigned>(secs * 1e6));
+  const uint64_t s1 = sent();
+  const uint64_t t1 = rte_rdtsc();
+  Result res;
+  res.mpps = static_cast<double>(s1 - s0) / seconds(t1 - t0) / 1e6;
+  for (auto& r : g->replays) {
+    res.syn_kconn_s += r->flows / seconds(r->syn_pass_tsc.load()) / 1e3 / g->workers;
+  }
+  return res;
+}
+
+Result runForwarder(double secs) {
+  resetReplays();
+  g->fwd = std::make_unique<FwdStats[]>(g->workers);
+  g->fwd_running.store(true);
+  for (uint16_t w = 0; w < g->workers; ++w) {
+    rte_eal_remote_launch(forwarderMain, reinterpret_cast<void*>(uintptr_t{w}), g->lcores[w]);
+  }
+  Result r = measure(secs, [] {
+    uint64_t s = 0;
+    for (uint16_t w = 0; w < g->workers; ++w) s += g->fwd[w].tx.load();
+    return s;
+  });
+  g->fwd_running.store(false);
+  rte_eal_mp_wait_lcore();
+  for (uint16_t w = 0; w < g->workers; ++w) {
+    if (g->fwd[w].empty_polls.load()) die("the forwarder found its RX queue empty");
+  }
+  return r;
+}
+
+Result runMeshlb(double secs, uint32_t flows) {
+  resetReplays();
+  auto run = std::make_unique<MeshlbRun>();
+  Dataplane& dp = run->dp;
+  const uint16_t n = g->workers;
+  dp.num_ports = 1;
+  dp.port_ids[0] = g->port;
+  dp.num_workers = n;
+  for (uint16_t w = 0; w < n; ++w) dp.handoff[w] = g->handoff[w];
+  dp.to_kernel[0] = g->to_kernel;
+  dp.from_kernel[0] = g->from_kernel;
+  dp.snapshot.store(g->snap.get());
+  const size_t sz = rte_rcu_qsbr_get_memsize(n);
+  dp.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("qsbr", sz, RTE_CACHE_LINE_SIZE));
+  if (!dp.qsbr || rte_rcu_qsbr_init(dp.qsbr, n) != 0) die("rcu init failed");
+  dp.counters = std::make_unique<WorkerCounters[]>(n);
+  dp.dumps = std::make_unique<Dataplane::ConnDump[]>(n);
+  std::vector<std::pair<MeshlbRun*, uint16_t>> args;
+  for (uint16_t w = 0; w < n; ++w) {
+    run->conn_counts.push_back(std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
+    run->backend_stats.push_back(std::make_unique<BackendStats[]>(kBackendSlots));
+    WorkerConfig c;
+    c.index = w;
+    c.flow_capacity = flows + flows / 8;
+    c.seed = 0x5eed + w;
+    c.conn_counts = run->conn_counts.back().get();
+    c.backend_stats = run->backend_stats.back().get();
+    run->cfg.push_back(c);
+    args.emplace_back(run.get(), w);
+  }
+  for (uint16_t w = 0; w < n; ++w) rte_eal_remote_launch(meshlbMain, &args[w], g->lcores[w]);
+  Result r = measure(secs, [&] {
+    uint64_t s = 0;
+    for (uint16_t w = 0; w < n; ++w) s += dp.counters[w].tx_packets.load();
+    return s;
+  });
+  dp.running.store(false);
+  rte_eal_mp_wait_lcore();
+  for (uint16_t w = 0; w < n; ++w) {
+    const WorkerCounters& c = dp.counters[w];
+    std::string bad;
+#define MESHLB_X(field, label, drop) \
+    if (drop && c.field.load()) bad += std::string(" ") + label + "=" + std::to_string(c.field.load());
+    MESHLB_WORKER_COUNTERS(MESHLB_X)
+#undef MESHLB_X
+    if (c.new_connections.load() != flows) bad += " new_connections=" + std::to_string(c.new_connections.load());
+    if (c.to_kernel.load() || c.handoff_out.load()) bad += " to_kernel/handoff_out";
+    if (c.tx_packets.load() != c.rx_packets.load()) bad += " tx!=rx";
+    if (!bad.empty()) die("worker " + std::to_string(w) + ":" + bad);
+  }
+  rte_free(dp.qsbr);
+  return r;
+}
+
+std::vector<uint32_t> parseList(const char* s) {
+  std::vector<uint32_t> v;
+  for (const char* p = s; *p;) {
+    char* end;
+    v.push_back(static_cast<uint32_t>(std::strtoul(p, &end, 10)));
+    if (end == p) die(std::string("bad number list: ") + s);
+    p = *end == ',' ? end + 1 : end;
+  }
+  return v;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int benchMain(int argc, char** argv) {
+  const int used = rte_eal_init(argc, argv);
+  if (used < 0) die("EAL init failed");
+  argc -= used;
+  argv += used;
+  std::vector<uint32_t> flow_counts = {1000, 100000, 1000000};
+  double secs = 2;
+  int reps = 3;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--flows" && i + 1 < argc) {
+      flow_counts = parseList(argv[++i]);
+    } else if (a == "--seconds" && i + 1 < argc) {
+      secs = std::atof(argv[++i]);
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::atoi(argv[++i]);
+    } else if (a == "--only" && i + 1 < argc && (argv[i + 1] == std::string("fwd") ||
+                                                 argv[i + 1] == std::string("meshlb"))) {
+      only = argv[++i];
+    } else {
+      die("usage: worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] "
+          "[--only fwd|meshlb]");
+    }
+  }
+  Bench b;
+  g = &b;
+  if (rte_eth_dev_count_avail() != 1) die("give EAL exactly one port: --vdev net_null0");
+  b.workers = static_cast<uint16_t>(rte_lcore_count() - 1);
+  if (b.workers == 0 || b.workers > kMaxWorkers) die("give EAL 2 to 65 lcores");
+  unsigned lc;
+  RTE_LCORE_FOREACH_WORKER(lc) { b.lcores.push_back(lc); }
+
+  rte_mempool* pool = rte_pktmbuf_pool_create("mbufs", 8191 + 2048u * b.workers, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              static_cast<int>(rte_socket_id()));
+  if (!pool) die("mbuf pool");
+  rte_eth_conf conf{};
+  if (rte_eth_dev_configure(b.port, b.workers, b.workers, &conf) != 0) die("port configure");
+  b.replays.resize(b.workers);
+  for (uint16_t q = 0; q < b.workers; ++q) {
+    b.replays[q] = std::make_unique<Replay>();
+    if (rte_eth_rx_queue_setup(b.port, q, 1024, 0, nullptr, pool) != 0 ||
+        rte_eth_tx_queue_setup(b.port, q, 1024, 0, nullptr) != 0) {
+      die("queue setup");
+    }
+    if (!rte_eth_add_rx_callback(b.port, q, replayRx, b.replays[q].get())) die("rx callback");
+    b.handoff[q] = rte_ring_create(("handoff" + std::to_string(q)).c_str(), 4096, 0, RING_F_SC_DEQ);
+  }
+  b.to_kernel = rte_ring_create("to_kernel", 4096, 0, RING_F_SC_DEQ);
+  b.from_kernel = rte_ring_create("from_kernel", 4096, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (rte_eth_dev_start(b.port) != 0) die("port start");
+  rte_ether_addr mac{};
+  rte_eth_macaddr_get(b.port, &mac);
+  b.snap = makeSnapshot(mac);
+
+  std::printf("worker_bench: %u worker(s), net_null, 64-byte TCP, %d x %.1f s per figure, medians\n",
+              b.workers, reps, secs);
+  std::printf("%12s %10s | %12s %8s | %12s %8s %12s | %6s\n", "flows/worker", "workers",
+              "fwd Mpps", "ns/pkt", "meshlb Mpps", "ns/pkt", "new conn/s", "ratio");
+  for (uint32_t flows : flow_counts) {
+    for (uint16_t w = 0; w < b.workers; ++w) fillReplay(*b.replays[w], w, b.workers, flows, 7 + w);
+    std::vector<double> fwd, mlb, syn;
+    for (int r = 0; r < reps; ++r) {
+      fwd.push_back(only == "meshlb" ? 0 : runForwarder(secs).mpps);
+      Result m = only == "fwd" ? Result{} : runMeshlb(secs, flows);
+      mlb.push_back(m.mpps);
+      syn.push_back(m.syn_kconn_s);
+    }
+    const double f = median(fwd), m = median(mlb);
+    // ns per packet per worker core.
+    const double fns = 1e3 * b.workers / f, mns = 1e3 * b.workers / m;
+    std::printf("%12u %10u | %12.2f %8.1f | %12.2f %8.1f %11.0fk | %5.2fx\n", flows, b.workers, f,
+                fns, m, mns, median(syn), only.empty() ? mns / fns : 0.0);
+    std::fflush(stdout);
+  }
+  rte_eth_dev_stop(b.port);
+  rte_eal_cleanup();
+  return 0;
+}
+
+}  // namespace
+}  // namespace meshlb
+
+int main(int argc, char** argv) { return meshlb::benchMain(argc, argv); }
