@@ -286,5 +286,28 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   EXPECT_EQ(s->timeouts.of(ConnState::kEstablished), 900000u);
 }
 
+TEST(SnapshotBuilder, NeighbourTableFindsEveryEntryThroughGrowth) {
+  NeighTable t;
+  EXPECT_EQ(t.find(Snapshot::neighKey(0, 1)), nullptr);  // empty: no slots at all
+  // Keys that share low bits, across several doublings.
+  for (uint32_t i = 0; i < 1000; ++i) {
+    t.set(Snapshot::neighKey(static_cast<uint16_t>(i % 3), htonl(0xc6120000u + (i << 8))),
+          {2, 0, 0, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)});
+  }
+  EXPECT_EQ(t.size(), 1000u);
+  for (uint32_t i = 0; i < 1000; ++i) {
+    const auto* mac =
+        t.find(Snapshot::neighKey(static_cast<uint16_t>(i % 3), htonl(0xc6120000u + (i << 8))));
+    ASSERT_NE(mac, nullptr) << i;
+    EXPECT_EQ((*mac)[4], static_cast<uint8_t>(i >> 8));
+    EXPECT_EQ((*mac)[5], static_cast<uint8_t>(i));
+  }
+  // The same address on another port is another neighbour; setting again replaces.
+  EXPECT_EQ(t.find(Snapshot::neighKey(1, htonl(0xc6120000u))), nullptr);
+  t.set(Snapshot::neighKey(0, htonl(0xc6120000u)), {2, 0, 0, 0, 0x77, 0x77});
+  EXPECT_EQ(t.size(), 1000u);
+  EXPECT_EQ((*t.find(Snapshot::neighKey(0, htonl(0xc6120000u))))[5], 0x77);
+}
+
 }  // namespace
 }  // namespace meshlb
