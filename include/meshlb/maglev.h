@@ -27,8 +27,11 @@ class MaglevTable {
  public:
   // Builds the lookup table. Rejects a non-prime or too small size, an id of 0,
   // and duplicate keys. With every weight 0 (or no backends) every slot is 0.
+  // `reference` fills the table one pick at a time, as the paper states it: the
+  // oracle the tests hold the faster population to (same table, always).
   static absl::StatusOr<MaglevTable> build(std::vector<MaglevBackend> backends,
-                                           uint32_t size = kDefaultMaglevSize);
+                                           uint32_t size = kDefaultMaglevSize,
+                                           bool reference = false);
   static bool isPrime(uint32_t n);
 
   // The backend id for a flow hash, 0 when the table has no backend.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <string>
 
 namespace meshlb {
@@ -148,6 +149,25 @@ TEST(Maglev, LookupSpreadsFlowHashes) {
   }
   ASSERT_EQ(hits.size(), 4u);
   for (auto [id, n] : hits) EXPECT_NEAR(n, 10000, 600) << id;
+}
+
+// The population that runs (two searches at a time) must give exactly the table
+// of the one-pick-at-a-time definition: any backend count, weights, sizes.
+TEST(Maglev, PopulationEqualsTheOneByOneDefinition) {
+  std::mt19937 rng(20261126);
+  for (int trial = 0; trial < 60; ++trial) {
+    const uint32_t m = trial % 3 == 0 ? 13 : trial % 3 == 1 ? 251 : kDefaultMaglevSize;
+    const int n = 1 + static_cast<int>(rng() % (trial % 3 == 0 ? 20 : 1200));
+    auto b = makeBackends(n);
+    if (trial % 2) {
+      for (auto& e : b) e.weight = 1 + rng() % 50;
+    }
+    if (trial % 5 == 0) b[0].weight = 0;
+    auto fast = MaglevTable::build(b, m);
+    auto ref = MaglevTable::build(b, m, /*reference=*/true);
+    ASSERT_TRUE(fast.ok() && ref.ok());
+    ASSERT_EQ(fast->slots(), ref->slots()) << "trial " << trial << ": n=" << n << " m=" << m;
+  }
 }
 
 }  // namespace
