@@ -96,7 +96,12 @@ template <class Addr>
 void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes,
                                    const uint32_t* cands, uint32_t n, Hit* hits,
                                    uint32_t now_ms) {
-  for (uint32_t i = 0; i < n; ++i) hits[i] = lookupCandidate(keys[i], hashes[i], cands[i], now_ms);
+  uint32_t second[kMaxBurst];
+  if (n > kMaxBurst) n = kMaxBurst;
+  for (uint32_t i = 0; i < n; ++i) {
+    second[i] = cands[i] ? cands[i] : prefetchSecondRecord(hashes[i]);
+  }
+  for (uint32_t i = 0; i < n; ++i) hits[i] = lookupCandidate(keys[i], hashes[i], second[i], now_ms);
 }
 
 template <class Addr>

@@ -226,6 +226,12 @@ class Worker {
   }
 
   void handleStage(Burst& b) {
+    // Keys in their second bucket: that bucket was prefetched in stage 2; now
+    // their records, so that they are not met cold below.
+    for (uint16_t i = 0; i < b.n; ++i) {
+      Slot& s = b.slots[i];
+      if (s.tracked && s.cand == 0) s.cand = table_.prefetchSecondRecord(s.hash);
+    }
     for (uint16_t i = 0; i < b.n; ++i) handle(b.pkts[i], b.slots[i], b.handed);
     b.n = 0;
   }

@@ -327,5 +327,32 @@ TEST(FlowTable, StaleCandidatesAreCheckedInFull) {
   EXPECT_EQ(t.lookupCandidate(c.replyKey(), t.hash(c.replyKey()), 0, 0).flow, ec);
 }
 
+// A full small table puts many keys in their second bucket: the burst lookup
+// (candidate from the first bucket, else from the second) must find every one.
+TEST(FlowTable, BurstLookupFindsKeysInTheirSecondBucket) {
+  FlowTable4 t(64, 11);
+  std::vector<FlowKey<Ipv4Addr>> keys;
+  std::vector<Flow<Ipv4Addr>*> owner;
+  for (uint32_t i = 0; i < 64; ++i) {
+    auto f = flow4(i * 7 + 1);
+    auto* e = t.insert(f, 0);
+    ASSERT_NE(e, nullptr) << i;
+    keys.push_back(f.originalKey());
+    owner.push_back(e);
+    keys.push_back(f.replyKey());
+    owner.push_back(e);
+  }
+  ASSERT_EQ(t.size(), 64u);
+  EXPECT_GT(t.counters().displaced, 0u) << "not full enough to use second buckets";
+  FlowTable4::Hit hits[FlowTable4::kMaxBurst];
+  for (size_t base = 0; base < keys.size(); base += FlowTable4::kMaxBurst) {
+    t.lookupBurst(&keys[base], FlowTable4::kMaxBurst, hits, 0);
+    for (uint32_t i = 0; i < FlowTable4::kMaxBurst; ++i) {
+      EXPECT_EQ(hits[i].flow, owner[base + i]) << base + i;
+      EXPECT_EQ(hits[i].dir, (base + i) % 2 ? FlowDir::kReply : FlowDir::kOriginal);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace meshlb
