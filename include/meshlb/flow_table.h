@@ -217,17 +217,13 @@ class FlowTable {
   // over a burst just before its stage 3, so that keys living in their second
   // bucket (a few percent) do not meet their record cold in stage 3.
   uint32_t prefetchSecondRecord(uint64_t h) const {
-    const Bucket& b = buckets_[bucket2(h)];
-    const uint32_t m = detail::sigMask(b.sig, static_cast<uint32_t>(h >> 32));
-    const uint32_t ref = m ? b.ref[__builtin_ctz(m)] : 0;
+    const uint32_t ref = named(bucket2(h), h);
     if (ref) __builtin_prefetch(&flows_[ref >> 1]);
     return ref;
   }
   // Stage 2 for one key: returns its candidate.
   uint32_t prefetchRecord(uint64_t h) const {
-    const Bucket& b = buckets_[bucket1(h)];
-    const uint32_t m = detail::sigMask(b.sig, static_cast<uint32_t>(h >> 32));
-    const uint32_t ref = m ? b.ref[__builtin_ctz(m)] : 0;
+    const uint32_t ref = named(bucket1(h), h);
     if (ref) {
       __builtin_prefetch(&flows_[ref >> 1]);
     } else {
@@ -322,6 +318,12 @@ class FlowTable {
       return e.cport == k.sport && e.vport == k.dport && e.client == k.src && e.vip == k.dst;
     }
     return e.bport == k.sport && e.lport == k.dport && e.backend == k.src && e.local == k.dst;
+  }
+  // The reference in the first slot of `bucket` whose signature is the key's, or 0.
+  uint32_t named(uint32_t bucket, uint64_t h) const {
+    const Bucket& b = buckets_[bucket];
+    const uint32_t m = detail::sigMask(b.sig, static_cast<uint32_t>(h >> 32));
+    return m ? b.ref[__builtin_ctz(m)] : 0;
   }
   Hit find(const Key& k, uint64_t h) const;
   uint32_t* freeSlot(uint64_t h, uint32_t* sig_out, uint32_t protect, uint32_t now_ms);
