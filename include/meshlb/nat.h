@@ -74,7 +74,7 @@ inline void applyDelta(uint8_t* field, uint64_t delta) {
 // Rewrites one IPv4 datagram's endpoints; `ip_csum` is its header checksum field
 // (the quoted header's is recomputed by the caller instead).
 inline void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite4& rw,
-              uint8_t* ip_csum) {
+                     uint8_t* ip_csum) {
   uint8_t* h = frame + ip.l3_offset;
   uint8_t* csum = l4ChecksumField(frame, ip, end, true);
   uint8_t* l4 = frame + ip.l4_offset;

@@ -53,7 +53,7 @@ namespace {
   std::exit(1);
 }
 
-const uint32_t kVip = htonl(0xc6120064u);      // 198.18.0.100
+const uint32_t kVip = htonl(0xc6120064u);  // 198.18.0.100
 const uint16_t kVport = htons(80);
 const uint32_t kTaskNet = htonl(0xc6130100u);  // 198.19.1.0/24: tasks .1 - .10
 constexpr uint32_t kTasks = 10;
@@ -102,8 +102,7 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
   std::shuffle(eps.begin(), eps.end(), std::mt19937(seed));
   r.frames = HugeArray<uint8_t>(size_t{flows} * kPktSize);
   for (uint32_t i = 0; i < flows; ++i) {
-    buildTcp(&r.frames[size_t{i} * kPktSize], eps[i].first, kVip, eps[i].second, kVport,
-             kTcpAck);
+    buildTcp(&r.frames[size_t{i} * kPktSize], eps[i].first, kVip, eps[i].second, kVport, kTcpAck);
   }
   r.flows = flows;
 }
@@ -188,8 +187,8 @@ int meshlbMain(void* arg) {
 }
 
 struct Result {
-  double mpps = 0;           // all workers
-  double syn_kconn_s = 0;    // pass 0, per worker, mean
+  double mpps = 0;         // all workers
+  double syn_kconn_s = 0;  // pass 0, per worker, mean
 };
 
 double seconds(uint64_t tsc) { return static_cast<double>(tsc) / rte_get_tsc_hz(); }
@@ -265,7 +264,8 @@ Result runMeshlb(double secs, uint32_t flows) {
   dp.dumps = std::make_unique<Dataplane::ConnDump[]>(n);
   std::vector<std::pair<MeshlbRun*, uint16_t>> args;
   for (uint16_t w = 0; w < n; ++w) {
-    run->conn_counts.push_back(std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
+    run->conn_counts.push_back(
+        std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
     run->backend_stats.push_back(std::make_unique<BackendStats[]>(kBackendSlots));
     WorkerConfig c;
     c.index = w;
@@ -288,10 +288,12 @@ Result runMeshlb(double secs, uint32_t flows) {
     const WorkerCounters& c = dp.counters[w];
     std::string bad;
 #define MESHLB_X(field, label, drop) \
-    if (drop && c.field.load()) bad += std::string(" ") + label + "=" + std::to_string(c.field.load());
+  if (drop && c.field.load())        \
+    bad += std::string(" ") + label + "=" + std::to_string(c.field.load());
     MESHLB_WORKER_COUNTERS(MESHLB_X)
 #undef MESHLB_X
-    if (c.new_connections.load() != flows) bad += " new_connections=" + std::to_string(c.new_connections.load());
+    if (c.new_connections.load() != flows)
+      bad += " new_connections=" + std::to_string(c.new_connections.load());
     if (c.to_kernel.load() || c.handoff_out.load()) bad += " to_kernel/handoff_out";
     if (c.tx_packets.load() != c.rx_packets.load()) bad += " tx!=rx";
     if (!bad.empty()) die("worker " + std::to_string(w) + ":" + bad);
@@ -333,8 +335,8 @@ int benchMain(int argc, char** argv) {
       secs = std::atof(argv[++i]);
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
-    } else if (a == "--only" && i + 1 < argc && (argv[i + 1] == std::string("fwd") ||
-                                                 argv[i + 1] == std::string("meshlb"))) {
+    } else if (a == "--only" && i + 1 < argc &&
+               (argv[i + 1] == std::string("fwd") || argv[i + 1] == std::string("meshlb"))) {
       only = argv[++i];
     } else {
       die("usage: worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] "
@@ -349,9 +351,9 @@ int benchMain(int argc, char** argv) {
   unsigned lc;
   RTE_LCORE_FOREACH_WORKER(lc) { b.lcores.push_back(lc); }
 
-  rte_mempool* pool = rte_pktmbuf_pool_create("mbufs", 8191 + 2048u * b.workers, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE,
-                                              static_cast<int>(rte_socket_id()));
+  rte_mempool* pool =
+      rte_pktmbuf_pool_create("mbufs", 8191 + 2048u * b.workers, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                              static_cast<int>(rte_socket_id()));
   if (!pool) die("mbuf pool");
   rte_eth_conf conf{};
   if (rte_eth_dev_configure(b.port, b.workers, b.workers, &conf) != 0) die("port configure");
@@ -372,10 +374,11 @@ int benchMain(int argc, char** argv) {
   rte_eth_macaddr_get(b.port, &mac);
   b.snap = makeSnapshot(mac);
 
-  std::printf("worker_bench: %u worker(s), net_null, 64-byte TCP, %d x %.1f s per figure, medians\n",
-              b.workers, reps, secs);
-  std::printf("%12s %10s | %12s %8s | %12s %8s %12s | %6s\n", "flows/worker", "workers",
-              "fwd Mpps", "ns/pkt", "meshlb Mpps", "ns/pkt", "new conn/s", "ratio");
+  std::printf(
+      "worker_bench: %u worker(s), net_null, 64-byte TCP, %d x %.1f s per figure, medians\n",
+      b.workers, reps, secs);
+  std::printf("%12s %10s | %12s %8s | %12s %8s %12s | %6s\n", "flows/worker", "workers", "fwd Mpps",
+              "ns/pkt", "meshlb Mpps", "ns/pkt", "new conn/s", "ratio");
   for (uint32_t flows : flow_counts) {
     for (uint16_t w = 0; w < b.workers; ++w) fillReplay(*b.replays[w], w, b.workers, flows, 7 + w);
     std::vector<double> fwd, mlb, syn;
