@@ -343,6 +343,11 @@ int benchMain(int argc, char** argv) {
           "[--only fwd|meshlb]");
     }
   }
+  for (uint32_t f : flow_counts) {
+    if (f == 0 || f > (1u << 24)) die("--flows: each count must be 1 .. 16777216");
+  }
+  if (!(secs > 0 && secs <= 600)) die("--seconds: must be in (0, 600]");
+  if (reps < 1 || reps > 100) die("--reps: must be 1 .. 100");
   Bench b;
   g = &b;
   if (rte_eth_dev_count_avail() != 1) die("give EAL exactly one port: --vdev net_null0");
