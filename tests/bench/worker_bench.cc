@@ -353,6 +353,11 @@ int benchMain(int argc, char** argv) {
   if (rte_eth_dev_count_avail() != 1) die("give EAL exactly one port: --vdev net_null0");
   b.workers = static_cast<uint16_t>(rte_lcore_count() - 1);
   if (b.workers == 0 || b.workers > kMaxWorkers) die("give EAL 2 to 65 lcores");
+  // Clients come from 198.18.1.0 up, 16384 ports each: keep them below 198.19.0.0,
+  // where the tasks are.
+  for (uint32_t f : flow_counts) {
+    if (uint64_t{f} * b.workers > 100'000'000) die("--flows x workers must be at most 1e8");
+  }
   unsigned lc;
   RTE_LCORE_FOREACH_WORKER(lc) { b.lcores.push_back(lc); }
 
