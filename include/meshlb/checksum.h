@@ -31,12 +31,16 @@ inline uint64_t csumAdd(const uint8_t* data, size_t len, uint64_t sum = 0) {
   return sum;
 }
 
+// Folds a one's-complement accumulator to 16 bits with end-around carries: 64 to
+// 32 bits with one add and its carry, then 32 to 16 with the rotate of Linux's
+// csum_fold (the upper half of s + ror16(s) is hi + lo + their carry). Nonzero
+// input gives 1..0xffff, never 0.
 inline uint16_t csumFold(uint64_t sum) {
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
+  const auto lo = static_cast<uint32_t>(sum);
+  uint32_t s = lo + static_cast<uint32_t>(sum >> 32);
+  s += s < lo;
+  s += (s >> 16) | (s << 16);
+  return static_cast<uint16_t>(s >> 16);
 }
 
 // Full checksum of a buffer: the value to store in the header field.

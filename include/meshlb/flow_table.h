@@ -23,6 +23,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -94,6 +95,17 @@ inline constexpr ConnState kTcpStates[2][4][11] = {
     },
 };
 
+// tcp_state_idx(): the row for a segment's flags, rst winning, then syn, fin,
+// ack; 4 = none of them (no transition). Indexed by RST|SYN|FIN in bits 0-2 and
+// ACK in bit 3: one load instead of a chain of branches.
+inline constexpr auto kTcpRow = [] {
+  std::array<uint8_t, 16> t{};
+  for (unsigned i = 0; i < 16; ++i) {
+    t[i] = (i & kTcpRst) ? 3 : (i & kTcpSyn) ? 0 : (i & kTcpFin) ? 1 : (i & 8) ? 2 : 4;
+  }
+  return t;
+}();
+
 // Bit i set where sigs[i] == sig (8 slots).
 inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
   __m128i s = _mm_set1_epi32(static_cast<int>(sig));
@@ -107,20 +119,10 @@ inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
 }  // namespace detail
 
 inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
-  int row;  // tcp_state_idx(): rst wins, then syn, fin, ack
-  if (flags & kTcpRst) {
-    row = 3;
-  } else if (flags & kTcpSyn) {
-    row = 0;
-  } else if (flags & kTcpFin) {
-    row = 1;
-  } else if (flags & kTcpAck) {
-    row = 2;
-  } else {
-    return cur;
-  }
-  auto c = static_cast<unsigned>(cur);
-  if (c >= 11) return cur;
+  const unsigned row =
+      detail::kTcpRow[(flags & (kTcpRst | kTcpSyn | kTcpFin)) | ((flags & kTcpAck) >> 1)];
+  const auto c = static_cast<unsigned>(cur);
+  if (row == 4 || c >= 11) return cur;
   return detail::kTcpStates[reply][row][c];
 }
 
@@ -260,12 +262,11 @@ class FlowTable {
   void onTcp(Entry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_ms) {
     const ConnState cur = e->connState();
     const ConnState s = nextTcpState(cur, dir == FlowDir::kReply, tcp_flags);
-    if ((s == ConnState::kEstablished) != (cur == ConnState::kEstablished)) {
-      countConn(*e, -1);
+    if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
+      const bool moves = (s == ConnState::kEstablished) != (cur == ConnState::kEstablished);
+      if (moves) countConn(*e, -1);
       e->state = static_cast<uint32_t>(s);
-      countConn(*e, +1);
-    } else {
-      e->state = static_cast<uint32_t>(s);
+      if (moves) countConn(*e, +1);
     }
     e->expires_ms = now_ms + timeouts_.of(s);
   }
@@ -312,12 +313,21 @@ class FlowTable {
   uint32_t bucket2(uint64_t h) const {
     return fastRange32(static_cast<uint32_t>((h * 0x9e3779b97f4a7c15ull) >> 32), num_buckets_);
   }
+  static_assert(offsetof(Entry, vip) == offsetof(Entry, client) + sizeof(Addr) &&
+                    offsetof(Entry, local) == offsetof(Entry, backend) + sizeof(Addr) &&
+                    offsetof(Entry, vport) == offsetof(Entry, cport) + 2 &&
+                    offsetof(Entry, lport) == offsetof(Entry, bport) + 2 &&
+                    offsetof(Key, dst) == offsetof(Key, src) + sizeof(Addr) &&
+                    offsetof(Key, dport) == offsetof(Key, sport) + 2,
+                "matches() compares each direction's endpoints as one block");
   static bool matches(const Entry& e, FlowDir dir, const Key& k) {
     if (k.proto != e.proto()) return false;
-    if (dir == FlowDir::kOriginal) {
-      return e.cport == k.sport && e.vport == k.dport && e.client == k.src && e.vip == k.dst;
-    }
-    return e.bport == k.sport && e.lport == k.dport && e.backend == k.src && e.local == k.dst;
+    // Each direction's addresses and ports lie side by side in both, as in the
+    // key: two wide compares.
+    const bool reply = dir == FlowDir::kReply;
+    const Addr* addrs = reply ? &e.backend : &e.client;
+    const uint16_t* ports = reply ? &e.bport : &e.cport;
+    return std::memcmp(ports, &k.sport, 4) == 0 && std::memcmp(addrs, &k.src, 2 * sizeof(Addr)) == 0;
   }
   // The reference in the first slot of `bucket` whose signature is the key's, or 0.
   uint32_t named(uint32_t bucket, uint64_t h) const {

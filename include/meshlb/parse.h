@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "meshlb/checksum.h"
 #include "meshlb/proto.h"
 
 namespace meshlb {
@@ -124,11 +125,7 @@ inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket&
     __builtin_memcpy(&w, ip + i, 4);
     sum += w;
   }
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  if (__builtin_expect(sum != 0xffff, 0)) return ParseResult::kIpv4BadChecksum;
+  if (__builtin_expect(csumFold(sum) != 0xffff, 0)) return ParseResult::kIpv4BadChecksum;
   const uint8_t* l4 = ip + kIpv4MinHdrLen;
   uint16_t sport, dport;
   __builtin_memcpy(&sport, l4, 2);

@@ -163,6 +163,31 @@ TEST(FlowTable, TcpTransitionSpotChecks) {
   EXPECT_STREQ(connStateName(ConnState::kCloseWait), "CLOSE_WAIT");
 }
 
+// Every flag byte, state and direction against tcp_state_idx() written out as the
+// kernel writes it: rst, then syn, fin, ack; none of them, no transition.
+TEST(FlowTable, TcpTransitionsForEveryFlagByte) {
+  for (unsigned flags = 0; flags < 256; ++flags) {
+    int row = -1;
+    if (flags & kTcpRst) {
+      row = 3;
+    } else if (flags & kTcpSyn) {
+      row = 0;
+    } else if (flags & kTcpFin) {
+      row = 1;
+    } else if (flags & kTcpAck) {
+      row = 2;
+    }
+    for (int reply = 0; reply < 2; ++reply) {
+      for (int c = 0; c < kNumConnStates; ++c) {
+        const auto cur = static_cast<ConnState>(c);
+        const ConnState want = row < 0 || c >= 11 ? cur : detail::kTcpStates[reply][row][c];
+        ASSERT_EQ(nextTcpState(cur, reply != 0, static_cast<uint8_t>(flags)), want)
+            << "flags " << flags << " state " << connStateName(cur) << " reply " << reply;
+      }
+    }
+  }
+}
+
 TEST(FlowTable, UdpTimeoutAndCustomTimeouts) {
   FlowTable4 t(64);
   auto* e = t.insert(flow4(1, true), 0);

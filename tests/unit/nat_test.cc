@@ -1,10 +1,14 @@
 // NAT, VXLAN and ICMP "too big" against scapy's golden packets: every expected
 // output was built by scapy with its checksums computed from scratch, so these
-// compare meshlb's incremental updates (RFC 1624) with full recomputations.
+// compare meshlb's incremental updates (RFC 1624) with full recomputations; the
+// checksum fold is also held to its definition.
 #include "meshlb/nat.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
 
 #include "golden.h"
 #include "meshlb/vxlan.h"
@@ -206,4 +210,21 @@ TEST(TooBig, Ipv6PacketTooBigMatchesScapy) {
 }
 
 }  // namespace
+// csumFold against the definition: add the carries back until 16 bits remain.
+TEST(Checksum, FoldMatchesTheDefinition) {
+  auto reference = [](uint64_t sum) {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(sum);
+  };
+  std::vector<uint64_t> sums = {0, 1, 0xffff, 0x10000, 0x1fffe, 0xffffffff, 0x100000000,
+                                0xffff0000ffff, 0xffffffffffffffff, 0x8000800080008000};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t r = rng();
+    sums.push_back(r);
+    sums.push_back(r >> (r % 48));  // short sums too, as a header's are
+  }
+  for (uint64_t s : sums) ASSERT_EQ(csumFold(s), reference(s)) << std::hex << s;
+}
+
 }  // namespace meshlb
