@@ -26,7 +26,7 @@ void rewrite6(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite6& 
     std::memcpy(h + 24, rw.dst.addr.b, 16);
     if (ip.has_ports) setPort(l4 + 2, rw.dst.port, csum);
   }
-  detail::fixUdpZero(ip, csum);
+  detail::fixUdpZero(ip.l4_proto == kProtoUdp, csum);
 }
 
 uint32_t outerEnd(const ParsedPacket& p) { return p.ip.l3_offset + p.ip.l3_length; }

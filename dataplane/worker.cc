@@ -158,6 +158,7 @@ class Worker {
     ParsedPacket p;  // reused: the fast parse writes only what it needs
     ParseResult r;
     bool tracked;    // IPv4 TCP/UDP with ports: looked up in the flow table
+    bool plain;      // parsePacketFast's plain frame: rewritten by natRewritePlain4
     FlowKey<Ipv4Addr> key;
     uint64_t hash;
     uint32_t cand;   // the record the first bucket names (stage 2), checked in full
@@ -199,16 +200,16 @@ class Worker {
       Slot& s = b.slots[i];
       rte_mbuf* m = b.pkts[i];
       s.tracked = false;
+      s.plain = false;
       if (m->nb_segs != 1) {
         s.r = ParseResult::kNotIp;  // multi-segment frames are the kernel's
         continue;
       }
       uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-      bool plain;
-      s.r = parsePacketFast(f, rte_pktmbuf_data_len(m), s.p, plain);
+      s.r = parsePacketFast(f, rte_pktmbuf_data_len(m), s.p, s.plain);
       // The fast parse vouches for its own frames; reading back the fields it has
       // just stored would stall on store forwarding (a tenth of the worker's time).
-      s.tracked = plain || (s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 &&
+      s.tracked = s.plain || (s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 &&
                             !s.p.vlan_count && !s.p.icmp_error && s.p.ip.has_ports &&
                             (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp));
       if (s.tracked) {
@@ -291,7 +292,11 @@ class Worker {
       bump(bs.outpkts);
       bump(bs.outbytes, p.ip.l3_length);
     }
-    natRewrite(f, p, rw);
+    if (s.plain) {
+      natRewritePlain4(f, rw);
+    } else {
+      natRewrite(f, p, rw);
+    }
     forward(m, f, p);
   }
 

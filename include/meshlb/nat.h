@@ -54,8 +54,8 @@ inline uint8_t* l4ChecksumField(uint8_t* frame, const L3L4Info& ip, uint32_t end
 }
 
 // A UDP checksum that computes to zero is sent as all ones (RFC 768).
-inline void fixUdpZero(const L3L4Info& ip, uint8_t* csum) {
-  if (csum && ip.l4_proto == kProtoUdp && load16(csum) == 0) store16(csum, 0xffff);
+inline void fixUdpZero(bool udp, uint8_t* csum) {
+  if (csum && udp && load16(csum) == 0) store16(csum, 0xffff);
 }
 
 // One's-complement difference of replacing `old_word` by `new_word` (RFC 1624):
@@ -71,18 +71,16 @@ inline void applyDelta(uint8_t* field, uint64_t delta) {
   store16(field, static_cast<uint16_t>(~csumFold(sum)));
 }
 
-// Rewrites one IPv4 datagram's endpoints; `ip_csum` is its header checksum field
-// (the quoted header's is recomputed by the caller instead).
-inline void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite4& rw,
-                     uint8_t* ip_csum) {
-  uint8_t* h = frame + ip.l3_offset;
-  uint8_t* csum = l4ChecksumField(frame, ip, end, true);
-  uint8_t* l4 = frame + ip.l4_offset;
+// Rewrites the endpoints of the IPv4 header at `h`: its ports at `l4` too unless
+// that is nullptr, `l4_csum` (nullptr: none to maintain) and `ip_csum` (nullptr:
+// the caller recomputes the header's, as for a quoted datagram).
+inline void rewriteEndpoints4(uint8_t* h, uint8_t* l4, uint8_t* l4_csum, bool udp,
+                              const Rewrite4& rw, uint8_t* ip_csum) {
   uint64_t addr_delta = 0, port_delta = 0;
   if (rw.set_src) {
     addr_delta += delta32(load32(h + 12), rw.src.addr.v);
     store32(h + 12, rw.src.addr.v);
-    if (ip.has_ports) {
+    if (l4) {
       port_delta += delta16(load16(l4), rw.src.port);
       store16(l4, rw.src.port);
     }
@@ -90,16 +88,23 @@ inline void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rew
   if (rw.set_dst) {
     addr_delta += delta32(load32(h + 16), rw.dst.addr.v);
     store32(h + 16, rw.dst.addr.v);
-    if (ip.has_ports) {
+    if (l4) {
       port_delta += delta16(load16(l4 + 2), rw.dst.port);
       store16(l4 + 2, rw.dst.port);
     }
   }
   if (ip_csum) applyDelta(ip_csum, addr_delta);
-  if (csum) {
-    applyDelta(csum, addr_delta + port_delta);
-    fixUdpZero(ip, csum);
+  if (l4_csum) {
+    applyDelta(l4_csum, addr_delta + port_delta);
+    fixUdpZero(udp, l4_csum);
   }
+}
+
+// One parsed IPv4 datagram (or the datagram an ICMP error quotes).
+inline void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rewrite4& rw,
+                     uint8_t* ip_csum) {
+  rewriteEndpoints4(frame + ip.l3_offset, ip.has_ports ? frame + ip.l4_offset : nullptr,
+                    l4ChecksumField(frame, ip, end, true), ip.l4_proto == kProtoUdp, rw, ip_csum);
 }
 
 }  // namespace detail
@@ -111,6 +116,17 @@ inline void natRewrite(uint8_t* frame, const ParsedPacket& p, const Rewrite4& rw
                    frame + p.ip.l3_offset + 10);
 }
 void natRewrite(uint8_t* frame, const ParsedPacket& p, const Rewrite6& rw);
+
+// The same for a frame parsePacketFast called plain (untagged IPv4 without options,
+// not a fragment, TCP or UDP with its whole header inside the datagram): the
+// offsets are constants, so nothing is read back from the ParsedPacket.
+inline void natRewritePlain4(uint8_t* frame, const Rewrite4& rw) {
+  uint8_t* h = frame + kEthHdrLen;
+  uint8_t* l4 = h + kIpv4MinHdrLen;
+  const bool udp = h[9] == kProtoUdp;
+  uint8_t* csum = !udp ? l4 + 16 : load16(l4 + 6) != 0 ? l4 + 6 : nullptr;
+  detail::rewriteEndpoints4(h, l4, csum, udp, rw, h + 10);
+}
 
 // ICMP/ICMPv6 error (p.icmp_error): `outer` changes the outer addresses,
 // `inner` the quoted datagram's endpoints.

@@ -157,6 +157,7 @@ void fastPath(benchmark::State& state, bool ring) {
   struct Burst {
     uint8_t* f[kBurst];
     ParsedPacket p[kBurst];
+    bool plain[kBurst];
     FlowKey<Ipv4Addr> keys[kBurst];
     uint64_t h[kBurst];
     uint32_t cand[kBurst];
@@ -170,7 +171,7 @@ void fastPath(benchmark::State& state, bool ring) {
     }
     for (uint32_t i = 0; i < kBurst; ++i) {
       b.f[i] = ring ? w.receiveIntoRing(k + i) : w.pkt(k + i);
-      parsePacketFast(b.f[i], kPktSize, b.p[i]);
+      parsePacketFast(b.f[i], kPktSize, b.p[i], b.plain[i]);
       b.keys[i] = flowKey4(b.f[i], b.p[i]);
     }
     w.table.hashAndPrefetch(b.keys, kBurst, b.h);
@@ -194,8 +195,12 @@ void fastPath(benchmark::State& state, bool ring) {
         continue;
       }
       w.table.onTcp(e, cur.hits[i].dir, cur.p[i].tcp_flags, 1000);
-      natRewrite(cur.f[i], cur.p[i],
-                 Rewrite4{true, true, {e->local, e->lport}, {e->backend, e->bport}});
+      const Rewrite4 rw{true, true, {e->local, e->lport}, {e->backend, e->bport}};
+      if (cur.plain[i]) {  // as the worker does
+        natRewritePlain4(cur.f[i], rw);
+      } else {
+        natRewrite(cur.f[i], cur.p[i], rw);
+      }
     }
     ++t;
     n += kBurst;
