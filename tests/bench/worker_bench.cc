@@ -17,7 +17,16 @@
 // every packet sent and nothing dropped, handed off or given to the kernel: the
 // program exits 1 otherwise, since a rate with drops in it means nothing.
 //
-//   worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] [--only fwd|meshlb]
+// Latency (--latency RATE): each side runs twice more per flow count, with the RX
+// callback stamping every frame with the TSC and a TX callback binning, per
+// queue, the cycles until that frame reaches rte_eth_tx_burst: once at full rate
+// (RX always returns a whole burst, as a saturated NIC does) and once paced at RATE
+// Mpps per worker (frames handed out as they fall due, the rest of each burst freed
+// unseen), where the RX queue is mostly empty. Percentiles come from log-linear bins
+// (16 per power of two: within 6%).
+//
+//   worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R]
+//                                 [--only fwd|meshlb] [--latency MPPS]
 // (--only runs one side, for profiling; no ratio is printed then.)
 // Workers = lcores - 1 (the main lcore only measures). Flows are per worker.
 #include <arpa/inet.h>
@@ -27,8 +36,10 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +48,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "../../dataplane/worker.h"
@@ -66,13 +78,59 @@ struct alignas(64) Replay {
   std::atomic<uint32_t> pass{0};
   uint64_t start_tsc = 0;
   std::atomic<uint64_t> syn_pass_tsc{0};  // cycles pass 0 took
+  // Latency runs: every frame stamped; paced when pkts_per_tsc > 0.
+  bool stamp = false;
+  double pkts_per_tsc = 0;
+  uint64_t pace_t0 = 0;
+  uint64_t delivered = 0;
 };
+
+// Where the RX callback stamps a frame's TSC (the mbuf's RX timestamp field).
+int g_tsc_field = -1;
+uint64_t& rxTsc(rte_mbuf* m) { return *RTE_MBUF_DYNFIELD(m, g_tsc_field, uint64_t*); }
+
+// Cycles from RX to TX, binned log-linearly: 16 bins per power of two.
+struct alignas(64) LatencyHist {
+  static constexpr int kSub = 16;
+  std::array<uint64_t, 64 * kSub> bins{};
+  static int bin(uint64_t c) {
+    if (c < kSub) return static_cast<int>(c);
+    const int msb = 63 - __builtin_clzll(c);  // >= 4
+    return (msb - 3) * kSub + static_cast<int>((c >> (msb - 4)) & (kSub - 1));
+  }
+  static uint64_t lowerBound(int b) {  // the smallest value of bin b
+    if (b < kSub) return static_cast<uint64_t>(b);
+    const int msb = b / kSub + 3;
+    return (uint64_t{1} << msb) | (static_cast<uint64_t>(b % kSub) << (msb - 4));
+  }
+};
+std::atomic<bool> g_latency_on{false};
+
+uint16_t latencyTx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, void* arg) {
+  if (!g_latency_on.load(std::memory_order_relaxed)) return n;
+  auto* h = static_cast<LatencyHist*>(arg);
+  const uint64_t now = rte_rdtsc();
+  for (uint16_t i = 0; i < n; ++i) ++h->bins[LatencyHist::bin(now - rxTsc(pkts[i]))];
+  return n;
+}
 
 uint16_t replayRx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t, void* arg) {
   auto* r = static_cast<Replay*>(arg);
+  uint64_t now = 0;
+  if (r->stamp) {
+    now = rte_rdtsc();
+    if (r->pkts_per_tsc > 0) {  // only the frames due by now; the rest never arrived
+      const auto due = static_cast<uint64_t>(static_cast<double>(now - r->pace_t0) * r->pkts_per_tsc);
+      const uint64_t k = due > r->delivered ? std::min<uint64_t>(due - r->delivered, n) : 0;
+      if (k < n) rte_pktmbuf_free_bulk(pkts + k, n - static_cast<uint16_t>(k));
+      n = static_cast<uint16_t>(k);
+      r->delivered += n;
+    }
+  }
   uint32_t pass = r->pass.load(std::memory_order_relaxed);
   if (pass == 0 && r->pos == 0 && n) r->start_tsc = rte_rdtsc();
   for (uint16_t i = 0; i < n; ++i) {
+    if (r->stamp) rxTsc(pkts[i]) = now;
     uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
     std::memcpy(f, &r->frames[size_t{r->pos} * kPktSize], kPktSize);
     if (pass == 0) {  // the flow's SYN: flags and TCP checksum
@@ -141,6 +199,7 @@ struct Bench {
   uint16_t workers = 0;
   std::vector<unsigned> lcores;
   std::vector<std::unique_ptr<Replay>> replays;
+  std::vector<std::unique_ptr<LatencyHist>> hists;  // per queue, written by its TX callback
   std::unique_ptr<Snapshot> snap;
   std::atomic<bool> fwd_running{false};
   std::unique_ptr<FwdStats[]> fwd;
@@ -189,16 +248,45 @@ int meshlbMain(void* arg) {
 struct Result {
   double mpps = 0;         // all workers
   double syn_kconn_s = 0;  // pass 0, per worker, mean
+  double p50_ns = 0, p99_ns = 0, p999_ns = 0;  // latency runs
+};
+
+// What a latency run asks of the replays: nothing (a throughput run), stamping at
+// full rate, or stamping paced at `mpps` per worker.
+struct Load {
+  bool latency = false;
+  double mpps = 0;  // 0: full rate
 };
 
 double seconds(uint64_t tsc) { return static_cast<double>(tsc) / rte_get_tsc_hz(); }
 
-void resetReplays() {
+void resetReplays(Load load) {
   for (auto& r : g->replays) {
     r->pos = 0;
     r->pass.store(0);
     r->syn_pass_tsc.store(0);
+    r->stamp = load.latency;
+    r->pkts_per_tsc = load.mpps * 1e6 / static_cast<double>(rte_get_tsc_hz());
+    r->pace_t0 = rte_rdtsc();
+    r->delivered = 0;
   }
+}
+
+// Percentile p (0..1) of the queues' histograms, in ns; the bin's lower bound.
+double percentileNs(double p) {
+  uint64_t total = 0;
+  for (auto& h : g->hists) total = std::accumulate(h->bins.begin(), h->bins.end(), total);
+  if (total == 0) die("a latency run recorded no packet");
+  const auto want = static_cast<uint64_t>(p * static_cast<double>(total - 1)) + 1;
+  uint64_t seen = 0;
+  for (int b = 0; b < static_cast<int>(g->hists[0]->bins.size()); ++b) {
+    for (auto& h : g->hists) seen += h->bins[b];
+    if (seen >= want) {
+      return static_cast<double>(LatencyHist::lowerBound(b)) * 1e9 /
+             static_cast<double>(rte_get_tsc_hz());
+    }
+  }
+  return 0;
 }
 
 // Waits until every queue has finished `passes` passes (bounded), then counts
@@ -212,21 +300,29 @@ Result measure(double secs, F&& sent) {
       rte_delay_us_sleep(1000);
     }
   }
+  for (auto& h : g->hists) h->bins.fill(0);
+  g_latency_on.store(g->replays[0]->stamp);
   const uint64_t t0 = rte_rdtsc();
   const uint64_t s0 = sent();
   rte_delay_us_sleep(static_cast<unsigned>(secs * 1e6));
   const uint64_t s1 = sent();
   const uint64_t t1 = rte_rdtsc();
+  g_latency_on.store(false);
   Result res;
   res.mpps = static_cast<double>(s1 - s0) / seconds(t1 - t0) / 1e6;
+  if (g->replays[0]->stamp) {
+    res.p50_ns = percentileNs(0.5);
+    res.p99_ns = percentileNs(0.99);
+    res.p999_ns = percentileNs(0.999);
+  }
   for (auto& r : g->replays) {
     res.syn_kconn_s += r->flows / seconds(r->syn_pass_tsc.load()) / 1e3 / g->workers;
   }
   return res;
 }
 
-Result runForwarder(double secs) {
-  resetReplays();
+Result runForwarder(double secs, Load load = {}) {
+  resetReplays(load);
   g->fwd = std::make_unique<FwdStats[]>(g->workers);
   g->fwd_running.store(true);
   for (uint16_t w = 0; w < g->workers; ++w) {
@@ -239,14 +335,14 @@ Result runForwarder(double secs) {
   });
   g->fwd_running.store(false);
   rte_eal_mp_wait_lcore();
-  for (uint16_t w = 0; w < g->workers; ++w) {
-    if (g->fwd[w].empty_polls.load()) die("the forwarder found its RX queue empty");
+  for (uint16_t w = 0; w < g->workers; ++w) {  // a paced queue is empty on purpose
+    if (load.mpps == 0 && g->fwd[w].empty_polls.load()) die("the forwarder found its RX queue empty");
   }
   return r;
 }
 
-Result runMeshlb(double secs, uint32_t flows) {
-  resetReplays();
+Result runMeshlb(double secs, uint32_t flows, Load load = {}) {
+  resetReplays(load);
   auto run = std::make_unique<MeshlbRun>();
   Dataplane& dp = run->dp;
   const uint16_t n = g->workers;
@@ -327,6 +423,7 @@ int benchMain(int argc, char** argv) {
   double secs = 2;
   int reps = 3;
   std::string only;
+  double latency_mpps = 0;  // 0: no latency runs
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--flows" && i + 1 < argc) {
@@ -338,9 +435,12 @@ int benchMain(int argc, char** argv) {
     } else if (a == "--only" && i + 1 < argc &&
                (argv[i + 1] == std::string("fwd") || argv[i + 1] == std::string("meshlb"))) {
       only = argv[++i];
+    } else if (a == "--latency" && i + 1 < argc) {
+      latency_mpps = std::atof(argv[++i]);
+      if (!(latency_mpps > 0 && latency_mpps <= 1000)) die("--latency: Mpps in (0, 1000]");
     } else {
       die("usage: worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] "
-          "[--only fwd|meshlb]");
+          "[--only fwd|meshlb] [--latency MPPS]");
     }
   }
   for (uint32_t f : flow_counts) {
@@ -361,6 +461,8 @@ int benchMain(int argc, char** argv) {
   unsigned lc;
   RTE_LCORE_FOREACH_WORKER(lc) { b.lcores.push_back(lc); }
 
+  uint64_t rx_ts_flag;
+  if (rte_mbuf_dyn_rx_timestamp_register(&g_tsc_field, &rx_ts_flag) != 0) die("timestamp field");
   rte_mempool* pool =
       rte_pktmbuf_pool_create("mbufs", 8191 + 2048u * b.workers, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                               static_cast<int>(rte_socket_id()));
@@ -375,6 +477,8 @@ int benchMain(int argc, char** argv) {
       die("queue setup");
     }
     if (!rte_eth_add_rx_callback(b.port, q, replayRx, b.replays[q].get())) die("rx callback");
+    b.hists.push_back(std::make_unique<LatencyHist>());
+    if (!rte_eth_add_tx_callback(b.port, q, latencyTx, b.hists.back().get())) die("tx callback");
     b.handoff[q] = rte_ring_create(("handoff" + std::to_string(q)).c_str(), 4096, 0, RING_F_SC_DEQ);
   }
   b.to_kernel = rte_ring_create("to_kernel", 4096, 0, RING_F_SC_DEQ);
@@ -404,6 +508,33 @@ int benchMain(int argc, char** argv) {
     std::printf("%12u %10u | %12.2f %8.1f | %12.2f %8.1f %11.0fk | %5.2fx\n", flows, b.workers, f,
                 fns, m, mns, median(syn), only.empty() ? mns / fns : 0.0);
     std::fflush(stdout);
+  }
+  if (latency_mpps > 0) {
+    std::printf("\nlatency, RX burst to TX burst (ns; medians of %d runs of %.1f s)\n", reps, secs);
+    std::printf("%12s %10s %12s | %8s %8s %8s | %8s %8s %8s\n", "flows/worker", "workers",
+                "offered", "fwd p50", "p99", "p99.9", "mlb p50", "p99", "p99.9");
+    for (uint32_t flows : flow_counts) {
+      for (uint16_t w = 0; w < b.workers; ++w) fillReplay(*b.replays[w], w, b.workers, flows, 7 + w);
+      for (const double rate : {0.0, latency_mpps}) {
+        const Load load{true, rate};
+        std::vector<double> fp[3], mp[3];
+        for (int r = 0; r < reps; ++r) {
+          const Result f = only == "meshlb" ? Result{} : runForwarder(secs, load);
+          const Result m = only == "fwd" ? Result{} : runMeshlb(secs, flows, load);
+          for (auto [v, x, y] : {std::tuple{0, f.p50_ns, m.p50_ns}, std::tuple{1, f.p99_ns, m.p99_ns},
+                                 std::tuple{2, f.p999_ns, m.p999_ns}}) {
+            fp[v].push_back(x);
+            mp[v].push_back(y);
+          }
+        }
+        const std::string offered =
+            rate == 0 ? "full" : std::to_string(rate).substr(0, 4) + " Mpps/w";
+        std::printf("%12u %10u %12s | %8.0f %8.0f %8.0f | %8.0f %8.0f %8.0f\n", flows, b.workers,
+                    offered.c_str(), median(fp[0]), median(fp[1]), median(fp[2]), median(mp[0]),
+                    median(mp[1]), median(mp[2]));
+        std::fflush(stdout);
+      }
+    }
   }
   rte_eth_dev_stop(b.port);
   rte_eal_cleanup();
