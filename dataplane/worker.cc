@@ -48,7 +48,7 @@ class Worker {
     while (dp_.running.load(std::memory_order_relaxed)) {
       loadSnapshot();
       now_ms_ = static_cast<uint32_t>(rte_get_timer_cycles() / ms_cycles_);
-      bool received = false;
+      bool backlog = false;  // some queue filled a whole burst: more is waiting
       for (uint16_t port = 0; port < dp_.num_ports; ++port) {
         Burst& b = pipe_[head_];
         const uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, b.pkts, kRxBurst);
@@ -56,7 +56,7 @@ class Worker {
         bump(c_.rx_packets, n);
         for (uint16_t i = 0; i < n; ++i) b.pkts[i]->port = port;
         admit(n, /*handed=*/false);
-        received = true;
+        backlog |= n == kRxBurst;
       }
       Burst& b = pipe_[head_];
       const auto n = static_cast<uint16_t>(rte_ring_dequeue_burst(
@@ -64,10 +64,12 @@ class Worker {
       if (n) {
         bump(c_.handoff_in, n);
         admit(n, /*handed=*/true);
-        received = true;
+        backlog |= n == kRxBurst;
       }
-      // Nothing arrived: finish what is in flight rather than hold it.
-      if (!received) drain();
+      // Every queue came back short of a burst: nothing is waiting behind what is
+      // in flight, so finish it now rather than hold it for another poll (the
+      // pipeline pays only while there is a backlog to overlap with).
+      if (!backlog) drain();
       if (idx_ == 0) fromKernel();
       if (const uint32_t rq = dp_.dump_request.load(std::memory_order_acquire); rq != dumped_) {
         dumpConnections(rq);
@@ -176,8 +178,9 @@ class Worker {
   // its candidate records (stage 2); the one before that is handled (stage 3). So
   // each load has a whole burst's work to arrive behind. Bursts live in a ring of
   // three: pipe_[head_] is free, pipe_[head_ + 1] has been through stage 2 and
-  // pipe_[head_ + 2] through stage 1. Under load a packet waits two bursts; an
-  // empty poll drains the pipeline, so a lone packet does not wait at all.
+  // pipe_[head_ + 2] through stage 1. While a queue keeps returning whole bursts,
+  // a packet waits two bursts; a poll where every queue comes back short drains
+  // the pipeline at once, so at low load a packet waits for no other poll.
   void admit(uint16_t n, bool handed) {
     Burst& b = pipe_[head_];
     b.n = n;
