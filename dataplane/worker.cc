@@ -213,8 +213,8 @@ class Worker {
       // The fast parse vouches for its own frames; reading back the fields it has
       // just stored would stall on store forwarding (a tenth of the worker's time).
       s.tracked = s.plain || (s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 &&
-                            !s.p.vlan_count && !s.p.icmp_error && s.p.ip.has_ports &&
-                            (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp));
+                              !s.p.vlan_count && !s.p.icmp_error && s.p.ip.has_ports &&
+                              (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp));
       if (s.tracked) {
         s.key = flowKey4(f, s.p);
         s.hash = table_.hash(s.key);

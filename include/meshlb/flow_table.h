@@ -327,7 +327,8 @@ class FlowTable {
     const bool reply = dir == FlowDir::kReply;
     const Addr* addrs = reply ? &e.backend : &e.client;
     const uint16_t* ports = reply ? &e.bport : &e.cport;
-    return std::memcmp(ports, &k.sport, 4) == 0 && std::memcmp(addrs, &k.src, 2 * sizeof(Addr)) == 0;
+    return std::memcmp(ports, &k.sport, 4) == 0 &&
+           std::memcmp(addrs, &k.src, 2 * sizeof(Addr)) == 0;
   }
   // The reference in the first slot of `bucket` whose signature is the key's, or 0.
   uint32_t named(uint32_t bucket, uint64_t h) const {

@@ -120,7 +120,8 @@ uint16_t replayRx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t, voi
   if (r->stamp) {
     now = rte_rdtsc();
     if (r->pkts_per_tsc > 0) {  // only the frames due by now; the rest never arrived
-      const auto due = static_cast<uint64_t>(static_cast<double>(now - r->pace_t0) * r->pkts_per_tsc);
+      const auto due =
+          static_cast<uint64_t>(static_cast<double>(now - r->pace_t0) * r->pkts_per_tsc);
       const uint64_t k = due > r->delivered ? std::min<uint64_t>(due - r->delivered, n) : 0;
       if (k < n) rte_pktmbuf_free_bulk(pkts + k, n - static_cast<uint16_t>(k));
       n = static_cast<uint16_t>(k);
@@ -336,7 +337,8 @@ Result runForwarder(double secs, Load load = {}) {
   g->fwd_running.store(false);
   rte_eal_mp_wait_lcore();
   for (uint16_t w = 0; w < g->workers; ++w) {  // a paced queue is empty on purpose
-    if (load.mpps == 0 && g->fwd[w].empty_polls.load()) die("the forwarder found its RX queue empty");
+    if (load.mpps == 0 && g->fwd[w].empty_polls.load())
+      die("the forwarder found its RX queue empty");
   }
   return r;
 }
@@ -514,15 +516,17 @@ int benchMain(int argc, char** argv) {
     std::printf("%12s %10s %12s | %8s %8s %8s | %8s %8s %8s\n", "flows/worker", "workers",
                 "offered", "fwd p50", "p99", "p99.9", "mlb p50", "p99", "p99.9");
     for (uint32_t flows : flow_counts) {
-      for (uint16_t w = 0; w < b.workers; ++w) fillReplay(*b.replays[w], w, b.workers, flows, 7 + w);
+      for (uint16_t w = 0; w < b.workers; ++w)
+        fillReplay(*b.replays[w], w, b.workers, flows, 7 + w);
       for (const double rate : {0.0, latency_mpps}) {
         const Load load{true, rate};
         std::vector<double> fp[3], mp[3];
         for (int r = 0; r < reps; ++r) {
           const Result f = only == "meshlb" ? Result{} : runForwarder(secs, load);
           const Result m = only == "fwd" ? Result{} : runMeshlb(secs, flows, load);
-          for (auto [v, x, y] : {std::tuple{0, f.p50_ns, m.p50_ns}, std::tuple{1, f.p99_ns, m.p99_ns},
-                                 std::tuple{2, f.p999_ns, m.p999_ns}}) {
+          for (auto [v, x, y] :
+               {std::tuple{0, f.p50_ns, m.p50_ns}, std::tuple{1, f.p99_ns, m.p99_ns},
+                std::tuple{2, f.p999_ns, m.p999_ns}}) {
             fp[v].push_back(x);
             mp[v].push_back(y);
           }
