@@ -42,6 +42,12 @@ frags = fragment(IP(src=CLIENT, dst=VIP, id=77) / UDP(sport=5003, dport=53) / (b
                  fragsize=96)
 emit("frag4_first", E / frags[0])
 emit("frag4_later", E / frags[1])
+# A TCP first fragment (MF set, offset 0: its header is whole) and DF on a plain segment:
+# the inline fast path must hand the first to the generic parser and may take the second.
+tfrags = fragment(IP(src=CLIENT, dst=VIP, id=78) / TCP(sport=40004, dport=8080, flags="PA") /
+                  (b"z" * 200), fragsize=96)
+emit("frag4_first_tcp", E / tfrags[0])
+emit("tcp4_df", E / IP(src=CLIENT, dst=VIP, flags="DF") / TCP(sport=40005, dport=8080, flags="A"))
 emit("tcp6", E / IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40003, dport=8080, flags="S"))
 emit("ipv6_ext_udp", E / IPv6(src=CLIENT6, dst=VIP6) / IPv6ExtHdrHopByHop() /
      IPv6ExtHdrRouting(addresses=[]) / IPv6ExtHdrDestOpt() / UDP(sport=5004, dport=53) / PAYLOAD)

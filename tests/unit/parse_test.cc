@@ -71,6 +71,8 @@ INSTANTIATE_TEST_SUITE_P(
         ParseCase{"qinq_udp4", ok, v4, 17, 5002, 53, false, false, 2},
         ParseCase{"frag4_first", ok, v4, 17, 5003, 53, true, true},
         ParseCase{"frag4_later", ok, v4, 17, 0, 0, true, false},
+        ParseCase{"frag4_first_tcp", ok, v4, 6, 40004, 8080, true, true},
+        ParseCase{"tcp4_df", ok, v4, 6, 40005, 8080},
         ParseCase{"tcp6", ok, v6, 6, 40003, 8080},
         ParseCase{"ipv6_ext_udp", ok, v6, 17, 5004, 53},
         ParseCase{"frag6_first", ok, v6, 17, 5005, 53, true, true},
@@ -153,6 +155,13 @@ TEST_P(ParseTable, FastPathAgrees) {
   EXPECT_EQ(f.ip.dport, g.ip.dport);
   EXPECT_EQ(f.ip.has_ports, g.ip.has_ports);
   EXPECT_EQ(f.tcp_flags, g.tcp_flags);
+  EXPECT_EQ(f.ip.l3, g.ip.l3);
+  EXPECT_EQ(f.ip.l4_proto, g.ip.l4_proto);
+  EXPECT_EQ(f.ip.fragment, g.ip.fragment);
+  EXPECT_EQ(f.ip.first_fragment, g.ip.first_fragment);
+  EXPECT_EQ(f.vlan_count, g.vlan_count);
+  EXPECT_EQ(f.icmp_error, g.icmp_error);
+  EXPECT_EQ(f.vxlan, g.vxlan);
 }
 
 TEST(Parse, ResultNamesAreUniqueAndNonEmpty) {
