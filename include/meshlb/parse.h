@@ -106,16 +106,24 @@ inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket&
                                    uint16_t vxlan_port = kVxlanPort) {
   plain = false;
   constexpr uint32_t kMin = kEthHdrLen + kIpv4MinHdrLen + kUdpHdrLen;
-  if (__builtin_expect(len < kMin || f[12] != 0x08 || f[13] != 0x00 || f[14] != 0x45, 0)) {
+  // Bytes 12-14: EtherType 0x0800, then version 4 with IHL 5, compared as one word
+  // (little-endian: byte 12 is the word's lowest).
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "words below are read little-endian");
+  uint32_t head;
+  __builtin_memcpy(&head, f + 12, 4);
+  if (__builtin_expect(len < kMin || (head & 0x00ffffff) != 0x00450008, 0)) {
     return parsePacket(f, len, out, vxlan_port);
   }
   const uint8_t* ip = f + kEthHdrLen;
   const uint32_t total = static_cast<uint32_t>(ip[2]) << 8 | ip[3];
   const uint8_t proto = ip[9];
   const uint32_t l4len = total - kIpv4MinHdrLen;
-  // Fragment bits (MF, offset) must be clear; DF and the reserved bit may be set.
+  // Fragment bits (MF, offset: the low 6 bits of byte 6 and all of byte 7) must be
+  // clear; DF and the reserved bit may be set.
+  uint16_t frag;
+  __builtin_memcpy(&frag, ip + 6, 2);
   if (__builtin_expect(total > len - kEthHdrLen || total < kIpv4MinHdrLen + kUdpHdrLen ||
-                           (ip[6] & 0x3f) || ip[7] || (proto != kProtoTcp && proto != kProtoUdp),
+                           (frag & 0xff3f) || (proto != kProtoTcp && proto != kProtoUdp),
                        0)) {
     return parsePacket(f, len, out, vxlan_port);
   }
@@ -132,7 +140,8 @@ inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket&
   __builtin_memcpy(&dport, l4 + 2, 2);
   if (proto == kProtoTcp) {
     const uint32_t doff = (l4[12] >> 4) * 4u;
-    if (__builtin_expect(l4len < kTcpMinHdrLen || doff < kTcpMinHdrLen || doff > l4len, 0)) {
+    // (doff >= 20 and doff <= l4len together say that the header fits.)
+    if (__builtin_expect(doff < kTcpMinHdrLen || doff > l4len, 0)) {
       return parsePacket(f, len, out, vxlan_port);
     }
     out.tcp_flags = l4[13];
