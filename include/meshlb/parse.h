@@ -109,9 +109,10 @@ inline ParseResult parsePacketFast(const uint8_t* f, uint32_t len, ParsedPacket&
   // Bytes 12-14: EtherType 0x0800, then version 4 with IHL 5, compared as one word
   // (little-endian: byte 12 is the word's lowest).
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "words below are read little-endian");
+  if (__builtin_expect(len < kMin, 0)) return parsePacket(f, len, out, vxlan_port);
   uint32_t head;
   __builtin_memcpy(&head, f + 12, 4);
-  if (__builtin_expect(len < kMin || (head & 0x00ffffff) != 0x00450008, 0)) {
+  if (__builtin_expect((head & 0x00ffffff) != 0x00450008, 0)) {
     return parsePacket(f, len, out, vxlan_port);
   }
   const uint8_t* ip = f + kEthHdrLen;
