@@ -9,14 +9,64 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
 #include "ipvsadm.h"
 
 namespace meshlb {
 
 namespace {
-constexpr char kStateHeader[] = "# meshlb state v1";
+
+constexpr char kStatePrefix[] = "# meshlb state v";
+
+// A section of the state file: the lines it saves of a configuration, each as
+// the words after the section's name, and how one such line is applied.
+struct StateSection {
+  const char* name;
+  std::vector<std::string> (*save)(const Config&);
+  absl::Status (*restore)(Config&, const std::vector<std::string>& args);
+};
+
+std::vector<std::string> saveIpvsadm(const Config& c) {
+  std::vector<std::string> out;
+  ServiceModel copy = c.services;
+  auto rules = runIpvsadm(copy, {"-S", "-n"});
+  for (absl::string_view line : absl::StrSplit(*rules, '\n', absl::SkipEmpty())) {
+    out.emplace_back(line);
+  }
+  const IpvsTimeouts& t = c.services.timeouts();
+  out.push_back(absl::StrCat("--set ", t.tcp, " ", t.tcpfin, " ", t.udp));
+  return out;
+}
+
+std::vector<std::string> saveIptables(const Config& c) {
+  std::vector<std::string> out;
+  for (const std::string& line : iptablesRules(c.nat)) {
+    out.push_back(line.substr(std::string("iptables ").size()));
+  }
+  return out;
+}
+
+absl::Status statusOf(const absl::StatusOr<std::string>& r) { return r.status(); }
+
+constexpr StateSection kStateSections[] = {
+    {"ipvsadm", saveIpvsadm,
+     [](Config& c, const std::vector<std::string>& a) { return statusOf(runIpvsadm(c.services, a)); }},
+    {"iptables", saveIptables,
+     [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
+};
+
+std::string stateOf(const Config& c) {
+  std::string out = absl::StrCat(kStatePrefix, kStateVersion, "\n",
+                                 "# meshlbd rewrites this file on every accepted change; each line "
+                                 "is a section name and its arguments.\n");
+  for (const StateSection& s : kStateSections) {
+    for (const std::string& line : s.save(c)) absl::StrAppend(&out, s.name, " ", line, "\n");
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -43,15 +93,15 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
   }
-  // Work on copies, so that a failure to persist leaves the running state as it was.
-  ServiceModel s = services_;
-  IptablesModel n = nat_;
-  auto out = tool == "ipvsadm" ? runIpvsadm(s, rest, input, ipvs_) : runIptables(n, rest);
+  // Work on a copy, so that a failure to persist leaves the running state as it was.
+  Config next = config_;
+  auto out = tool == "ipvsadm" ? runIpvsadm(next.services, rest, input, ipvs_)
+                               : runIptables(next.nat, rest);
   if (!out.ok()) return out;
   if (ipv4_only_) {
-    for (const auto& [key, svc] : s.services()) {
-      bool v6 = !key.fwmark && key.addr.af == AF_INET6;
-      for (const RealServer& d : svc.dests) v6 = v6 || d.addr.af == AF_INET6;
+    for (const auto& [key, svc] : next.services.services()) {
+      bool v6 = !key.fwmark && key.addr.family == Family::kIpv6;
+      for (const RealServer& d : svc.dests) v6 = v6 || d.addr.family == Family::kIpv6;
       if (v6) {
         return absl::UnimplementedError(
             "IPv6 services and real servers are not served by meshlb's dataplane yet; "
@@ -59,13 +109,11 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
       }
     }
   }
-  // A command changed the configuration when its replayable form changed.
-  if (stateOf(s, n) != stateOf(services_, nat_)) {
-    std::swap(s, services_);
-    std::swap(n, nat_);
+  // The models say whether anything changed.
+  if (!next.sameAs(config_)) {
+    std::swap(next, config_);
     if (auto st = persist(); !st.ok()) {
-      std::swap(s, services_);
-      std::swap(n, nat_);
+      std::swap(next, config_);
       return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
     }
     *changed = true;
@@ -73,48 +121,44 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   return out;
 }
 
-std::string Commands::stateOf(const ServiceModel& services, const IptablesModel& nat) {
-  std::string out = absl::StrCat(kStateHeader, "\n");
-  ServiceModel copy = services;
-  auto rules = runIpvsadm(copy, {"-S", "-n"});
-  for (absl::string_view line : absl::StrSplit(*rules, '\n', absl::SkipEmpty())) {
-    absl::StrAppend(&out, "ipvsadm ", line, "\n");
-  }
-  const IpvsTimeouts& t = services.timeouts();
-  absl::StrAppend(&out, "ipvsadm --set ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
-  for (const std::string& line : iptablesRules(nat)) absl::StrAppend(&out, line, "\n");
-  return out;
-}
-
-std::string Commands::saveState() const { return stateOf(services_, nat_); }
+std::string Commands::saveState() const { return stateOf(config_); }
 
 absl::Status Commands::restoreState(const std::string& text) {
-  ServiceModel s;
-  IptablesModel n;
-  int lineno = 0;
-  bool header = false;
+  Config c;
+  int lineno = 0, version = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++lineno;
     if (line.empty()) continue;
     if (line[0] == '#') {
-      header = header || line == kStateHeader;
+      if (version == 0 && absl::ConsumePrefix(&line, kStatePrefix)) {
+        if (!absl::SimpleAtoi(line, &version) || version < 1) {
+          return absl::DataLossError("not a meshlb state file (bad version line)");
+        }
+        if (version > kStateVersion) {
+          return absl::DataLossError(absl::StrCat("state file version ", version,
+                                                  " is newer than this meshlbd reads (",
+                                                  kStateVersion, ")"));
+        }
+      }
       continue;
     }
-    if (!header) return absl::DataLossError("not a meshlb state file (no header)");
+    if (version == 0) return absl::DataLossError("not a meshlb state file (no header)");
     std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (w.empty()) continue;
     const std::vector<std::string> rest(w.begin() + 1, w.end());
-    absl::StatusOr<std::string> r =
-        w[0] == "ipvsadm"    ? runIpvsadm(s, rest)
-        : w[0] == "iptables" ? runIptables(n, rest)
-                             : absl::StatusOr<std::string>(absl::InvalidArgumentError(
-                                   absl::StrCat("unknown tool '", w[0], "'")));
-    if (!r.ok()) {
-      return absl::DataLossError(absl::StrCat("state line ", lineno, ": ", r.status().message()));
+    const StateSection* section = nullptr;
+    for (const StateSection& s : kStateSections) {
+      if (w[0] == s.name) section = &s;
+    }
+    absl::Status st = section ? section->restore(c, rest)
+                              : absl::InvalidArgumentError(
+                                    absl::StrCat("unknown section '", w[0], "'"));
+    if (!st.ok()) {
+      return absl::DataLossError(absl::StrCat("state line ", lineno, ": ", st.message()));
     }
   }
-  if (!header && !text.empty()) return absl::DataLossError("not a meshlb state file (no header)");
-  services_ = std::move(s);
-  nat_ = std::move(n);
+  if (version == 0 && !text.empty()) return absl::DataLossError("not a meshlb state file (no header)");
+  config_ = std::move(c);
   return absl::OkStatus();
 }
 

@@ -14,6 +14,21 @@
 
 namespace meshlb {
 
+// Everything an operator configures through the control socket; what the state
+// file keeps.
+struct Config {
+  ServiceModel services;
+  IptablesModel nat;
+  bool sameAs(const Config& o) const { return services.sameConfig(o.services) && nat == o.nat; }
+};
+
+// The state file (docs/operations.md, "State file"): a version header, then one
+// line per setting, each "SECTION ARGS..." where SECTION names who reads it. A
+// section is one entry in kStateSections (commands.cc): what it saves of a Config
+// and how a line of it is applied. Version 1 files (ipvsadm and iptables lines
+// under "# meshlb state v1") load as they are.
+constexpr int kStateVersion = 2;
+
 class Commands {
  public:
   // `stats` renders `meshlbctl stats [--json]`; supplied by the daemon.
@@ -29,21 +44,19 @@ class Commands {
   absl::StatusOr<std::string> run(const std::vector<std::string>& args, const std::string& input,
                                   bool* changed);
 
-  // The configuration as replayable command lines (also the state file's body).
+  // The configuration as a state file's text.
   std::string saveState() const;
-  // Replays saved state into an empty model; on error nothing is applied.
+  // Replays saved state into an empty configuration; on error nothing is applied.
   absl::Status restoreState(const std::string& text);
   // Loads `path` if it exists; from then on every change is saved there.
   absl::Status useStateFile(const std::string& path);
 
-  const ServiceModel& services() const { return services_; }
-  const IptablesModel& nat() const { return nat_; }
+  const ServiceModel& services() const { return config_.services; }
+  const IptablesModel& nat() const { return config_.nat; }
 
  private:
-  static std::string stateOf(const ServiceModel& services, const IptablesModel& nat);
   absl::Status persist();
-  ServiceModel services_;
-  IptablesModel nat_;
+  Config config_;
   std::string state_file_;
   std::function<std::string(bool)> stats_;
   IpvsDataplane ipvs_;

@@ -131,8 +131,27 @@ void ControlServer::onReadable(int fd, Client& c) {
   if (!len->has_value()) return;
   auto req = decodeRequest(c.in.substr(4, **len - 4));
   c.in.clear();
-  c.out = req.ok() ? encodeReply(handler_(*req))
-                   : encodeReply({false, std::string(req.status().message())});
+  if (!req.ok()) {
+    c.out = encodeReply({false, std::string(req.status().message())});
+    return;
+  }
+  const uint64_t ticket = ++next_ticket_;
+  std::optional<Reply> reply = handler_(*req, ticket);
+  if (reply) {
+    c.out = encodeReply(*reply);
+  } else {
+    c.ticket = ticket;
+  }
+}
+
+void ControlServer::complete(uint64_t ticket, const Reply& reply) {
+  for (auto& [fd, c] : clients_) {
+    if (c.ticket == ticket) {
+      c.ticket = 0;
+      c.out = encodeReply(reply);
+      return;
+    }
+  }
 }
 
 void ControlServer::service(const std::vector<pollfd>& fds) {
@@ -160,6 +179,13 @@ void ControlServer::service(const std::vector<pollfd>& fds) {
         if (c.out.empty()) drop(p.fd);  // one request per connection
       }
     } else if (p.revents & POLLIN) {
+      if (c.ticket) {
+        // Waiting for its deferred reply: a request was whole, so anything more is
+        // the peer closing (or misbehaving): drop it either way.
+        char b;
+        if (::read(p.fd, &b, 1) != -1 || (errno != EAGAIN && errno != EWOULDBLOCK)) drop(p.fd);
+        continue;
+      }
       onReadable(p.fd, c);
     }
   }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,9 @@ namespace meshlb {
 
 class ControlServer {
  public:
-  using Handler = std::function<Reply(const Request&)>;
+  // A reply now, or nullopt to answer later with complete(ticket, reply) (a
+  // command that waits for the workers must not hold up the control thread).
+  using Handler = std::function<std::optional<Reply>(const Request&, uint64_t ticket)>;
   explicit ControlServer(Handler h) : handler_(std::move(h)) {}
   ~ControlServer();
 
@@ -31,6 +34,8 @@ class ControlServer {
   // Serves whatever the poll reported; `fds` as filled by appendPollFds and poll().
   void service(const std::vector<pollfd>& fds);
   void close();
+  // Answers a request whose handler deferred it; a client gone meanwhile is ignored.
+  void complete(uint64_t ticket, const Reply& reply);
 
   static constexpr size_t kMaxClients = 64;
   static constexpr std::chrono::seconds kClientTimeout{30};
@@ -40,6 +45,7 @@ class ControlServer {
     std::string in, out;
     std::chrono::steady_clock::time_point since;
     bool authorised = false;
+    uint64_t ticket = 0;  // non-zero while its reply is deferred
   };
   void accept();
   void onReadable(int fd, Client& c);
@@ -51,6 +57,7 @@ class ControlServer {
   std::string path_;
   gid_t socket_gid_ = 0;
   std::map<int, Client> clients_;
+  uint64_t next_ticket_ = 0;
 };
 
 }  // namespace meshlb

@@ -14,15 +14,7 @@ namespace {
 
 absl::Status bad(const std::string& m) { return absl::InvalidArgumentError(m); }
 
-std::string ip4(uint32_t a) {
-  char b[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &a, b, sizeof(b));
-  return b;
-}
-
-uint32_t maskOf(uint8_t len) { return len == 0 ? 0 : htonl(~uint32_t{0} << (32 - len)); }
-
-absl::StatusOr<std::pair<uint32_t, uint8_t>> parseNet(const std::string& s) {
+absl::StatusOr<std::pair<IpAddr, uint8_t>> parseNet(const std::string& s) {
   std::string addr = s;
   uint32_t len = 32;
   if (auto slash = s.find('/'); slash != std::string::npos) {
@@ -31,11 +23,12 @@ absl::StatusOr<std::pair<uint32_t, uint8_t>> parseNet(const std::string& s) {
       return bad(absl::StrCat("invalid prefix length in '", s, "'"));
     }
   }
-  uint32_t a;
-  if (inet_pton(AF_INET, addr.c_str(), &a) != 1) {
+  auto a = IpAddr::parse(addr);
+  if (!a.ok() || !a->isV4()) {
     return bad(absl::StrCat("host/network '", s, "' not found (meshlb takes numeric IPv4 only)"));
   }
-  return std::make_pair(a & maskOf(static_cast<uint8_t>(len)), static_cast<uint8_t>(len));
+  const uint32_t net = a->v4().v & ipv4Mask(static_cast<uint8_t>(len));
+  return std::make_pair(IpAddr::of(Ipv4Addr{net}), static_cast<uint8_t>(len));
 }
 
 absl::StatusOr<uint32_t> parseNumber(const std::string& s, const char* what, uint64_t max) {
@@ -47,32 +40,15 @@ absl::StatusOr<uint32_t> parseNumber(const std::string& s, const char* what, uin
 
 enum class Cmd { kNone, kAppend, kInsert, kDelete, kFlush, kSave, kList };
 
-struct Chain {
-  const char* name;
-  bool rules;  // meshlb takes rules in it
-};
-constexpr Chain kNatChains[] = {
-    {"PREROUTING", false}, {"INPUT", false}, {"OUTPUT", false}, {"POSTROUTING", true}};
-constexpr Chain kMangleChains[] = {{"PREROUTING", true}, {"INPUT", true}, {"FORWARD", false},
-                                   {"OUTPUT", false}, {"POSTROUTING", false}};
-
 struct Parsed {
-  std::string table = "filter";
+  IptTable table = IptTable::kNat;
   Cmd cmd = Cmd::kNone;
-  std::string chain;
+  std::optional<IptChain> chain;
   std::optional<uint32_t> rulenum;
   IptRule rule;
   bool have_target = false;
   bool numeric = false;
 };
-
-template <size_t N>
-const Chain* findChain(const Chain (&chains)[N], const std::string& name) {
-  for (const Chain& c : chains) {
-    if (name == c.name) return &c;
-  }
-  return nullptr;
-}
 
 // Table and chain decide what is supported, so they are judged before the rest:
 // a DNAT rule is refused for its chain, not for its first unknown option.
@@ -81,7 +57,8 @@ absl::Status checkTableAndChain(const std::vector<std::string>& args) {
   for (size_t i = 0; i + 1 < args.size(); ++i) {
     if (args[i] == "-t" || args[i] == "--table") table = args[i + 1];
   }
-  if (table != "nat" && table != "mangle") {
+  const std::optional<IptTable> t = tableByName(table);
+  if (!t) {
     return bad(absl::StrCat("table \"", table,
                             "\" is not supported by meshlb (it takes -t nat and -t mangle)"));
   }
@@ -91,9 +68,9 @@ absl::Status checkTableAndChain(const std::vector<std::string>& args) {
                           a == "-D" || a == "--delete";
     if (!rule_cmd) continue;
     const std::string& name = args[i + 1];
-    const Chain* c = table == "nat" ? findChain(kNatChains, name) : findChain(kMangleChains, name);
+    const std::optional<IptChain> c = chainByName(*t, name);
     if (!c) return bad(absl::StrCat("chain \"", name, "\" does not exist in table ", table));
-    if (!c->rules) {
+    if (!chainTakesRules(*t, *c)) {
       return bad(absl::StrCat("rules in ", table, " ", name, " are not supported by meshlb yet"));
     }
   }
@@ -103,6 +80,7 @@ absl::Status checkTableAndChain(const std::vector<std::string>& args) {
 absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
   if (auto st = checkTableAndChain(args); !st.ok()) return st;
   Parsed p;
+  std::string chain;
   bool match_ipvs = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -114,7 +92,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       if (p.cmd != Cmd::kNone) return bad("only one command (-A -I -D -F -S -L) at a time");
       p.cmd = c;
       if (i + 1 < args.size() && args[i + 1][0] != '-') {
-        p.chain = args[++i];
+        chain = args[++i];
       } else if (chain_required) {
         return bad(absl::StrCat("option \"", a, "\" requires a chain"));
       }
@@ -153,7 +131,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
     if (a == "-t" || a == "--table") {
       auto v = value();
       if (!v.ok()) return v.status();
-      p.table = *v;
+      p.table = *tableByName(*v);  // checkTableAndChain vouched for it
     } else if (a == "-A" || a == "--append") {
       st = command(Cmd::kAppend, true);
     } else if (a == "-I" || a == "--insert") {
@@ -215,12 +193,12 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
     } else if (a == "--to-source") {
       auto v = value();
       if (!v.ok()) return v.status();
-      uint32_t addr;
-      if (inet_pton(AF_INET, v->c_str(), &addr) != 1) {
+      auto addr = IpAddr::parse(*v);
+      if (!addr.ok() || !addr->isV4()) {
         return bad(absl::StrCat("bad --to-source \"", *v,
                                 "\" (meshlb takes one IPv4 address, no port range)"));
       }
-      p.rule.to_source = addr;
+      p.rule.to_source = *addr;
     } else if (a == "--set-mark" || a == "--set-xmark") {
       auto v = value();
       if (!v.ok()) return v.status();
@@ -244,29 +222,20 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
   if (p.cmd == Cmd::kNone) return bad("no command specified");
   const bool rule_cmd = p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert ||
                         (p.cmd == Cmd::kDelete && !p.rulenum);
-  if (!p.chain.empty()) {
-    const Chain* c = p.table == "nat" ? findChain(kNatChains, p.chain)
-                                      : findChain(kMangleChains, p.chain);
-    if (!c) return bad(absl::StrCat("chain \"", p.chain, "\" does not exist in table ", p.table));
+  if (!chain.empty()) {
+    p.chain = chainByName(p.table, chain);
+    if (!p.chain) {
+      return bad(absl::StrCat("chain \"", chain, "\" does not exist in table ",
+                              tableName(p.table)));
+    }
   }
   if (!rule_cmd) return p;
   if (!p.have_target) {
-    return bad(p.table == "nat" ? "a target is required: -j SNAT --to-source ADDR or -j MASQUERADE"
-                                : "a target is required: -j MARK --set-mark M");
+    return bad(p.table == IptTable::kNat
+                   ? "a target is required: -j SNAT --to-source ADDR or -j MASQUERADE"
+                   : "a target is required: -j MARK --set-mark M");
   }
-  const RuleTarget t = p.rule.target;
-  if (p.table == "nat") {
-    if (t == RuleTarget::kMark) return bad("target \"MARK\" belongs in the mangle table");
-    if (t == RuleTarget::kSnat && p.rule.to_source == 0) return bad("SNAT needs --to-source");
-    if (t == RuleTarget::kMasquerade && p.rule.to_source) return bad("MASQUERADE takes no --to-source");
-    if (p.rule.has_src || p.rule.proto || p.rule.sport || p.rule.dport) {
-      return bad("meshlb's nat POSTROUTING rules match on -d only (and -m ipvs --ipvs)");
-    }
-  } else {
-    if (t != RuleTarget::kMark) return bad("only target \"MARK\" is supported in the mangle table");
-    if (p.rule.mark == 0) return bad("MARK needs --set-mark");
-    if (p.rule.ipvs) return bad("-m ipvs is not supported in the mangle table");
-  }
+  if (auto st = IptablesModel::check(p.table, *p.chain, p.rule); !st.ok()) return st;
   return p;
 }
 
@@ -275,8 +244,8 @@ std::string markHex(uint32_t m) { return absl::StrFormat("0x%x", m); }
 // iptables-save syntax of a rule, without "-A CHAIN".
 std::string ruleSpec(const IptRule& r) {
   std::string s;
-  if (r.has_src) absl::StrAppend(&s, "-s ", ip4(r.src_net), "/", r.src_len, " ");
-  if (r.has_dst) absl::StrAppend(&s, "-d ", ip4(r.dst_net), "/", r.dst_len, " ");
+  if (r.has_src) absl::StrAppend(&s, "-s ", r.src_net.str(), "/", r.src_len, " ");
+  if (r.has_dst) absl::StrAppend(&s, "-d ", r.dst_net.str(), "/", r.dst_len, " ");
   if (r.proto) {
     const char* p = r.proto == 6 ? "tcp" : "udp";
     absl::StrAppend(&s, "-p ", p, " ");
@@ -290,7 +259,7 @@ std::string ruleSpec(const IptRule& r) {
       s += "-j MASQUERADE";
       break;
     case RuleTarget::kSnat:
-      absl::StrAppend(&s, "-j SNAT --to-source ", ip4(r.to_source));
+      absl::StrAppend(&s, "-j SNAT --to-source ", r.to_source.str());
       break;
     case RuleTarget::kMark:
       absl::StrAppend(&s, "-j MARK --set-xmark ", markHex(r.mark), "/0xffffffff");
@@ -299,21 +268,13 @@ std::string ruleSpec(const IptRule& r) {
   return s;
 }
 
-std::vector<IptRule>* rulesOf(IptablesModel& m, const std::string& table, const std::string& chain) {
-  if (table == "nat") return chain == "POSTROUTING" ? &m.nat_postrouting : nullptr;
-  if (chain == "PREROUTING") return &m.mangle_prerouting;
-  if (chain == "INPUT") return &m.mangle_input;
-  return nullptr;
-}
-
-void listChain(std::string& out, const char* chain, const std::vector<IptRule>* rules, bool numeric) {
+void listChain(std::string& out, const char* chain, const std::vector<IptRule>& rules, bool numeric) {
   absl::StrAppend(&out, "Chain ", chain, " (policy ACCEPT)\n");
   out += "target     prot opt source               destination         \n";
-  if (!rules) return;
   const std::string any = numeric ? "0.0.0.0/0" : "anywhere";
-  for (const IptRule& r : *rules) {
-    std::string src = r.has_src ? absl::StrCat(ip4(r.src_net), "/", r.src_len) : any;
-    std::string dst = r.has_dst ? absl::StrCat(ip4(r.dst_net), "/", r.dst_len) : any;
+  for (const IptRule& r : rules) {
+    std::string src = r.has_src ? absl::StrCat(r.src_net.str(), "/", r.src_len) : any;
+    std::string dst = r.has_dst ? absl::StrCat(r.dst_net.str(), "/", r.dst_len) : any;
     std::string extra;
     auto add = [&](const std::string& x) { absl::StrAppend(&extra, extra.empty() ? "" : " ", x); };
     const char* proto = r.proto == 6 ? "tcp" : r.proto == 17 ? "udp" : "all";
@@ -321,7 +282,7 @@ void listChain(std::string& out, const char* chain, const std::vector<IptRule>* 
     if (r.dport) add(absl::StrCat(proto, " dpt:", r.dport));
     if (r.ipvs) add("ipvs");
     const char* target = "SNAT";
-    if (r.target == RuleTarget::kSnat) add(absl::StrCat("to:", ip4(r.to_source)));
+    if (r.target == RuleTarget::kSnat) add(absl::StrCat("to:", r.to_source.str()));
     if (r.target == RuleTarget::kMasquerade) target = "MASQUERADE";
     if (r.target == RuleTarget::kMark) {
       target = "MARK";
@@ -336,14 +297,13 @@ void listChain(std::string& out, const char* chain, const std::vector<IptRule>* 
 
 std::vector<std::string> iptablesRules(const IptablesModel& m) {
   std::vector<std::string> out;
-  for (const IptRule& r : m.mangle_prerouting) {
-    out.push_back(absl::StrCat("iptables -t mangle -A PREROUTING ", ruleSpec(r)));
-  }
-  for (const IptRule& r : m.mangle_input) {
-    out.push_back(absl::StrCat("iptables -t mangle -A INPUT ", ruleSpec(r)));
-  }
-  for (const IptRule& r : m.nat_postrouting) {
-    out.push_back(absl::StrCat("iptables -t nat -A POSTROUTING ", ruleSpec(r)));
+  for (IptTable t : {IptTable::kMangle, IptTable::kNat}) {
+    for (IptChain c : chainsOf(t)) {
+      for (const IptRule& r : m.rules(t, c)) {
+        out.push_back(absl::StrCat("iptables -t ", tableName(t), " -A ", chainName(c), " ",
+                                   ruleSpec(r)));
+      }
+    }
   }
   return out;
 }
@@ -352,70 +312,43 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
   auto parsed = parse(args);
   if (!parsed.ok()) return parsed.status();
   const Parsed& p = *parsed;
-  std::vector<IptRule>* rules = p.chain.empty() ? nullptr : rulesOf(m, p.table, p.chain);
   switch (p.cmd) {
     case Cmd::kAppend:
-      rules->push_back(p.rule);
+      if (auto st = m.append(p.table, *p.chain, p.rule); !st.ok()) return st;
       return std::string();
-    case Cmd::kInsert: {
-      uint32_t n = p.rulenum.value_or(1);
-      if (n > rules->size() + 1) return bad("index of insertion too big");
-      rules->insert(rules->begin() + (n - 1), p.rule);
+    case Cmd::kInsert:
+      if (auto st = m.insert(p.table, *p.chain, p.rulenum.value_or(1), p.rule); !st.ok()) return st;
       return std::string();
-    }
     case Cmd::kDelete:
-      if (p.rulenum) {
-        if (*p.rulenum > rules->size()) return bad("index of deletion too big");
-        rules->erase(rules->begin() + (*p.rulenum - 1));
-        return std::string();
+      if (auto st = p.rulenum ? m.removeAt(p.table, *p.chain, *p.rulenum)
+                              : m.remove(p.table, *p.chain, p.rule);
+          !st.ok()) {
+        return st;
       }
-      for (auto it = rules->begin(); it != rules->end(); ++it) {
-        if (*it == p.rule) {
-          rules->erase(it);
-          return std::string();
-        }
-      }
-      return bad("Bad rule (does a matching rule exist in that chain?)");
+      return std::string();
     case Cmd::kFlush:
-      if (p.chain.empty()) {
-        if (p.table == "nat") {
-          m.nat_postrouting.clear();
-        } else {
-          m.mangle_prerouting.clear();
-          m.mangle_input.clear();
-        }
-      } else if (rules) {
-        rules->clear();
-      }
+      m.flush(p.table, p.chain);
       return std::string();
     case Cmd::kSave:
     case Cmd::kList: {
       std::string out;
-      auto each = [&](const auto& chains) {
-        bool first = true;
+      bool first = true;
+      if (p.cmd == Cmd::kSave) {
+        for (IptChain c : chainsOf(p.table)) {
+          if (!p.chain || *p.chain == c) absl::StrAppend(&out, "-P ", chainName(c), " ACCEPT\n");
+        }
+      }
+      for (IptChain c : chainsOf(p.table)) {
+        if (p.chain && *p.chain != c) continue;
         if (p.cmd == Cmd::kSave) {
-          for (const Chain& c : chains) {
-            if (p.chain.empty() || p.chain == c.name) absl::StrAppend(&out, "-P ", c.name, " ACCEPT\n");
+          for (const IptRule& r : m.rules(p.table, c)) {
+            absl::StrAppend(&out, "-A ", chainName(c), " ", ruleSpec(r), "\n");
           }
+        } else {
+          if (!first) out += "\n";
+          first = false;
+          listChain(out, chainName(c), m.rules(p.table, c), p.numeric);
         }
-        for (const Chain& c : chains) {
-          if (!p.chain.empty() && p.chain != c.name) continue;
-          const std::vector<IptRule>* rs = rulesOf(m, p.table, c.name);
-          if (p.cmd == Cmd::kSave) {
-            if (rs) {
-              for (const IptRule& r : *rs) absl::StrAppend(&out, "-A ", c.name, " ", ruleSpec(r), "\n");
-            }
-          } else {
-            if (!first) out += "\n";
-            first = false;
-            listChain(out, c.name, rs, p.numeric);
-          }
-        }
-      };
-      if (p.table == "nat") {
-        each(kNatChains);
-      } else {
-        each(kMangleChains);
       }
       return out;
     }
@@ -423,6 +356,127 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
       break;
   }
   return bad("no command specified");
+}
+
+// ---- the model -------------------------------------------------------------------
+
+const char* tableName(IptTable t) { return t == IptTable::kNat ? "nat" : "mangle"; }
+
+const char* chainName(IptChain c) {
+  switch (c) {
+    case IptChain::kPrerouting:
+      return "PREROUTING";
+    case IptChain::kInput:
+      return "INPUT";
+    case IptChain::kForward:
+      return "FORWARD";
+    case IptChain::kOutput:
+      return "OUTPUT";
+    case IptChain::kPostrouting:
+      return "POSTROUTING";
+  }
+  return "?";
+}
+
+const std::vector<IptChain>& chainsOf(IptTable t) {
+  using C = IptChain;
+  static const std::vector<IptChain> nat{C::kPrerouting, C::kInput, C::kOutput, C::kPostrouting};
+  static const std::vector<IptChain> mangle{C::kPrerouting, C::kInput, C::kForward, C::kOutput,
+                                            C::kPostrouting};
+  return t == IptTable::kNat ? nat : mangle;
+}
+
+std::optional<IptTable> tableByName(const std::string& name) {
+  if (name == "nat") return IptTable::kNat;
+  if (name == "mangle") return IptTable::kMangle;
+  return std::nullopt;
+}
+
+std::optional<IptChain> chainByName(IptTable t, const std::string& name) {
+  for (IptChain c : chainsOf(t)) {
+    if (name == chainName(c)) return c;
+  }
+  return std::nullopt;
+}
+
+bool chainTakesRules(IptTable t, IptChain c) {
+  return t == IptTable::kNat ? c == IptChain::kPostrouting
+                             : c == IptChain::kPrerouting || c == IptChain::kInput;
+}
+
+absl::Status IptablesModel::check(IptTable t, IptChain c, const IptRule& r) {
+  if (!chainTakesRules(t, c)) {
+    return bad(absl::StrCat("rules in ", tableName(t), " ", chainName(c),
+                            " are not supported by meshlb yet"));
+  }
+  if (t == IptTable::kNat) {
+    if (r.target == RuleTarget::kMark) return bad("target \"MARK\" belongs in the mangle table");
+    if (r.target == RuleTarget::kSnat && r.to_source.family == Family::kNone) {
+      return bad("SNAT needs --to-source");
+    }
+    if (r.target == RuleTarget::kMasquerade && r.to_source.family != Family::kNone) {
+      return bad("MASQUERADE takes no --to-source");
+    }
+    if (r.has_src || r.proto || r.sport || r.dport) {
+      return bad("meshlb's nat POSTROUTING rules match on -d only (and -m ipvs --ipvs)");
+    }
+  } else {
+    if (r.target != RuleTarget::kMark) return bad("only target \"MARK\" is supported in the mangle table");
+    if (r.mark == 0) return bad("MARK needs --set-mark");
+    if (r.ipvs) return bad("-m ipvs is not supported in the mangle table");
+  }
+  return absl::OkStatus();
+}
+
+std::vector<IptRule>* IptablesModel::mutableRules(IptTable t, IptChain c) {
+  if (t == IptTable::kNat) return c == IptChain::kPostrouting ? &nat_postrouting_ : nullptr;
+  if (c == IptChain::kPrerouting) return &mangle_prerouting_;
+  if (c == IptChain::kInput) return &mangle_input_;
+  return nullptr;
+}
+
+const std::vector<IptRule>& IptablesModel::rules(IptTable t, IptChain c) const {
+  static const std::vector<IptRule> none;
+  const auto* r = const_cast<IptablesModel*>(this)->mutableRules(t, c);
+  return r ? *r : none;
+}
+
+absl::Status IptablesModel::append(IptTable t, IptChain c, const IptRule& r) {
+  return insert(t, c, static_cast<uint32_t>(rules(t, c).size() + 1), r);
+}
+
+absl::Status IptablesModel::insert(IptTable t, IptChain c, uint32_t position, const IptRule& r) {
+  if (auto st = check(t, c, r); !st.ok()) return st;
+  std::vector<IptRule>* rs = mutableRules(t, c);
+  if (position == 0 || position > rs->size() + 1) return bad("index of insertion too big");
+  rs->insert(rs->begin() + (position - 1), r);
+  return absl::OkStatus();
+}
+
+absl::Status IptablesModel::remove(IptTable t, IptChain c, const IptRule& r) {
+  if (std::vector<IptRule>* rs = mutableRules(t, c)) {
+    for (auto it = rs->begin(); it != rs->end(); ++it) {
+      if (*it == r) {
+        rs->erase(it);
+        return absl::OkStatus();
+      }
+    }
+  }
+  return bad("Bad rule (does a matching rule exist in that chain?)");
+}
+
+absl::Status IptablesModel::removeAt(IptTable t, IptChain c, uint32_t position) {
+  std::vector<IptRule>* rs = mutableRules(t, c);
+  if (!rs || position == 0 || position > rs->size()) return bad("index of deletion too big");
+  rs->erase(rs->begin() + (position - 1));
+  return absl::OkStatus();
+}
+
+void IptablesModel::flush(IptTable t, std::optional<IptChain> c) {
+  for (IptChain each : chainsOf(t)) {
+    if (c && *c != each) continue;
+    if (std::vector<IptRule>* rs = mutableRules(t, each)) rs->clear();
+  }
 }
 
 }  // namespace meshlb

@@ -23,7 +23,7 @@ struct Parsed {
   std::optional<ServiceKey> svc;
   std::string scheduler;
   bool have_scheduler = false;
-  std::optional<std::pair<IpAddress, std::optional<uint16_t>>> real;
+  std::optional<std::pair<IpAddr, std::optional<uint16_t>>> real;
   std::optional<ForwardMethod> fwd;
   std::optional<uint32_t> weight;
   bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
@@ -34,7 +34,7 @@ struct Parsed {
 absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
 
 // "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
-absl::StatusOr<std::pair<IpAddress, std::optional<uint16_t>>> parseAddrPort(
+absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(
     const std::string& s, bool allow_no_port, const char* what) {
   std::string host = s, port;
   if (!s.empty() && s[0] == '[') {
@@ -50,7 +50,7 @@ absl::StatusOr<std::pair<IpAddress, std::optional<uint16_t>>> parseAddrPort(
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
   }
-  auto addr = IpAddress::parse(host);
+  auto addr = IpAddr::parse(host);
   if (!addr.ok()) return bad(absl::StrCat("illegal ", what, " address '", s, "'"));
   std::optional<uint16_t> p;
   if (!port.empty()) {
@@ -194,8 +194,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
   return p;
 }
 
-std::string addrPort(const IpAddress& a, uint16_t port) {
-  return a.af == AF_INET6 ? absl::StrCat("[", a.str(), "]:", port) : absl::StrCat(a.str(), ":", port);
+std::string addrPort(const IpAddr& a, uint16_t port) {
+  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", port) : absl::StrCat(a.str(), ":", port);
 }
 
 // ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
@@ -204,7 +204,7 @@ std::string serviceName(const ServiceKey& k, bool rule) {
   std::string vname = addrPort(k.addr, k.port);
   if (rule) return absl::StrCat(k.protocol == 6 ? "-t " : "-u ", vname);
   std::string s = absl::StrCat(k.protocol == 6 ? "TCP" : "UDP", "  ", vname);
-  if (k.addr.af != AF_INET6 && s.size() > 33) s.resize(33);
+  if (k.addr.family != Family::kIpv6 && s.size() > 33) s.resize(33);
   return s;
 }
 
@@ -229,8 +229,8 @@ std::vector<const Service*> sortedServices(const ServiceModel& m) {
   for (const auto& [k, s] : m.services()) v.push_back(&s);
   std::sort(v.begin(), v.end(), [](const Service* a, const Service* b) {
     const ServiceKey &x = a->key, &y = b->key;
-    return std::tie(x.fwmark, x.addr.af, x.protocol, x.addr, x.port) <
-           std::tie(y.fwmark, y.addr.af, y.protocol, y.addr, y.port);
+    return std::tie(x.fwmark, x.addr.family, x.protocol, x.addr, x.port) <
+           std::tie(y.fwmark, y.addr.family, y.protocol, y.addr, y.port);
   });
   return v;
 }
@@ -238,7 +238,7 @@ std::vector<const Service*> sortedServices(const ServiceModel& m) {
 std::vector<RealServer> sortedDests(const Service& s) {
   std::vector<RealServer> d = s.dests;
   std::sort(d.begin(), d.end(), [](const RealServer& a, const RealServer& b) {
-    return std::tie(a.addr.af, a.addr, a.port) < std::tie(b.addr.af, b.addr, b.port);
+    return std::tie(a.addr.family, a.addr, a.port) < std::tie(b.addr.family, b.addr, b.port);
   });
   return d;
 }
@@ -302,7 +302,7 @@ void printService(std::string& out, const Service& s, View view, bool exact,
                       "\n");
       continue;
     }
-    if (s.key.addr.af != AF_INET6 && d.addr.af != AF_INET6 && dname.size() > 28) dname.resize(28);
+    if (s.key.addr.family != Family::kIpv6 && d.addr.family != Family::kIpv6 && dname.size() > 28) dname.resize(28);
     if (view == View::kList) {
       absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname,
                                             fwdName(d.fwd), d.weight, counters[i].active,
@@ -397,7 +397,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
                                 p.fwd ? "" : " (ipvsadm's default)",
                                 " is not supported by meshlb; use -m (masquerading)"));
       }
-      if (!p.svc->fwmark && d.addr.af != p.svc->addr.af) {
+      if (!p.svc->fwmark && d.addr.family != p.svc->addr.family) {
         return bad("real server and service address families differ");
       }
       auto s = p.cmd == Cmd::kAddDest ? m.addDest(*p.svc, d) : m.editDest(*p.svc, d);
@@ -414,7 +414,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     }
     case Cmd::kZero: {
       // The counters of one service's real servers, or of all.
-      std::vector<uint32_t> ids;
+      std::vector<BackendId> ids;
       for (const auto& [k, svc] : m.services()) {
         if (p.svc && k != *p.svc) continue;
         for (const RealServer& d : svc.dests) ids.push_back(d.id);
@@ -440,7 +440,10 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
         std::string out = "IPVS connection entries\n";
         out += absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
                                "destination");
-        for (const ConnEntry& c : dp.connections ? dp.connections() : std::vector<ConnEntry>{}) {
+        absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
+        if (dp.connections) conns = dp.connections();
+        if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
+        for (const ConnEntry& c : *conns) {
           absl::StrAppend(
               &out, absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
                                     c.protocol == 6 ? "TCP" : "UDP",

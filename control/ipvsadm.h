@@ -26,7 +26,7 @@ struct DestCounters {
 // One tracked connection, for -L -c.
 struct ConnEntry {
   uint8_t protocol = 0;
-  IpAddress client, virt, dest;
+  IpAddr client, virt, dest;
   uint16_t cport = 0, vport = 0, dport = 0;  // host order
   std::string state;
   uint32_t expires_s = 0;
@@ -34,9 +34,12 @@ struct ConnEntry {
 
 // The daemon's side of ipvsadm: counters by real-server id, -Z, and -L -c.
 struct IpvsDataplane {
-  std::function<DestCounters(uint32_t real_server_id)> counters;
-  std::function<void(const std::vector<uint32_t>& real_server_ids)> zero;
-  std::function<std::vector<ConnEntry>()> connections;
+  std::function<DestCounters(BackendId real_server)> counters;
+  std::function<void(const std::vector<BackendId>& real_servers)> zero;
+  // Every tracked connection. The daemon's workers copy theirs between bursts, so
+  // the first call starts that copy and answers kUnavailable; the daemon then
+  // runs the command again once the copy is in, without blocking its thread.
+  std::function<absl::StatusOr<std::vector<ConnEntry>>()> connections;
 };
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

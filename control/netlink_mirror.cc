@@ -69,26 +69,39 @@ int NetlinkMirror::ifindexOf(const std::string& name) {
 }
 
 namespace {
-bool ipv4Of(nl_addr* a, uint32_t* out) {
-  if (!a || nl_addr_get_family(a) != AF_INET || nl_addr_get_len(a) != 4) return false;
-  std::memcpy(out, nl_addr_get_binary_addr(a), 4);
+// An address of either family from libnl; false for anything else.
+bool ipOf(nl_addr* a, IpAddr* out) {
+  if (!a) return false;
+  const int family = nl_addr_get_family(a);
+  const unsigned len = nl_addr_get_len(a);
+  if (family == AF_INET && len == 4) {
+    *out = IpAddr{};
+    out->family = Family::kIpv4;
+  } else if (family == AF_INET6 && len == 16) {
+    *out = IpAddr{};
+    out->family = Family::kIpv6;
+  } else {
+    return false;
+  }
+  std::memcpy(out->b, nl_addr_get_binary_addr(a), len);
   return true;
 }
+bool ipFamily(int family) { return family == AF_INET || family == AF_INET6; }
 }  // namespace
 
 KernelView NetlinkMirror::view() const {
   KernelView v;
   for (nl_object* o = nl_cache_get_first(addr_); o; o = nl_cache_get_next(o)) {
     auto* a = reinterpret_cast<rtnl_addr*>(o);
-    uint32_t ip;
-    if (rtnl_addr_get_family(a) != AF_INET || !ipv4Of(rtnl_addr_get_local(a), &ip)) continue;
+    IpAddr ip;
+    if (!ipOf(rtnl_addr_get_local(a), &ip)) continue;
     v.addrs.push_back({rtnl_addr_get_ifindex(a), ip,
                        static_cast<uint8_t>(rtnl_addr_get_prefixlen(a))});
   }
   for (nl_object* o = nl_cache_get_first(neigh_); o; o = nl_cache_get_next(o)) {
     auto* n = reinterpret_cast<rtnl_neigh*>(o);
-    uint32_t ip;
-    if (rtnl_neigh_get_family(n) != AF_INET || !ipv4Of(rtnl_neigh_get_dst(n), &ip)) continue;
+    IpAddr ip;
+    if (!ipOf(rtnl_neigh_get_dst(n), &ip)) continue;
     int state = rtnl_neigh_get_state(n);
     if (!(state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT))) continue;
     nl_addr* ll = rtnl_neigh_get_lladdr(n);
@@ -99,16 +112,18 @@ KernelView NetlinkMirror::view() const {
   }
   for (nl_object* o = nl_cache_get_first(route_); o; o = nl_cache_get_next(o)) {
     auto* r = reinterpret_cast<rtnl_route*>(o);
-    if (rtnl_route_get_family(r) != AF_INET || rtnl_route_get_table(r) != RT_TABLE_MAIN ||
+    const int family = rtnl_route_get_family(r);
+    if (!ipFamily(family) || rtnl_route_get_table(r) != RT_TABLE_MAIN ||
         rtnl_route_get_type(r) != RTN_UNICAST || rtnl_route_get_nnexthops(r) < 1) {
       continue;
     }
-    KernelView::Route e{0, 0, 0, 0};
+    KernelView::Route e{};
+    e.dst.family = family == AF_INET ? Family::kIpv4 : Family::kIpv6;
     nl_addr* dst = rtnl_route_get_dst(r);
-    if (dst && nl_addr_get_len(dst) == 4) std::memcpy(&e.dst, nl_addr_get_binary_addr(dst), 4);
+    if (dst && nl_addr_get_len(dst) > 0) ipOf(dst, &e.dst);
     e.len = dst ? static_cast<uint8_t>(nl_addr_get_prefixlen(dst)) : 0;
     rtnl_nexthop* nh = rtnl_route_nexthop_n(r, 0);
-    ipv4Of(rtnl_route_nh_get_gateway(nh), &e.gateway);
+    ipOf(rtnl_route_nh_get_gateway(nh), &e.gateway);
     e.ifindex = rtnl_route_nh_get_ifindex(nh);
     v.routes.push_back(e);
   }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "meshlb/types.h"
 
 struct nl_cache;
 struct nl_cache_mngr;
@@ -16,26 +17,27 @@ struct nl_sock;
 
 namespace meshlb {
 
+// What the mirror saw, both address families.
 struct KernelView {
   struct Addr {
     int ifindex;
-    uint32_t addr;  // network order
+    IpAddr addr;
     uint8_t prefixlen;
   };
   struct Neigh {
     int ifindex;
-    uint32_t addr;  // network order
+    IpAddr addr;
     std::array<uint8_t, 6> mac;
   };
   struct Route {
-    uint32_t dst;  // network order
+    IpAddr dst;  // the prefix's address (family set, all zero for a default route)
     uint8_t len;
-    uint32_t gateway;  // 0 = on link
+    IpAddr gateway;  // family kNone: on link
     int ifindex;
   };
   std::vector<Addr> addrs;
-  std::vector<Neigh> neighs;
-  std::vector<Route> routes;  // main table, unicast, IPv4
+  std::vector<Neigh> neighs;   // resolved ones only
+  std::vector<Route> routes;   // main table, unicast
 };
 
 class NetlinkMirror {

@@ -5,37 +5,20 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "meshlb/scheduler.h"
 
 namespace meshlb {
 
-absl::StatusOr<IpAddress> IpAddress::parse(const std::string& text) {
-  IpAddress a;
-  if (inet_pton(AF_INET, text.c_str(), a.b) == 1) {
-    a.af = AF_INET;
-    return a;
-  }
-  if (inet_pton(AF_INET6, text.c_str(), a.b) == 1) {
-    a.af = AF_INET6;
-    return a;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("invalid IP address '", text, "'"));
-}
-
-std::string IpAddress::str() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(af, b, buf, sizeof(buf));
-  return buf;
-}
-
 bool ServiceModel::schedulerSupported(const std::string& name) {
-  return name == "rr" || name == "wrr" || name == "mh";
+  return findScheduler(name) != nullptr;
 }
 
 namespace {
 absl::Status checkScheduler(const std::string& s) {
   if (ServiceModel::schedulerSupported(s)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("scheduler '", s, "' is not supported by meshlb (supported: rr, wrr, mh)"));
+  return absl::InvalidArgumentError(absl::StrCat("scheduler '", s,
+                                                 "' is not supported by meshlb (supported: ",
+                                                 schedulerNames(), ")"));
 }
 }  // namespace
 
@@ -91,8 +74,8 @@ absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
     }
   }
   dest.id = reviveDestId(key, dest);
-  if (dest.id == 0) dest.id = allocDestId();
-  if (dest.id == 0) {
+  if (!dest.id) dest.id = allocDestId();
+  if (!dest.id) {
     return absl::ResourceExhaustedError(
         absl::StrCat("at most ", kMaxRealServers, " real servers over all services"));
   }
@@ -103,39 +86,39 @@ absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
 // Slots rotate and each reuse bumps the slot's generation, so a deleted server's id
 // is not handed to a new one for a long while: connections still pointing at the
 // old id are not taken for the new server's (expire_nodest_conn).
-uint32_t ServiceModel::reviveDestId(const ServiceKey& key, const RealServer& d) {
+BackendId ServiceModel::reviveDestId(const ServiceKey& key, const RealServer& d) {
   auto it = trash_.find({key, d.addr, d.port});
-  if (it == trash_.end()) return 0;
-  const uint32_t id = it->second;
+  if (it == trash_.end()) return {};
+  const BackendId id = it->second;
   trash_.erase(it);
   // Only while its slot has not gone to another server meanwhile.
-  if (slot_used_[backendSlot(id)] || slot_generation_[backendSlot(id)] != (id >> 16)) return 0;
-  slot_used_[backendSlot(id)] = true;
+  if (slot_used_[id.slot()] || slot_generation_[id.slot()] != id.generation()) return {};
+  slot_used_[id.slot()] = true;
   return id;
 }
 
 void ServiceModel::retireDest(const ServiceKey& key, const RealServer& d) {
-  slot_used_[backendSlot(d.id)] = false;
+  slot_used_[d.id.slot()] = false;
   trash_[{key, d.addr, d.port}] = d.id;
   if (trash_.size() > kMaxRealServers) {
     // Entries whose slot has since gone to another server can never be revived.
     std::erase_if(trash_, [&](const auto& e) {
-      const uint32_t slot = backendSlot(e.second);
-      return slot_used_[slot] || slot_generation_[slot] != (e.second >> 16);
+      const BackendId id = e.second;
+      return slot_used_[id.slot()] || slot_generation_[id.slot()] != id.generation();
     });
   }
 }
 
-uint32_t ServiceModel::allocDestId() {
+BackendId ServiceModel::allocDestId() {
   for (uint32_t n = 0; n < kMaxRealServers; ++n) {
     const uint32_t slot = next_slot_hint_;
     next_slot_hint_ = slot == kMaxRealServers ? 1 : slot + 1;
     if (!slot_used_[slot]) {
       slot_used_[slot] = true;
-      return (uint32_t{++slot_generation_[slot]} << 16) | slot;
+      return BackendId::make(++slot_generation_[slot], slot);
     }
   }
-  return 0;
+  return {};
 }
 
 absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& dest) {
@@ -151,7 +134,7 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   return absl::NotFoundError("No such destination");
 }
 
-absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddress& addr,
+absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddr& addr,
                                       uint16_t port) {
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("Service not defined");

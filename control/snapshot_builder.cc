@@ -10,8 +10,6 @@ namespace meshlb {
 
 namespace {
 
-uint32_t maskOf(uint8_t len) { return len == 0 ? 0 : htonl(~uint32_t{0} << (32 - len)); }
-
 int portOfIfindex(const std::vector<TwinPort>& ports, int ifindex) {
   for (size_t i = 0; i < ports.size(); ++i) {
     if (ports[i].ifindex == ifindex) return static_cast<int>(i);
@@ -19,140 +17,169 @@ int portOfIfindex(const std::vector<TwinPort>& ports, int ifindex) {
   return -1;
 }
 
-}  // namespace
-
-static bool sameBackends(const std::vector<BackendSnap>& a, const std::vector<BackendSnap>& b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](const BackendSnap& x, const BackendSnap& y) {
-           return x.addr == y.addr && x.port == y.port && x.weight == y.weight && x.id == y.id;
-         });
+// The family's own address type from the control plane's IpAddr.
+template <class Addr>
+Addr addrOf(const IpAddr& a) {
+  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+    return a.v4();
+  } else {
+    return a.v6();
+  }
 }
+template <class Addr>
+constexpr Family familyOf() {
+  return std::is_same_v<Addr, Ipv4Addr> ? Family::kIpv4 : Family::kIpv6;
+}
+
+// Host-order comparison of two addresses of a family: the order backends are
+// sorted in (and so Maglev's backend ids).
+bool lessAddr(Ipv4Addr a, Ipv4Addr b) { return ntohl(a.v) < ntohl(b.v); }
+bool lessAddr(const Ipv6Addr& a, const Ipv6Addr& b) { return std::memcmp(a.b, b.b, 16) < 0; }
+
+template <class Addr>
+void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
+                   const FamilySnap<Addr>* previous) {
+  // The previous snapshot's services by slot, whose prepared data may be reused.
+  absl::flat_hash_map<uint32_t, const ServiceSnap<Addr>*> before;
+  if (previous) {
+    for (const ServiceSnap<Addr>& ps : previous->services) before[ps.slot] = &ps;
+  }
+  for (const auto& [key, svc] : model.services()) {
+    // An fwmark service takes its family from its servers (IPVS: -6 on -A).
+    if (!key.fwmark && key.addr.family != familyOf<Addr>()) continue;
+    ServiceSnap<Addr> ss;
+    ss.slot = svc.slot;
+    ss.sched = findScheduler(svc.scheduler);
+    ss.fwmark = key.fwmark;
+    ss.proto = key.protocol;
+    if (!key.fwmark) ss.vip = addrOf<Addr>(key.addr);
+    ss.vport = htons(key.port);
+    for (const RealServer& d : svc.dests) {
+      if (d.addr.family != familyOf<Addr>()) continue;
+      ss.backends.push_back({addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id});
+    }
+    std::sort(ss.backends.begin(), ss.backends.end(),
+              [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
+                if (!(a.addr == b.addr)) return lessAddr(a.addr, b.addr);
+                return ntohs(a.port) < ntohs(b.port);
+              });
+    uint32_t g = 0;
+    for (const BackendSnap<Addr>& b : ss.backends) {
+      ss.weights.push_back(b.weight);
+      ss.keys.push_back(backendKey(b));
+      ss.max_weight = std::max(ss.max_weight, b.weight);
+      g = std::gcd(g, b.weight);
+    }
+    ss.weight_gcd = g ? g : 1;
+    // An fwmark service with no server of this family is the other family's.
+    if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) continue;
+    if (ss.sched && ss.sched->prepare) {
+      auto it = before.find(ss.slot);
+      ss.sched->prepare(ss, it != before.end() && it->second->sched == ss.sched ? it->second
+                                                                              : nullptr);
+    }
+    fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
+                                : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
+        static_cast<uint32_t>(fam.services.size());
+    fam.services.push_back(std::move(ss));
+  }
+}
+
+template <class Addr>
+void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelView& kernel,
+                 const std::vector<TwinPort>& ports) {
+  fam.port_addr.assign(ports.size(), Addr{});
+  fam.port_has_addr.assign(ports.size(), false);
+  for (const auto& a : kernel.addrs) {
+    const int p = portOfIfindex(ports, a.ifindex);
+    if (p < 0 || a.addr.family != familyOf<Addr>() || fam.port_has_addr[p]) continue;
+    fam.port_addr[p] = addrOf<Addr>(a.addr);
+    fam.port_has_addr[p] = true;
+  }
+  const auto prefix = [](bool has, const IpAddr& net, uint8_t len) {
+    return has ? Prefix<Addr>::make(addrOf<Addr>(net), len) : Prefix<Addr>{};
+  };
+  for (const IptRule& r : nat.natPostrouting()) {
+    if (r.has_dst && r.dst_net.family != familyOf<Addr>()) continue;
+    SnatRule<Addr> sr;
+    sr.dst = prefix(r.has_dst, r.dst_net, r.dst_len);
+    sr.masquerade = r.target == RuleTarget::kMasquerade;
+    if (!sr.masquerade) {
+      if (r.to_source.family != familyOf<Addr>()) continue;
+      sr.to_source = addrOf<Addr>(r.to_source);
+      fam.snat_addrs.insert(sr.to_source);
+    }
+    fam.snat.push_back(sr);
+  }
+  for (const auto* chain : {&nat.manglePrerouting(), &nat.mangleInput()}) {
+    for (const IptRule& r : *chain) {
+      if ((r.has_src && r.src_net.family != familyOf<Addr>()) ||
+          (r.has_dst && r.dst_net.family != familyOf<Addr>())) {
+        continue;
+      }
+      MarkRule<Addr> mr;
+      mr.src = prefix(r.has_src, r.src_net, r.src_len);
+      mr.dst = prefix(r.has_dst, r.dst_net, r.dst_len);
+      mr.proto = r.proto;
+      mr.sport = htons(r.sport);
+      mr.dport = htons(r.dport);
+      mr.mark = r.mark;
+      fam.marks.push_back(mr);
+    }
+  }
+  for (const auto& r : kernel.routes) {
+    const int p = portOfIfindex(ports, r.ifindex);
+    // Routes out of non-twin interfaces are the kernel's business.
+    if (p < 0 || r.dst.family != familyOf<Addr>()) continue;
+    RouteSnap<Addr> rs;
+    rs.dst = Prefix<Addr>::make(addrOf<Addr>(r.dst), r.len);
+    rs.has_gateway = r.gateway.family == familyOf<Addr>();
+    if (rs.has_gateway) rs.gateway = addrOf<Addr>(r.gateway);
+    rs.port = static_cast<uint16_t>(p);
+    fam.routes.push_back(rs);
+  }
+  std::stable_sort(fam.routes.begin(), fam.routes.end(),
+                   [](const RouteSnap<Addr>& a, const RouteSnap<Addr>& b) {
+                     return a.dst.len > b.dst.len;
+                   });
+  // MASQUERADE sources: the address of the twin that leads to the rule's
+  // destination (every twin's, for a rule without one).
+  for (const SnatRule<Addr>& r : fam.snat) {
+    if (!r.masquerade) continue;
+    const RouteSnap<Addr>* rt = r.dst.len ? fam.route(r.dst.net) : nullptr;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      if (fam.port_has_addr[i] && (!rt || rt->port == i)) fam.snat_addrs.insert(fam.port_addr[i]);
+    }
+  }
+  for (const auto& n : kernel.neighs) {
+    const int p = portOfIfindex(ports, n.ifindex);
+    if (p >= 0 && n.addr.family == familyOf<Addr>()) {
+      fam.neigh.set(static_cast<uint16_t>(p), addrOf<Addr>(n.addr), n.mac);
+    }
+  }
+}
+
+}  // namespace
 
 std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const IptablesModel& nat,
                                         const KernelView& kernel,
                                         const std::vector<TwinPort>& ports, uint64_t generation,
                                         const Snapshot* previous) {
-  // Previous Maglev tables by service slot, for reuse.
-  absl::flat_hash_map<uint32_t, const ServiceSnap*> before;
-  if (previous) {
-    for (const ServiceSnap& ps : previous->services) {
-      if (ps.maglev) before[ps.slot] = &ps;
-    }
-  }
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   const IpvsTimeouts& t = model.timeouts();
   s->timeouts.ms[static_cast<int>(ConnState::kEstablished)] = t.tcp * 1000;
   s->timeouts.ms[static_cast<int>(ConnState::kFinWait)] = t.tcpfin * 1000;
   s->timeouts.ms[static_cast<int>(ConnState::kUdp)] = t.udp * 1000;
-
   for (const auto& [key, svc] : model.services()) {
     for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
-    // The dataplane is IPv4: IPv6 services are kept and listed, not served yet.
-    if (!key.fwmark && key.addr.af != AF_INET) continue;
-    ServiceSnap ss;
-    ss.slot = svc.slot;
-    ss.fwmark = key.fwmark;
-    ss.proto = key.protocol;
-    if (!key.fwmark) std::memcpy(&ss.vip, key.addr.b, 4);
-    ss.vport = htons(key.port);
-    ss.sched = svc.scheduler == "mh" ? Scheduler::kMh
-               : svc.scheduler == "wrr" ? Scheduler::kWrr
-                                        : Scheduler::kRr;
-    for (const RealServer& d : svc.dests) {
-      if (d.addr.af != AF_INET) continue;  // an fwmark service may list IPv6 servers
-      BackendSnap b;
-      std::memcpy(&b.addr, d.addr.b, 4);
-      b.port = htons(d.port);
-      b.weight = d.weight;
-      b.id = d.id;
-      ss.backends.push_back(b);
-    }
-    std::sort(ss.backends.begin(), ss.backends.end(), [](const BackendSnap& a, const BackendSnap& b) {
-      return std::make_pair(ntohl(a.addr), ntohs(a.port)) < std::make_pair(ntohl(b.addr), ntohs(b.port));
-    });
-    uint32_t g = 0;
-    for (const BackendSnap& b : ss.backends) {
-      ss.max_weight = std::max(ss.max_weight, b.weight);
-      g = std::gcd(g, b.weight);
-    }
-    ss.weight_gcd = g ? g : 1;
-    if (auto it = before.find(ss.slot); ss.sched == Scheduler::kMh && it != before.end() &&
-                                        sameBackends(it->second->backends, ss.backends)) {
-      ss.maglev = it->second->maglev;
-    } else if (ss.sched == Scheduler::kMh) {
-      std::vector<MaglevBackend> mb;
-      for (size_t i = 0; i < ss.backends.size(); ++i) {
-        const BackendSnap& b = ss.backends[i];
-        std::string k(6, '\0');
-        std::memcpy(k.data(), &b.addr, 4);
-        std::memcpy(k.data() + 4, &b.port, 2);
-        mb.push_back({k, b.weight, static_cast<uint32_t>(i + 1)});
-      }
-      auto table = MaglevTable::build(std::move(mb));
-      if (table.ok()) ss.maglev = std::make_shared<const MaglevTable>(std::move(*table));
-    }
-    s->service_index[ss.fwmark ? Snapshot::fwmarkKey(ss.fwmark)
-                               : Snapshot::serviceKey(ss.proto, ss.vip, ss.vport)] =
-        static_cast<uint32_t>(s->services.size());
-    s->services.push_back(std::move(ss));
   }
-
-  s->ports.resize(ports.size());
-  for (size_t i = 0; i < ports.size(); ++i) s->ports[i].mac = ports[i].mac;
-  for (const auto& a : kernel.addrs) {
-    int p = portOfIfindex(ports, a.ifindex);
-    if (p >= 0 && s->ports[p].ipv4 == 0) s->ports[p].ipv4 = a.addr;
-  }
-  for (const IptRule& r : nat.nat_postrouting) {
-    SnatRule sr;
-    sr.mask = r.has_dst ? maskOf(r.dst_len) : 0;
-    sr.net = r.dst_net & sr.mask;
-    sr.masquerade = r.target == RuleTarget::kMasquerade;
-    sr.to_source = r.to_source;
-    s->snat.push_back(sr);
-    if (!sr.masquerade) s->snat_addrs.insert(r.to_source);
-  }
-  for (const auto* chain : {&nat.mangle_prerouting, &nat.mangle_input}) {
-    for (const IptRule& r : *chain) {
-      MarkRule mr;
-      mr.src_mask = r.has_src ? maskOf(r.src_len) : 0;
-      mr.src_net = r.src_net & mr.src_mask;
-      mr.dst_mask = r.has_dst ? maskOf(r.dst_len) : 0;
-      mr.dst_net = r.dst_net & mr.dst_mask;
-      mr.proto = r.proto;
-      mr.sport = htons(r.sport);
-      mr.dport = htons(r.dport);
-      mr.mark = r.mark;
-      s->marks.push_back(mr);
-    }
-  }
-  for (const auto& r : kernel.routes) {
-    int p = portOfIfindex(ports, r.ifindex);
-    if (p < 0) continue;  // routes out of non-twin interfaces are the kernel's business
-    RouteSnap rs;
-    rs.len = r.len;
-    rs.mask = maskOf(r.len);
-    rs.prefix = r.dst & rs.mask;
-    rs.gateway = r.gateway;
-    rs.port = static_cast<uint16_t>(p);
-    s->routes.push_back(rs);
-  }
-  std::stable_sort(s->routes.begin(), s->routes.end(),
-                   [](const RouteSnap& a, const RouteSnap& b) { return a.len > b.len; });
-  // MASQUERADE sources: the address of the twin that leads to the rule's
-  // destination (every twin's, for a rule without one).
-  for (const SnatRule& r : s->snat) {
-    if (!r.masquerade) continue;
-    const RouteSnap* rt = r.mask ? s->route(r.net) : nullptr;
-    for (size_t i = 0; i < s->ports.size(); ++i) {
-      if (s->ports[i].ipv4 && (!rt || rt->port == i)) s->snat_addrs.insert(s->ports[i].ipv4);
-    }
-  }
-  for (const auto& n : kernel.neighs) {
-    int p = portOfIfindex(ports, n.ifindex);
-    if (p >= 0) s->neigh.set(Snapshot::neighKey(static_cast<uint16_t>(p), n.addr), n.mac);
-  }
+  s->port_mac.resize(ports.size());
+  for (size_t i = 0; i < ports.size(); ++i) s->port_mac[i] = ports[i].mac;
+  buildServices(s->v4, model, previous ? &previous->v4 : nullptr);
+  buildServices(s->v6, model, previous ? &previous->v6 : nullptr);
+  buildKernel(s->v4, nat, kernel, ports);
+  buildKernel(s->v6, nat, kernel, ports);
   return s;
 }
 

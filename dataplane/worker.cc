@@ -1,19 +1,14 @@
+// The worker's I/O shell around PacketCore: RX bursts from every port and the
+// hand-off ring, the staged pipeline, and what each verdict asks (TX queues, the
+// kernel twins' rings, other workers' hand-off rings). Every decision is the
+// core's; what is here is what needs EAL.
 #include "worker.h"
 
-#include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
 #include <algorithm>
-#include <cstring>
-
-#include "meshlb/bytes.h"
-#include "meshlb/checksum.h"
-#include "meshlb/hash.h"
-#include "meshlb/nat.h"
-#include "meshlb/packet_key.h"
-#include "meshlb/parse.h"
 
 namespace meshlb {
 
@@ -23,7 +18,17 @@ namespace {
 // least 64), so the whole table is swept about once a second whatever the packet
 // rate; expired connections that packets still hit are removed on lookup anyway.
 constexpr uint32_t kMinSweep = 64;
-constexpr uint32_t kSnatPortTries = 64;
+
+CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
+  CoreConfig c;
+  c.index = cfg.index;
+  c.workers = dp.num_workers;
+  c.flow_capacity = cfg.flow_capacity;
+  c.seed = cfg.seed;
+  c.conn_counts = cfg.conn_counts;
+  c.backend_stats = cfg.backend_stats;
+  return c;
+}
 
 class Worker {
  public:
@@ -31,23 +36,16 @@ class Worker {
       : dp_(dp),
         idx_(cfg.index),
         c_(dp.counters[cfg.index]),
-        stats_(cfg.backend_stats),
-        table_(cfg.flow_capacity, cfg.seed),
-        sweep_budget_(std::max(kMinSweep, cfg.flow_capacity / 1000 + 1)) {
-    snat_next_ = firstSnatPort();
-    table_.setConnCounts(cfg.conn_counts);
-    // Scheduler positions per service slot, kept across configuration changes as
-    // IPVS keeps them in the service; sized once here, never on the packet path.
-    sched_pos_.assign(kServiceSlots, kNoPosition);
-    wrr_cw_.assign(kServiceSlots, 0);
-  }
+        core_(c_, coreConfig(dp, cfg)),
+        sweep_budget_(std::max(kMinSweep, cfg.flow_capacity / 1000 + 1)) {}
 
   void run() {
     rte_rcu_qsbr_thread_register(dp_.qsbr, idx_);
     rte_rcu_qsbr_thread_online(dp_.qsbr, idx_);
     while (dp_.running.load(std::memory_order_relaxed)) {
-      loadSnapshot();
+      core_.setSnapshot(dp_.snapshot.load(std::memory_order_acquire));
       now_ms_ = static_cast<uint32_t>(rte_get_timer_cycles() / ms_cycles_);
+      core_.setNow(now_ms_);
       bool backlog = false;  // some queue filled a whole burst: more is waiting
       for (uint16_t port = 0; port < dp_.num_ports; ++port) {
         Burst& b = pipe_[head_];
@@ -77,9 +75,9 @@ class Worker {
       flush();
       if (now_ms_ != swept_ms_) {
         swept_ms_ = now_ms_;
-        table_.expireSome(now_ms_, sweep_budget_);
+        core_.expireSome(sweep_budget_);
       }
-      publishTableCounters();
+      core_.publishCounters();
       rte_rcu_qsbr_quiescent(dp_.qsbr, idx_);
     }
     drain();
@@ -93,20 +91,11 @@ class Worker {
     rte_mbuf* pkts[kRxBurst];  // flushed when full and after every loop
     uint16_t n = 0;
   };
-
-  // The lowest port >= 1024 congruent to this worker's index.
-  uint32_t firstSnatPort() const {
-    const uint32_t n = dp_.num_workers;
-    return 1024 + (idx_ + n - 1024 % n) % n;
-  }
-
-  void loadSnapshot() {
-    const Snapshot* s = dp_.snapshot.load(std::memory_order_acquire);
-    if (s != snap_) {
-      snap_ = s;
-      table_.timeouts() = s->timeouts;
-    }
-  }
+  struct Burst {
+    rte_mbuf* pkts[kRxBurst];
+    PacketMeta meta[kRxBurst];
+    uint16_t n = 0;
+  };
 
   void fromKernel() {
     rte_mbuf* pkts[kRxBurst];
@@ -130,7 +119,7 @@ class Worker {
     uint16_t sent = rte_eth_tx_burst(dp_.port_ids[port], idx_, q.pkts, q.n);
     bump(c_.tx_packets, sent);
     if (sent < q.n) {
-      bump(c_.drop_tx_full, q.n - sent);
+      bump(c_.drop(Drop::kTxFull), q.n - sent);
       rte_pktmbuf_free_bulk(q.pkts + sent, q.n - sent);
     }
     q.n = 0;
@@ -140,37 +129,30 @@ class Worker {
     for (uint16_t p = 0; p < dp_.num_ports; ++p) flushPort(p);
   }
 
-  void toKernel(rte_mbuf* m, uint16_t port) {
-    m->port = port;
-    if (rte_ring_enqueue(dp_.to_kernel[port], m) != 0) {
-      bump(c_.drop_kernel_ring_full);
+  // Hands a packet to a ring (the kernel twin's or another worker's), or drops it
+  // counted when the ring is full.
+  void enqueue(rte_ring* r, rte_mbuf* m, std::atomic<uint64_t>& done, Drop full) {
+    if (rte_ring_enqueue(r, m) != 0) {
+      bump(c_.drop(full));
       rte_pktmbuf_free(m);
       return;
     }
-    bump(c_.to_kernel);
+    bump(done);
   }
 
-  void drop(rte_mbuf* m, std::atomic<uint64_t>& reason) {
-    bump(reason);
-    rte_pktmbuf_free(m);
+  void act(rte_mbuf* m, const Verdict& v) {
+    switch (v.action) {
+      case Verdict::kTransmit:
+        return send(m, v.target);
+      case Verdict::kHandOff:
+        return enqueue(dp_.handoff[v.target], m, c_.handoff_out, Drop::kHandoffFull);
+      case Verdict::kToKernel:
+        m->port = v.target;
+        return enqueue(dp_.to_kernel[v.target], m, c_.to_kernel, Drop::kKernelRingFull);
+      case Verdict::kDrop:
+        return rte_pktmbuf_free(m);  // counted by the core
+    }
   }
-
-  // One packet of a burst, as the first stage left it.
-  struct Slot {
-    ParsedPacket p;  // reused: the fast parse writes only what it needs
-    ParseResult r;
-    bool tracked;    // IPv4 TCP/UDP with ports: looked up in the flow table
-    bool plain;      // parsePacketFast's plain frame: rewritten by natRewritePlain4
-    FlowKey<Ipv4Addr> key;
-    uint64_t hash;
-    uint32_t cand;   // the record the first bucket names (stage 2), checked in full
-  };
-  struct Burst {
-    rte_mbuf* pkts[kRxBurst];
-    Slot slots[kRxBurst];
-    uint16_t n = 0;
-    bool handed = false;  // from another worker's hand-off ring
-  };
 
   // The core's staged lookup, pipelined across bursts (as DPDK l3fwd_em_hlm and
   // VPP prefetch ahead): a received burst is parsed, hashed and its buckets
@@ -184,8 +166,7 @@ class Worker {
   void admit(uint16_t n, bool handed) {
     Burst& b = pipe_[head_];
     b.n = n;
-    b.handed = handed;
-    parseStage(b);
+    parseStage(b, handed);
     recordStage(pipe_[(head_ + 2) % 3]);
     handleStage(pipe_[(head_ + 1) % 3]);
     head_ = static_cast<uint8_t>((head_ + 1) % 3);
@@ -198,306 +179,31 @@ class Worker {
     handleStage(newest);
   }
 
-  void parseStage(Burst& b) {
+  void parseStage(Burst& b, bool handed) {
     for (uint16_t i = 0; i < b.n; ++i) {
-      Slot& s = b.slots[i];
-      rte_mbuf* m = b.pkts[i];
-      s.tracked = false;
-      s.plain = false;
-      if (m->nb_segs != 1) {
-        s.r = ParseResult::kNotIp;  // multi-segment frames are the kernel's
+      PacketMeta& m = b.meta[i];
+      rte_mbuf* mb = b.pkts[i];
+      m.in_port = mb->port;
+      m.handed = handed;
+      if (mb->nb_segs != 1) {  // multi-segment frames are the kernel's
+        m.tracked = false;
+        m.r = ParseResult::kNotIp;
         continue;
       }
-      uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-      s.r = parsePacketFast(f, rte_pktmbuf_data_len(m), s.p, s.plain);
-      // The fast parse vouches for its own frames; reading back the fields it has
-      // just stored would stall on store forwarding (a tenth of the worker's time).
-      s.tracked = s.plain || (s.r == ParseResult::kOk && s.p.ip.l3 == L3Type::kIpv4 &&
-                              !s.p.vlan_count && !s.p.icmp_error && s.p.ip.has_ports &&
-                              (s.p.ip.l4_proto == kProtoTcp || s.p.ip.l4_proto == kProtoUdp));
-      if (s.tracked) {
-        s.key = flowKey4(f, s.p);
-        s.hash = table_.hash(s.key);
-        table_.prefetch(s.hash);
-      }
+      core_.prepare(rte_pktmbuf_mtod(mb, uint8_t*), rte_pktmbuf_data_len(mb), m);
     }
   }
 
   void recordStage(Burst& b) {
-    for (uint16_t i = 0; i < b.n; ++i) {
-      if (b.slots[i].tracked) b.slots[i].cand = table_.prefetchRecord(b.slots[i].hash);
-    }
+    for (uint16_t i = 0; i < b.n; ++i) core_.prefetchRecord(b.meta[i]);
   }
 
   void handleStage(Burst& b) {
-    // Keys in their second bucket: that bucket was prefetched in stage 2; now
-    // their records, so that they are not met cold below.
+    for (uint16_t i = 0; i < b.n; ++i) core_.prefetchSecondRecord(b.meta[i]);
     for (uint16_t i = 0; i < b.n; ++i) {
-      Slot& s = b.slots[i];
-      if (s.tracked && s.cand == 0) s.cand = table_.prefetchSecondRecord(s.hash);
+      act(b.pkts[i], core_.handle(rte_pktmbuf_mtod(b.pkts[i], uint8_t*), b.meta[i]));
     }
-    for (uint16_t i = 0; i < b.n; ++i) handle(b.pkts[i], b.slots[i], b.handed);
     b.n = 0;
-  }
-
-  void handle(rte_mbuf* m, Slot& s, bool handed) {
-    const uint16_t in_port = m->port;
-    uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-    const ParsedPacket& p = s.p;
-    const ParseResult r = s.r;
-    if (r == ParseResult::kNotIp) return toKernel(m, in_port);
-    if (r != ParseResult::kOk) {
-      bump(c_.parse[static_cast<size_t>(r)]);
-      return drop(m, c_.drop_parse);
-    }
-    if (p.ip.l3 == L3Type::kIpv4 && !p.vlan_count && p.icmp_error) {
-      return icmpError(m, f, p, in_port, handed);
-    }
-    // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
-    if (!s.tracked) return toKernel(m, in_port);
-    const FlowKey<Ipv4Addr>& key = s.key;
-    // A connection this worker has is one it owns: both directions' keys map to
-    // the worker that created it. Only a miss is classified (a service, a MARK
-    // rule), and then handed to its owner when that is another worker.
-    auto hit = table_.lookupCandidate(key, s.hash, s.cand, now_ms_);
-    Flow<Ipv4Addr>* e = hit.flow;
-    if (e) {
-      if (!snap_->backendLive(e->backend_id)) {
-        // expire_nodest_conn=1 (Swarm's setting): the real server is gone, so the
-        // connection is expired and its packet dropped.
-        table_.remove(e);
-        return drop(m, c_.drop_nodest_expired);
-      }
-    } else {
-      const ServiceSnap* svc = classify(key);
-      if (!handed && handOff(m, key, svc != nullptr)) return;
-      if (!svc) return toKernel(m, in_port);
-      e = newConnection(m, p, *svc, key);
-      if (!e) return;
-      hit.dir = FlowDir::kOriginal;
-    }
-
-    if (key.proto == kProtoTcp) {
-      table_.onTcp(e, hit.dir, p.tcp_flags, now_ms_);
-    } else {
-      table_.onUdp(e, now_ms_);
-    }
-    Rewrite4 rw;
-    BackendStats& bs = stats_[e->backend_id & 0xffff];
-    if (hit.dir == FlowDir::kOriginal) {
-      rw = {!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}};
-      bump(c_.nat_original);
-      bump(bs.inpkts);
-      bump(bs.inbytes, p.ip.l3_length);
-    } else {
-      rw = {true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
-      bump(c_.nat_reply);
-      bump(bs.outpkts);
-      bump(bs.outbytes, p.ip.l3_length);
-    }
-    if (s.plain) {
-      natRewritePlain4(f, rw);
-    } else {
-      natRewrite(f, p, rw);
-    }
-    forward(m, f, p);
-  }
-
-  // Packets to an SNAT address are replies of connections, not new ones for a
-  // marked service (an SNAT port may equal a marked port); address services still
-  // apply, for an SNAT address that is also a VIP.
-  const ServiceSnap* classify(const FlowKey<Ipv4Addr>& k) const {
-    if (snap_->snat_addrs.contains(k.dst.v)) return snap_->findService(k.proto, k.dst.v, k.dport);
-    return snap_->classify(k.proto, k.src.v, k.dst.v, k.sport, k.dport);
-  }
-
-  // Sends the packet to the worker owning its connection; false when that is us.
-  bool handOff(rte_mbuf* m, const FlowKey<Ipv4Addr>& key, bool to_service) {
-    const uint16_t n = dp_.num_workers;
-    if (n == 1) return false;
-    const uint16_t owner =
-        to_service                              ? ownerOfClient(key.src.v, key.sport, n)
-        : !snap_->snat_addrs.contains(key.dst.v) ? ownerOfClient(key.dst.v, key.dport, n)
-                                                : static_cast<uint16_t>(rte_be_to_cpu_16(key.dport) % n);
-    if (owner == idx_) return false;
-    if (rte_ring_enqueue(dp_.handoff[owner], m) != 0) {
-      drop(m, c_.drop_handoff_full);
-    } else {
-      bump(c_.handoff_out);
-    }
-    return true;
-  }
-
-  // An ICMP error about a tracked connection (unreachable, fragmentation needed,
-  // time exceeded), translated as IPVS does: the quoted packet is one meshlb sent,
-  // so its reverse is a packet of the connection, whose direction says which way
-  // the error goes. Anything else is the kernel's.
-  void icmpError(rte_mbuf* m, uint8_t* f, const ParsedPacket& p, uint16_t in_port, bool handed) {
-    const L3L4Info& in = p.inner;
-    if (in.l3 != L3Type::kIpv4 || !in.has_ports ||
-        (in.l4_proto != kProtoTcp && in.l4_proto != kProtoUdp)) {
-      return toKernel(m, in_port);
-    }
-    const uint8_t* iip = f + in.l3_offset;
-    // The quoted packet, reversed: what the peer itself would send on this connection.
-    const FlowKey<Ipv4Addr> key{{load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport,
-                                in.l4_proto};
-    const ServiceSnap* svc = classify(key);
-    if (!handed && handOff(m, key, svc != nullptr)) return;
-    auto hit = table_.lookup(key, now_ms_);
-    Flow<Ipv4Addr>* e = hit.flow;
-    if (!e) return toKernel(m, in_port);
-    Rewrite4 outer, inner;
-    if (hit.dir == FlowDir::kReply) {
-      // From the task's side, about LB->task: to the client, about client->VIP.
-      outer = {true, true, {e->vip, 0}, {e->client, 0}};
-      inner = {true, true, {e->client, e->cport}, {e->vip, e->vport}};
-    } else {
-      // From the client's side, about VIP->client: to the task, about task->local.
-      outer = {true, true, {e->local, 0}, {e->backend, 0}};
-      inner = {true, true, {e->backend, e->bport}, {e->local, e->lport}};
-    }
-    natRewriteIcmpError(f, p, outer, inner);
-    bump(c_.icmp_translated);
-    forward(m, f, p);
-  }
-
-  const BackendSnap* schedule(const ServiceSnap& s, uint64_t client_hash) {
-    const auto& b = s.backends;
-    if (b.empty() || s.max_weight == 0) return nullptr;
-    const auto n = static_cast<uint32_t>(b.size());
-    // The last server used; kNoPosition means "before the first" (ip_vs_rr/wrr start).
-    uint32_t& last = sched_pos_[s.slot];
-    if (last != kNoPosition && last >= n) last = n - 1;  // servers were removed
-    uint32_t i = last == kNoPosition ? n - 1 : last;
-    switch (s.sched) {
-      case Scheduler::kMh: {
-        uint32_t id = s.maglev->lookup(client_hash);
-        return id ? &b[id - 1] : nullptr;
-      }
-      case Scheduler::kRr:
-        // ip_vs_rr: the next server after the last one, skipping weight 0.
-        for (uint32_t k = 0; k < n; ++k) {
-          i = (i + 1) % n;
-          if (b[i].weight) {
-            last = i;
-            return &b[i];
-          }
-        }
-        return nullptr;
-      case Scheduler::kWrr: {
-        // ip_vs_wrr: walk the servers, lowering the current weight by the gcd of
-        // the weights each time round; serve the first at or above it.
-        int64_t& cw = wrr_cw_[s.slot];
-        for (uint64_t k = 0; k <= uint64_t{n} * (s.max_weight / s.weight_gcd + 1); ++k) {
-          i = (i + 1) % n;
-          if (i == 0) {
-            cw -= s.weight_gcd;
-            if (cw <= 0) cw = s.max_weight;
-          }
-          if (b[i].weight >= cw) {
-            last = i;
-            return &b[i];
-          }
-        }
-        return nullptr;
-      }
-    }
-    return nullptr;
-  }
-
-  Flow<Ipv4Addr>* newConnection(rte_mbuf* m, const ParsedPacket& p, const ServiceSnap& svc,
-                                const FlowKey<Ipv4Addr>& key) {
-    if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
-      // IPVS schedules TCP only on a SYN (sloppy_tcp=0).
-      drop(m, c_.drop_tcp_not_syn);
-      return nullptr;
-    }
-    if (p.ip.fragment) {
-      drop(m, c_.drop_fragment);
-      return nullptr;
-    }
-    // mh hashes the client address alone (IPVS mh without mh-port).
-    const uint64_t client_hash = mum(uint64_t{key.src.v} ^ kHashK0, kHashK1);
-    const BackendSnap* b = schedule(svc, client_hash);
-    if (!b) {
-      drop(m, c_.drop_no_backend);
-      return nullptr;
-    }
-    Flow<Ipv4Addr> f{};
-    f.client = key.src;
-    f.cport = key.sport;
-    f.vip = key.dst;
-    f.vport = key.dport;
-    f.backend.v = b->addr;
-    f.bport = b->port ? b->port : key.dport;
-    f.backend_id = b->id;
-    f.udp = key.proto == kProtoUdp;
-    f.state = static_cast<uint32_t>(f.udp ? ConnState::kUdp : ConnState::kNone);
-    f.local = f.client;
-    f.lport = f.cport;
-
-    uint32_t snat_addr = 0;
-    if (const SnatRule* rule = snatRule(b->addr)) {
-      if (rule->masquerade) {
-        const RouteSnap* rt = snap_->route(b->addr);
-        snat_addr = rt ? snap_->ports[rt->port].ipv4 : 0;
-      } else {
-        snat_addr = rule->to_source;
-      }
-    }
-    Flow<Ipv4Addr>* e = nullptr;
-    if (snat_addr == 0) {
-      e = table_.insert(f, now_ms_);
-    } else {
-      f.local.v = snat_addr;
-      // Ports congruent to this worker's index, so replies find their owner.
-      for (uint32_t t = 0; t < kSnatPortTries && !e; ++t) {
-        snat_next_ += dp_.num_workers;
-        if (snat_next_ > 65535) snat_next_ = firstSnatPort();
-        f.lport = rte_cpu_to_be_16(static_cast<uint16_t>(snat_next_));
-        e = table_.insert(f, now_ms_);
-      }
-    }
-    if (!e) {
-      drop(m, c_.drop_snat_ports_exhausted);
-      return nullptr;
-    }
-    bump(c_.new_connections);
-    bump(stats_[e->backend_id & 0xffff].conns);
-    return e;
-  }
-
-  const SnatRule* snatRule(uint32_t backend) const {
-    for (const SnatRule& r : snap_->snat) {
-      if ((backend & r.mask) == r.net) return &r;
-    }
-    return nullptr;
-  }
-
-  void forward(rte_mbuf* m, uint8_t* f, const ParsedPacket& p) {
-    uint8_t* ip = f + p.ip.l3_offset;
-    const uint32_t dst = load32(ip + 16);
-    const RouteSnap* rt = snap_->route(dst);
-    if (!rt) return drop(m, c_.drop_no_route);
-    // A router's TTL step, with the header checksum updated incrementally.
-    if (ip[8] <= 1) return drop(m, c_.drop_ttl_exceeded);
-    uint16_t old = load16(ip + 8);
-    ip[8] = static_cast<uint8_t>(ip[8] - 1);
-    csumReplace16(ip + 10, old, load16(ip + 8));
-    const uint32_t nexthop = rt->gateway ? rt->gateway : dst;
-    const NeighTable::Mac* mac = snap_->neigh.find(Snapshot::neighKey(rt->port, nexthop));
-    if (!mac) {
-      // The kernel resolves it (it forwards this packet and ARPs); the mirror then
-      // learns the neighbour and later packets go direct.
-      // Addressed to the twin itself, or the kernel would not take it in.
-      bump(c_.neigh_unresolved_to_kernel);
-      std::memcpy(f, snap_->ports[rt->port].mac.data(), 6);
-      return toKernel(m, rt->port);
-    }
-    std::memcpy(f, mac->data(), 6);
-    std::memcpy(f + 6, snap_->ports[rt->port].mac.data(), 6);
-    send(m, rt->port);
   }
 
   // Copies this worker's connections for ipvsadm -L -c (a pause of about a
@@ -506,33 +212,17 @@ class Worker {
     Dataplane::ConnDump& d = dp_.dumps[idx_];
     d.count = 0;
     d.now_ms = now_ms_;
-    table_.forEach([&](const Flow<Ipv4Addr>& f) {
+    core_.table().forEach([&](const Flow<Ipv4Addr>& f) {
       if (d.count < d.flows.size()) d.flows[d.count++] = f;
     });
     dumped_ = request;
     d.done.store(request, std::memory_order_release);
   }
 
-  void publishTableCounters() {
-    const auto& t = table_.counters();
-    c_.flows.store(table_.size(), std::memory_order_relaxed);
-    c_.flows_expired.store(t.expired, std::memory_order_relaxed);
-    c_.evicted_embryonic.store(t.evicted_embryonic, std::memory_order_relaxed);
-    c_.evicted_closing.store(t.evicted_closing, std::memory_order_relaxed);
-    c_.evicted_established.store(t.evicted_established, std::memory_order_relaxed);
-    c_.reply_key_in_use.store(t.reply_key_in_use, std::memory_order_relaxed);
-  }
-
   Dataplane& dp_;
   const uint16_t idx_;
   WorkerCounters& c_;
-  BackendStats* const stats_;
-  FlowTable4 table_;
-  const Snapshot* snap_ = nullptr;
-  static constexpr uint32_t kNoPosition = ~0u;
-  std::vector<uint32_t> sched_pos_;
-  std::vector<int64_t> wrr_cw_;
-  uint32_t snat_next_;
+  PacketCore core_;
   uint32_t dumped_ = 0;
   uint32_t now_ms_ = 0;
   uint32_t swept_ms_ = 0;

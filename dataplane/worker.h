@@ -11,10 +11,10 @@
 #include <memory>
 #include <vector>
 
-
 #include "meshlb/counters.h"
 #include "meshlb/flow_table.h"
 #include "meshlb/snapshot.h"
+#include "meshlb/packet_core.h"
 
 namespace meshlb {
 
@@ -47,30 +47,15 @@ struct Dataplane {
   std::unique_ptr<WorkerCounters[]> counters;  // one per worker
 };
 
-// ipvsadm --stats counters of one real server on one worker (by id slot).
-struct BackendStats {
-  std::atomic<uint64_t> conns{0}, inpkts{0}, outpkts{0}, inbytes{0}, outbytes{0};
-};
-constexpr uint32_t kBackendSlots = 65536;
-
 struct WorkerConfig {
   uint16_t index = 0;         // 0 .. num_workers-1; also the queue index
   uint32_t flow_capacity = 0;
   uint64_t seed = 0;
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, read by control
-  BackendStats* backend_stats = nullptr;         // kBackendSlots entries, read by control
+  BackendStats* backend_stats = nullptr;         // BackendId::kSlots entries, read by control
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.
 int runWorker(Dataplane& dp, const WorkerConfig& cfg);
-
-// The worker that owns a connection, from the client endpoint (original
-// direction) or, for replies to an SNAT address, from the SNAT port: each worker
-// allocates SNAT ports congruent to its index, so both directions agree on every
-// port type without flow steering in the NIC.
-inline uint16_t ownerOfClient(uint32_t ip, uint16_t port, uint16_t workers) {
-  uint64_t h = (uint64_t{ip} * 0x9e3779b97f4a7c15ull) ^ (uint64_t{port} * 0xc2b2ae3d27d4eb4full);
-  return static_cast<uint16_t>(((h >> 32) * workers) >> 32);
-}
 
 }  // namespace meshlb

@@ -31,6 +31,7 @@
 #include "meshlb/hash.h"
 #include "meshlb/huge_array.h"
 #include "meshlb/proto.h"
+#include "meshlb/types.h"
 
 namespace meshlb {
 
@@ -127,17 +128,6 @@ inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
 }
 
 
-struct Ipv4Addr {
-  uint32_t v = 0;  // network byte order
-  friend bool operator==(Ipv4Addr a, Ipv4Addr b) { return a.v == b.v; }
-};
-struct Ipv6Addr {
-  uint8_t b[16] = {};
-  friend bool operator==(const Ipv6Addr& a, const Ipv6Addr& c) {
-    return std::memcmp(a.b, c.b, 16) == 0;
-  }
-};
-
 // Ports in network byte order, as parsed.
 template <class Addr>
 struct FlowKey {
@@ -154,26 +144,37 @@ struct Flow {
   Addr backend, local;  // reply direction: backend -> local (SNAT address, or the client)
   uint16_t cport, vport, bport, lport;
   uint32_t expires_ms;
-  uint32_t backend_id : 24;  // the control plane's stable real-server id
+  uint32_t backend_id : BackendId::kBits;  // BackendId::raw(): the real server
   uint32_t state : 4;        // ConnState; kFreeState when unused
   uint32_t udp : 1;          // proto: 1 = UDP, 0 = TCP
   uint32_t flags : 3;
 
   ConnState connState() const { return static_cast<ConnState>(state); }
+  BackendId backendId() const { return BackendId::fromRaw(backend_id); }
   uint8_t proto() const { return udp ? 17 : 6; }
   FlowKey<Addr> originalKey() const { return {client, vip, cport, vport, proto()}; }
   FlowKey<Addr> replyKey() const { return {backend, local, bport, lport, proto()}; }
 };
 
+// X(field, stats label). Declared once: the table counts them, the worker
+// publishes them and `meshlbctl stats` shows them from this list.
+//   expired: by the sweep or found expired on lookup
+//   reply_key_in_use: insert refused, the reply direction is tracked already
+//   displaced: keys moved to their other bucket to make room
+#define MESHLB_FLOW_TABLE_COUNTERS(X)             \
+  X(inserted, "flows_inserted")                   \
+  X(removed, "flows_removed")                     \
+  X(expired, "flows_expired")                     \
+  X(evicted_embryonic, "evicted_embryonic")       \
+  X(evicted_closing, "evicted_closing")           \
+  X(evicted_established, "evicted_established")   \
+  X(reply_key_in_use, "reply_key_in_use")         \
+  X(displaced, "flows_displaced")
+
 struct FlowTableCounters {
-  uint64_t inserted = 0;
-  uint64_t removed = 0;
-  uint64_t expired = 0;               // by the sweep or found expired on lookup
-  uint64_t evicted_embryonic = 0;
-  uint64_t evicted_closing = 0;
-  uint64_t evicted_established = 0;
-  uint64_t reply_key_in_use = 0;      // insert refused: reply direction already tracked
-  uint64_t displaced = 0;             // keys moved to their other bucket to make room
+#define MESHLB_X(field, label) uint64_t field = 0;
+  MESHLB_FLOW_TABLE_COUNTERS(MESHLB_X)
+#undef MESHLB_X
 };
 
 template <class Addr>
@@ -274,9 +275,9 @@ class FlowTable {
 
   // Per-backend connection counts, IPVS's ActiveConn / InActConn: established TCP
   // connections at [2 * slot], all others (handshake, closing, UDP) at [2 * slot + 1],
-  // slot = backend_id & 0xffff. Written by this table's thread only; `counts`
-  // (2 * 65536 entries) may be read by another thread. nullptr: not counted.
-  static constexpr uint32_t kCountSlots = 65536;
+  // slot = BackendId::slot(). Written by this table's thread only; `counts`
+  // (2 * kCountSlots entries) may be read by another thread. nullptr: not counted.
+  static constexpr uint32_t kCountSlots = BackendId::kSlots;
   void setConnCounts(std::atomic<uint32_t>* counts) { counts_ = counts; }
 
   ConnTimeouts& timeouts() { return timeouts_; }
@@ -304,7 +305,8 @@ class FlowTable {
 
   void countConn(const Entry& e, int delta) {
     if (!counts_) return;
-    const uint32_t i = 2 * (e.backend_id & 0xffff) + (e.connState() == ConnState::kEstablished ? 0 : 1);
+    const uint32_t i =
+        2 * e.backendId().slot() + (e.connState() == ConnState::kEstablished ? 0 : 1);
     counts_[i].store(counts_[i].load(std::memory_order_relaxed) + static_cast<uint32_t>(delta),
                      std::memory_order_relaxed);
   }

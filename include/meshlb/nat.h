@@ -18,12 +18,6 @@
 namespace meshlb {
 
 template <class Addr>
-struct Endpoint {
-  Addr addr;
-  uint16_t port = 0;  // network order; ignored for ICMP outer headers
-};
-
-template <class Addr>
 struct Rewrite {
   bool set_src = false;
   bool set_dst = false;

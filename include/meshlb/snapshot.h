@@ -1,173 +1,269 @@
 // The immutable configuration a worker reads: services and their backends with
-// scheduler tables, SNAT rules, and the mirrored addresses, routes and neighbours
-// of the kernel twins. Built by the control thread, published with one atomic
-// pointer store, freed through rte_rcu_qsbr once every worker has passed a
-// quiescent state. Workers never write it. (IPv4 dataplane; see docs/operations.md.)
+// scheduler tables, SNAT and MARK rules, and the mirrored addresses, routes and
+// neighbours of the kernel twins. Built by the control thread, published with one
+// atomic pointer store, freed through rte_rcu_qsbr once every worker has passed a
+// quiescent state. Workers never write it.
+//
+// Everything that holds an address lives in a FamilySnap<Addr>, one per address
+// family, so the packet core for a family reads its own tables
+// (snapshot.family<Ipv4Addr>()). The IPv6 tables exist and are built empty until
+// the IPv6 dataplane fills them in.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
-#include <optional>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "meshlb/flow_table.h"
 #include "meshlb/maglev.h"
+#include "meshlb/scheduler.h"
+#include "meshlb/types.h"
 
 namespace meshlb {
 
-enum class Scheduler : uint8_t { kRr, kWrr, kMh };
-
+template <class Addr>
 struct BackendSnap {
-  uint32_t addr = 0;  // network order
+  Addr addr;
   uint16_t port = 0;  // network order; 0 keeps the packet's destination port
   uint32_t weight = 0;
-  uint32_t id = 0;    // RealServer::id
+  BackendId id;
 };
 
-// Workers keep scheduler positions per slot, across snapshots.
-constexpr uint32_t kServiceSlots = 65536;
+// A backend's stable identity for Maglev: its address bytes, then its port, both
+// in network order (6 bytes for IPv4, 18 for IPv6). Two appliances with the same
+// backends build the same table from it, and a restart keeps every flow where it
+// was: it must never change (scheduler_test pins the tables it gives).
+template <class Addr>
+std::string backendKey(const BackendSnap<Addr>& b) {
+  std::string k(sizeof(Addr) + 2, '\0');
+  std::memcpy(k.data(), &b.addr, sizeof(Addr));
+  std::memcpy(k.data() + sizeof(Addr), &b.port, 2);
+  return k;
+}
 
-struct ServiceSnap {
-  uint32_t slot = 0;  // < kServiceSlots, stable while the service exists
+// A service of one family: what the scheduler reads (ServiceSched) and its backends.
+template <class Addr>
+struct ServiceSnap : ServiceSched {
   uint32_t fwmark = 0;  // non-zero: a firewall-mark service (any protocol; vip/vport unused)
   uint8_t proto = 0;
-  uint32_t vip = 0;    // network order
-  uint16_t vport = 0;  // network order
-  Scheduler sched = Scheduler::kRr;
-  std::vector<BackendSnap> backends;  // sorted by address and port
-  uint32_t max_weight = 0, weight_gcd = 1;
-  // ids are backend index + 1. Shared between snapshots while the backends are
-  // unchanged: a neighbour or route change must not rebuild every Maglev table.
-  std::shared_ptr<const MaglevTable> maglev;
+  Addr vip;
+  uint16_t vport = 0;                        // network order
+  std::vector<BackendSnap<Addr>> backends;   // sorted by address and port; weights[i] is theirs
 };
 
+// Address prefixes of either family; a prefix of length 0 matches everything.
+template <class Addr>
+struct Prefix;
+template <>
+struct Prefix<Ipv4Addr> {
+  Ipv4Addr net;
+  uint32_t mask = 0;  // network order
+  uint8_t len = 0;
+  static Prefix make(Ipv4Addr a, uint8_t len) {
+    const uint32_t m = ipv4Mask(len);
+    return {{a.v & m}, m, len};
+  }
+  bool contains(Ipv4Addr a) const { return (a.v & mask) == net.v; }
+};
+template <>
+struct Prefix<Ipv6Addr> {
+  Ipv6Addr net;
+  uint8_t len = 0;
+  static Prefix make(const Ipv6Addr& a, uint8_t len) {
+    Prefix p{a, len};
+    for (int i = 0; i < 16; ++i) p.net.b[i] &= byteMask(i, len);
+    return p;
+  }
+  bool contains(const Ipv6Addr& a) const {
+    for (int i = 0; i < 16; ++i) {
+      if ((a.b[i] & byteMask(i, len)) != net.b[i]) return false;
+    }
+    return true;
+  }
+  static uint8_t byteMask(int i, uint8_t len) {
+    const int bits = len - 8 * i;
+    return bits >= 8 ? 0xff : bits <= 0 ? 0 : static_cast<uint8_t>(0xff00 >> bits);
+  }
+};
+
+template <class Addr>
 struct SnatRule {
-  uint32_t net = 0, mask = 0;  // network order; mask 0 matches everything
-  bool masquerade = false;     // source = the egress twin's first IPv4 address
-  uint32_t to_source = 0;      // network order
+  Prefix<Addr> dst;         // length 0 matches everything
+  bool masquerade = false;  // source = the egress twin's first address of the family
+  Addr to_source;
 };
 
 // A mangle MARK rule: packets it matches belong to the firewall-mark service `mark`.
+template <class Addr>
 struct MarkRule {
-  uint32_t src_net = 0, src_mask = 0, dst_net = 0, dst_mask = 0;  // network order
-  uint8_t proto = 0;                                              // 0 = any
-  uint16_t sport = 0, dport = 0;                                  // network order, 0 = any
+  Prefix<Addr> src, dst;
+  uint8_t proto = 0;              // 0 = any
+  uint16_t sport = 0, dport = 0;  // network order, 0 = any
   uint32_t mark = 0;
-  bool matches(uint32_t src, uint32_t dst, uint8_t p, uint16_t sp, uint16_t dp) const {
-    return (src & src_mask) == src_net && (dst & dst_mask) == dst_net && (!proto || proto == p) &&
-           (!sport || sport == sp) && (!dport || dport == dp);
+  bool matches(const Addr& s, const Addr& d, uint8_t p, uint16_t sp, uint16_t dp) const {
+    return src.contains(s) && dst.contains(d) && (!proto || proto == p) && (!sport || sport == sp) &&
+           (!dport || dport == dp);
   }
 };
 
-struct PortSnap {
-  std::array<uint8_t, 6> mac{};
-  uint32_t ipv4 = 0;  // first IPv4 address of the twin, 0 if none
-};
-
+template <class Addr>
 struct RouteSnap {
-  uint32_t prefix = 0, mask = 0;  // network order
-  uint8_t len = 0;
-  uint32_t gateway = 0;           // 0: directly connected
-  uint16_t port = 0;              // data port index
+  Prefix<Addr> dst;
+  Addr gateway;       // all zero: directly connected
+  bool has_gateway = false;
+  uint16_t port = 0;  // data port index
 };
 
-// Neighbours by neighKey (port, IPv4): open addressing with linear probing, at
-// most half full, built by the control thread with the snapshot and read by every
+// Neighbours by (data port, address): open addressing with linear probing, at most
+// half full, built by the control thread with the snapshot and read by every
 // forwarded packet. (An absl::flat_hash_map lookup here measured about a fifth of
 // the worker's time at 1K flows: its hash and group probe cost more than this.)
+template <class Addr>
 class NeighTable {
  public:
   using Mac = std::array<uint8_t, 6>;
-  void set(uint64_t key, const Mac& mac) {
+  void set(uint16_t port, const Addr& addr, const Mac& mac) {
     if (2 * (size_ + 1) > entries_.size()) grow();
-    Entry& e = entries_[probe(key)];
-    if (e.key == kEmpty) ++size_;
-    e = {key, mac};
+    Entry& e = entries_[probe(port, addr)];
+    if (!e.used) ++size_;
+    e = {addr, port, true, mac};
   }
-  const Mac* find(uint64_t key) const {
+  const Mac* find(uint16_t port, const Addr& addr) const {
     if (entries_.empty()) return nullptr;
-    const Entry& e = entries_[probe(key)];
-    return e.key == key ? &e.mac : nullptr;
+    const Entry& e = entries_[probe(port, addr)];
+    return e.used ? &e.mac : nullptr;
   }
   size_t size() const { return size_; }
 
  private:
-  static constexpr uint64_t kEmpty = ~0ull;  // no neighKey: ports are < 2^16
   struct Entry {
-    uint64_t key = kEmpty;
+    Addr addr{};
+    uint16_t port = 0;
+    bool used = false;
     Mac mac{};
   };
-  // The slot holding `key`, or the empty slot where it would go.
-  size_t probe(uint64_t key) const {
+  static uint64_t hashOf(uint16_t port, Ipv4Addr a) {
+    return ((uint64_t{port} << 32 | a.v) * 0x9e3779b97f4a7c15ull) >> 32;
+  }
+  static uint64_t hashOf(uint16_t port, const Ipv6Addr& a) {
+    return hashBytes(a.b, 16, port);
+  }
+  // The slot holding (port, addr), or the empty slot where it would go.
+  size_t probe(uint16_t port, const Addr& addr) const {
     const size_t mask = entries_.size() - 1;
-    size_t i = static_cast<size_t>((key * 0x9e3779b97f4a7c15ull) >> 32) & mask;
-    while (entries_[i].key != key && entries_[i].key != kEmpty) i = (i + 1) & mask;
+    size_t i = static_cast<size_t>(hashOf(port, addr)) & mask;
+    while (entries_[i].used && !(entries_[i].addr == addr && entries_[i].port == port)) {
+      i = (i + 1) & mask;
+    }
     return i;
   }
   void grow() {
     std::vector<Entry> old = std::move(entries_);
     entries_.assign(old.empty() ? 16 : 2 * old.size(), Entry{});
     for (const Entry& e : old) {
-      if (e.key != kEmpty) entries_[probe(e.key)] = e;
+      if (e.used) entries_[probe(e.port, e.addr)] = e;
     }
   }
   std::vector<Entry> entries_;
   size_t size_ = 0;
 };
 
-struct Snapshot {
-  uint64_t generation = 0;
-  std::vector<ServiceSnap> services;
-  absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
-  // Live real servers: by id slot (id & 0xffff), the id's generation + 1; 0 = none.
-  // An array, not a set: every packet of every connection asks.
-  std::vector<uint16_t> live_backend = std::vector<uint16_t>(65536, 0);
-  std::vector<SnatRule> snat;
-  std::vector<MarkRule> marks;  // mangle PREROUTING, then INPUT; first match wins
-  absl::flat_hash_set<uint32_t> snat_addrs;  // every address SNAT may write, network order
-  std::vector<PortSnap> ports;
-  std::vector<RouteSnap> routes;  // longest prefix first
-  NeighTable neigh;  // neighKey() -> MAC
-  ConnTimeouts timeouts;
+// Hashes and equality for addresses as hash-set keys.
+struct AddrHash {
+  size_t operator()(Ipv4Addr a) const { return a.v * 0x9e3779b97f4a7c15ull >> 16; }
+  size_t operator()(const Ipv6Addr& a) const { return hashBytes(a.b, 16, 0); }
+};
 
-  static uint64_t serviceKey(uint8_t proto, uint32_t vip, uint16_t vport) {
-    return (uint64_t{proto} << 48) | (uint64_t{vport} << 32) | vip;
+// The tables of one address family.
+template <class Addr>
+struct FamilySnap {
+  std::vector<ServiceSnap<Addr>> services;
+  absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
+  std::vector<SnatRule<Addr>> snat;
+  std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT; first match wins
+  absl::flat_hash_set<Addr, AddrHash> snat_addrs;  // every address SNAT may write
+  std::vector<Addr> port_addr;      // by data port: the twin's first address, zero if none
+  std::vector<bool> port_has_addr;  // by data port
+  std::vector<RouteSnap<Addr>> routes;  // longest prefix first
+  NeighTable<Addr> neigh;
+
+  static uint64_t serviceKey(uint8_t proto, Ipv4Addr vip, uint16_t vport) {
+    return (uint64_t{proto} << 48) | (uint64_t{vport} << 32) | vip.v;
+  }
+  static uint64_t serviceKey(uint8_t proto, const Ipv6Addr& vip, uint16_t vport) {
+    return hashBytes(vip.b, 16, (uint64_t{proto} << 16) | vport) & ~(uint64_t{1} << 63);
   }
   static uint64_t fwmarkKey(uint32_t mark) { return (uint64_t{1} << 63) | mark; }
-  static uint64_t neighKey(uint16_t port, uint32_t ip) { return (uint64_t{port} << 32) | ip; }
 
-  void setBackendLive(uint32_t id) {
-    live_backend[id & 0xffff] = static_cast<uint16_t>((id >> 16) + 1);
-  }
-  bool backendLive(uint32_t id) const {
-    return live_backend[id & 0xffff] == static_cast<uint16_t>((id >> 16) + 1);
-  }
-
-  const ServiceSnap* findService(uint8_t proto, uint32_t vip, uint16_t vport) const {
+  const ServiceSnap<Addr>* findService(uint8_t proto, const Addr& vip, uint16_t vport) const {
     auto it = service_index.find(serviceKey(proto, vip, vport));
+    if (it == service_index.end()) return nullptr;
+    const ServiceSnap<Addr>& s = services[it->second];
+    return !s.fwmark && s.vip == vip && s.vport == vport && s.proto == proto ? &s : nullptr;
+  }
+  const ServiceSnap<Addr>* findFwmark(uint32_t mark) const {
+    auto it = service_index.find(fwmarkKey(mark));
     return it == service_index.end() ? nullptr : &services[it->second];
   }
   // The service a new packet belongs to: an address service, else the firewall-mark
   // service of the first MARK rule that matches it (Swarm's ingress).
-  const ServiceSnap* classify(uint8_t proto, uint32_t src, uint32_t dst, uint16_t sport,
-                              uint16_t dport) const {
-    if (const ServiceSnap* s = findService(proto, dst, dport)) return s;
-    for (const MarkRule& r : marks) {
-      if (r.matches(src, dst, proto, sport, dport)) {
-        auto it = service_index.find(fwmarkKey(r.mark));
-        return it == service_index.end() ? nullptr : &services[it->second];
-      }
+  const ServiceSnap<Addr>* classify(uint8_t proto, const Addr& src, const Addr& dst,
+                                    uint16_t sport, uint16_t dport) const {
+    if (const ServiceSnap<Addr>* s = findService(proto, dst, dport)) return s;
+    for (const MarkRule<Addr>& r : marks) {
+      if (r.matches(src, dst, proto, sport, dport)) return findFwmark(r.mark);
     }
     return nullptr;
   }
-  const RouteSnap* route(uint32_t dst) const {
-    for (const RouteSnap& r : routes) {
-      if ((dst & r.mask) == r.prefix) return &r;
+  const RouteSnap<Addr>* route(const Addr& dst) const {
+    for (const RouteSnap<Addr>& r : routes) {
+      if (r.dst.contains(dst)) return &r;
     }
     return nullptr;
+  }
+  // The SNAT rule for a backend address, first match.
+  const SnatRule<Addr>* snatRule(const Addr& backend) const {
+    for (const SnatRule<Addr>& r : snat) {
+      if (r.dst.contains(backend)) return &r;
+    }
+    return nullptr;
+  }
+};
+
+struct Snapshot {
+  uint64_t generation = 0;
+  FamilySnap<Ipv4Addr> v4;
+  FamilySnap<Ipv6Addr> v6;
+  std::vector<std::array<uint8_t, 6>> port_mac;  // by data port: the port's (and twin's) MAC
+  // Live real servers: by id slot, the id's generation + 1; 0 = none. An array, not
+  // a set: every packet of every connection asks.
+  std::vector<uint16_t> live_backend = std::vector<uint16_t>(BackendId::kSlots, 0);
+  ConnTimeouts timeouts;
+
+  template <class Addr>
+  const FamilySnap<Addr>& family() const {
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      return v4;
+    } else {
+      return v6;
+    }
+  }
+  template <class Addr>
+  FamilySnap<Addr>& family() {
+    return const_cast<FamilySnap<Addr>&>(static_cast<const Snapshot*>(this)->family<Addr>());
+  }
+
+  void setBackendLive(BackendId id) {
+    live_backend[id.slot()] = static_cast<uint16_t>(id.generation() + 1);
+  }
+  bool backendLive(BackendId id) const {
+    return live_backend[id.slot()] == static_cast<uint16_t>(id.generation() + 1);
   }
 };
 

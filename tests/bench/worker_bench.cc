@@ -6,7 +6,7 @@
 // received mbuf's frame as a NIC's DMA would: the next packet of the queue's flows,
 // streamed from a per-queue array in a random flow order. Pass 0 sends every flow's
 // SYN (the new-connection path; its rate is reported), later passes ACKs on the
-// established connections. Each worker's flows are ones it owns (ownerOfClient),
+// established connections. Each worker's flows are ones it owns (ownerOf),
 // so nothing is handed between workers.
 //
 // On the same worker lcores, one after the other:
@@ -51,7 +51,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../../dataplane/worker.h"
+#include "worker.h"
 #include "meshlb/bytes.h"
 #include "meshlb/checksum.h"
 #include "meshlb/huge_array.h"
@@ -156,7 +156,7 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
   for (uint64_t k = 0; eps.size() < flows; ++k) {
     const uint32_t ip = htonl(0xc6120100u + static_cast<uint32_t>(k >> 14));  // 198.18.1.0 on
     const uint16_t port = htons(static_cast<uint16_t>(1024 + (k & 0x3fff)));
-    if (ownerOfClient(ip, port, workers) == w) eps.emplace_back(ip, port);
+    if (ownerOf({{ip}, port}, workers) == w) eps.emplace_back(ip, port);
   }
   std::shuffle(eps.begin(), eps.end(), std::mt19937(seed));
   r.frames = HugeArray<uint8_t>(size_t{flows} * kPktSize);
@@ -168,25 +168,31 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
 
 std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
   auto s = std::make_unique<Snapshot>();
-  ServiceSnap svc;
+  FamilySnap<Ipv4Addr>& f = s->v4;
+  ServiceSnap<Ipv4Addr> svc;
   svc.proto = kProtoTcp;
-  svc.vip = kVip;
+  svc.vip = {kVip};
   svc.vport = kVport;
-  svc.sched = Scheduler::kRr;
+  svc.sched = findScheduler("rr");
   svc.max_weight = 1;
-  PortSnap port;
-  std::memcpy(port.mac.data(), port_mac.addr_bytes, 6);
-  port.ipv4 = htonl(0xc6130001u);
-  s->ports.push_back(port);
-  s->routes.push_back({htonl(0xc6130000u), htonl(0xffff0000u), 16, 0, 0});  // 198.19.0.0/16
+  std::array<uint8_t, 6> mac;
+  std::memcpy(mac.data(), port_mac.addr_bytes, 6);
+  s->port_mac.push_back(mac);
+  f.port_addr.push_back({htonl(0xc6130001u)});
+  f.port_has_addr.push_back(true);
+  RouteSnap<Ipv4Addr> rt;
+  rt.dst = Prefix<Ipv4Addr>::make({htonl(0xc6130000u)}, 16);  // 198.19.0.0/16
+  f.routes.push_back(rt);
   for (uint32_t t = 1; t <= kTasks; ++t) {
-    const uint32_t addr = htonl(ntohl(kTaskNet) + t);
-    svc.backends.push_back({addr, kVport, 1, t});
-    s->setBackendLive(t);
-    s->neigh.set(Snapshot::neighKey(0, addr), {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
+    const Ipv4Addr addr{htonl(ntohl(kTaskNet) + t)};
+    const BackendId id = BackendId::make(0, t);
+    svc.backends.push_back({addr, kVport, 1, id});
+    svc.weights.push_back(1);
+    s->setBackendLive(id);
+    f.neigh.set(0, addr, {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
   }
-  s->service_index[Snapshot::serviceKey(kProtoTcp, kVip, kVport)] = 0;
-  s->services.push_back(std::move(svc));
+  f.service_index[FamilySnap<Ipv4Addr>::serviceKey(kProtoTcp, svc.vip, kVport)] = 0;
+  f.services.push_back(std::move(svc));
   return s;
 }
 
@@ -364,7 +370,7 @@ Result runMeshlb(double secs, uint32_t flows, Load load = {}) {
   for (uint16_t w = 0; w < n; ++w) {
     run->conn_counts.push_back(
         std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
-    run->backend_stats.push_back(std::make_unique<BackendStats[]>(kBackendSlots));
+    run->backend_stats.push_back(std::make_unique<BackendStats[]>(BackendId::kSlots));
     WorkerConfig c;
     c.index = w;
     c.flow_capacity = flows + flows / 8;
@@ -385,11 +391,11 @@ Result runMeshlb(double secs, uint32_t flows, Load load = {}) {
   for (uint16_t w = 0; w < n; ++w) {
     const WorkerCounters& c = dp.counters[w];
     std::string bad;
-#define MESHLB_X(field, label, drop) \
-  if (drop && c.field.load())        \
-    bad += std::string(" ") + label + "=" + std::to_string(c.field.load());
-    MESHLB_WORKER_COUNTERS(MESHLB_X)
-#undef MESHLB_X
+    for (size_t d = 0; d < static_cast<size_t>(Drop::kCount); ++d) {
+      if (const uint64_t v = c.drops[d].load()) {
+        bad += std::string(" ") + dropName(static_cast<Drop>(d)) + "=" + std::to_string(v);
+      }
+    }
     if (c.new_connections.load() != flows)
       bad += " new_connections=" + std::to_string(c.new_connections.load());
     if (c.to_kernel.load() || c.handoff_out.load()) bad += " to_kernel/handoff_out";

@@ -69,7 +69,7 @@ TEST(Iptables, SwarmRulesSaveAndList) {
   ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT "
                                    "--to-source 198.18.1.1"))
                   .ok());
-  EXPECT_TRUE(m.nat_postrouting.empty());
+  EXPECT_TRUE(m.natPostrouting().empty());
 }
 
 TEST(Iptables, RefusalsNameTheProblem) {
@@ -107,7 +107,7 @@ TEST(Iptables, RefusalsNameTheProblem) {
     EXPECT_NE(r.status().message().find(c.error), std::string::npos)
         << c.line << " -> " << r.status().message();
   }
-  EXPECT_TRUE(m.nat_postrouting.empty());
+  EXPECT_TRUE(m.natPostrouting().empty());
 }
 
 // Docker Swarm's ingress marks: published port 8080 -> firewall mark 256.
@@ -128,7 +128,7 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
   ASSERT_TRUE(runIptables(m, words("-t mangle -D PREROUTING -p tcp -m tcp --dport 8080 -j MARK "
                                    "--set-xmark 0x100/0xffffffff"))
                   .ok());
-  EXPECT_TRUE(m.mangle_prerouting.empty());
+  EXPECT_TRUE(m.manglePrerouting().empty());
   EXPECT_EQ(*runIptables(m, words("-t mangle -L INPUT -n")),
             "Chain INPUT (policy ACCEPT)\n"
             "target     prot opt source               destination         \n"
@@ -138,8 +138,13 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
                 "iptables -t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-xmark "
                 "0x101/0xffffffff"});
   ASSERT_TRUE(runIptables(m, words("-t mangle -F")).ok());
-  EXPECT_TRUE(m.mangle_input.empty());
+  EXPECT_TRUE(m.mangleInput().empty());
 }
+
+constexpr char kStateHeader[] =
+    "# meshlb state v2\n"
+    "# meshlbd rewrites this file on every accepted change; each line is a section name and its "
+    "arguments.\n";
 
 class StateFile : public ::testing::Test {
  protected:
@@ -177,7 +182,7 @@ TEST_F(StateFile, EveryChangeIsSavedAndRestored) {
     EXPECT_FALSE(changed);  // a listing changes nothing
   }
   EXPECT_EQ(read(),
-            "# meshlb state v1\n"
+            std::string(kStateHeader) +
             "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
             "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
             "ipvsadm --set 100 120 300\n"
@@ -197,6 +202,62 @@ TEST_F(StateFile, CorruptFileStopsTheStartAndIsLeftAlone) {
   EXPECT_EQ(read(), bad);
   std::ofstream(path_) << "garbage\n";
   EXPECT_NE(c.useStateFile(path_).message().find("not a meshlb state file"), std::string::npos);
+}
+
+// A file an older meshlbd wrote (version 1) loads as it is and is rewritten as v2.
+TEST_F(StateFile, VersionOneStillLoads) {
+  const std::string v1 =
+      "# meshlb state v1\n"
+      "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
+      "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
+      "ipvsadm --set 100 120 300\n"
+      "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n";
+  std::ofstream(path_) << v1;
+  Commands c;
+  ASSERT_TRUE(c.useStateFile(path_).ok());
+  EXPECT_EQ(read(), std::string(kStateHeader) + v1.substr(v1.find('\n') + 1));
+  EXPECT_EQ(c.services().timeouts().tcp, 100u);
+  EXPECT_EQ(c.nat().natPostrouting().size(), 1u);
+}
+
+// What this meshlbd cannot read stops the start with the reason, untouched.
+TEST_F(StateFile, NewerVersionsAndUnknownSectionsAreRefused) {
+  const std::string newer = "# meshlb state v3\nipvsadm --set 100 120 300\n";
+  std::ofstream(path_) << newer;
+  Commands c;
+  auto st = c.useStateFile(path_);
+  EXPECT_NE(st.message().find("version 3 is newer"), std::string::npos) << st.message();
+  EXPECT_EQ(read(), newer);
+  const std::string unknown = "# meshlb state v2\noverlay vni 4097\n";
+  std::ofstream(path_) << unknown;
+  st = c.useStateFile(path_);
+  EXPECT_NE(st.message().find("state line 2: unknown section 'overlay'"), std::string::npos)
+      << st.message();
+  EXPECT_EQ(read(), unknown);
+}
+
+// A change is one the models see, whatever the command: an edit to the same
+// weight, a delete and re-add that revives the same server, and listings are not.
+TEST(Commands, ChangesAreDetectedInTheModels) {
+  Commands c;
+  bool changed = false;
+  ASSERT_TRUE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s rr"), "", &changed).ok());
+  EXPECT_TRUE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
+  EXPECT_TRUE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
+  EXPECT_FALSE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 3"), "", &changed).ok());
+  EXPECT_TRUE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -E -t 198.18.0.1:80 -s rr"), "", &changed).ok());
+  EXPECT_FALSE(changed);
+  ASSERT_TRUE(c.run(words("iptables -t nat -F"), "", &changed).ok());
+  EXPECT_FALSE(changed);
+  ASSERT_TRUE(c.run(words("iptables -t mangle -A INPUT -d 198.18.0.5 -j MARK --set-mark 9"), "",
+                    &changed).ok());
+  EXPECT_TRUE(changed);
+  ASSERT_TRUE(c.run(words("ipvsadm -S -n"), "", &changed).ok());
+  EXPECT_FALSE(changed);
 }
 
 TEST(Commands, Ipv4OnlyDaemonRefusesIpv6Services) {
@@ -221,7 +282,7 @@ TEST(Commands, UnknownAndRejectedChangeNothing) {
   EXPECT_EQ(*c.run(words("stats --json"), "", &changed), "{}");
   EXPECT_FALSE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s lc"), "", &changed).ok());
   EXPECT_FALSE(changed);
-  EXPECT_EQ(c.saveState(), "# meshlb state v1\nipvsadm --set 900 120 300\n");
+  EXPECT_EQ(c.saveState(), std::string(kStateHeader) + "ipvsadm --set 900 120 300\n");
 }
 
 TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
@@ -235,78 +296,79 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
                         "iptables -t nat -A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j MASQUERADE"}) {
     ASSERT_TRUE(c.run(words(l), "", &changed).ok()) << l;
   }
-  auto ip = [](const char* s) {
-    uint32_t a;
-    inet_pton(AF_INET, s, &a);
-    return a;
-  };
+  auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
+  auto v4 = [&](const char* s) { return ip(s).v4(); };
   KernelView k;
   k.addrs = {{10, ip("198.18.0.1"), 24}, {11, ip("198.18.1.1"), 24}};
-  k.routes = {{ip("198.18.0.0"), 24, 0, 10}, {ip("198.18.1.0"), 24, 0, 11},
-              {0, 0, ip("198.18.0.254"), 10}, {ip("198.19.0.0"), 16, 0, 99}};
+  k.routes = {{ip("198.18.0.0"), 24, {}, 10}, {ip("198.18.1.0"), 24, {}, 11},
+              {ip("0.0.0.0"), 0, ip("198.18.0.254"), 10}, {ip("198.19.0.0"), 16, {}, 99}};
   k.neighs = {{11, ip("198.18.1.11"), {2, 0, 0, 0, 0, 0x11}}};
   std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}, {11, {2, 0, 0, 0, 0, 2}}};
   auto s = buildSnapshot(c.services(), c.nat(), k, ports, 7);
+  const FamilySnap<Ipv4Addr>& f = s->v4;
   EXPECT_EQ(s->generation, 7u);
-  ASSERT_EQ(s->services.size(), 2u);
-  const ServiceSnap* svc = s->findService(6, ip("198.18.0.1"), htons(8080));
+  ASSERT_EQ(f.services.size(), 2u);
+  EXPECT_TRUE(s->v6.services.empty() && s->v6.routes.empty());
+  const auto* svc = f.findService(6, v4("198.18.0.1"), htons(8080));
   // A packet to port 8081 anywhere is marked 256 and belongs to the fwmark service.
-  const ServiceSnap* marked = s->classify(6, ip("198.18.0.10"), ip("198.18.0.99"), htons(40000),
-                                          htons(8081));
+  const auto* marked = f.classify(6, v4("198.18.0.10"), v4("198.18.0.99"), htons(40000),
+                                  htons(8081));
   ASSERT_NE(marked, nullptr);
   EXPECT_EQ(marked->fwmark, 256u);
-  EXPECT_EQ(s->classify(17, ip("198.18.0.10"), ip("198.18.0.99"), htons(40000), htons(8081)),
+  EXPECT_EQ(f.classify(17, v4("198.18.0.10"), v4("198.18.0.99"), htons(40000), htons(8081)),
             nullptr);  // the rule says -p tcp
-  EXPECT_EQ(s->classify(6, ip("198.18.0.10"), ip("198.18.0.1"), htons(40000), htons(8080)), svc);
+  EXPECT_EQ(f.classify(6, v4("198.18.0.10"), v4("198.18.0.1"), htons(40000), htons(8080)), svc);
   ASSERT_NE(svc, nullptr);
   ASSERT_EQ(svc->backends.size(), 2u);
-  EXPECT_EQ(svc->backends[0].addr, ip("198.18.1.11"));  // sorted by address
+  EXPECT_EQ(svc->backends[0].addr, v4("198.18.1.11"));  // sorted by address
   EXPECT_EQ(svc->max_weight, 2u);
+  EXPECT_EQ(svc->sched, findScheduler("mh"));
   ASSERT_NE(svc->maglev, nullptr);
   // A kernel-side change alone reuses the Maglev table; a backend change rebuilds it.
   k.neighs.push_back({11, ip("198.18.1.12"), {2, 0, 0, 0, 0, 0x12}});
   auto s2 = buildSnapshot(c.services(), c.nat(), k, ports, 8, s.get());
-  EXPECT_EQ(s2->findService(6, ip("198.18.0.1"), htons(8080))->maglev, svc->maglev);
+  EXPECT_EQ(s2->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:8080 -r 198.18.1.12:80 -m -w 3"), "", &changed).ok());
   auto s3 = buildSnapshot(c.services(), c.nat(), k, ports, 9, s2.get());
-  EXPECT_NE(s3->findService(6, ip("198.18.0.1"), htons(8080))->maglev, svc->maglev);
+  EXPECT_NE(s3->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   for (const auto& [k, svc2] : c.services().services()) {
     for (const RealServer& d : svc2.dests) EXPECT_TRUE(s->backendLive(d.id));  // fwmark's too
   }
-  EXPECT_FALSE(s->backendLive((7u << 16) | 1));  // another generation of a live slot
-  EXPECT_FALSE(s->backendLive(999));
-  ASSERT_NE(s->route(ip("198.18.1.50")), nullptr);
-  EXPECT_EQ(s->route(ip("198.18.1.50"))->port, 1);
-  EXPECT_EQ(s->route(ip("203.0.113.9"))->gateway, ip("198.18.0.254"));  // default route
-  EXPECT_EQ(s->routes.size(), 3u);  // the route via a non-twin interface is not ours
-  EXPECT_EQ(s->ports[1].ipv4, ip("198.18.1.1"));
-  EXPECT_TRUE(s->snat_addrs.contains(ip("198.18.1.1")));   // MASQUERADE towards 198.18.1.0/24
-  EXPECT_FALSE(s->snat_addrs.contains(ip("198.18.0.1")));  // the other twin's: a VIP, not SNAT
-  EXPECT_NE(s->neigh.find(Snapshot::neighKey(1, ip("198.18.1.11"))), nullptr);
+  const BackendId live = svc->backends[0].id;
+  EXPECT_FALSE(s->backendLive(BackendId::make(live.generation() + 7, live.slot())));  // another generation of a live slot
+  EXPECT_FALSE(s->backendLive(BackendId::make(0, 999)));
+  ASSERT_NE(f.route(v4("198.18.1.50")), nullptr);
+  EXPECT_EQ(f.route(v4("198.18.1.50"))->port, 1);
+  EXPECT_EQ(f.route(v4("203.0.113.9"))->gateway, v4("198.18.0.254"));  // default route
+  EXPECT_EQ(f.routes.size(), 3u);  // the route via a non-twin interface is not ours
+  EXPECT_EQ(f.port_addr[1], v4("198.18.1.1"));
+  EXPECT_TRUE(f.snat_addrs.contains(v4("198.18.1.1")));   // MASQUERADE towards 198.18.1.0/24
+  EXPECT_FALSE(f.snat_addrs.contains(v4("198.18.0.1")));  // the other twin's: a VIP, not SNAT
+  EXPECT_NE(f.neigh.find(1, v4("198.18.1.11")), nullptr);
   EXPECT_EQ(s->timeouts.of(ConnState::kEstablished), 900000u);
 }
 
 TEST(SnapshotBuilder, NeighbourTableFindsEveryEntryThroughGrowth) {
-  NeighTable t;
-  EXPECT_EQ(t.find(Snapshot::neighKey(0, 1)), nullptr);  // empty: no slots at all
+  NeighTable<Ipv4Addr> t;
+  auto addr = [](uint32_t i) { return Ipv4Addr{htonl(0xc6120000u + (i << 8))}; };
+  EXPECT_EQ(t.find(0, Ipv4Addr{1}), nullptr);  // empty: no slots at all
   // Keys that share low bits, across several doublings.
   for (uint32_t i = 0; i < 1000; ++i) {
-    t.set(Snapshot::neighKey(static_cast<uint16_t>(i % 3), htonl(0xc6120000u + (i << 8))),
+    t.set(static_cast<uint16_t>(i % 3), addr(i),
           {2, 0, 0, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)});
   }
   EXPECT_EQ(t.size(), 1000u);
   for (uint32_t i = 0; i < 1000; ++i) {
-    const auto* mac =
-        t.find(Snapshot::neighKey(static_cast<uint16_t>(i % 3), htonl(0xc6120000u + (i << 8))));
+    const auto* mac = t.find(static_cast<uint16_t>(i % 3), addr(i));
     ASSERT_NE(mac, nullptr) << i;
     EXPECT_EQ((*mac)[4], static_cast<uint8_t>(i >> 8));
     EXPECT_EQ((*mac)[5], static_cast<uint8_t>(i));
   }
   // The same address on another port is another neighbour; setting again replaces.
-  EXPECT_EQ(t.find(Snapshot::neighKey(1, htonl(0xc6120000u))), nullptr);
-  t.set(Snapshot::neighKey(0, htonl(0xc6120000u)), {2, 0, 0, 0, 0x77, 0x77});
+  EXPECT_EQ(t.find(1, addr(0)), nullptr);
+  t.set(0, addr(0), {2, 0, 0, 0, 0x77, 0x77});
   EXPECT_EQ(t.size(), 1000u);
-  EXPECT_EQ((*t.find(Snapshot::neighKey(0, htonl(0xc6120000u))))[5], 0x77);
+  EXPECT_EQ((*t.find(0, addr(0)))[5], 0x77);
 }
 
 }  // namespace

@@ -59,17 +59,17 @@ TEST(Ipvsadm, ListNumericMatchesIpvsadmByteForByte) {
 
 // The dataplane's figures for real servers by address (ids are the model's).
 IpvsDataplane fakeDataplane(const ServiceModel& m, std::map<std::string, DestCounters> by_addr,
-                            std::vector<uint32_t>* zeroed = nullptr) {
-  std::map<uint32_t, DestCounters> by_id;
+                            std::vector<BackendId>* zeroed = nullptr) {
+  std::map<BackendId, DestCounters> by_id;
   for (const auto& [k, svc] : m.services()) {
     for (const RealServer& d : svc.dests) by_id[d.id] = by_addr[d.addr.str()];
   }
   IpvsDataplane dp;
-  dp.counters = [by_id](uint32_t id) {
+  dp.counters = [by_id](BackendId id) {
     auto it = by_id.find(id);
     return it == by_id.end() ? DestCounters{} : it->second;
   };
-  dp.zero = [zeroed](const std::vector<uint32_t>& ids) {
+  dp.zero = [zeroed](const std::vector<BackendId>& ids) {
     if (zeroed) *zeroed = ids;
   };
   return dp;
@@ -133,12 +133,12 @@ TEST(Ipvsadm, StatsAndRateInIpvsadmFormat) {
 TEST(Ipvsadm, ConnectionListInIpvsadmFormat) {
   ServiceModel m;
   IpvsDataplane dp;
-  dp.connections = [] {
+  dp.connections = []() -> absl::StatusOr<std::vector<ConnEntry>> {
     ConnEntry c;
     c.protocol = 6;
-    c.client = *IpAddress::parse("198.18.0.10");
-    c.virt = *IpAddress::parse("198.18.0.1");
-    c.dest = *IpAddress::parse("198.18.1.12");
+    c.client = *IpAddr::parse("198.18.0.10");
+    c.virt = *IpAddr::parse("198.18.0.1");
+    c.dest = *IpAddr::parse("198.18.1.12");
     c.cport = 40000, c.vport = 8080, c.dport = 80;
     c.state = "ESTABLISHED";
     c.expires_s = 899;
@@ -161,7 +161,7 @@ TEST(Ipvsadm, ZeroAsksTheDataplaneForTheServiceServers) {
   swarm(m);
   ok(m, "-A -t 198.18.0.1:80 -s rr");
   ok(m, "-a -t 198.18.0.1:80 -r 198.19.1.7:80 -m");
-  std::vector<uint32_t> zeroed;
+  std::vector<BackendId> zeroed;
   auto dp = fakeDataplane(m, {}, &zeroed);
   ASSERT_TRUE(runIpvsadm(m, {"-Z", "-t", "198.18.0.1:80"}, "", dp).ok());
   EXPECT_EQ(zeroed.size(), 1u);
@@ -213,16 +213,16 @@ TEST(Ipvsadm, ReaddedRealServerKeepsItsId) {
     for (const RealServer& d : m.services().begin()->second.dests) {
       if (d.addr.str() == addr) return d.id;
     }
-    return 0u;
+    return BackendId();
   };
-  const uint32_t before = idOf("198.19.1.3");
+  const BackendId before = idOf("198.19.1.3");
   ok(m, "-d -f 256 -r 198.19.1.3:0");
   ok(m, "-a -f 256 -r 198.19.1.9:0 -m");  // a new server gets a new id
   EXPECT_NE(idOf("198.19.1.9"), before);
   ok(m, "-a -f 256 -r 198.19.1.3:0 -m");
   EXPECT_EQ(idOf("198.19.1.3"), before);
   const std::string saved = *run(m, "-S -n");
-  std::map<std::string, uint32_t> ids;
+  std::map<std::string, BackendId> ids;
   for (const char* a : {"198.19.1.2", "198.19.1.3", "198.19.1.4", "198.19.1.9"}) ids[a] = idOf(a);
   ok(m, "-C");
   ASSERT_TRUE(run(m, "-R", saved).ok());

@@ -1,0 +1,177 @@
+// The worker's decisions, as pure code: a frame, its parse, the worker's state
+// (flow table, scheduler positions, SNAT ports, counters) and the snapshot in; a
+// verdict out (transmit on port P, hand to worker W, give to the kernel twin, drop
+// because R), with the frame rewritten in place for the first. No EAL, no mbuf,
+// no ring: unit tests call it with scapy-made frames (tests/unit/packet_core_test.cc),
+// and the worker (worker.cc) is the thin I/O shell around it that receives bursts,
+// stages them, and acts on the verdicts.
+//
+// Per address family and encapsulation the core has one instance, chosen at
+// compile time (handleFamily<Addr, Encap>), as VPP's lb plugin has a node per
+// combination. The IPv6 and VXLAN instances give their packets to the kernel until
+// their issues fill them in.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "meshlb/counters.h"
+#include "meshlb/flow_table.h"
+#include "meshlb/nat.h"
+#include "meshlb/parse.h"
+#include "meshlb/snapshot.h"
+#include "meshlb/types.h"
+
+namespace meshlb {
+
+enum class Encap : uint8_t { kPlain, kVxlan };
+
+// What the I/O shell does with a packet the core has seen.
+struct Verdict {
+  enum Action : uint8_t { kTransmit, kHandOff, kToKernel, kDrop };
+  Action action = kDrop;
+  uint16_t target = 0;         // kTransmit: data port; kHandOff: worker; kToKernel: data port
+  Drop reason = Drop::kCount;  // kDrop: counted by the core already
+
+  static Verdict transmit(uint16_t port) { return {kTransmit, port, Drop::kCount}; }
+  static Verdict handOff(uint16_t worker) { return {kHandOff, worker, Drop::kCount}; }
+  static Verdict toKernel(uint16_t port) { return {kToKernel, port, Drop::kCount}; }
+  static Verdict drop(Drop why) { return {kDrop, 0, why}; }
+  friend bool operator==(const Verdict&, const Verdict&) = default;
+};
+
+// ipvsadm --stats counters of one real server on one worker (by BackendId slot).
+struct BackendStats {
+  std::atomic<uint64_t> conns{0}, inpkts{0}, outpkts{0}, inbytes{0}, outbytes{0};
+};
+
+// The worker that owns a connection, from the client endpoint (original
+// direction) or, for replies to an SNAT address, from the SNAT port: each worker
+// allocates SNAT ports congruent to its index, so both directions agree on every
+// port type without flow steering in the NIC.
+inline uint16_t ownerOf(const Endpoint<Ipv4Addr>& client, uint16_t workers) {
+  const uint64_t h = (uint64_t{client.addr.v} * 0x9e3779b97f4a7c15ull) ^
+                     (uint64_t{client.port} * 0xc2b2ae3d27d4eb4full);
+  return static_cast<uint16_t>(((h >> 32) * workers) >> 32);
+}
+inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
+  return static_cast<uint16_t>(__builtin_bswap16(port_be) % workers);
+}
+
+struct CoreConfig {
+  uint16_t index = 0;    // this worker, 0 .. workers - 1
+  uint16_t workers = 1;  // how many there are
+  uint32_t flow_capacity = 1024;
+  uint64_t seed = 0;     // the flow table's bucket hash key
+  std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, or null
+  BackendStats* backend_stats = nullptr;         // BackendId::kSlots entries, or null
+};
+
+// What the first stage learns of a packet (parse, flow key and hash) and the
+// second (the record its first bucket names), kept for the third: handle().
+struct PacketMeta {
+  ParsedPacket p;  // reused: the fast parse writes only what it needs
+  ParseResult r = ParseResult::kNotIp;
+  bool tracked = false;  // IPv4 TCP/UDP with ports: looked up in the flow table
+  bool plain = false;    // parsePacketFast's plain frame: rewritten by natRewritePlain4
+  FlowKey<Ipv4Addr> key;
+  uint64_t hash = 0;
+  uint32_t cand = 0;  // the record the first bucket names (stage 2), checked in full
+  uint16_t in_port = 0;  // the data port it arrived on (its twin takes what the kernel gets)
+  bool handed = false;   // from another worker's hand-off: not handed on again
+};
+
+class PacketCore {
+ public:
+  PacketCore(WorkerCounters& counters, const CoreConfig& cfg);
+
+  // Read once per burst by the shell; timeouts follow the snapshot.
+  void setSnapshot(const Snapshot* s) {
+    if (s != snap_) {
+      snap_ = s;
+      table_.timeouts() = s->timeouts;
+    }
+  }
+  void setNow(uint32_t now_ms) { now_ms_ = now_ms; }
+  uint32_t now() const { return now_ms_; }
+
+  // Stage 1: parse, key, hash, prefetch the first bucket.
+  void prepare(const uint8_t* frame, uint32_t len, PacketMeta& m) {
+    m.tracked = false;
+    m.plain = false;
+    m.r = parsePacketFast(frame, len, m.p, m.plain);
+    // The fast parse vouches for its own frames; reading back the fields it has
+    // just stored would stall on store forwarding (a tenth of the worker's time).
+    m.tracked = m.plain || (m.r == ParseResult::kOk && m.p.ip.l3 == L3Type::kIpv4 &&
+                            !m.p.vlan_count && !m.p.icmp_error && !m.p.vxlan &&
+                            m.p.ip.has_ports &&
+                            (m.p.ip.l4_proto == kProtoTcp || m.p.ip.l4_proto == kProtoUdp));
+    if (m.tracked) {
+      const uint8_t* ip = frame + m.p.ip.l3_offset;
+      const uint8_t* l4 = frame + m.p.ip.l4_offset;
+      // From the packet bytes, not the fields the parser just stored (store forwarding).
+      m.key = {{load32(ip + 12)}, {load32(ip + 16)}, load16(l4), load16(l4 + 2), ip[9]};
+      m.hash = table_.hash(m.key);
+      table_.prefetch(m.hash);
+    }
+  }
+  // Stage 2: read the first bucket, prefetch the candidate record.
+  void prefetchRecord(PacketMeta& m) const {
+    if (m.tracked) m.cand = table_.prefetchRecord(m.hash);
+  }
+  // Just before stage 3: keys living in their second bucket get their record
+  // prefetched, so that they are not met cold.
+  void prefetchSecondRecord(PacketMeta& m) const {
+    if (m.tracked && m.cand == 0) m.cand = table_.prefetchSecondRecord(m.hash);
+  }
+  // Stage 3: the verdict, with the frame rewritten for kTransmit (and its
+  // destination MAC for kToKernel of an unresolved next hop).
+  Verdict handle(uint8_t* frame, const PacketMeta& m);
+
+  // All three stages for one frame.
+  Verdict process(uint8_t* frame, uint32_t len, uint16_t in_port, bool handed = false) {
+    PacketMeta m;
+    prepare(frame, len, m);
+    m.in_port = in_port;
+    m.handed = handed;
+    prefetchRecord(m);
+    prefetchSecondRecord(m);
+    return handle(frame, m);
+  }
+
+  // The bounded expiry sweep, run by the shell once per millisecond.
+  void expireSome(uint32_t budget) { table_.expireSome(now_ms_, budget); }
+  void publishCounters() { publishTableCounters(c_, table_.counters(), table_.size()); }
+  const FlowTable4& table() const { return table_; }
+
+ private:
+  template <class Addr, Encap kEncap>
+  Verdict handleFamily(uint8_t* frame, const PacketMeta& m);
+  Verdict icmpError(uint8_t* frame, const PacketMeta& m);
+  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k) const;
+  bool ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service, uint16_t* owner) const;
+  // Schedules and inserts a new connection; null with the drop reason in *why.
+  Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
+                                const FlowKey<Ipv4Addr>& key, Drop* why);
+  uint32_t firstSnatPort() const;
+  Verdict forward(uint8_t* frame, const ParsedPacket& p);
+  Verdict drop(Drop why) {
+    bump(c_.drop(why));
+    return Verdict::drop(why);
+  }
+
+  WorkerCounters& c_;
+  const uint16_t idx_;
+  const uint16_t workers_;
+  BackendStats* const stats_;
+  BackendStats no_stats_;  // where counts go when the caller keeps none
+  FlowTable4 table_;
+  const Snapshot* snap_ = nullptr;
+  std::vector<SchedState> sched_;  // by service slot, kept across snapshots as IPVS keeps
+                                   // them in the service; sized once, never on the packet path
+  uint32_t snat_next_;
+  uint32_t now_ms_ = 0;
+};
+
+}  // namespace meshlb

@@ -1,0 +1,76 @@
+// The scheduler registry: one declaration per IPVS scheduler, read by the control
+// plane (is the name supported, what must be prepared when a service's backends
+// change) and by the workers (the pick for a new connection). A new scheduler is
+// one entry in dataplane/scheduler.cc and one table in tests/unit/scheduler_test.cc.
+//
+// Schedulers see a service's backends as their weights only (ServiceSched), so
+// one pick serves every address family.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "meshlb/maglev.h"
+
+namespace meshlb {
+
+struct SchedulerDef;
+
+// What a scheduler reads of one service in the snapshot.
+struct ServiceSched {
+  uint32_t slot = 0;  // < kMaxServices, stable while the service exists: the workers'
+                      // SchedState index
+  const SchedulerDef* sched = nullptr;
+  std::vector<uint32_t> weights;  // by backend index (IPVS weight; 0 = quiescent)
+  std::vector<std::string> keys;  // by backend index: its stable key (backendKey())
+  uint32_t max_weight = 0, weight_gcd = 1;
+  // Prepared by the scheduler on the control thread (mh: the Maglev table, whose ids
+  // are backend index + 1). Shared between snapshots while the backends are
+  // unchanged: a neighbour or route change must not rebuild every Maglev table.
+  std::shared_ptr<const MaglevTable> maglev;
+};
+
+// What a worker remembers per service between picks, as IPVS keeps it in the
+// service: the last server used (ip_vs_rr, ip_vs_wrr) and wrr's current weight.
+struct SchedState {
+  static constexpr uint32_t kNone = ~0u;  // "before the first server"
+  uint32_t last = kNone;
+  int64_t cw = 0;
+};
+
+// One new connection's inputs beyond the service.
+struct PickInput {
+  uint64_t client_hash = 0;  // mh: the client address hash (IPVS mh without mh-port)
+  // This worker's per-backend connection counts (FlowTable::setConnCounts layout),
+  // for schedulers that declare needs_conn_counts; may be null otherwise.
+  const std::atomic<uint32_t>* conn_counts = nullptr;
+};
+
+// Sentinel for "no backend" from a pick.
+constexpr uint32_t kNoBackend = ~0u;
+
+struct SchedulerDef {
+  const char* name;
+  // Control thread: what the pick needs beyond the weights (null: nothing), given
+  // the service as the previous snapshot had it (null if none), whose prepared
+  // data may be reused when its keys and weights are the same.
+  void (*prepare)(ServiceSched& s, const ServiceSched* previous);
+  // Worker: the index of the backend for a new connection, or kNoBackend.
+  uint32_t (*pick)(const ServiceSched& s, SchedState& st, const PickInput& in);
+  // Needs PickInput::conn_counts (lc, wlc and the like).
+  bool needs_conn_counts;
+};
+
+// Every scheduler meshlb has, in the order `ipvsadm -h` would list them.
+std::span<const SchedulerDef> schedulers();
+// nullptr for an unknown or unsupported name.
+const SchedulerDef* findScheduler(std::string_view name);
+// "rr, wrr, mh": for error messages.
+std::string schedulerNames();
+
+}  // namespace meshlb

@@ -1,0 +1,209 @@
+// The daemon's parts, each without EAL: IPVS statistics (sums over workers, -Z,
+// the rate estimator), the listings (-L -c entries, stats text and JSON), snapshot
+// publication through rte_rcu_qsbr, and the control socket's deferred replies.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "control_server.h"
+#include "ipvs_stats.h"
+#include "listings.h"
+#include "publisher.h"
+
+namespace meshlb {
+namespace {
+
+TEST(IpvsStats, SumsWorkersZeroesAndEstimatesRates) {
+  IpvsStats s(2);
+  const BackendId id = BackendId::make(3, 7), other = BackendId::make(1, 8);
+  for (uint16_t w = 0; w < 2; ++w) {
+    BackendStats& b = s.backendStats(w)[id.slot()];
+    bump(b.conns, 10 + w);
+    bump(b.inpkts, 100);
+    bump(b.outbytes, 1000);
+    s.connCounts(w)[2 * id.slot()].store(3);      // ActiveConn
+    s.connCounts(w)[2 * id.slot() + 1].store(1);  // InActConn
+  }
+  DestCounters c = s.counters(id);
+  EXPECT_EQ(c.conns, 21u);
+  EXPECT_EQ(c.inpkts, 200u);
+  EXPECT_EQ(c.outbytes, 2000u);
+  EXPECT_EQ(c.active, 6u);
+  EXPECT_EQ(c.inactive, 2u);
+  EXPECT_EQ(s.counters(other).conns, 0u);
+  // -Z: counting starts again from here; connection counts are not statistics.
+  s.zero({id});
+  bump(s.backendStats(1)[id.slot()].conns, 4);
+  c = s.counters(id);
+  EXPECT_EQ(c.conns, 4u);
+  EXPECT_EQ(c.active, 6u);
+  // The estimator: 400 packets in 2 s is 200/s, of which a quarter shows at once.
+  bump(s.backendStats(0)[id.slot()].inpkts, 400);
+  s.estimate({id}, 2.0);  // the first run sees the totals since the start
+  const uint64_t first = s.counters(id).inpps;
+  bump(s.backendStats(0)[id.slot()].inpkts, 400);
+  s.estimate({id}, 2.0);
+  const uint64_t second = s.counters(id).inpps;
+  EXPECT_GT(first, 0u);
+  EXPECT_EQ(second, first + (200 - first) / 4);
+}
+
+TEST(Listings, ConnectionEntriesFromAWorkersCopy) {
+  Flow<Ipv4Addr> f{};
+  inet_pton(AF_INET, "198.18.0.10", &f.client.v);
+  inet_pton(AF_INET, "198.18.0.1", &f.vip.v);
+  inet_pton(AF_INET, "198.18.1.12", &f.backend.v);
+  f.cport = htons(40000), f.vport = htons(8080), f.bport = htons(80);
+  f.state = static_cast<uint32_t>(ConnState::kEstablished);
+  f.expires_ms = 5000 + 899'500;
+  std::vector<ConnEntry> out;
+  appendConnEntries(&f, 1, 5000, out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].protocol, 6);
+  EXPECT_EQ(out[0].client.str(), "198.18.0.10");
+  EXPECT_EQ(out[0].virt.str(), "198.18.0.1");
+  EXPECT_EQ(out[0].dest.str(), "198.18.1.12");
+  EXPECT_EQ(out[0].cport, 40000);
+  EXPECT_EQ(out[0].vport, 8080);
+  EXPECT_EQ(out[0].dport, 80);
+  EXPECT_EQ(out[0].state, "ESTABLISHED");
+  EXPECT_EQ(out[0].expires_s, 899u);
+  f.expires_ms = 4000;  // expired, not yet swept
+  appendConnEntries(&f, 1, 5000, out);
+  EXPECT_EQ(out[1].expires_s, 0u);
+}
+
+TEST(Listings, StatsTextAndJsonFromOneList) {
+  WorkerCounters w;
+  bump(w.rx_packets, 5);
+  bump(w.drop(Drop::kNoRoute), 2);
+  bump(w.parse[static_cast<size_t>(ParseResult::kIpv4BadChecksum)]);
+  w.flows.store(3);
+  std::vector<StatsGroup> groups;
+  groups.push_back({"port", {{"port", "0"}, {"name", "net_null0"}, {"twin", "lb0"}},
+                    {{"rx_packets", 9}}});
+  groups.push_back(workerStats(0, 1, w));
+  groups.push_back({"control", {}, {{"snapshots_published", 4}}});
+  const std::string text = renderStats(groups, false);
+  EXPECT_NE(text.find("port 0 net_null0 (twin lb0)\n  rx_packets"), std::string::npos) << text;
+  EXPECT_NE(text.find("worker 0 (lcore 1)\n"), std::string::npos);
+  EXPECT_NE(text.find("  drop_no_route                            2\n"), std::string::npos);
+  EXPECT_NE(text.find("  parse_ipv4_bad_checksum                  1\n"), std::string::npos);
+  EXPECT_NE(text.find("control\n  snapshots_published                      4\n"), std::string::npos);
+  const std::string json = renderStats(groups, true);
+  EXPECT_EQ(json.rfind("{\"ports\":[{\"port\":0,\"name\":\"net_null0\",\"twin\":\"lb0\","
+                       "\"rx_packets\":9}],\"workers\":[{\"worker\":0,\"lcore\":1,"
+                       "\"rx_packets\":5,",
+                       0),
+            0u)
+      << json;
+  EXPECT_NE(json.find("\"drop_no_route\":2,"), std::string::npos);
+  EXPECT_NE(json.find("\"flows\":3,"), std::string::npos);
+  EXPECT_NE(json.find("\"parse_ipv4_bad_checksum\":1"), std::string::npos);
+  EXPECT_NE(json.find("],\"control\":{\"snapshots_published\":4}}\n"), std::string::npos);
+  // Every counter a worker has is in both, once.
+  size_t n = 0;
+  forEachCounter(w, [&](const char* name, uint64_t) {
+    ++n;
+    EXPECT_NE(json.find(std::string("\"") + name + "\":"), std::string::npos) << name;
+  });
+  EXPECT_EQ(n, groups[1].values.size());
+}
+
+// A retired snapshot is freed only once every registered reader has reported a
+// quiescent state after the swap.
+TEST(SnapshotPublisher, FreesOnlyAfterEveryReaderMovedOn) {
+  const size_t sz = rte_rcu_qsbr_get_memsize(2);
+  auto* qsbr = static_cast<rte_rcu_qsbr*>(std::aligned_alloc(64, (sz + 63) / 64 * 64));
+  ASSERT_EQ(rte_rcu_qsbr_init(qsbr, 2), 0);
+  for (unsigned t = 0; t < 2; ++t) {
+    ASSERT_EQ(rte_rcu_qsbr_thread_register(qsbr, t), 0);
+    rte_rcu_qsbr_thread_online(qsbr, t);
+  }
+  std::atomic<const Snapshot*> slot{nullptr};
+  {
+    SnapshotPublisher p(slot, qsbr);
+    auto first = std::make_unique<Snapshot>();
+    first->generation = 1;
+    p.publish(std::move(first));
+    const Snapshot* reader0 = p.current();  // reader 0 holds generation 1
+    p.publish(std::make_unique<Snapshot>());
+    EXPECT_EQ(p.retired(), 1u);
+    p.reclaim(false);
+    EXPECT_EQ(p.retired(), 1u);  // nobody has moved on
+    rte_rcu_qsbr_quiescent(qsbr, 1);
+    p.reclaim(false);
+    EXPECT_EQ(p.retired(), 1u);  // reader 0 may still read it
+    EXPECT_EQ(reader0->generation, 1u);
+    rte_rcu_qsbr_quiescent(qsbr, 0);
+    p.reclaim(false);
+    EXPECT_EQ(p.retired(), 0u);
+    EXPECT_EQ(p.published(), 2u);
+  }
+  EXPECT_EQ(slot.load(), nullptr);  // the current one goes with the publisher
+  std::free(qsbr);
+}
+
+// A handler may answer later: the client waits, others are served meanwhile, and
+// complete() delivers the reply.
+TEST(ControlServer, DeferredRepliesComeWhenCompleted) {
+  char dir[] = "/tmp/meshlb-sock-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/s";
+  uint64_t deferred = 0;
+  ControlServer server([&](const Request& r, uint64_t ticket) -> std::optional<Reply> {
+    if (r.args[0] == "later") {
+      deferred = ticket;
+      return std::nullopt;
+    }
+    return Reply{true, "now"};
+  });
+  ASSERT_TRUE(server.listen(path).ok());
+  auto connect = [&](const char* arg) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    const std::string wire = encodeRequest({{arg}, ""});
+    EXPECT_EQ(::write(fd, wire.data(), wire.size()), static_cast<ssize_t>(wire.size()));
+    return fd;
+  };
+  auto serve = [&](int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      std::vector<pollfd> fds;
+      server.appendPollFds(fds);
+      ::poll(fds.data(), fds.size(), 5);
+      server.service(fds);
+    }
+  };
+  auto reply = [](int fd) {
+    std::string in;
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0) in.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    auto r = decodeReply(in.substr(4));
+    return r.ok() ? r->text : std::string("(bad reply)");
+  };
+  const int slow = connect("later");
+  serve(5);
+  ASSERT_NE(deferred, 0u);
+  const int fast = connect("now?");
+  serve(5);
+  EXPECT_EQ(reply(fast), "now");  // served while the other waits
+  server.complete(deferred, {true, "done"});
+  serve(5);
+  EXPECT_EQ(reply(slow), "done");
+  server.complete(deferred, {true, "again"});  // a ticket answered already: ignored
+  server.close();
+  rmdir(dir);
+}
+
+}  // namespace
+}  // namespace meshlb

@@ -1,0 +1,160 @@
+// The scheduler registry: each scheduler's picks as a table (the sequence IPVS
+// gives for a set of weights), the same sequences through the packet core, and
+// Maglev's table pinned as the production path builds it, so that two appliances
+// (or one, restarted) keep every flow where it was.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include "../bench/packets.h"
+#include "appliance.h"
+#include "meshlb/scheduler.h"
+
+namespace meshlb {
+namespace {
+
+using test::Appliance;
+using test::Bytes;
+using test::httpService;
+
+ServiceSched service(const char* sched, std::vector<uint32_t> weights) {
+  ServiceSched s;
+  s.sched = findScheduler(sched);
+  s.weights = std::move(weights);
+  uint32_t g = 0;
+  for (uint32_t w : s.weights) {
+    s.max_weight = std::max(s.max_weight, w);
+    g = std::gcd(g, w);
+    s.keys.push_back(std::string(1, static_cast<char>('a' + s.keys.size())));
+  }
+  s.weight_gcd = g ? g : 1;
+  if (s.sched->prepare) s.sched->prepare(s, nullptr);
+  return s;
+}
+
+// Backend numbers (1-based) of `n` picks; 0 for "none".
+std::string picks(const ServiceSched& s, int n) {
+  SchedState st;
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    PickInput in;
+    in.client_hash = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    const uint32_t b = s.sched->pick(s, st, in);
+    out += b == kNoBackend ? '0' : static_cast<char>('1' + b);
+  }
+  return out;
+}
+
+struct SequenceCase {
+  const char* sched;
+  std::vector<uint32_t> weights;
+  const char* sequence;  // IPVS's, for these weights
+};
+
+TEST(Scheduler, SequencesAsIpvsGivesThem) {
+  const SequenceCase cases[] = {
+      {"rr", {1, 1, 1}, "123123123"},
+      {"rr", {1, 0, 1}, "131313"},        // weight 0 is skipped (quiescent)
+      {"rr", {5, 1}, "121212"},           // rr ignores weights
+      {"rr", {0, 0}, "000"},
+      {"rr", {}, "00"},
+      {"wrr", {3, 1, 1}, "1112311123"},   // ip_vs_wrr: the e2e wrr test's sequence
+      {"wrr", {4, 3, 2}, "112123123112123123"},
+      {"wrr", {2, 2}, "1212"},
+      {"wrr", {0, 0, 0}, "000"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.sched) + " " + c.sequence);
+    EXPECT_EQ(picks(service(c.sched, c.weights), static_cast<int>(strlen(c.sequence))), c.sequence);
+  }
+}
+
+TEST(Scheduler, RegistryNamesEveryScheduler) {
+  EXPECT_EQ(schedulerNames(), "rr, wrr, mh");
+  for (const SchedulerDef& d : schedulers()) {
+    EXPECT_EQ(findScheduler(d.name), &d);
+    EXPECT_NE(d.pick, nullptr);
+  }
+  EXPECT_EQ(findScheduler("lc"), nullptr);
+  EXPECT_EQ(findScheduler(""), nullptr);
+}
+
+// mh: a client address always gets the same backend, weights shape the shares,
+// and a backend at weight 0 gets nothing.
+TEST(Scheduler, MaglevPicksByClientHash) {
+  const ServiceSched s = service("mh", {1, 1, 0});
+  const std::string seq = picks(s, 3000);
+  EXPECT_EQ(seq.find('3'), std::string::npos);
+  EXPECT_EQ(seq.find('0'), std::string::npos);
+  const auto ones = std::count(seq.begin(), seq.end(), '1');
+  EXPECT_GT(ones, 1300);
+  EXPECT_LT(ones, 1700);
+  EXPECT_EQ(picks(s, 50), seq.substr(0, 50));  // the same clients, the same backends
+}
+
+// The SYNs of `n` connections from 198.18.0.10 (distinct ports) through the
+// packet core: the task number each one is sent to.
+std::string tasksThroughCore(Appliance& a, int n, uint32_t client = 0xc612000a) {
+  std::string out;
+  Bytes f(kPktSize);
+  for (int i = 0; i < n; ++i) {
+    buildTcp(f.data(), htonl(client), test::v4("198.18.0.100").v,
+             htons(static_cast<uint16_t>(41000 + i)), htons(8080), kTcpSyn);
+    const Verdict v = a.send(f, 0);
+    // The destination address's last byte: task N is 198.19.1.N.
+    out += v == Verdict::transmit(1) ? static_cast<char>('0' + f[33]) : 'x';
+  }
+  return out;
+}
+
+TEST(Scheduler, NewConnectionsThroughThePacketCore) {
+  {
+    Appliance a(httpService("rr"));
+    EXPECT_EQ(tasksThroughCore(a, 7), "1231231");
+  }
+  {
+    Appliance a(httpService("wrr", true, "3 1 1"));
+    EXPECT_EQ(tasksThroughCore(a, 10), "1112311123");
+  }
+  {
+    // rr keeps its position across a configuration change, as IPVS keeps it in the service.
+    Appliance a(httpService("rr"));
+    EXPECT_EQ(tasksThroughCore(a, 2), "12");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.3:80 -m -w 0");
+    EXPECT_EQ(tasksThroughCore(a, 3), "121");
+  }
+  {
+    // mh: one client address, one task, whatever its port; pinned per address.
+    Appliance a(httpService("mh"));
+    std::string per_client;
+    for (uint32_t c = 0; c < 8; ++c) {
+      const std::string seq = tasksThroughCore(a, 5, 0xc6120010 + c);
+      EXPECT_EQ(seq, std::string(5, seq[0]));
+      per_client += seq[0];
+    }
+    EXPECT_EQ(per_client, "23322323");
+  }
+}
+
+// FNV-1a over a Maglev table's slots.
+uint64_t fingerprint(const MaglevTable& t) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint32_t v : t.slots()) h = (h ^ v) * 0x100000001b3ull;
+  return h;
+}
+
+// The table the production path builds (meshlbctl -> ServiceModel -> snapshot ->
+// backendKey -> Maglev) for a Swarm-style service, pinned: a change in the key's
+// encoding, the sort or the build moves flows between appliances and restarts.
+TEST(Scheduler, MaglevTableOfTheProductionPathIsPinned) {
+  Appliance a(httpService("mh"));
+  const ServiceSnap<Ipv4Addr>& s = a.snapshot().v4.services.at(0);
+  ASSERT_NE(s.maglev, nullptr);
+  EXPECT_EQ(s.maglev->size(), kDefaultMaglevSize);
+  EXPECT_EQ(test::toHex(Bytes(s.keys[0].begin(), s.keys[0].end())), "c61301010050");  // 198.19.1.1:80
+  std::vector<uint32_t> first(s.maglev->slots().begin(), s.maglev->slots().begin() + 12);
+  EXPECT_EQ(first, (std::vector<uint32_t>{3, 1, 2, 3, 2, 3, 1, 2, 1, 3, 1, 2}));
+  EXPECT_EQ(fingerprint(*s.maglev), 1429528917377420560u);
+}
+
+}  // namespace
+}  // namespace meshlb
