@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 #include <vector>
 
 #include "golden.h"
@@ -159,14 +160,32 @@ TEST(Vxlan, EncapMatchesScapyAndDecapRoundTrips) {
   EXPECT_EQ(back, inner);
 }
 
+// RFC 7348 section 5: the outer source port comes from the inner flow's hash, in
+// the dynamic range 49152-65535, so that the underlay's ECMP and RSS spread flows.
+// Every hash stays in range, the same hash gives the same port, and the ports of
+// many flows cover the range (a constant or a truncated hash fails).
 TEST(Vxlan, SourcePortStaysInDynamicRange) {
   const Bytes& inner = golden("vxlan_encap.inner");
   Bytes buf(kVxlanEncapLen + inner.size());
-  for (uint64_t h : {0ull, ~0ull, 0x8000000000000000ull, 0x123456789abcdefull}) {
+  auto sportOf = [&](uint64_t h) {
     vxlanEncap(buf.data() + kVxlanEncapLen, static_cast<uint32_t>(inner.size()), tunnel(), h);
-    uint16_t sport = static_cast<uint16_t>(buf[34] << 8 | buf[35]);
-    EXPECT_GE(sport, 49152);
+    return static_cast<uint16_t>(buf[34] << 8 | buf[35]);
+  };
+  std::set<uint16_t> seen;
+  uint32_t low_half = 0;
+  uint64_t h = 0x123456789abcdefull;
+  for (int i = 0; i < 20000; ++i) {
+    h = h * 6364136223846793005ull + 1442695040888963407ull;  // a spread of flow hashes
+    const uint16_t sport = sportOf(h);
+    ASSERT_GE(sport, 49152) << std::hex << h;
+    ASSERT_EQ(sportOf(h), sport);
+    seen.insert(sport);
+    low_half += sport < 49152 + 8192;
   }
+  for (uint64_t edge : {0ull, ~0ull, 0x8000000000000000ull}) EXPECT_GE(sportOf(edge), 49152);
+  EXPECT_GT(seen.size(), 10000u);  // 16384 ports, 20000 flows: most are used
+  EXPECT_GT(low_half, 9000u);
+  EXPECT_LT(low_half, 11000u);
 }
 
 TEST(Vxlan, MtuCheck) {
