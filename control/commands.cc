@@ -11,8 +11,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "ipvsadm.h"
 
 namespace meshlb {
@@ -53,7 +53,9 @@ absl::Status statusOf(const absl::StatusOr<std::string>& r) { return r.status();
 
 constexpr StateSection kStateSections[] = {
     {"ipvsadm", saveIpvsadm,
-     [](Config& c, const std::vector<std::string>& a) { return statusOf(runIpvsadm(c.services, a)); }},
+     [](Config& c, const std::vector<std::string>& a) {
+       return statusOf(runIpvsadm(c.services, a));
+     }},
     {"iptables", saveIptables,
      [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
 };
@@ -150,14 +152,15 @@ absl::Status Commands::restoreState(const std::string& text) {
     for (const StateSection& s : kStateSections) {
       if (w[0] == s.name) section = &s;
     }
-    absl::Status st = section ? section->restore(c, rest)
-                              : absl::InvalidArgumentError(
-                                    absl::StrCat("unknown section '", w[0], "'"));
+    absl::Status st =
+        section ? section->restore(c, rest)
+                : absl::InvalidArgumentError(absl::StrCat("unknown section '", w[0], "'"));
     if (!st.ok()) {
       return absl::DataLossError(absl::StrCat("state line ", lineno, ": ", st.message()));
     }
   }
-  if (version == 0 && !text.empty()) return absl::DataLossError("not a meshlb state file (no header)");
+  if (version == 0 && !text.empty())
+    return absl::DataLossError("not a meshlb state file (no header)");
   config_ = std::move(c);
   return absl::OkStatus();
 }
@@ -168,8 +171,8 @@ absl::Status Commands::useStateFile(const std::string& path) {
     std::stringstream ss;
     ss << in.rdbuf();
     if (auto st = restoreState(ss.str()); !st.ok()) {
-      return absl::Status(st.code(), absl::StrCat(path, ": ", st.message(),
-                                                  " (left untouched; fix or remove it)"));
+      return absl::Status(
+          st.code(), absl::StrCat(path, ": ", st.message(), " (left untouched; fix or remove it)"));
     }
   } else if (errno != ENOENT) {
     return absl::InternalError(absl::StrCat(path, ": ", std::strerror(errno)));

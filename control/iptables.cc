@@ -158,7 +158,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       } else if (*v == "udp") {
         p.rule.proto = 17;
       } else if (*v != "all") {
-        return bad(absl::StrCat("protocol \"", *v, "\" is not supported by meshlb (tcp, udp, all)"));
+        return bad(
+            absl::StrCat("protocol \"", *v, "\" is not supported by meshlb (tcp, udp, all)"));
       }
     } else if (a == "--sport" || a == "--source-port") {
       st = port(&p.rule.sport);
@@ -220,13 +221,13 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
     if (!st.ok()) return st;
   }
   if (p.cmd == Cmd::kNone) return bad("no command specified");
-  const bool rule_cmd = p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert ||
-                        (p.cmd == Cmd::kDelete && !p.rulenum);
+  const bool rule_cmd =
+      p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert || (p.cmd == Cmd::kDelete && !p.rulenum);
   if (!chain.empty()) {
     p.chain = chainByName(p.table, chain);
     if (!p.chain) {
-      return bad(absl::StrCat("chain \"", chain, "\" does not exist in table ",
-                              tableName(p.table)));
+      return bad(
+          absl::StrCat("chain \"", chain, "\" does not exist in table ", tableName(p.table)));
     }
   }
   if (!rule_cmd) return p;
@@ -268,7 +269,8 @@ std::string ruleSpec(const IptRule& r) {
   return s;
 }
 
-void listChain(std::string& out, const char* chain, const std::vector<IptRule>& rules, bool numeric) {
+void listChain(std::string& out, const char* chain, const std::vector<IptRule>& rules,
+               bool numeric) {
   absl::StrAppend(&out, "Chain ", chain, " (policy ACCEPT)\n");
   out += "target     prot opt source               destination         \n";
   const std::string any = numeric ? "0.0.0.0/0" : "anywhere";
@@ -300,8 +302,8 @@ std::vector<std::string> iptablesRules(const IptablesModel& m) {
   for (IptTable t : {IptTable::kMangle, IptTable::kNat}) {
     for (IptChain c : chainsOf(t)) {
       for (const IptRule& r : m.rules(t, c)) {
-        out.push_back(absl::StrCat("iptables -t ", tableName(t), " -A ", chainName(c), " ",
-                                   ruleSpec(r)));
+        out.push_back(
+            absl::StrCat("iptables -t ", tableName(t), " -A ", chainName(c), " ", ruleSpec(r)));
       }
     }
   }
@@ -421,7 +423,8 @@ absl::Status IptablesModel::check(IptTable t, IptChain c, const IptRule& r) {
       return bad("meshlb's nat POSTROUTING rules match on -d only (and -m ipvs --ipvs)");
     }
   } else {
-    if (r.target != RuleTarget::kMark) return bad("only target \"MARK\" is supported in the mangle table");
+    if (r.target != RuleTarget::kMark)
+      return bad("only target \"MARK\" is supported in the mangle table");
     if (r.mark == 0) return bad("MARK needs --set-mark");
     if (r.ipvs) return bad("-m ipvs is not supported in the mangle table");
   }

@@ -32,7 +32,7 @@ struct IptRule {
   bool ipvs = false;  // -m ipvs --ipvs
   // Target.
   RuleTarget target = RuleTarget::kSnat;
-  IpAddr to_source;  // SNAT
+  IpAddr to_source;   // SNAT
   uint32_t mark = 0;  // MARK
   friend bool operator==(const IptRule&, const IptRule&) = default;
 };

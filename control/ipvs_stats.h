@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "ipvsadm.h"
-#include "meshlb/types.h"
 #include "meshlb/packet_core.h"
+#include "meshlb/types.h"
 
 namespace meshlb {
 
@@ -42,7 +42,7 @@ class IpvsStats {
   };
   std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts_;  // per worker
   std::vector<std::unique_ptr<BackendStats[]>> backend_stats_;         // per worker
-  std::vector<Rates> rates_;  // by BackendId slot
+  std::vector<Rates> rates_;                                           // by BackendId slot
 };
 
 }  // namespace meshlb

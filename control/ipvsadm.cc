@@ -15,8 +15,21 @@ namespace meshlb {
 
 namespace {
 
-enum class Cmd { kNone, kAddSvc, kEditSvc, kDelSvc, kClear, kRestore, kSave, kAddDest, kEditDest,
-                 kDelDest, kList, kZero, kSet };
+enum class Cmd {
+  kNone,
+  kAddSvc,
+  kEditSvc,
+  kDelSvc,
+  kClear,
+  kRestore,
+  kSave,
+  kAddDest,
+  kEditDest,
+  kDelDest,
+  kList,
+  kZero,
+  kSet
+};
 
 struct Parsed {
   Cmd cmd = Cmd::kNone;
@@ -34,8 +47,9 @@ struct Parsed {
 absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
 
 // "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
-absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(
-    const std::string& s, bool allow_no_port, const char* what) {
+absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const std::string& s,
+                                                                         bool allow_no_port,
+                                                                         const char* what) {
   std::string host = s, port;
   if (!s.empty() && s[0] == '[') {
     auto close = s.find(']');
@@ -45,8 +59,8 @@ absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(
       if (s[close + 1] != ':') return bad(absl::StrCat("illegal ", what, " '", s, "'"));
       port = s.substr(close + 2);
     }
-  } else if (auto colon = s.rfind(':'); colon != std::string::npos &&
-                                        s.find(':') == colon) {  // one colon: IPv4 with port
+  } else if (auto colon = s.rfind(':');
+             colon != std::string::npos && s.find(':') == colon) {  // one colon: IPv4 with port
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
   }
@@ -99,17 +113,28 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     };
     std::string v;
     absl::Status st;
-    if (a == "-A" || a == "--add-service") st = setCmd(p, Cmd::kAddSvc, a);
-    else if (a == "-E" || a == "--edit-service") st = setCmd(p, Cmd::kEditSvc, a);
-    else if (a == "-D" || a == "--delete-service") st = setCmd(p, Cmd::kDelSvc, a);
-    else if (a == "-C" || a == "--clear") st = setCmd(p, Cmd::kClear, a);
-    else if (a == "-R" || a == "--restore") st = setCmd(p, Cmd::kRestore, a);
-    else if (a == "-S" || a == "--save") st = setCmd(p, Cmd::kSave, a);
-    else if (a == "-a" || a == "--add-server") st = setCmd(p, Cmd::kAddDest, a);
-    else if (a == "-e" || a == "--edit-server") st = setCmd(p, Cmd::kEditDest, a);
-    else if (a == "-d" || a == "--delete-server") st = setCmd(p, Cmd::kDelDest, a);
-    else if (a == "-L" || a == "-l" || a == "--list") st = setCmd(p, Cmd::kList, a);
-    else if (a == "-Z" || a == "--zero") st = setCmd(p, Cmd::kZero, a);
+    if (a == "-A" || a == "--add-service")
+      st = setCmd(p, Cmd::kAddSvc, a);
+    else if (a == "-E" || a == "--edit-service")
+      st = setCmd(p, Cmd::kEditSvc, a);
+    else if (a == "-D" || a == "--delete-service")
+      st = setCmd(p, Cmd::kDelSvc, a);
+    else if (a == "-C" || a == "--clear")
+      st = setCmd(p, Cmd::kClear, a);
+    else if (a == "-R" || a == "--restore")
+      st = setCmd(p, Cmd::kRestore, a);
+    else if (a == "-S" || a == "--save")
+      st = setCmd(p, Cmd::kSave, a);
+    else if (a == "-a" || a == "--add-server")
+      st = setCmd(p, Cmd::kAddDest, a);
+    else if (a == "-e" || a == "--edit-server")
+      st = setCmd(p, Cmd::kEditDest, a);
+    else if (a == "-d" || a == "--delete-server")
+      st = setCmd(p, Cmd::kDelDest, a);
+    else if (a == "-L" || a == "-l" || a == "--list")
+      st = setCmd(p, Cmd::kList, a);
+    else if (a == "-Z" || a == "--zero")
+      st = setCmd(p, Cmd::kZero, a);
     else if (a == "--set") {
       st = setCmd(p, Cmd::kSet, a);
       for (int k = 0; k < 3 && st.ok(); ++k) {
@@ -195,7 +220,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
 }
 
 std::string addrPort(const IpAddr& a, uint16_t port) {
-  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", port) : absl::StrCat(a.str(), ":", port);
+  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", port)
+                                   : absl::StrCat(a.str(), ":", port);
 }
 
 // ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
@@ -210,16 +236,22 @@ std::string serviceName(const ServiceKey& k, bool rule) {
 
 const char* fwdName(ForwardMethod f) {
   switch (f) {
-    case ForwardMethod::kMasq: return "Masq";
-    case ForwardMethod::kTunnel: return "Tunnel";
-    default: return "Route";
+    case ForwardMethod::kMasq:
+      return "Masq";
+    case ForwardMethod::kTunnel:
+      return "Tunnel";
+    default:
+      return "Route";
   }
 }
 const char* fwdSwitch(ForwardMethod f) {
   switch (f) {
-    case ForwardMethod::kMasq: return "-m";
-    case ForwardMethod::kTunnel: return "-i";
-    default: return "-g";
+    case ForwardMethod::kMasq:
+      return "-m";
+    case ForwardMethod::kTunnel:
+      return "-i";
+    default:
+      return "-g";
   }
 }
 
@@ -302,11 +334,12 @@ void printService(std::string& out, const Service& s, View view, bool exact,
                       "\n");
       continue;
     }
-    if (s.key.addr.family != Family::kIpv6 && d.addr.family != Family::kIpv6 && dname.size() > 28) dname.resize(28);
+    if (s.key.addr.family != Family::kIpv6 && d.addr.family != Family::kIpv6 && dname.size() > 28)
+      dname.resize(28);
     if (view == View::kList) {
-      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname,
-                                            fwdName(d.fwd), d.weight, counters[i].active,
-                                            counters[i].inactive));
+      absl::StrAppend(&out,
+                      absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
+                                      d.weight, counters[i].active, counters[i].inactive));
     } else {
       absl::StrAppend(&out, absl::StrFormat("  -> %-28s", dname), numbers(counters[i], view, exact),
                       "\n");
@@ -334,16 +367,17 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
   int lineno = 0;
   for (absl::string_view line : absl::StrSplit(input, '\n')) {
     ++lineno;
-    std::vector<std::string> words = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<std::string> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
-    absl::StatusOr<std::string> r =
-        parsed.ok() ? execute(staged, *parsed, "", true, IpvsDataplane{})
-                    : absl::StatusOr<std::string>(parsed.status());
+    absl::StatusOr<std::string> r = parsed.ok()
+                                        ? execute(staged, *parsed, "", true, IpvsDataplane{})
+                                        : absl::StatusOr<std::string>(parsed.status());
     if (!r.ok()) {
-      return absl::Status(r.status().code(),
-                          absl::StrCat("line ", lineno, ": ", r.status().message(),
-                                       "; nothing was restored"));
+      return absl::Status(
+          r.status().code(),
+          absl::StrCat("line ", lineno, ": ", r.status().message(), "; nothing was restored"));
     }
   }
   m = std::move(staged);
@@ -360,8 +394,9 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kEditSvc: {
       if (auto s = needSvc(); !s.ok()) return s;
       if (!p.have_scheduler) {
-        return bad("no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
-                   "pass -s rr, -s wrr or -s mh");
+        return bad(
+            "no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
+            "pass -s rr, -s wrr or -s mh");
       }
       auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, p.scheduler)
                                      : m.editService(*p.svc, p.scheduler);
@@ -431,9 +466,9 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kSave:
     case Cmd::kList: {
       const View view = p.cmd == Cmd::kSave ? View::kRules
-                        : p.stats            ? View::kStats
-                        : p.rate             ? View::kRate
-                                             : View::kList;
+                        : p.stats           ? View::kStats
+                        : p.rate            ? View::kRate
+                                            : View::kList;
       if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
       if (p.connections && view == View::kList) {
         // ipvsadm's list_conn / print_conn.
@@ -445,11 +480,11 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
         if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
         for (const ConnEntry& c : *conns) {
           absl::StrAppend(
-              &out, absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
-                                    c.protocol == 6 ? "TCP" : "UDP",
-                                    absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
-                                    c.state, addrPort(c.client, c.cport),
-                                    addrPort(c.virt, c.vport), addrPort(c.dest, c.dport)));
+              &out,
+              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n", c.protocol == 6 ? "TCP" : "UDP",
+                              absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
+                              c.state, addrPort(c.client, c.cport), addrPort(c.virt, c.vport),
+                              addrPort(c.dest, c.dport)));
         }
         return out;
       }

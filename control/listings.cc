@@ -51,7 +51,8 @@ std::string renderStats(const std::vector<StatsGroup>& groups, bool json) {
   if (!json) {
     for (const StatsGroup& g : groups) {
       absl::StrAppend(&out, heading(g), "\n");
-      for (const auto& [k, v] : g.values) absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
+      for (const auto& [k, v] : g.values)
+        absl::StrAppend(&out, absl::StrFormat("  %-40s %u\n", k, v));
     }
     return out;
   }

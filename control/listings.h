@@ -34,7 +34,7 @@ void appendConnEntries(const Flow<Addr>* flows, uint32_t count, uint32_t now_ms,
 
 // `meshlbctl stats`: named groups of named counters.
 struct StatsGroup {
-  std::string kind;   // "port", "worker", "control"
+  std::string kind;                                         // "port", "worker", "control"
   std::vector<std::pair<std::string, std::string>> labels;  // e.g. {"name", "net_af_packet0"}
   std::vector<std::pair<std::string, uint64_t>> values;
 };

@@ -129,7 +129,8 @@ class Daemon {
 
   void setup() {
     // Before any port or twin exists: a second instance must not disturb the first.
-    if (auto st = ControlServer::checkNotInUse(opt_.socket); !st.ok()) die(std::string(st.message()));
+    if (auto st = ControlServer::checkNotInUse(opt_.socket); !st.ok())
+      die(std::string(st.message()));
     const uint16_t nports = rte_eth_dev_count_avail();
     if (nports == 0) die("no DPDK ports: give -a PCI_ADDR or --vdev ... to EAL");
     if (nports > kMaxPorts) die(absl::StrCat("at most ", kMaxPorts, " ports"));
@@ -279,9 +280,8 @@ class Daemon {
       g.labels = {{"port", absl::StrCat(i)},
                   {"name", ports_.portName(dp_.port_ids[i])},
                   {"twin", absl::StrCat("lb", i)}};
-      g.values = {{"rx_packets", s.ipackets}, {"tx_packets", s.opackets},
-                  {"rx_bytes", s.ibytes},     {"tx_bytes", s.obytes},
-                  {"rx_missed", s.imissed},   {"rx_errors", s.ierrors},
+      g.values = {{"rx_packets", s.ipackets}, {"tx_packets", s.opackets}, {"rx_bytes", s.ibytes},
+                  {"tx_bytes", s.obytes},     {"rx_missed", s.imissed},   {"rx_errors", s.ierrors},
                   {"tx_errors", s.oerrors},   {"rx_nombuf", s.rx_nombuf}};
       groups.push_back(std::move(g));
     }

@@ -95,8 +95,8 @@ KernelView NetlinkMirror::view() const {
     auto* a = reinterpret_cast<rtnl_addr*>(o);
     IpAddr ip;
     if (!ipOf(rtnl_addr_get_local(a), &ip)) continue;
-    v.addrs.push_back({rtnl_addr_get_ifindex(a), ip,
-                       static_cast<uint8_t>(rtnl_addr_get_prefixlen(a))});
+    v.addrs.push_back(
+        {rtnl_addr_get_ifindex(a), ip, static_cast<uint8_t>(rtnl_addr_get_prefixlen(a))});
   }
   for (nl_object* o = nl_cache_get_first(neigh_); o; o = nl_cache_get_next(o)) {
     auto* n = reinterpret_cast<rtnl_neigh*>(o);

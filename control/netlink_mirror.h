@@ -36,8 +36,8 @@ struct KernelView {
     int ifindex;
   };
   std::vector<Addr> addrs;
-  std::vector<Neigh> neighs;   // resolved ones only
-  std::vector<Route> routes;   // main table, unicast
+  std::vector<Neigh> neighs;  // resolved ones only
+  std::vector<Route> routes;  // main table, unicast
 };
 
 class NetlinkMirror {

@@ -109,15 +109,15 @@ bool Ports::forwardTwins(Dataplane& dp) {
     const uint16_t n = rte_eth_rx_burst(twin_ids_[i], 0, pkts, kRxBurst);
     if (n) {
       busy = true;
-      const unsigned q = rte_ring_enqueue_burst(dp.from_kernel[i], reinterpret_cast<void**>(pkts),
-                                                n, nullptr);
+      const unsigned q =
+          rte_ring_enqueue_burst(dp.from_kernel[i], reinterpret_cast<void**>(pkts), n, nullptr);
       if (q < n) {
         cc_.from_kernel_ring_full += n - q;
         rte_pktmbuf_free_bulk(pkts + q, n - q);
       }
     }
-    const unsigned k = rte_ring_dequeue_burst(dp.to_kernel[i], reinterpret_cast<void**>(pkts),
-                                              kRxBurst, nullptr);
+    const unsigned k =
+        rte_ring_dequeue_burst(dp.to_kernel[i], reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
     if (k) {
       busy = true;
       const uint16_t sent = rte_eth_tx_burst(twin_ids_[i], 0, pkts, static_cast<uint16_t>(k));

@@ -70,8 +70,8 @@ absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf) {
   const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
   uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t{p[3]} << 24);
   if (n > kMaxFrame) {
-    return absl::InvalidArgumentError(absl::StrCat("frame of ", n, " bytes exceeds the limit of ",
-                                                   kMaxFrame));
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame of ", n, " bytes exceeds the limit of ", kMaxFrame));
   }
   if (buf.size() < 4u + n) return std::optional<size_t>();
   return std::optional<size_t>(4u + n);

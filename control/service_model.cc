@@ -16,9 +16,8 @@ bool ServiceModel::schedulerSupported(const std::string& name) {
 namespace {
 absl::Status checkScheduler(const std::string& s) {
   if (ServiceModel::schedulerSupported(s)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("scheduler '", s,
-                                                 "' is not supported by meshlb (supported: ",
-                                                 schedulerNames(), ")"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "scheduler '", s, "' is not supported by meshlb (supported: ", schedulerNames(), ")"));
 }
 }  // namespace
 
@@ -134,14 +133,12 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   return absl::NotFoundError("No such destination");
 }
 
-absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddr& addr,
-                                      uint16_t port) {
+absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddr& addr, uint16_t port) {
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("Service not defined");
   auto& dests = it->second.dests;
-  auto d = std::find_if(dests.begin(), dests.end(), [&](const RealServer& r) {
-    return r.addr == addr && r.port == port;
-  });
+  auto d = std::find_if(dests.begin(), dests.end(),
+                        [&](const RealServer& r) { return r.addr == addr && r.port == port; });
   if (d == dests.end()) return absl::NotFoundError("No such destination");
   retireDest(key, *d);
   dests.erase(d);

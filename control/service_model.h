@@ -5,8 +5,8 @@
 
 #include <cstdint>
 #include <map>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -23,7 +23,7 @@ struct RealServer {
   uint16_t port = 0;  // host order; 0 keeps the packet's destination port
   uint32_t weight = 1;
   ForwardMethod fwd = ForwardMethod::kMasq;
-  BackendId id;       // stable while the real server exists: the dataplane's backend id
+  BackendId id;  // stable while the real server exists: the dataplane's backend id
 };
 
 constexpr uint32_t kMaxRealServers = BackendId::kMaxLive;  // live ones, over all services
@@ -31,8 +31,8 @@ constexpr uint32_t kMaxRealServers = BackendId::kMaxLive;  // live ones, over al
 struct Service {
   friend bool operator==(const Service&, const Service&) = default;
   ServiceKey key;
-  uint32_t slot = 0;      // stable while the service exists: workers' scheduler state index
-  std::string scheduler;  // a name in the scheduler registry (meshlb/scheduler.h)
+  uint32_t slot = 0;              // stable while the service exists: workers' scheduler state index
+  std::string scheduler;          // a name in the scheduler registry (meshlb/scheduler.h)
   std::vector<RealServer> dests;  // in insertion order; listings sort
 };
 

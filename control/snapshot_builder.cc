@@ -75,8 +75,8 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) continue;
     if (ss.sched && ss.sched->prepare) {
       auto it = before.find(ss.slot);
-      ss.sched->prepare(ss, it != before.end() && it->second->sched == ss.sched ? it->second
-                                                                              : nullptr);
+      ss.sched->prepare(ss,
+                        it != before.end() && it->second->sched == ss.sched ? it->second : nullptr);
     }
     fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
                                 : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
@@ -138,10 +138,9 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
     rs.port = static_cast<uint16_t>(p);
     fam.routes.push_back(rs);
   }
-  std::stable_sort(fam.routes.begin(), fam.routes.end(),
-                   [](const RouteSnap<Addr>& a, const RouteSnap<Addr>& b) {
-                     return a.dst.len > b.dst.len;
-                   });
+  std::stable_sort(
+      fam.routes.begin(), fam.routes.end(),
+      [](const RouteSnap<Addr>& a, const RouteSnap<Addr>& b) { return a.dst.len > b.dst.len; });
   // MASQUERADE sources: the address of the twin that leads to the rule's
   // destination (every twin's, for a rule without one).
   for (const SnatRule<Addr>& r : fam.snat) {

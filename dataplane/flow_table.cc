@@ -17,7 +17,7 @@ const char* connStateName(ConnState s) {
 
 ConnTimeouts::ConnTimeouts() {
   int i = 0;
-#define MESHLB_X(name, label, secs) ms[i++] = (secs) * 1000u;
+#define MESHLB_X(name, label, secs) ms[i++] = (secs)*1000u;
   MESHLB_CONN_STATES(MESHLB_X)
 #undef MESHLB_X
 }
@@ -44,8 +44,8 @@ uint64_t FlowTable<Ipv6Addr>::hash(const Key& k) const {
   uint64_t w[4];
   std::memcpy(w, k.src.b, 16);
   std::memcpy(w + 2, k.dst.b, 16);
-  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
-               (static_cast<uint64_t>(k.proto) << 32);
+  uint64_t b =
+      k.sport | (static_cast<uint64_t>(k.dport) << 16) | (static_cast<uint64_t>(k.proto) << 32);
   uint64_t h = mum(w[0] ^ seed_ ^ kHashK0, w[1] ^ kHashK1);
   h = mum(w[2] ^ h, w[3] ^ kHashK2);
   return mum(h ^ b ^ kHashK1, h ^ kHashK0);
@@ -93,9 +93,8 @@ void FlowTable<Addr>::prefetchRecords(const uint64_t* hashes, uint32_t n, uint32
 }
 
 template <class Addr>
-void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes,
-                                   const uint32_t* cands, uint32_t n, Hit* hits,
-                                   uint32_t now_ms) {
+void FlowTable<Addr>::lookupHashed(const Key* keys, const uint64_t* hashes, const uint32_t* cands,
+                                   uint32_t n, Hit* hits, uint32_t now_ms) {
   uint32_t second[kMaxBurst];
   if (n > kMaxBurst) n = kMaxBurst;
   for (uint32_t i = 0; i < n; ++i) {
@@ -135,10 +134,18 @@ int FlowTable<Addr>::victimRank(const Entry& e, uint32_t now_ms) const {
 template <class Addr>
 void FlowTable<Addr>::countEviction(int rank) {
   switch (rank) {
-    case 0: ++counters_.expired; break;
-    case 1: ++counters_.evicted_embryonic; break;
-    case 2: ++counters_.evicted_closing; break;
-    default: ++counters_.evicted_established; break;
+    case 0:
+      ++counters_.expired;
+      break;
+    case 1:
+      ++counters_.evicted_embryonic;
+      break;
+    case 2:
+      ++counters_.evicted_closing;
+      break;
+    default:
+      ++counters_.evicted_established;
+      break;
   }
 }
 
@@ -154,8 +161,8 @@ uint32_t FlowTable<Addr>::allocRecord(uint32_t now_ms) {
       evict_cursor_ = evict_cursor_ == capacity_ ? 1 : evict_cursor_ + 1;
       const Entry& e = flows_[i];
       int rank = victimRank(e, now_ms);
-      if (rank < best_rank || (rank == best_rank && static_cast<int32_t>(e.expires_ms -
-                                                                         flows_[best].expires_ms) < 0)) {
+      if (rank < best_rank ||
+          (rank == best_rank && static_cast<int32_t>(e.expires_ms - flows_[best].expires_ms) < 0)) {
         best = i;
         best_rank = rank;
         if (rank == 0) break;

@@ -90,8 +90,8 @@ void populate(std::vector<Entry>& entries, uint64_t max_weight, std::vector<uint
       for (;;) {
         const uint32_t p[4] = {pos, occ.next(pos, st.s1), occ.next(pos, st.s2),
                                occ.next(pos, st.s3)};
-        const uint32_t taken = occ.taken(p[0]) | occ.taken(p[1]) << 1 | occ.taken(p[2]) << 2 |
-                               occ.taken(p[3]) << 3;
+        const uint32_t taken =
+            occ.taken(p[0]) | occ.taken(p[1]) << 1 | occ.taken(p[2]) << 2 | occ.taken(p[3]) << 3;
         if (taken != 0xf) {
           pos = p[__builtin_ctz(~taken)];
           break;
@@ -117,8 +117,8 @@ bool MaglevTable::isPrime(uint32_t n) {
   return true;
 }
 
-absl::StatusOr<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backends,
-                                               uint32_t size, bool reference) {
+absl::StatusOr<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backends, uint32_t size,
+                                               bool reference) {
   if (size < 3 || !isPrime(size)) {
     return absl::InvalidArgumentError(
         absl::StrCat("maglev table size ", size, " is not a prime >= 3"));
@@ -138,8 +138,8 @@ absl::StatusOr<MaglevTable> MaglevTable::build(std::vector<MaglevBackend> backen
     if (b.weight == 0) continue;
     uint64_t offset = hashBytes(b.key.data(), b.key.size(), kOffsetSeed) % size;
     uint64_t skip = hashBytes(b.key.data(), b.key.size(), kSkipSeed) % (size - 1) + 1;
-    entries.push_back({b.id, b.weight, 0, static_cast<uint32_t>(offset),
-                       static_cast<uint32_t>(skip)});
+    entries.push_back(
+        {b.id, b.weight, 0, static_cast<uint32_t>(offset), static_cast<uint32_t>(skip)});
     max_weight = std::max<uint64_t>(max_weight, b.weight);
   }
 

@@ -50,9 +50,8 @@ void recomputeIcmp(uint8_t* frame, const ParsedPacket& p) {
   uint8_t* icmp = frame + p.ip.l4_offset;
   uint32_t len = outerEnd(p) - p.ip.l4_offset;
   store16(icmp + 2, 0);
-  uint64_t sum = p.ip.l3 == L3Type::kIpv6
-                     ? pseudoHeader6(frame + p.ip.l3_offset, len, kProtoIcmpv6)
-                     : 0;
+  uint64_t sum =
+      p.ip.l3 == L3Type::kIpv6 ? pseudoHeader6(frame + p.ip.l3_offset, len, kProtoIcmpv6) : 0;
   store16(icmp + 2, csumFull(icmp, len, sum));
 }
 

@@ -11,8 +11,8 @@ namespace meshlb {
 
 EncapResult vxlanCheckMtu(const ParsedPacket& inner, const VxlanTunnel& t) {
   // Outer IP datagram: IPv4 + UDP + VXLAN + the inner frame (its L2 header included).
-  uint32_t outer = kIpv4MinHdrLen + kUdpHdrLen + kVxlanHdrLen + inner.ip.l3_offset +
-                   inner.ip.l3_length;
+  uint32_t outer =
+      kIpv4MinHdrLen + kUdpHdrLen + kVxlanHdrLen + inner.ip.l3_offset + inner.ip.l3_length;
   if (outer <= t.underlay_mtu) return EncapResult::kOk;
   bool df = inner.ip.l3 == L3Type::kIpv6 || (inner.ipv4_flags_frag & kIpv4FlagDf);
   return df ? EncapResult::kTooBigDf : EncapResult::kTooBigNoDf;
@@ -43,8 +43,8 @@ uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel&
 
   uint8_t* udp = ip + kIpv4MinHdrLen;
   // Source port in the dynamic range 49152-65535 (RFC 7348 section 5).
-  uint16_t sport = static_cast<uint16_t>(49152 + fastRange32(static_cast<uint32_t>(flow_hash >> 32),
-                                                             16384));
+  uint16_t sport =
+      static_cast<uint16_t>(49152 + fastRange32(static_cast<uint32_t>(flow_hash >> 32), 16384));
   storeBe16(udp, sport);
   storeBe16(udp + 2, t.dst_port);
   storeBe16(udp + 4, static_cast<uint16_t>(udp_len));

@@ -13,8 +13,8 @@
 
 #include "meshlb/counters.h"
 #include "meshlb/flow_table.h"
-#include "meshlb/snapshot.h"
 #include "meshlb/packet_core.h"
+#include "meshlb/snapshot.h"
 
 namespace meshlb {
 
@@ -25,7 +25,7 @@ constexpr uint16_t kRxBurst = 32;
 // What the workers share, all set up before they start.
 struct Dataplane {
   uint16_t num_ports = 0;
-  uint16_t port_ids[kMaxPorts] = {};      // DPDK port id of data port N
+  uint16_t port_ids[kMaxPorts] = {};  // DPDK port id of data port N
   uint16_t num_workers = 0;
   rte_ring* handoff[kMaxWorkers] = {};    // packets whose connection another worker owns
   rte_ring* to_kernel[kMaxPorts] = {};    // worker -> control thread -> twin lbN
@@ -43,12 +43,12 @@ struct Dataplane {
     uint32_t now_ms = 0;
     std::atomic<uint32_t> done{0};
   };
-  std::unique_ptr<ConnDump[]> dumps;  // one per worker
+  std::unique_ptr<ConnDump[]> dumps;           // one per worker
   std::unique_ptr<WorkerCounters[]> counters;  // one per worker
 };
 
 struct WorkerConfig {
-  uint16_t index = 0;         // 0 .. num_workers-1; also the queue index
+  uint16_t index = 0;  // 0 .. num_workers-1; also the queue index
   uint32_t flow_capacity = 0;
   uint64_t seed = 0;
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, read by control

@@ -14,31 +14,31 @@
 namespace meshlb {
 
 // X(field): what happened to packets (label = field name).
-#define MESHLB_WORKER_EVENTS(X)  \
-  X(rx_packets)                  \
-  X(tx_packets)                  \
-  X(to_kernel)                   \
-  X(from_kernel)                 \
-  X(handoff_out)                 \
-  X(handoff_in)                  \
-  X(new_connections)             \
-  X(nat_original)                \
-  X(nat_reply)                   \
-  X(icmp_translated)             \
+#define MESHLB_WORKER_EVENTS(X) \
+  X(rx_packets)                 \
+  X(tx_packets)                 \
+  X(to_kernel)                  \
+  X(from_kernel)                \
+  X(handoff_out)                \
+  X(handoff_in)                 \
+  X(new_connections)            \
+  X(nat_original)               \
+  X(nat_reply)                  \
+  X(icmp_translated)            \
   X(neigh_unresolved_to_kernel)
 
 // X(enumerator, label): why a packet was dropped.
-#define MESHLB_DROP_REASONS(X)                                 \
-  X(kParse, "drop_parse")                                      \
-  X(kNoBackend, "drop_no_backend")                             \
-  X(kTcpNotSyn, "drop_tcp_not_syn")                            \
-  X(kFragment, "drop_fragment")                                \
-  X(kSnatPortsExhausted, "drop_snat_ports_exhausted")          \
-  X(kNodestExpired, "drop_nodest_expired")                     \
-  X(kNoRoute, "drop_no_route")                                 \
-  X(kTxFull, "drop_tx_full")                                   \
-  X(kHandoffFull, "drop_handoff_full")                         \
-  X(kKernelRingFull, "drop_kernel_ring_full")                  \
+#define MESHLB_DROP_REASONS(X)                        \
+  X(kParse, "drop_parse")                             \
+  X(kNoBackend, "drop_no_backend")                    \
+  X(kTcpNotSyn, "drop_tcp_not_syn")                   \
+  X(kFragment, "drop_fragment")                       \
+  X(kSnatPortsExhausted, "drop_snat_ports_exhausted") \
+  X(kNodestExpired, "drop_nodest_expired")            \
+  X(kNoRoute, "drop_no_route")                        \
+  X(kTxFull, "drop_tx_full")                          \
+  X(kHandoffFull, "drop_handoff_full")                \
+  X(kKernelRingFull, "drop_kernel_ring_full")         \
   X(kTtlExceeded, "drop_ttl_exceeded")
 
 enum class Drop : uint8_t {

@@ -36,18 +36,18 @@
 namespace meshlb {
 
 // IPVS TCP states in kernel order (ip_vs_proto_tcp.c), plus UDP.
-#define MESHLB_CONN_STATES(X)   \
-  X(kNone, "NONE", 2)           \
+#define MESHLB_CONN_STATES(X)         \
+  X(kNone, "NONE", 2)                 \
   X(kEstablished, "ESTABLISHED", 900) \
-  X(kSynSent, "SYN_SENT", 120)  \
-  X(kSynRecv, "SYN_RECV", 60)   \
-  X(kFinWait, "FIN_WAIT", 120)  \
-  X(kTimeWait, "TIME_WAIT", 120) \
-  X(kClose, "CLOSE", 10)        \
-  X(kCloseWait, "CLOSE_WAIT", 60) \
-  X(kLastAck, "LAST_ACK", 30)   \
-  X(kListen, "LISTEN", 120)     \
-  X(kSynAck, "SYNACK", 120)     \
+  X(kSynSent, "SYN_SENT", 120)        \
+  X(kSynRecv, "SYN_RECV", 60)         \
+  X(kFinWait, "FIN_WAIT", 120)        \
+  X(kTimeWait, "TIME_WAIT", 120)      \
+  X(kClose, "CLOSE", 10)              \
+  X(kCloseWait, "CLOSE_WAIT", 60)     \
+  X(kLastAck, "LAST_ACK", 30)         \
+  X(kListen, "LISTEN", 120)           \
+  X(kSynAck, "SYNACK", 120)           \
   X(kUdp, "UDP", 300)
 
 enum class ConnState : uint8_t {
@@ -75,11 +75,11 @@ namespace detail {
 // OUTPUT halves; rows syn, fin, ack, rst; columns in ConnState order (no UDP).
 // No transition leads to NONE or SYNACK; the names are kept for the column headers.
 [[maybe_unused]] inline constexpr ConnState sNO = ConnState::kNone, sSA = ConnState::kSynAck;
-inline constexpr ConnState sES = ConnState::kEstablished,
-                    sSS = ConnState::kSynSent, sSR = ConnState::kSynRecv,
-                    sFW = ConnState::kFinWait, sTW = ConnState::kTimeWait,
-                    sCL = ConnState::kClose, sCW = ConnState::kCloseWait,
-                    sLA = ConnState::kLastAck, sLI = ConnState::kListen;
+inline constexpr ConnState sES = ConnState::kEstablished, sSS = ConnState::kSynSent,
+                           sSR = ConnState::kSynRecv, sFW = ConnState::kFinWait,
+                           sTW = ConnState::kTimeWait, sCL = ConnState::kClose,
+                           sCW = ConnState::kCloseWait, sLA = ConnState::kLastAck,
+                           sLI = ConnState::kListen;
 inline constexpr ConnState kTcpStates[2][4][11] = {
     {
         /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
@@ -127,7 +127,6 @@ inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
   return detail::kTcpStates[reply][row][c];
 }
 
-
 // Ports in network byte order, as parsed.
 template <class Addr>
 struct FlowKey {
@@ -145,8 +144,8 @@ struct Flow {
   uint16_t cport, vport, bport, lport;
   uint32_t expires_ms;
   uint32_t backend_id : BackendId::kBits;  // BackendId::raw(): the real server
-  uint32_t state : 4;        // ConnState; kFreeState when unused
-  uint32_t udp : 1;          // proto: 1 = UDP, 0 = TCP
+  uint32_t state : 4;                      // ConnState; kFreeState when unused
+  uint32_t udp : 1;                        // proto: 1 = UDP, 0 = TCP
   uint32_t flags : 3;
 
   ConnState connState() const { return static_cast<ConnState>(state); }
@@ -161,14 +160,14 @@ struct Flow {
 //   expired: by the sweep or found expired on lookup
 //   reply_key_in_use: insert refused, the reply direction is tracked already
 //   displaced: keys moved to their other bucket to make room
-#define MESHLB_FLOW_TABLE_COUNTERS(X)             \
-  X(inserted, "flows_inserted")                   \
-  X(removed, "flows_removed")                     \
-  X(expired, "flows_expired")                     \
-  X(evicted_embryonic, "evicted_embryonic")       \
-  X(evicted_closing, "evicted_closing")           \
-  X(evicted_established, "evicted_established")   \
-  X(reply_key_in_use, "reply_key_in_use")         \
+#define MESHLB_FLOW_TABLE_COUNTERS(X)           \
+  X(inserted, "flows_inserted")                 \
+  X(removed, "flows_removed")                   \
+  X(expired, "flows_expired")                   \
+  X(evicted_embryonic, "evicted_embryonic")     \
+  X(evicted_closing, "evicted_closing")         \
+  X(evicted_established, "evicted_established") \
+  X(reply_key_in_use, "reply_key_in_use")       \
   X(displaced, "flows_displaced")
 
 struct FlowTableCounters {
@@ -366,8 +365,8 @@ class FlowTable {
 template <>
 inline uint64_t FlowTable<Ipv4Addr>::hash(const Key& k) const {
   uint64_t a = k.src.v | (static_cast<uint64_t>(k.dst.v) << 32);
-  uint64_t b = k.sport | (static_cast<uint64_t>(k.dport) << 16) |
-               (static_cast<uint64_t>(k.proto) << 32);
+  uint64_t b =
+      k.sport | (static_cast<uint64_t>(k.dport) << 16) | (static_cast<uint64_t>(k.proto) << 32);
   uint64_t h = mum(a ^ seed_ ^ kHashK0, b ^ kHashK1);
   return mum(h ^ kHashK2, h ^ kHashK1);
 }

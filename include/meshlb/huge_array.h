@@ -31,7 +31,7 @@ class HugeArray {
     } else {
       huge_ = true;
     }
-    p_ = static_cast<T*>(p);            // zero-filled by the kernel
+    p_ = static_cast<T*>(p);  // zero-filled by the kernel
   }
   ~HugeArray() {
     if (p_) munmap(p_, bytes_);

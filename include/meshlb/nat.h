@@ -106,8 +106,7 @@ inline void rewrite4(uint8_t* frame, const L3L4Info& ip, uint32_t end, const Rew
 // TCP/UDP datagram (first fragment or unfragmented; ports are not touched in a
 // non-first fragment, addresses are). `p` must come from parsePacket on `frame`.
 inline void natRewrite(uint8_t* frame, const ParsedPacket& p, const Rewrite4& rw) {
-  detail::rewrite4(frame, p.ip, p.ip.l3_offset + p.ip.l3_length, rw,
-                   frame + p.ip.l3_offset + 10);
+  detail::rewrite4(frame, p.ip, p.ip.l3_offset + p.ip.l3_length, rw, frame + p.ip.l3_offset + 10);
 }
 void natRewrite(uint8_t* frame, const ParsedPacket& p, const Rewrite6& rw);
 

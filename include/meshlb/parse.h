@@ -12,33 +12,33 @@
 namespace meshlb {
 
 // X(name, counter label). kOk and kNotIp are not drops: kNotIp goes to the kernel twin.
-#define MESHLB_PARSE_RESULTS(X)                                   \
-  X(kOk, "ok")                                                    \
-  X(kNotIp, "not_ip")                                             \
-  X(kEthTruncated, "eth_truncated")                               \
-  X(kVlanTruncated, "vlan_truncated")                             \
-  X(kVlanTooManyTags, "vlan_too_many_tags")                       \
-  X(kIpv4Truncated, "ipv4_truncated")                             \
-  X(kIpv4BadVersion, "ipv4_bad_version")                          \
-  X(kIpv4BadIhl, "ipv4_bad_ihl")                                  \
-  X(kIpv4BadTotalLength, "ipv4_bad_total_length")                 \
+#define MESHLB_PARSE_RESULTS(X)                                      \
+  X(kOk, "ok")                                                       \
+  X(kNotIp, "not_ip")                                                \
+  X(kEthTruncated, "eth_truncated")                                  \
+  X(kVlanTruncated, "vlan_truncated")                                \
+  X(kVlanTooManyTags, "vlan_too_many_tags")                          \
+  X(kIpv4Truncated, "ipv4_truncated")                                \
+  X(kIpv4BadVersion, "ipv4_bad_version")                             \
+  X(kIpv4BadIhl, "ipv4_bad_ihl")                                     \
+  X(kIpv4BadTotalLength, "ipv4_bad_total_length")                    \
   X(kIpv4TotalLengthExceedsFrame, "ipv4_total_length_exceeds_frame") \
-  X(kIpv4BadChecksum, "ipv4_bad_checksum")                        \
-  X(kIpv4BadFragment, "ipv4_bad_fragment")                        \
-  X(kIpv6Truncated, "ipv6_truncated")                             \
-  X(kIpv6BadVersion, "ipv6_bad_version")                          \
-  X(kIpv6PayloadExceedsFrame, "ipv6_payload_exceeds_frame")       \
-  X(kIpv6ExtTruncated, "ipv6_ext_truncated")                      \
-  X(kIpv6ExtChainTooLong, "ipv6_ext_chain_too_long")              \
-  X(kIpv6HopByHopNotFirst, "ipv6_hop_by_hop_not_first")           \
-  X(kTcpTruncated, "tcp_truncated")                               \
-  X(kTcpBadDataOffset, "tcp_bad_data_offset")                     \
-  X(kUdpTruncated, "udp_truncated")                               \
-  X(kUdpBadLength, "udp_bad_length")                              \
-  X(kIcmpTruncated, "icmp_truncated")                             \
-  X(kIcmpInnerTruncated, "icmp_inner_truncated")                  \
-  X(kIcmpInnerMalformed, "icmp_inner_malformed")                  \
-  X(kVxlanTruncated, "vxlan_truncated")                           \
+  X(kIpv4BadChecksum, "ipv4_bad_checksum")                           \
+  X(kIpv4BadFragment, "ipv4_bad_fragment")                           \
+  X(kIpv6Truncated, "ipv6_truncated")                                \
+  X(kIpv6BadVersion, "ipv6_bad_version")                             \
+  X(kIpv6PayloadExceedsFrame, "ipv6_payload_exceeds_frame")          \
+  X(kIpv6ExtTruncated, "ipv6_ext_truncated")                         \
+  X(kIpv6ExtChainTooLong, "ipv6_ext_chain_too_long")                 \
+  X(kIpv6HopByHopNotFirst, "ipv6_hop_by_hop_not_first")              \
+  X(kTcpTruncated, "tcp_truncated")                                  \
+  X(kTcpBadDataOffset, "tcp_bad_data_offset")                        \
+  X(kUdpTruncated, "udp_truncated")                                  \
+  X(kUdpBadLength, "udp_bad_length")                                 \
+  X(kIcmpTruncated, "icmp_truncated")                                \
+  X(kIcmpInnerTruncated, "icmp_inner_truncated")                     \
+  X(kIcmpInnerMalformed, "icmp_inner_malformed")                     \
+  X(kVxlanTruncated, "vxlan_truncated")                              \
   X(kVxlanBadFlags, "vxlan_bad_flags")
 
 enum class ParseResult : uint8_t {
@@ -57,13 +57,13 @@ enum class L3Type : uint8_t { kNone = 0, kIpv4 = 4, kIpv6 = 6 };
 // without swapping.
 struct L3L4Info {
   L3Type l3 = L3Type::kNone;
-  uint8_t l4_proto = 0;      // last next-header value (TCP, UDP, ICMP, ...)
-  bool fragment = false;     // any fragment (offset != 0 or more-fragments)
+  uint8_t l4_proto = 0;   // last next-header value (TCP, UDP, ICMP, ...)
+  bool fragment = false;  // any fragment (offset != 0 or more-fragments)
   bool first_fragment = false;
   uint16_t l3_offset = 0;
   uint16_t l4_offset = 0;
-  uint16_t l3_length = 0;    // datagram length from the IP header (<= bytes present for outer)
-  uint16_t sport = 0;        // TCP/UDP ports, network order; 0 when not present
+  uint16_t l3_length = 0;  // datagram length from the IP header (<= bytes present for outer)
+  uint16_t sport = 0;      // TCP/UDP ports, network order; 0 when not present
   uint16_t dport = 0;
   bool has_ports = false;
 };
@@ -71,8 +71,8 @@ struct L3L4Info {
 struct ParsedPacket {
   uint16_t ethertype = 0;  // innermost, host order
   uint8_t vlan_count = 0;
-  uint16_t vlan_tci = 0;   // outermost tag, host order
-  L3L4Info ip;             // the outer datagram
+  uint16_t vlan_tci = 0;  // outermost tag, host order
+  L3L4Info ip;            // the outer datagram
   uint8_t tcp_flags = 0;
   uint8_t tcp_header_len = 0;
   uint16_t ipv4_flags_frag = 0;  // host order (DF/MF/offset)

@@ -53,8 +53,8 @@ struct ServiceSnap : ServiceSched {
   uint32_t fwmark = 0;  // non-zero: a firewall-mark service (any protocol; vip/vport unused)
   uint8_t proto = 0;
   Addr vip;
-  uint16_t vport = 0;                        // network order
-  std::vector<BackendSnap<Addr>> backends;   // sorted by address and port; weights[i] is theirs
+  uint16_t vport = 0;                       // network order
+  std::vector<BackendSnap<Addr>> backends;  // sorted by address and port; weights[i] is theirs
 };
 
 // Address prefixes of either family; a prefix of length 0 matches everything.
@@ -107,15 +107,15 @@ struct MarkRule {
   uint16_t sport = 0, dport = 0;  // network order, 0 = any
   uint32_t mark = 0;
   bool matches(const Addr& s, const Addr& d, uint8_t p, uint16_t sp, uint16_t dp) const {
-    return src.contains(s) && dst.contains(d) && (!proto || proto == p) && (!sport || sport == sp) &&
-           (!dport || dport == dp);
+    return src.contains(s) && dst.contains(d) && (!proto || proto == p) &&
+           (!sport || sport == sp) && (!dport || dport == dp);
   }
 };
 
 template <class Addr>
 struct RouteSnap {
   Prefix<Addr> dst;
-  Addr gateway;       // all zero: directly connected
+  Addr gateway;  // all zero: directly connected
   bool has_gateway = false;
   uint16_t port = 0;  // data port index
 };
@@ -151,9 +151,7 @@ class NeighTable {
   static uint64_t hashOf(uint16_t port, Ipv4Addr a) {
     return ((uint64_t{port} << 32 | a.v) * 0x9e3779b97f4a7c15ull) >> 32;
   }
-  static uint64_t hashOf(uint16_t port, const Ipv6Addr& a) {
-    return hashBytes(a.b, 16, port);
-  }
+  static uint64_t hashOf(uint16_t port, const Ipv6Addr& a) { return hashBytes(a.b, 16, port); }
   // The slot holding (port, addr), or the empty slot where it would go.
   size_t probe(uint16_t port, const Addr& addr) const {
     const size_t mask = entries_.size() - 1;
@@ -188,8 +186,8 @@ struct FamilySnap {
   std::vector<SnatRule<Addr>> snat;
   std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT; first match wins
   absl::flat_hash_set<Addr, AddrHash> snat_addrs;  // every address SNAT may write
-  std::vector<Addr> port_addr;      // by data port: the twin's first address, zero if none
-  std::vector<bool> port_has_addr;  // by data port
+  std::vector<Addr> port_addr;          // by data port: the twin's first address, zero if none
+  std::vector<bool> port_has_addr;      // by data port
   std::vector<RouteSnap<Addr>> routes;  // longest prefix first
   NeighTable<Addr> neigh;
 
@@ -213,8 +211,8 @@ struct FamilySnap {
   }
   // The service a new packet belongs to: an address service, else the firewall-mark
   // service of the first MARK rule that matches it (Swarm's ingress).
-  const ServiceSnap<Addr>* classify(uint8_t proto, const Addr& src, const Addr& dst,
-                                    uint16_t sport, uint16_t dport) const {
+  const ServiceSnap<Addr>* classify(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport,
+                                    uint16_t dport) const {
     if (const ServiceSnap<Addr>* s = findService(proto, dst, dport)) return s;
     for (const MarkRule<Addr>& r : marks) {
       if (r.matches(src, dst, proto, sport, dport)) return findFwmark(r.mark);

@@ -98,9 +98,7 @@ class BackendId {
     return BackendId(((generation & ((1u << kGenerationBits) - 1)) << kSlotBits) |
                      (slot & (kSlots - 1)));
   }
-  static constexpr BackendId fromRaw(uint32_t raw) {
-    return BackendId(raw & ((1u << kBits) - 1));
-  }
+  static constexpr BackendId fromRaw(uint32_t raw) { return BackendId(raw & ((1u << kBits) - 1)); }
   constexpr uint32_t raw() const { return raw_; }
   constexpr uint32_t slot() const { return raw_ & (kSlots - 1); }
   constexpr uint32_t generation() const { return raw_ >> kSlotBits; }

@@ -17,13 +17,11 @@ struct VxlanTunnel {
   uint32_t vni = 0;
   uint16_t dst_port = kVxlanPort;  // host order
   uint8_t ttl = 64;
-  uint16_t underlay_mtu = 1500;    // bytes of outer IP datagram
+  uint16_t underlay_mtu = 1500;  // bytes of outer IP datagram
 };
 
 // Largest inner IP datagram that fits the tunnel (1450 for a 1500 underlay).
-inline uint32_t vxlanInnerMtu(const VxlanTunnel& t) {
-  return t.underlay_mtu - kVxlanEncapLen;
-}
+inline uint32_t vxlanInnerMtu(const VxlanTunnel& t) { return t.underlay_mtu - kVxlanEncapLen; }
 
 enum class EncapResult : uint8_t {
   kOk,

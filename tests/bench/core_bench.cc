@@ -50,13 +50,25 @@ struct Workload {
       uint32_t v = htonl(0xc6120064u), b = htonl(0xc6130102u + (i % 3));
       uint16_t vp = htons(8080), bp = htons(80);
       Flow<Ipv4Addr> a{};
-      a.client.v = c; a.cport = cp; a.vip.v = v; a.vport = vp;
-      a.backend.v = b; a.bport = bp; a.local.v = l; a.lport = lp;
+      a.client.v = c;
+      a.cport = cp;
+      a.vip.v = v;
+      a.vport = vp;
+      a.backend.v = b;
+      a.bport = bp;
+      a.local.v = l;
+      a.lport = lp;
       a.backend_id = 1;
       // The twin: L:l->B:b back to C:c->V:v.
       Flow<Ipv4Addr> t{};
-      t.client.v = l; t.cport = lp; t.vip.v = b; t.vport = bp;
-      t.backend.v = v; t.bport = vp; t.local.v = c; t.lport = cp;
+      t.client.v = l;
+      t.cport = lp;
+      t.vip.v = b;
+      t.vport = bp;
+      t.backend.v = v;
+      t.bport = vp;
+      t.local.v = c;
+      t.lport = cp;
       t.backend_id = 2;
       for (auto* f : {&a, &t}) {
         auto* e = table.insert(*f, 0);
@@ -101,9 +113,8 @@ struct Workload {
 
 void report(benchmark::State& state, uint64_t packets) {
   state.SetItemsProcessed(static_cast<int64_t>(packets));
-  state.counters["ns_per_pkt"] =
-      benchmark::Counter(static_cast<double>(packets), benchmark::Counter::kIsRate |
-                                                           benchmark::Counter::kInvert);
+  state.counters["ns_per_pkt"] = benchmark::Counter(
+      static_cast<double>(packets), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // Visits the workload's packets a burst at a time, prefetching the next burst, and
@@ -265,10 +276,14 @@ void newFlowLoop(benchmark::State& state, bool baseline) {
         const uint32_t backend = mg->lookup(oh[i]);
         Flow<Ipv4Addr>& e = fl[i];
         e = {};
-        e.client = keys[i].src; e.cport = keys[i].sport; e.vip = keys[i].dst;
+        e.client = keys[i].src;
+        e.cport = keys[i].sport;
+        e.vip = keys[i].dst;
         e.vport = keys[i].dport;
-        e.backend.v = htonl(0xc6130100u + backend); e.bport = htons(80);
-        e.local.v = lb + (id >> 16); e.lport = htons(static_cast<uint16_t>(id));
+        e.backend.v = htonl(0xc6130100u + backend);
+        e.bport = htons(80);
+        e.local.v = lb + (id >> 16);
+        e.lport = htons(static_cast<uint16_t>(id));
         e.backend_id = backend;
         rh[i] = table->hash(e.replyKey());
         table->prefetchBoth(rh[i]);

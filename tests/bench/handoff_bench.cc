@@ -84,9 +84,10 @@ int main() {
   std::printf("handoff over rte_ring (MP enqueue, SC dequeue, bursts of %u, 2 cores):\n", kBurst);
   std::printf("  baseline, one core touching the packets: %6.2f ns/pkt  %7.1f Mpps\n", base,
               1e3 / base);
-  std::printf("  handed to a second core through a ring:  %6.2f ns/pkt  %7.1f Mpps"
-              "  (ring full %llu times)\n",
-              handoff, 1e3 / handoff, static_cast<unsigned long long>(full));
+  std::printf(
+      "  handed to a second core through a ring:  %6.2f ns/pkt  %7.1f Mpps"
+      "  (ring full %llu times)\n",
+      handoff, 1e3 / handoff, static_cast<unsigned long long>(full));
   std::printf("  added per handed-off packet:             %6.2f ns\n", handoff - base);
   std::free(ring);
   g_sink = sink + consumed;

@@ -51,11 +51,11 @@
 #include <tuple>
 #include <vector>
 
-#include "worker.h"
 #include "meshlb/bytes.h"
 #include "meshlb/checksum.h"
 #include "meshlb/huge_array.h"
 #include "packets.h"
+#include "worker.h"
 
 namespace meshlb {
 namespace {
@@ -253,8 +253,8 @@ int meshlbMain(void* arg) {
 }
 
 struct Result {
-  double mpps = 0;         // all workers
-  double syn_kconn_s = 0;  // pass 0, per worker, mean
+  double mpps = 0;                             // all workers
+  double syn_kconn_s = 0;                      // pass 0, per worker, mean
   double p50_ns = 0, p99_ns = 0, p999_ns = 0;  // latency runs
 };
 

@@ -27,7 +27,7 @@ inline std::array<uint8_t, 6> mac(uint8_t a, uint8_t b) { return {2, 0, 0, 0, a,
 struct ApplianceOptions {
   uint16_t index = 0, workers = 1;
   uint32_t flow_capacity = 1024;
-  bool task_route = true;      // a route towards the tasks' network
+  bool task_route = true;       // a route towards the tasks' network
   bool task_neighbours = true;  // their MACs resolved
 };
 
@@ -109,8 +109,9 @@ inline std::vector<std::string> httpService(const char* sched = "rr", bool snat 
                 w[t - 1]);
   }
   if (snat) {
-    c.push_back("iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.19.0.0/16 -j SNAT "
-                "--to-source 198.19.0.1");
+    c.push_back(
+        "iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.19.0.0/16 -j SNAT "
+        "--to-source 198.19.0.1");
   }
   return c;
 }

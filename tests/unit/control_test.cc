@@ -37,12 +37,12 @@ TEST(Protocol, RoundTrip) {
 }
 
 TEST(Protocol, HostileFramesAreRejected) {
-  EXPECT_FALSE(frameLength(std::string("\xff\xff\xff\x7f", 4)).ok());  // 2 GiB
-  EXPECT_FALSE(frameLength("\x01\x00").value().has_value());           // need more
+  EXPECT_FALSE(frameLength(std::string("\xff\xff\xff\x7f", 4)).ok());    // 2 GiB
+  EXPECT_FALSE(frameLength("\x01\x00").value().has_value());             // need more
   EXPECT_FALSE(decodeRequest(std::string("\x05\x00\x00\x00", 4)).ok());  // 5 args, none there
   EXPECT_FALSE(decodeRequest(std::string("\x00\x10\x00\x00", 4)).ok());  // too many args
   std::string wire = encodeRequest({{"stats"}, ""});
-  EXPECT_FALSE(decodeRequest(wire.substr(4) + "x").ok());  // trailing bytes
+  EXPECT_FALSE(decodeRequest(wire.substr(4) + "x").ok());             // trailing bytes
   EXPECT_FALSE(decodeRequest(wire.substr(4, wire.size() - 6)).ok());  // truncated
   EXPECT_FALSE(decodeReply("").ok());
   EXPECT_FALSE(decodeReply("\x07oops").ok());
@@ -116,8 +116,8 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
   ASSERT_TRUE(runIptables(m, words("-t mangle -A PREROUTING -p tcp --dport 8080 -j MARK "
                                    "--set-mark 256"))
                   .ok());
-  ASSERT_TRUE(runIptables(m, words("-t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-mark 257"))
-                  .ok());
+  ASSERT_TRUE(
+      runIptables(m, words("-t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-mark 257")).ok());
   const std::string saved = *runIptables(m, words("-t mangle -S"));
   EXPECT_EQ(saved,
             "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n"
@@ -133,10 +133,10 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
             "Chain INPUT (policy ACCEPT)\n"
             "target     prot opt source               destination         \n"
             "MARK       all  --  0.0.0.0/0            198.18.0.5/32        MARK set 0x101\n");
-  EXPECT_EQ(iptablesRules(m),
-            std::vector<std::string>{
-                "iptables -t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-xmark "
-                "0x101/0xffffffff"});
+  EXPECT_EQ(
+      iptablesRules(m),
+      std::vector<std::string>{"iptables -t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-xmark "
+                               "0x101/0xffffffff"});
   ASSERT_TRUE(runIptables(m, words("-t mangle -F")).ok());
   EXPECT_TRUE(m.mangleInput().empty());
 }
@@ -171,22 +171,20 @@ TEST_F(StateFile, EveryChangeIsSavedAndRestored) {
     ASSERT_TRUE(c.useStateFile(path_).ok());
     ASSERT_TRUE(c.run(words("ipvsadm -A -t 198.18.0.1:8080 -s rr"), "", &changed).ok());
     EXPECT_TRUE(changed);
-    ASSERT_TRUE(c.run(words("ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3"), "",
-                      &changed)
-                    .ok());
-    ASSERT_TRUE(c.run(words("iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE"), "",
-                      &changed)
-                    .ok());
+    ASSERT_TRUE(
+        c.run(words("ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3"), "", &changed).ok());
+    ASSERT_TRUE(
+        c.run(words("iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE"), "", &changed)
+            .ok());
     ASSERT_TRUE(c.run(words("ipvsadm --set 100 0 0"), "", &changed).ok());
     ASSERT_TRUE(c.run(words("ipvsadm -L -n"), "", &changed).ok());
     EXPECT_FALSE(changed);  // a listing changes nothing
   }
-  EXPECT_EQ(read(),
-            std::string(kStateHeader) +
-            "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
-            "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
-            "ipvsadm --set 100 120 300\n"
-            "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n");
+  EXPECT_EQ(read(), std::string(kStateHeader) +
+                        "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
+                        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
+                        "ipvsadm --set 100 120 300\n"
+                        "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n");
   Commands again;
   ASSERT_TRUE(again.useStateFile(path_).ok());
   EXPECT_EQ(again.saveState(), read());
@@ -243,18 +241,22 @@ TEST(Commands, ChangesAreDetectedInTheModels) {
   bool changed = false;
   ASSERT_TRUE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s rr"), "", &changed).ok());
   EXPECT_TRUE(changed);
-  ASSERT_TRUE(c.run(words("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
   EXPECT_TRUE(changed);
-  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 2"), "", &changed).ok());
   EXPECT_FALSE(changed);
-  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 3"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 3"), "", &changed).ok());
   EXPECT_TRUE(changed);
   ASSERT_TRUE(c.run(words("ipvsadm -E -t 198.18.0.1:80 -s rr"), "", &changed).ok());
   EXPECT_FALSE(changed);
   ASSERT_TRUE(c.run(words("iptables -t nat -F"), "", &changed).ok());
   EXPECT_FALSE(changed);
-  ASSERT_TRUE(c.run(words("iptables -t mangle -A INPUT -d 198.18.0.5 -j MARK --set-mark 9"), "",
-                    &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("iptables -t mangle -A INPUT -d 198.18.0.5 -j MARK --set-mark 9"), "", &changed)
+          .ok());
   EXPECT_TRUE(changed);
   ASSERT_TRUE(c.run(words("ipvsadm -S -n"), "", &changed).ok());
   EXPECT_FALSE(changed);
@@ -288,20 +290,22 @@ TEST(Commands, UnknownAndRejectedChangeNothing) {
 TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   Commands c;
   bool changed;
-  for (const char* l : {"ipvsadm -A -t 198.18.0.1:8080 -s mh",
-                        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.12:80 -m",
-                        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 2",
-                        "ipvsadm -A -f 256 -s rr", "ipvsadm -a -f 256 -r 198.18.1.13:0 -m",
-                        "iptables -t mangle -A PREROUTING -p tcp --dport 8081 -j MARK --set-mark 256",
-                        "iptables -t nat -A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j MASQUERADE"}) {
+  for (const char* l :
+       {"ipvsadm -A -t 198.18.0.1:8080 -s mh", "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.12:80 -m",
+        "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 2", "ipvsadm -A -f 256 -s rr",
+        "ipvsadm -a -f 256 -r 198.18.1.13:0 -m",
+        "iptables -t mangle -A PREROUTING -p tcp --dport 8081 -j MARK --set-mark 256",
+        "iptables -t nat -A POSTROUTING -d 198.18.1.0/24 -m ipvs --ipvs -j MASQUERADE"}) {
     ASSERT_TRUE(c.run(words(l), "", &changed).ok()) << l;
   }
   auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
   auto v4 = [&](const char* s) { return ip(s).v4(); };
   KernelView k;
   k.addrs = {{10, ip("198.18.0.1"), 24}, {11, ip("198.18.1.1"), 24}};
-  k.routes = {{ip("198.18.0.0"), 24, {}, 10}, {ip("198.18.1.0"), 24, {}, 11},
-              {ip("0.0.0.0"), 0, ip("198.18.0.254"), 10}, {ip("198.19.0.0"), 16, {}, 99}};
+  k.routes = {{ip("198.18.0.0"), 24, {}, 10},
+              {ip("198.18.1.0"), 24, {}, 11},
+              {ip("0.0.0.0"), 0, ip("198.18.0.254"), 10},
+              {ip("198.19.0.0"), 16, {}, 99}};
   k.neighs = {{11, ip("198.18.1.11"), {2, 0, 0, 0, 0, 0x11}}};
   std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}, {11, {2, 0, 0, 0, 0, 2}}};
   auto s = buildSnapshot(c.services(), c.nat(), k, ports, 7);
@@ -311,8 +315,8 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   EXPECT_TRUE(s->v6.services.empty() && s->v6.routes.empty());
   const auto* svc = f.findService(6, v4("198.18.0.1"), htons(8080));
   // A packet to port 8081 anywhere is marked 256 and belongs to the fwmark service.
-  const auto* marked = f.classify(6, v4("198.18.0.10"), v4("198.18.0.99"), htons(40000),
-                                  htons(8081));
+  const auto* marked =
+      f.classify(6, v4("198.18.0.10"), v4("198.18.0.99"), htons(40000), htons(8081));
   ASSERT_NE(marked, nullptr);
   EXPECT_EQ(marked->fwmark, 256u);
   EXPECT_EQ(f.classify(17, v4("198.18.0.10"), v4("198.18.0.99"), htons(40000), htons(8081)),
@@ -328,14 +332,16 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   k.neighs.push_back({11, ip("198.18.1.12"), {2, 0, 0, 0, 0, 0x12}});
   auto s2 = buildSnapshot(c.services(), c.nat(), k, ports, 8, s.get());
   EXPECT_EQ(s2->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
-  ASSERT_TRUE(c.run(words("ipvsadm -e -t 198.18.0.1:8080 -r 198.18.1.12:80 -m -w 3"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("ipvsadm -e -t 198.18.0.1:8080 -r 198.18.1.12:80 -m -w 3"), "", &changed).ok());
   auto s3 = buildSnapshot(c.services(), c.nat(), k, ports, 9, s2.get());
   EXPECT_NE(s3->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   for (const auto& [k, svc2] : c.services().services()) {
     for (const RealServer& d : svc2.dests) EXPECT_TRUE(s->backendLive(d.id));  // fwmark's too
   }
   const BackendId live = svc->backends[0].id;
-  EXPECT_FALSE(s->backendLive(BackendId::make(live.generation() + 7, live.slot())));  // another generation of a live slot
+  EXPECT_FALSE(s->backendLive(
+      BackendId::make(live.generation() + 7, live.slot())));  // another generation of a live slot
   EXPECT_FALSE(s->backendLive(BackendId::make(0, 999)));
   ASSERT_NE(f.route(v4("198.18.1.50")), nullptr);
   EXPECT_EQ(f.route(v4("198.18.1.50"))->port, 1);

@@ -85,8 +85,8 @@ TEST(Listings, StatsTextAndJsonFromOneList) {
   bump(w.parse[static_cast<size_t>(ParseResult::kIpv4BadChecksum)]);
   w.flows.store(3);
   std::vector<StatsGroup> groups;
-  groups.push_back({"port", {{"port", "0"}, {"name", "net_null0"}, {"twin", "lb0"}},
-                    {{"rx_packets", 9}}});
+  groups.push_back(
+      {"port", {{"port", "0"}, {"name", "net_null0"}, {"twin", "lb0"}}, {{"rx_packets", 9}}});
   groups.push_back(workerStats(0, 1, w));
   groups.push_back({"control", {}, {{"snapshots_published", 4}}});
   const std::string text = renderStats(groups, false);
@@ -94,7 +94,8 @@ TEST(Listings, StatsTextAndJsonFromOneList) {
   EXPECT_NE(text.find("worker 0 (lcore 1)\n"), std::string::npos);
   EXPECT_NE(text.find("  drop_no_route                            2\n"), std::string::npos);
   EXPECT_NE(text.find("  parse_ipv4_bad_checksum                  1\n"), std::string::npos);
-  EXPECT_NE(text.find("control\n  snapshots_published                      4\n"), std::string::npos);
+  EXPECT_NE(text.find("control\n  snapshots_published                      4\n"),
+            std::string::npos);
   const std::string json = renderStats(groups, true);
   EXPECT_EQ(json.rfind("{\"ports\":[{\"port\":0,\"name\":\"net_null0\",\"twin\":\"lb0\","
                        "\"rx_packets\":9}],\"workers\":[{\"worker\":0,\"lcore\":1,"

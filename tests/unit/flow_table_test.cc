@@ -17,8 +17,8 @@ using test::v4;
 using test::v6;
 
 template <class Addr>
-Flow<Addr> makeFlow(Addr client, uint16_t cport, Addr vip, Addr backend, Addr local,
-                    uint16_t lport, bool udp = false) {
+Flow<Addr> makeFlow(Addr client, uint16_t cport, Addr vip, Addr backend, Addr local, uint16_t lport,
+                    bool udp = false) {
   Flow<Addr> f{};
   f.client = client;
   f.cport = htons(cport);
@@ -39,8 +39,8 @@ Flow<Ipv4Addr> flow4(uint32_t i, bool udp = false) {
   Ipv4Addr client, local;
   client.v = htonl(0xc6120000u + (i >> 16));  // 198.18.x.y
   local.v = htonl(0xc6130000u + (i >> 16));   // 198.19.x.y
-  return makeFlow(client, static_cast<uint16_t>(i & 0xffff), v4("198.18.0.100"),
-                  v4("198.19.1.2"), local, static_cast<uint16_t>(i & 0xffff), udp);
+  return makeFlow(client, static_cast<uint16_t>(i & 0xffff), v4("198.18.0.100"), v4("198.19.1.2"),
+                  local, static_cast<uint16_t>(i & 0xffff), udp);
 }
 
 TEST(FlowTable, LayoutFitsTheMemoryBudget) {
@@ -269,7 +269,8 @@ TEST(FlowTable, MatchesReferenceModel) {
       ASSERT_EQ(t.lookup(f.originalKey(), 0).flow, nullptr);
       auto* e = t.insert(f, 0);
       ASSERT_NE(e, nullptr);
-      ASSERT_EQ(t.counters().evicted_established, 0u) << "evicted below capacity at " << live.size();
+      ASSERT_EQ(t.counters().evicted_established, 0u)
+          << "evicted below capacity at " << live.size();
       t.onUdp(e, 0);
       live[id] = e;
     } else if (rng() % 2) {

@@ -233,8 +233,9 @@ TEST(Ipvsadm, RejectedRestoreChangesNothing) {
   ServiceModel m;
   swarm(m);
   const std::string before = *run(m, "-S -n");
-  auto r = run(m, "-R", "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.1.9:80 -m\n"
-                        "-a -t 198.18.0.2:80 -r 198.19.1.9:80 -m\n");
+  auto r = run(m, "-R",
+               "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.1.9:80 -m\n"
+               "-a -t 198.18.0.2:80 -r 198.19.1.9:80 -m\n");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("line 3"), std::string::npos) << r.status();
   EXPECT_EQ(*run(m, "-S -n"), before);
@@ -283,32 +284,30 @@ TEST_P(IpvsadmErrors, ClearErrorAndNothingChanged) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, IpvsadmErrors,
-    ::testing::Values(
-        BadCase{"", "-A -f 256 -s rr", "Service already exists"},
-        BadCase{"", "-D -t 198.18.0.1:80", "No such service"},
-        BadCase{"", "-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m", "Service not defined"},
-        BadCase{"", "-a -f 256 -r 198.19.1.2:0 -m", "Destination already exists"},
-        BadCase{"", "-e -f 256 -r 198.19.1.9:0 -m", "No such destination"},
-        BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
-        BadCase{"", "-A -t 198.18.0.1:80 -s lc", "scheduler 'lc' is not supported"},
-        BadCase{"", "-A -t 198.18.0.1:80", "default 'wlc'"},
-        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -g", "-g is not supported"},
-        BadCase{"", "-a -f 256 -r 198.19.1.9:0", "ipvsadm's default"},
-        BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
-        BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},
-        BadCase{"", "-A -t 198.18.0.1:99999 -s rr", "illegal service port"},
-        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w -1", "illegal weight"},
-        BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 300", "option -p is not supported"},
-        BadCase{"", "-A -t 198.18.0.1:80 -s rr --bogus", "unknown option '--bogus'"},
-        BadCase{"", "-A -D -f 256", "conflicts"},
-        BadCase{"", "-A -s rr", "service is required"},
-        BadCase{"", "-a -f 256 -m", "real server is required"},
-        BadCase{"", "-A -f 0 -s rr", "illegal fwmark"},
-        BadCase{"", "-s", "needs a value"},
-        BadCase{"", "--set 1 2", "three values"},
-        BadCase{"-A -t 198.18.0.1:80 -s rr", "-a -t 198.18.0.1:80 -r [2001:db8::1]:80 -m",
-                "families differ"},
-        BadCase{"", "", "no command given"}));
+    ::testing::Values(BadCase{"", "-A -f 256 -s rr", "Service already exists"},
+                      BadCase{"", "-D -t 198.18.0.1:80", "No such service"},
+                      BadCase{"", "-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m", "Service not defined"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.2:0 -m", "Destination already exists"},
+                      BadCase{"", "-e -f 256 -r 198.19.1.9:0 -m", "No such destination"},
+                      BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s lc", "scheduler 'lc' is not supported"},
+                      BadCase{"", "-A -t 198.18.0.1:80", "default 'wlc'"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -g", "-g is not supported"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0", "ipvsadm's default"},
+                      BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
+                      BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},
+                      BadCase{"", "-A -t 198.18.0.1:99999 -s rr", "illegal service port"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w -1", "illegal weight"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 300", "option -p is not supported"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr --bogus", "unknown option '--bogus'"},
+                      BadCase{"", "-A -D -f 256", "conflicts"},
+                      BadCase{"", "-A -s rr", "service is required"},
+                      BadCase{"", "-a -f 256 -m", "real server is required"},
+                      BadCase{"", "-A -f 0 -s rr", "illegal fwmark"},
+                      BadCase{"", "-s", "needs a value"}, BadCase{"", "--set 1 2", "three values"},
+                      BadCase{"-A -t 198.18.0.1:80 -s rr",
+                              "-a -t 198.18.0.1:80 -r [2001:db8::1]:80 -m", "families differ"},
+                      BadCase{"", "", "no command given"}));
 
 }  // namespace
 }  // namespace meshlb

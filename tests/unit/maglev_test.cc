@@ -47,7 +47,7 @@ TEST(Maglev, IndependentOfBackendOrder) {
 TEST(Maglev, RejectsBadInput) {
   EXPECT_FALSE(MaglevTable::build(makeBackends(3), 65536).ok());  // not prime
   EXPECT_FALSE(MaglevTable::build(makeBackends(3), 1).ok());
-  EXPECT_FALSE(MaglevTable::build({{"a", 1, 0}}, 13).ok());         // id 0 is "none"
+  EXPECT_FALSE(MaglevTable::build({{"a", 1, 0}}, 13).ok());  // id 0 is "none"
   EXPECT_FALSE(MaglevTable::build({{"a", 1, 1}, {"a", 1, 2}}, 13).ok());
   EXPECT_TRUE(MaglevTable::build(makeBackends(3), 655373).ok());
   EXPECT_TRUE(MaglevTable::isPrime(65537));

@@ -72,15 +72,15 @@ Rewrite4 fullnat4(uint16_t sport, uint16_t dport) {
 
 INSTANTIATE_TEST_SUITE_P(
     Golden, Nat4,
-    ::testing::Values(
-        Nat4Case{"nat_tcp4_dnat", dnat4(80)},
-        Nat4Case{"nat_tcp4_fullnat", fullnat4(61000, 80)},
-        Nat4Case{"nat_tcp4_reply", {true, true, ep(a4(kVip), 8080), ep(a4(kClient), 40000)}},
-        Nat4Case{"nat_tcp4_options_snat", {true, false, ep(a4(kLb), 61001), {}}},
-        Nat4Case{"nat_vlan_tcp4_dnat", dnat4(80)},
-        Nat4Case{"nat_udp4_fullnat", fullnat4(61002, 5353)},
-        Nat4Case{"nat_udp4_zero_csum", fullnat4(61003, 5353)},
-        Nat4Case{"nat_frag4_first_dnat", dnat4(5353)}),
+    ::testing::Values(Nat4Case{"nat_tcp4_dnat", dnat4(80)},
+                      Nat4Case{"nat_tcp4_fullnat", fullnat4(61000, 80)},
+                      Nat4Case{"nat_tcp4_reply",
+                               {true, true, ep(a4(kVip), 8080), ep(a4(kClient), 40000)}},
+                      Nat4Case{"nat_tcp4_options_snat", {true, false, ep(a4(kLb), 61001), {}}},
+                      Nat4Case{"nat_vlan_tcp4_dnat", dnat4(80)},
+                      Nat4Case{"nat_udp4_fullnat", fullnat4(61002, 5353)},
+                      Nat4Case{"nat_udp4_zero_csum", fullnat4(61003, 5353)},
+                      Nat4Case{"nat_frag4_first_dnat", dnat4(5353)}),
     [](const auto& info) { return std::string(info.param.name); });
 
 class Nat6 : public ::testing::TestWithParam<Nat6Case> {};
@@ -88,9 +88,9 @@ TEST_P(Nat6, MatchesScapy) { expectNatMatchesScapy(GetParam().name, GetParam().r
 
 INSTANTIATE_TEST_SUITE_P(
     Golden, Nat6,
-    ::testing::Values(
-        Nat6Case{"nat_tcp6_fullnat", {true, true, ep(a6(kLb6), 61004), ep(a6(kTask6), 80)}},
-        Nat6Case{"nat_udp6_dnat", {false, true, {}, ep(a6(kTask6), 5353)}}),
+    ::testing::Values(Nat6Case{"nat_tcp6_fullnat",
+                               {true, true, ep(a6(kLb6), 61004), ep(a6(kTask6), 80)}},
+                      Nat6Case{"nat_udp6_dnat", {false, true, {}, ep(a6(kTask6), 5353)}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // An ICMP error from a task about a full-NAT'd flow, translated for the client:
@@ -148,8 +148,8 @@ TEST(Vxlan, EncapMatchesScapyAndDecapRoundTrips) {
   std::memcpy(buf.data() + kVxlanEncapLen, inner.data(), inner.size());
   // Outer source port = 49152 + (hash >> 32) * 16384 / 2^32: 848 << 18 gives 50000.
   const uint64_t hash = (848ull << 18) << 32;
-  uint8_t* o = vxlanEncap(buf.data() + kVxlanEncapLen, static_cast<uint32_t>(inner.size()),
-                          tunnel(), hash);
+  uint8_t* o =
+      vxlanEncap(buf.data() + kVxlanEncapLen, static_cast<uint32_t>(inner.size()), tunnel(), hash);
   ASSERT_EQ(o, buf.data());
   EXPECT_EQ(toHex(buf), toHex(golden("vxlan_encap.out")));
 
@@ -211,8 +211,8 @@ TEST(TooBig, Ipv4FragNeededMatchesScapy) {
   const uint8_t lb_mac[6] = {2, 0, 0, 0, 0, 2};
   Ipv4Addr vip = a4(kVip);
   Bytes out(kTooBigMaxLen);
-  uint32_t n = buildTooBig(in.data(), p, 1450, lb_mac, reinterpret_cast<uint8_t*>(&vip.v),
-                           out.data());
+  uint32_t n =
+      buildTooBig(in.data(), p, 1450, lb_mac, reinterpret_cast<uint8_t*>(&vip.v), out.data());
   out.resize(n);
   EXPECT_EQ(toHex(out), toHex(golden("too_big4.out")));
 }
@@ -235,8 +235,16 @@ TEST(Checksum, FoldMatchesTheDefinition) {
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
     return static_cast<uint16_t>(sum);
   };
-  std::vector<uint64_t> sums = {0, 1, 0xffff, 0x10000, 0x1fffe, 0xffffffff, 0x100000000,
-                                0xffff0000ffff, 0xffffffffffffffff, 0x8000800080008000};
+  std::vector<uint64_t> sums = {0,
+                                1,
+                                0xffff,
+                                0x10000,
+                                0x1fffe,
+                                0xffffffff,
+                                0x100000000,
+                                0xffff0000ffff,
+                                0xffffffffffffffff,
+                                0x8000800080008000};
   std::mt19937_64 rng(7);
   for (int i = 0; i < 100000; ++i) {
     const uint64_t r = rng();

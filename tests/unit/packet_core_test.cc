@@ -3,9 +3,8 @@
 // order (scapy-made frames, tests/data/gen_golden.py), each with the verdict it
 // must get and, when it is sent on, the exact bytes it must leave with. No EAL,
 // no root: the same PacketCore the worker runs.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 
 #include "../bench/packets.h"
 #include "appliance.h"
@@ -29,10 +28,10 @@ using test::golden;
 using test::httpService;
 
 struct Step {
-  const char* in;    // golden input frame
-  uint16_t port;     // the data port it arrives on
+  const char* in;  // golden input frame
+  uint16_t port;   // the data port it arrives on
   Verdict verdict;
-  const char* out;   // golden output frame (kTransmit, and kToKernel of an unresolved hop)
+  const char* out;  // golden output frame (kTransmit, and kToKernel of an unresolved hop)
   const char* then = nullptr;  // a meshlbctl command to run after this step
 };
 

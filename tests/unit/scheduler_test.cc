@@ -2,12 +2,13 @@
 // gives for a set of weights), the same sequences through the packet core, and
 // Maglev's table pinned as the production path builds it, so that two appliances
 // (or one, restarted) keep every flow where it was.
+#include "meshlb/scheduler.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include "../bench/packets.h"
 #include "appliance.h"
-#include "meshlb/scheduler.h"
 
 namespace meshlb {
 namespace {
@@ -53,11 +54,11 @@ struct SequenceCase {
 TEST(Scheduler, SequencesAsIpvsGivesThem) {
   const SequenceCase cases[] = {
       {"rr", {1, 1, 1}, "123123123"},
-      {"rr", {1, 0, 1}, "131313"},        // weight 0 is skipped (quiescent)
-      {"rr", {5, 1}, "121212"},           // rr ignores weights
+      {"rr", {1, 0, 1}, "131313"},  // weight 0 is skipped (quiescent)
+      {"rr", {5, 1}, "121212"},     // rr ignores weights
       {"rr", {0, 0}, "000"},
       {"rr", {}, "00"},
-      {"wrr", {3, 1, 1}, "1112311123"},   // ip_vs_wrr: the e2e wrr test's sequence
+      {"wrr", {3, 1, 1}, "1112311123"},  // ip_vs_wrr: the e2e wrr test's sequence
       {"wrr", {4, 3, 2}, "112123123112123123"},
       {"wrr", {2, 2}, "1212"},
       {"wrr", {0, 0, 0}, "000"},
@@ -150,7 +151,8 @@ TEST(Scheduler, MaglevTableOfTheProductionPathIsPinned) {
   const ServiceSnap<Ipv4Addr>& s = a.snapshot().v4.services.at(0);
   ASSERT_NE(s.maglev, nullptr);
   EXPECT_EQ(s.maglev->size(), kDefaultMaglevSize);
-  EXPECT_EQ(test::toHex(Bytes(s.keys[0].begin(), s.keys[0].end())), "c61301010050");  // 198.19.1.1:80
+  EXPECT_EQ(test::toHex(Bytes(s.keys[0].begin(), s.keys[0].end())),
+            "c61301010050");  // 198.19.1.1:80
   std::vector<uint32_t> first(s.maglev->slots().begin(), s.maglev->slots().begin() + 12);
   EXPECT_EQ(first, (std::vector<uint32_t>{3, 1, 2, 3, 2, 3, 1, 2, 1, 3, 1, 2}));
   EXPECT_EQ(fingerprint(*s.maglev), 1429528917377420560u);
