@@ -307,7 +307,13 @@ test_two_workers() {
   local handoff
   handoff=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; print(sum(x["handoff_out"] for x in w), [x["new_connections"] for x in w])')
   echo "# $ok/200 connections; handoffs and new connections per worker: $handoff"
-  (( ok == 200 ))
+  (( ok == 200 )) || return 1
+  # ipvsadm -L -n -c: both workers' copies, answered through the control thread's
+  # deferred reply (it does not wait on the workers).
+  local listed
+  listed=$(ctl ipvsadm -L -n -c | grep -c " 198.18.0.1:8080 ")
+  echo "# ipvsadm -L -n -c lists $listed connections to 198.18.0.1:8080"
+  (( listed >= 200 ))
 }
 
 # State file: a restart loses no configuration (connection counts start afresh); SIGTERM exits 0 and removes the socket.
