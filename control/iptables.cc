@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <optional>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +39,7 @@ absl::StatusOr<uint32_t> parseNumber(const std::string& s, const char* what, uin
   return static_cast<uint32_t>(v);
 }
 
-enum class Cmd { kNone, kAppend, kInsert, kDelete, kFlush, kSave, kList };
+enum class Cmd { kNone, kAppend, kInsert, kDelete, kCheck, kFlush, kSave, kList };
 
 struct Parsed {
   IptTable table = IptTable::kNat;
@@ -47,6 +48,7 @@ struct Parsed {
   std::optional<uint32_t> rulenum;
   IptRule rule;
   bool have_target = false;
+  bool have_mark = false;
   bool numeric = false;
 };
 
@@ -65,7 +67,7 @@ absl::Status checkTableAndChain(const std::vector<std::string>& args) {
   for (size_t i = 0; i + 1 < args.size(); ++i) {
     const std::string& a = args[i];
     const bool rule_cmd = a == "-A" || a == "--append" || a == "-I" || a == "--insert" ||
-                          a == "-D" || a == "--delete";
+                          a == "-D" || a == "--delete" || a == "-C" || a == "--check";
     if (!rule_cmd) continue;
     const std::string& name = args[i + 1];
     const std::optional<IptChain> c = chainByName(*t, name);
@@ -81,6 +83,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
   if (auto st = checkTableAndChain(args); !st.ok()) return st;
   Parsed p;
   std::string chain;
+  std::set<std::string> seen;  // single-valued options given so far
   bool match_ipvs = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -127,6 +130,53 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       *out = static_cast<uint16_t>(*n);
       return absl::OkStatus();
     };
+    // iptables refuses a single-valued option given twice ("multiple -p flags not allowed").
+    auto once = [&](const char* name) -> absl::Status {
+      if (!seen.insert(name).second) {
+        return bad(absl::StrCat("multiple ", name, " flags not allowed"));
+      }
+      return absl::OkStatus();
+    };
+    // MARK's actions, each one (value, xor mask) as the kernel applies them:
+    // mark = (mark & ~mask) ^ value (libxt_MARK, xt_MARK revision 2).
+    auto markAction = [&](const std::string& opt) -> absl::Status {
+      if (auto st2 =
+              once("MARK action (--set-mark, --set-xmark, --and-mark, --or-mark, --xor-mark)");
+          !st2.ok()) {
+        return bad(absl::StrCat("MARK: only one action allowed (\"", opt, "\" is the second)"));
+      }
+      auto v = value();
+      if (!v.ok()) return v.status();
+      std::string text = *v, mask_text;
+      if (auto slash = text.find('/'); slash != std::string::npos) {
+        mask_text = text.substr(slash + 1);
+        text.resize(slash);
+      }
+      auto n = parseNumber(text, "mark", 0xffffffffu);
+      if (!n.ok()) return n.status();
+      uint32_t mask = 0xffffffffu;
+      if (!mask_text.empty()) {
+        if (opt != "--set-mark" && opt != "--set-xmark") {
+          return bad(absl::StrCat("MARK: \"", opt, "\" takes no mask"));
+        }
+        auto m = parseNumber(mask_text, "mark mask", 0xffffffffu);
+        if (!m.ok()) return m.status();
+        mask = *m;
+      }
+      if (opt == "--set-xmark") {
+        p.rule.mark = *n, p.rule.mark_mask = mask;
+      } else if (opt == "--set-mark") {
+        p.rule.mark = *n, p.rule.mark_mask = mask | *n;
+      } else if (opt == "--and-mark") {
+        p.rule.mark = 0, p.rule.mark_mask = ~*n;
+      } else if (opt == "--or-mark") {
+        p.rule.mark = *n, p.rule.mark_mask = *n;
+      } else {  // --xor-mark
+        p.rule.mark = *n, p.rule.mark_mask = 0;
+      }
+      p.have_mark = true;
+      return absl::OkStatus();
+    };
     absl::Status st;
     if (a == "-t" || a == "--table") {
       auto v = value();
@@ -138,6 +188,15 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       st = command(Cmd::kInsert, true);
     } else if (a == "-D" || a == "--delete") {
       st = command(Cmd::kDelete, true);
+    } else if (a == "-C" || a == "--check") {
+      st = command(Cmd::kCheck, true);
+    } else if (a == "-w" || a == "--wait") {
+      // The xtables lock's wait: meshlb has no lock to wait for. An optional seconds value.
+      uint32_t secs;
+      if (i + 1 < args.size() && absl::SimpleAtoi(args[i + 1], &secs)) ++i;
+    } else if (a == "-W" || a == "--wait-interval") {
+      auto v = value();
+      if (!v.ok()) return v.status();
     } else if (a == "-F" || a == "--flush") {
       st = command(Cmd::kFlush, false);
     } else if (a == "-S" || a == "--list-rules") {
@@ -147,10 +206,13 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
     } else if (a == "-n" || a == "--numeric") {
       p.numeric = true;
     } else if (a == "-s" || a == "--source") {
-      st = net(true);
+      st = once("-s");
+      if (st.ok()) st = net(true);
     } else if (a == "-d" || a == "--destination") {
-      st = net(false);
+      st = once("-d");
+      if (st.ok()) st = net(false);
     } else if (a == "-p" || a == "--protocol") {
+      if (auto o = once("-p"); !o.ok()) return o;
       auto v = value();
       if (!v.ok()) return v.status();
       if (*v == "tcp") {
@@ -162,9 +224,11 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
             absl::StrCat("protocol \"", *v, "\" is not supported by meshlb (tcp, udp, all)"));
       }
     } else if (a == "--sport" || a == "--source-port") {
-      st = port(&p.rule.sport);
+      st = once("--sport");
+      if (st.ok()) st = port(&p.rule.sport);
     } else if (a == "--dport" || a == "--destination-port") {
-      st = port(&p.rule.dport);
+      st = once("--dport");
+      if (st.ok()) st = port(&p.rule.dport);
     } else if (a == "-m" || a == "--match") {
       auto v = value();
       if (!v.ok()) return v.status();
@@ -179,6 +243,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       if (!match_ipvs) return bad("option \"--ipvs\" needs \"-m ipvs\" before it");
       p.rule.ipvs = true;
     } else if (a == "-j" || a == "--jump") {
+      if (auto o = once("-j"); !o.ok()) return o;
       auto v = value();
       if (!v.ok()) return v.status();
       if (*v == "MASQUERADE") {
@@ -192,6 +257,9 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       }
       p.have_target = true;
     } else if (a == "--to-source") {
+      if (auto o = once("--to-source"); !o.ok()) {
+        return bad("SNAT: multiple --to-source not supported");
+      }
       auto v = value();
       if (!v.ok()) return v.status();
       auto addr = IpAddr::parse(*v);
@@ -200,29 +268,21 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
                                 "\" (meshlb takes one IPv4 address, no port range)"));
       }
       p.rule.to_source = *addr;
-    } else if (a == "--set-mark" || a == "--set-xmark") {
-      auto v = value();
-      if (!v.ok()) return v.status();
-      std::string mark = *v;
-      if (auto slash = mark.find('/'); slash != std::string::npos) {
-        // iptables-save writes --set-xmark VALUE/0xffffffff; only a full mask is a plain set.
-        if (mark.substr(slash + 1) != "0xffffffff") {
-          return bad(absl::StrCat("mark mask '", mark.substr(slash + 1),
-                                  "' is not supported by meshlb (only /0xffffffff)"));
-        }
-        mark.resize(slash);
-      }
-      auto n = parseNumber(mark, "mark", 0xffffffffu);
-      if (!n.ok() || *n == 0) return bad(absl::StrCat("invalid mark '", *v, "'"));
-      p.rule.mark = *n;
+    } else if (a == "--set-mark" || a == "--set-xmark" || a == "--and-mark" || a == "--or-mark" ||
+               a == "--xor-mark") {
+      st = markAction(a);
     } else {
       return bad(absl::StrCat("option \"", a, "\" is not supported by meshlb"));
     }
     if (!st.ok()) return st;
   }
   if (p.cmd == Cmd::kNone) return bad("no command specified");
-  const bool rule_cmd =
-      p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert || (p.cmd == Cmd::kDelete && !p.rulenum);
+  if (match_ipvs && !p.rule.ipvs) return bad("IPVS: At least one option is required");
+  if (p.have_mark && p.rule.target != RuleTarget::kMark) {
+    return bad("MARK options need \"-j MARK\" before them");
+  }
+  const bool rule_cmd = p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert || p.cmd == Cmd::kCheck ||
+                        (p.cmd == Cmd::kDelete && !p.rulenum);
   if (!chain.empty()) {
     p.chain = chainByName(p.table, chain);
     if (!p.chain) {
@@ -236,11 +296,25 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
                    ? "a target is required: -j SNAT --to-source ADDR or -j MASQUERADE"
                    : "a target is required: -j MARK --set-mark M");
   }
+  if (p.rule.target == RuleTarget::kMark && !p.have_mark) {
+    return bad(
+        "MARK target: one of --set-mark, --set-xmark, --and-mark, --or-mark, --xor-mark is "
+        "required");
+  }
   if (auto st = IptablesModel::check(p.table, *p.chain, p.rule); !st.ok()) return st;
   return p;
 }
 
 std::string markHex(uint32_t m) { return absl::StrFormat("0x%x", m); }
+
+// iptables -L's words for a MARK rule (libxt_MARK's mark_tg_print).
+std::string markAction(const IptRule& r) {
+  if (r.mark_mask == 0xffffffffu) return absl::StrCat("MARK set ", markHex(r.mark));
+  if (r.mark == 0) return absl::StrCat("MARK and ", markHex(~r.mark_mask));
+  if (r.mark == r.mark_mask) return absl::StrCat("MARK or ", markHex(r.mark));
+  if (r.mark_mask == 0) return absl::StrCat("MARK xor ", markHex(r.mark));
+  return absl::StrCat("MARK xset ", markHex(r.mark), "/", markHex(r.mark_mask));
+}
 
 // iptables-save syntax of a rule, without "-A CHAIN".
 std::string ruleSpec(const IptRule& r) {
@@ -263,7 +337,7 @@ std::string ruleSpec(const IptRule& r) {
       absl::StrAppend(&s, "-j SNAT --to-source ", r.to_source.str());
       break;
     case RuleTarget::kMark:
-      absl::StrAppend(&s, "-j MARK --set-xmark ", markHex(r.mark), "/0xffffffff");
+      absl::StrAppend(&s, "-j MARK --set-xmark ", markHex(r.mark), "/", markHex(r.mark_mask));
       break;
   }
   return s;
@@ -288,7 +362,7 @@ void listChain(std::string& out, const char* chain, const std::vector<IptRule>& 
     if (r.target == RuleTarget::kMasquerade) target = "MASQUERADE";
     if (r.target == RuleTarget::kMark) {
       target = "MARK";
-      add(absl::StrCat("MARK set ", markHex(r.mark)));
+      add(markAction(r));
     }
     absl::StrAppend(&out, absl::StrFormat("%-10s %-4s %-3s %-20s %-20s %s\n", target, proto, "--",
                                           src, dst, extra));
@@ -328,6 +402,11 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
         return st;
       }
       return std::string();
+    case Cmd::kCheck:
+      for (const IptRule& r : m.rules(p.table, *p.chain)) {
+        if (r == p.rule) return std::string();
+      }
+      return bad("Bad rule (does a matching rule exist in that chain?)");
     case Cmd::kFlush:
       m.flush(p.table, p.chain);
       return std::string();
@@ -425,7 +504,6 @@ absl::Status IptablesModel::check(IptTable t, IptChain c, const IptRule& r) {
   } else {
     if (r.target != RuleTarget::kMark)
       return bad("only target \"MARK\" is supported in the mangle table");
-    if (r.mark == 0) return bad("MARK needs --set-mark");
     if (r.ipvs) return bad("-m ipvs is not supported in the mangle table");
   }
   return absl::OkStatus();

@@ -1,8 +1,11 @@
 // `meshlbctl iptables ...`: the part of iptables Docker Swarm's routing mesh uses:
 //   -t mangle PREROUTING/INPUT  [-s NET] [-d NET] [-p tcp|udp [--sport P] [--dport P]]
-//                               -j MARK --set-mark M   (selects a firewall-mark service)
+//                               -j MARK --set-mark V[/M] | --set-xmark V[/M] | --and-mark V |
+//                                       --or-mark V | --xor-mark V  (the packet's firewall mark)
 //   -t nat POSTROUTING          [-m ipvs --ipvs] [-d NET] -j SNAT --to-source ADDR | MASQUERADE
-// with -A -I -D -F -S -L. Everything else is refused with the option named.
+// with -A -I -D -C -F -S -L (-w/--wait accepted: there is no lock to wait for). Every matching
+// MARK rule applies, in order, PREROUTING then INPUT (the last write wins). Everything else
+// is refused with the option named; a single-valued option given twice is refused.
 //
 // IptablesModel is the rule model every front end changes (the iptables parser,
 // state restore, tests), as ServiceModel is for IPVS: it checks each rule against
@@ -32,8 +35,11 @@ struct IptRule {
   bool ipvs = false;  // -m ipvs --ipvs
   // Target.
   RuleTarget target = RuleTarget::kSnat;
-  IpAddr to_source;   // SNAT
-  uint32_t mark = 0;  // MARK
+  IpAddr to_source;  // SNAT
+  // MARK: the packet's mark becomes (mark & ~mark_mask) ^ mark (xt_MARK); --set-mark
+  // V/M is V with mask M|V, --set-mark V is V/0xffffffff.
+  uint32_t mark = 0;
+  uint32_t mark_mask = 0xffffffffu;
   friend bool operator==(const IptRule&, const IptRule&) = default;
 };
 

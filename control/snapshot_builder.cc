@@ -92,7 +92,9 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
   fam.port_has_addr.assign(ports.size(), false);
   for (const auto& a : kernel.addrs) {
     const int p = portOfIfindex(ports, a.ifindex);
-    if (p < 0 || a.addr.family != familyOf<Addr>() || fam.port_has_addr[p]) continue;
+    if (p < 0 || a.addr.family != familyOf<Addr>()) continue;
+    fam.local_addrs.insert(addrOf<Addr>(a.addr));
+    if (fam.port_has_addr[p]) continue;
     fam.port_addr[p] = addrOf<Addr>(a.addr);
     fam.port_has_addr[p] = true;
   }
@@ -123,7 +125,8 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
       mr.proto = r.proto;
       mr.sport = htons(r.sport);
       mr.dport = htons(r.dport);
-      mr.mark = r.mark;
+      mr.value = r.mark;
+      mr.mask = r.mark_mask;
       fam.marks.push_back(mr);
     }
   }
@@ -150,6 +153,7 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
       if (fam.port_has_addr[i] && (!rt || rt->port == i)) fam.snat_addrs.insert(fam.port_addr[i]);
     }
   }
+  for (const Addr& a : fam.snat_addrs) fam.local_addrs.insert(a);
   for (const auto& n : kernel.neighs) {
     const int p = portOfIfindex(ports, n.ifindex);
     if (p >= 0 && n.addr.family == familyOf<Addr>()) {

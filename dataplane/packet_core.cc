@@ -77,7 +77,8 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
   // The quoted packet, reversed: what the peer itself would send on this connection.
   const FlowKey<Ipv4Addr> key{
       {load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport, in.l4_proto};
-  const ServiceSnap<Ipv4Addr>* svc = classify(key);
+  const ServiceSnap<Ipv4Addr>* svc =
+      snap_->v4.local_addrs.contains(key.dst) ? classify(key) : nullptr;
   uint16_t owner;
   if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) return Verdict::handOff(owner);
   auto hit = table_.lookup(key, now_ms_);
@@ -95,7 +96,32 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
   }
   natRewriteIcmpError(frame, p, outer, inner);
   bump(c_.icmp_translated);
-  return forward(frame, p);
+  return forward(frame, m);
+}
+
+Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v) {
+  const FlowKey<Ipv4Addr>& key = m.key;
+  const bool local = snap_->v4.local_addrs.contains(key.dst);
+  const ServiceSnap<Ipv4Addr>* svc = local ? classify(key) : nullptr;
+  uint16_t owner;
+  if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) {
+    *v = Verdict::handOff(owner);
+    return nullptr;
+  }
+  if (!local) {
+    // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
+    *v = forward</*kTransit=*/true>(frame, m);
+    if (v->action == Verdict::kTransmit) bump(c_.routed);
+    return nullptr;
+  }
+  if (!svc) {
+    *v = Verdict::toKernel(m.in_port);
+    return nullptr;
+  }
+  Drop why;
+  Flow<Ipv4Addr>* e = newConnection(m.p, *svc, key, &why);
+  if (!e) *v = drop(why);
+  return e;
 }
 
 Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
@@ -112,7 +138,7 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   // mh hashes the client address alone (IPVS mh without mh-port).
   PickInput in;
   in.client_hash = mum(uint64_t{key.src.v} ^ kHashK0, kHashK1);
-  in.conn_counts = nullptr;
+  in.conn_counts = svc.sched->needs_conn_counts ? table_.connCounts() : nullptr;
   const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
   if (i >= svc.backends.size()) {
     *why = Drop::kNoBackend;

@@ -25,6 +25,7 @@ namespace meshlb {
   X(nat_original)               \
   X(nat_reply)                  \
   X(icmp_translated)            \
+  X(routed)                     \
   X(neigh_unresolved_to_kernel)
 
 // X(enumerator, label): why a packet was dropped.

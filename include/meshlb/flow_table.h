@@ -278,6 +278,7 @@ class FlowTable {
   // (2 * kCountSlots entries) may be read by another thread. nullptr: not counted.
   static constexpr uint32_t kCountSlots = BackendId::kSlots;
   void setConnCounts(std::atomic<uint32_t>* counts) { counts_ = counts; }
+  const std::atomic<uint32_t>* connCounts() const { return counts_; }
 
   ConnTimeouts& timeouts() { return timeouts_; }
   const FlowTableCounters& counters() const { return counters_; }

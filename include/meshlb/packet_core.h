@@ -159,13 +159,21 @@ class PacketCore {
   [[gnu::always_inline]] Verdict handleFamily(uint8_t* frame, const PacketMeta& m);
   Verdict handleUntracked(uint8_t* frame, const PacketMeta& m);
   Verdict icmpError(uint8_t* frame, const PacketMeta& m);
+  // A tracked packet no connection has: a new connection (returned), or what else
+  // becomes of it (*v): handed to its owner, routed through (not for the appliance),
+  // the kernel's (for the appliance, no service), or dropped.
+  Flow<Ipv4Addr>* onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v);
   const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k) const;
   bool ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service, uint16_t* owner) const;
   // Schedules and inserts a new connection; null with the drop reason in *why.
   Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
                                 const FlowKey<Ipv4Addr>& key, Drop* why);
   uint32_t firstSnatPort() const;
-  [[gnu::always_inline]] Verdict forward(uint8_t* frame, const ParsedPacket& p);
+  // Routes a packet out (TTL, next hop, MACs). A NAT'd packet the dataplane cannot
+  // route is dropped (counted); a transit one goes to the kernel, which answers with
+  // the ICMP error a router sends.
+  template <bool kTransit = false>
+  [[gnu::always_inline]] Verdict forward(uint8_t* frame, const PacketMeta& m);
   Verdict drop(Drop why) {
     bump(c_.drop(why));
     return Verdict::drop(why);
@@ -214,13 +222,9 @@ template <class Addr, Encap kEncap>
         return drop(Drop::kNodestExpired);
       }
     } else {
-      const ServiceSnap<Ipv4Addr>* svc = classify(key);
-      uint16_t owner;
-      if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) return Verdict::handOff(owner);
-      if (!svc) return Verdict::toKernel(m.in_port);
-      Drop why;
-      e = newConnection(p, *svc, key, &why);
-      if (!e) return drop(why);
+      Verdict v;
+      e = onMiss(frame, m, &v);
+      if (!e) return v;
       hit.dir = FlowDir::kOriginal;
     }
 
@@ -247,18 +251,20 @@ template <class Addr, Encap kEncap>
     } else {
       natRewrite(frame, p, rw);
     }
-    return forward(frame, p);
+    return forward(frame, m);
   }
 }
 
-[[gnu::always_inline]] inline Verdict PacketCore::forward(uint8_t* frame, const ParsedPacket& p) {
+template <bool kTransit>
+[[gnu::always_inline]] inline Verdict PacketCore::forward(uint8_t* frame, const PacketMeta& m) {
+  const ParsedPacket& p = m.p;
   uint8_t* ip = frame + p.ip.l3_offset;
   const Ipv4Addr dst{load32(ip + 16)};
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   const RouteSnap<Ipv4Addr>* rt = fam.route(dst);
-  if (!rt) return drop(Drop::kNoRoute);
+  if (!rt) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kNoRoute);
   // A router's TTL step, with the header checksum updated incrementally.
-  if (ip[8] <= 1) return drop(Drop::kTtlExceeded);
+  if (ip[8] <= 1) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kTtlExceeded);
   const uint16_t old = load16(ip + 8);
   ip[8] = static_cast<uint8_t>(ip[8] - 1);
   csumReplace16(ip + 10, old, load16(ip + 8));

@@ -99,13 +99,14 @@ struct SnatRule {
   Addr to_source;
 };
 
-// A mangle MARK rule: packets it matches belong to the firewall-mark service `mark`.
+// A mangle MARK rule: a packet it matches has its firewall mark set to
+// (mark & ~mask) ^ value (xt_MARK). Every matching rule applies, in order.
 template <class Addr>
 struct MarkRule {
   Prefix<Addr> src, dst;
   uint8_t proto = 0;              // 0 = any
   uint16_t sport = 0, dport = 0;  // network order, 0 = any
-  uint32_t mark = 0;
+  uint32_t value = 0, mask = 0xffffffffu;
   bool matches(const Addr& s, const Addr& d, uint8_t p, uint16_t sp, uint16_t dp) const {
     return src.contains(s) && dst.contains(d) && (!proto || proto == p) &&
            (!sport || sport == sp) && (!dport || dport == dp);
@@ -184,8 +185,12 @@ struct FamilySnap {
   std::vector<ServiceSnap<Addr>> services;
   absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
   std::vector<SnatRule<Addr>> snat;
-  std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT; first match wins
+  std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT: all apply, in order
   absl::flat_hash_set<Addr, AddrHash> snat_addrs;  // every address SNAT may write
+  // The appliance's own addresses: every address on a twin (VIP aliases included) and
+  // every SNAT address. IPVS balances only packets addressed to the host (LOCAL_IN);
+  // a packet to any other address is routed, whatever its mark.
+  absl::flat_hash_set<Addr, AddrHash> local_addrs;
   std::vector<Addr> port_addr;          // by data port: the twin's first address, zero if none
   std::vector<bool> port_has_addr;      // by data port
   std::vector<RouteSnap<Addr>> routes;  // longest prefix first
@@ -209,15 +214,26 @@ struct FamilySnap {
     auto it = service_index.find(fwmarkKey(mark));
     return it == service_index.end() ? nullptr : &services[it->second];
   }
-  // The service a new packet belongs to: an address service, else the firewall-mark
-  // service of the first MARK rule that matches it (Swarm's ingress).
+  // The firewall mark the mangle rules give a packet (0: none).
+  uint32_t markOf(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport,
+                  uint16_t dport) const {
+    uint32_t mark = 0;
+    for (const MarkRule<Addr>& r : marks) {
+      if (r.matches(src, dst, proto, sport, dport)) mark = (mark & ~r.mask) ^ r.value;
+    }
+    return mark;
+  }
+  // The service a new packet to one of the appliance's own addresses belongs to, as
+  // ip_vs_service_find() looks it up: the firewall-mark service of the packet's mark
+  // first, then the address service (Swarm's ingress is the former, its VIPs the latter).
   const ServiceSnap<Addr>* classify(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport,
                                     uint16_t dport) const {
-    if (const ServiceSnap<Addr>* s = findService(proto, dst, dport)) return s;
-    for (const MarkRule<Addr>& r : marks) {
-      if (r.matches(src, dst, proto, sport, dport)) return findFwmark(r.mark);
+    if (!marks.empty()) {
+      if (const uint32_t mark = markOf(proto, src, dst, sport, dport)) {
+        if (const ServiceSnap<Addr>* s = findFwmark(mark)) return s;
+      }
     }
-    return nullptr;
+    return findService(proto, dst, dport);
   }
   const RouteSnap<Addr>* route(const Addr& dst) const {
     for (const RouteSnap<Addr>& r : routes) {

@@ -179,6 +179,7 @@ std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
   std::memcpy(mac.data(), port_mac.addr_bytes, 6);
   s->port_mac.push_back(mac);
   f.port_addr.push_back({htonl(0xc6130001u)});
+  f.local_addrs.insert({kVip});  // the VIP is the appliance's own (an alias on the twin)
   f.port_has_addr.push_back(true);
   RouteSnap<Ipv4Addr> rt;
   rt.dst = Prefix<Ipv4Addr>::make({htonl(0xc6130000u)}, 16);  // 198.19.0.0/16

@@ -39,7 +39,9 @@ class Appliance {
         core_(counters_, coreConfig(o, stats_.get())) {
     for (const std::string& line : config) run(line);
     auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
-    kernel_.addrs = {{10, ip("198.18.0.1"), 24}, {11, ip("198.19.0.1"), 16}};
+    // The VIP is an alias on lb0, as IPVS needs it local (ip addr add 198.18.0.100/32 dev lb0).
+    kernel_.addrs = {
+        {10, ip("198.18.0.1"), 24}, {10, ip("198.18.0.100"), 32}, {11, ip("198.19.0.1"), 16}};
     kernel_.routes = {{ip("198.18.0.0"), 24, {}, 10}};
     if (o.task_route) kernel_.routes.push_back({ip("198.19.0.0"), 16, {}, 11});
     kernel_.neighs = {{10, ip("198.18.0.10"), mac(0, 1)}};

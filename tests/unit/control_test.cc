@@ -83,8 +83,19 @@ TEST(Iptables, RefusalsNameTheProblem) {
       {"-t mangle -A FORWARD -j MARK --set-mark 256", "rules in mangle FORWARD"},
       {"-t mangle -A PREROUTING --dport 80 -j MARK --set-mark 256", "needs \"-p tcp\""},
       {"-t mangle -A PREROUTING -p tcp --dport 80:90 -j MARK --set-mark 256", "no ranges"},
-      {"-t mangle -A PREROUTING -j MARK --set-xmark 0x100/0xff", "only /0xffffffff"},
-      {"-t mangle -A PREROUTING -j MARK", "MARK needs --set-mark"},
+      {"-t mangle -A PREROUTING -j MARK --and-mark 0x100/0xff", "\"--and-mark\" takes no mask"},
+      {"-t mangle -A PREROUTING -j MARK", "one of --set-mark, --set-xmark"},
+      {"-t mangle -A PREROUTING -j MARK --set-mark 1 --set-mark 2", "only one action"},
+      {"-t mangle -A PREROUTING -j MARK --set-mark 1 --or-mark 2", "only one action"},
+      {"-t mangle -A PREROUTING -p tcp -p udp -j MARK --set-mark 1", "multiple -p flags"},
+      {"-t mangle -A PREROUTING -j MARK -j MARK --set-mark 1", "multiple -j flags"},
+      {"-t mangle -A PREROUTING -d 198.18.0.1 -d 198.18.0.2 -j MARK --set-mark 1",
+       "multiple -d flags"},
+      {"-t mangle -A PREROUTING --set-mark 1", "need \"-j MARK\""},
+      {"-t nat -A POSTROUTING -j SNAT --to-source 198.18.1.1 --to-source 198.18.1.2",
+       "multiple --to-source"},
+      {"-t nat -A POSTROUTING -m ipvs -j MASQUERADE", "IPVS: At least one option is required"},
+      {"-t nat -C POSTROUTING -j MASQUERADE", "Bad rule"},
       {"-t mangle -A PREROUTING -j SNAT --to-source 198.18.1.1", "only target \"MARK\""},
       {"-t nat -A POSTROUTING -j MARK --set-mark 1", "belongs in the mangle table"},
       {"-t nat -A POSTROUTING -p tcp -j MASQUERADE", "match on -d only"},
@@ -108,6 +119,52 @@ TEST(Iptables, RefusalsNameTheProblem) {
         << c.line << " -> " << r.status().message();
   }
   EXPECT_TRUE(m.natPostrouting().empty());
+}
+
+// MARK's actions keep iptables' meaning: (mark & ~mask) ^ value, every matching
+// rule in order (PREROUTING, then INPUT), and iptables-save's --set-xmark form.
+TEST(Iptables, MarkActionsWithMasks) {
+  IptablesModel m;
+  for (const char* l : {"-t mangle -A PREROUTING -p tcp --dport 8080 -j MARK --set-mark 0x100",
+                        "-t mangle -A PREROUTING -s 198.18.0.0/24 -j MARK --set-xmark 0x1/0x1",
+                        "-t mangle -A PREROUTING -p tcp --dport 8081 -j MARK --set-mark 0x4/0xf",
+                        "-t mangle -A INPUT -p tcp --dport 8080 -j MARK --or-mark 0x10",
+                        "-t mangle -A INPUT -s 198.18.0.66 -j MARK --and-mark 0xff0f",
+                        "-t mangle -A INPUT -s 198.18.0.77 -j MARK --xor-mark 0x3"}) {
+    ASSERT_TRUE(runIptables(m, words(l)).ok()) << l;
+  }
+  EXPECT_EQ(*runIptables(m, words("-t mangle -S PREROUTING")),
+            "-P PREROUTING ACCEPT\n"
+            "-A PREROUTING -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x100/0xffffffff\n"
+            "-A PREROUTING -s 198.18.0.0/24 -j MARK --set-xmark 0x1/0x1\n"
+            "-A PREROUTING -p tcp -m tcp --dport 8081 -j MARK --set-xmark 0x4/0xf\n");
+  EXPECT_EQ(
+      *runIptables(m, words("-t mangle -L INPUT -n")),
+      "Chain INPUT (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "MARK       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 MARK or 0x10\n"
+      "MARK       all  --  198.18.0.66/32       0.0.0.0/0            MARK and 0xff0f\n"
+      "MARK       all  --  198.18.0.77/32       0.0.0.0/0            MARK xor 0x3\n");
+  // -C finds exactly the rule; -w (the xtables lock) is accepted.
+  EXPECT_TRUE(
+      runIptables(m, words("-w -t mangle -C INPUT -s 198.18.0.77/32 -j MARK --xor-mark 3")).ok());
+  EXPECT_FALSE(
+      runIptables(m, words("-t mangle -C INPUT -s 198.18.0.77/32 -j MARK --xor-mark 4")).ok());
+  EXPECT_TRUE(runIptables(m, words("--wait 5 -t mangle -S")).ok());
+  // The marks a packet ends with, through the snapshot the workers read.
+  auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
+  KernelView k;
+  k.addrs = {{10, ip("198.18.0.1"), 24}};
+  auto snap = buildSnapshot(ServiceModel(), m, k, {{10, {2, 0, 0, 0, 0, 1}}}, 1);
+  auto markOf = [&](const char* src, uint16_t dport) {
+    return snap->v4.markOf(6, ip(src).v4(), ip("198.18.0.1").v4(), htons(40000), htons(dport));
+  };
+  EXPECT_EQ(markOf("198.18.0.10", 8080), 0x111u);  // 0x100, then ^0x1 under mask 1, then |0x10
+  EXPECT_EQ(markOf("203.0.113.5", 8080), 0x110u);  // not in 198.18.0.0/24
+  EXPECT_EQ(markOf("198.18.0.10", 8081), 0x4u);    // 0x1, then (0x1 & ~0xf) ^ 0x4
+  EXPECT_EQ(markOf("198.18.0.66", 8080), 0x101u);  // 0x111 & 0xff0f
+  EXPECT_EQ(markOf("198.18.0.77", 9), 0x2u);       // 0x1 ^ 0x3
+  EXPECT_EQ(markOf("203.0.113.5", 9), 0x0u);
 }
 
 // Docker Swarm's ingress marks: published port 8080 -> firewall mark 256.

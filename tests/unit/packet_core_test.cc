@@ -44,6 +44,11 @@ struct DecisionCase {
 
 const Verdict kToClient = Verdict::transmit(0), kToTasks = Verdict::transmit(1);
 
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 const std::vector<DecisionCase>& cases() {
   static const std::vector<DecisionCase> all = {
       {"a SYN to the VIP: new connection to the first task, DNAT and SNAT",
@@ -132,6 +137,22 @@ const std::vector<DecisionCase>& cases() {
        {{"core_syn.in", 0, kToTasks, "core_syn_fullnat.out",
          "ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.1:80 -m -w 0"},
         {"core_ack.in", 0, kToTasks, "core_ack_fullnat.out"}}},
+      {"IPVS sees only the appliance's own addresses: a task's connection to an outside "
+       "host's published port is routed untouched, whatever its mark",
+       with(httpService(), {"iptables -t mangle -A PREROUTING -p tcp --dport 8080 -j MARK "
+                            "--set-mark 256",
+                            "ipvsadm -A -f 256 -s rr", "ipvsadm -a -f 256 -r 198.19.1.3:0 -m"}),
+       {},
+       {{"core_transit_out.in", 1, kToClient, "core_transit_out.out"},
+        {"core_transit_in.in", 0, kToTasks, "core_transit_in.out"}}},
+      {"a transit packet the dataplane cannot route is the kernel's (it answers with ICMP)",
+       httpService(),
+       {},
+       {{"core_transit_unroutable.in", 0, Verdict::toKernel(0), nullptr}}},
+      {"an address service is balanced only on an address the appliance has",
+       {"ipvsadm -A -t 198.19.1.2:8080 -s rr", "ipvsadm -a -t 198.19.1.2:8080 -r 198.19.1.3:80 -m"},
+       {},
+       {{"core_transit_in.in", 0, kToTasks, "core_transit_in.out"}}},
       {"two workers: a new connection the other worker owns is handed to it",
        httpService(),
        {.index = 0, .workers = 2},  // client 198.18.0.10:40000 belongs to worker 1
@@ -163,6 +184,41 @@ TEST_P(Decisions, VerdictAndBytes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, Decisions, ::testing::Range<size_t>(0, cases().size()));
+
+// ip_vs_service_find(): a packet whose mark has a firewall-mark service goes there
+// before any address service; the mark is the last the MARK rules wrote.
+TEST(PacketCore, FwmarkServiceBeforeAddressServiceLastMarkWins) {
+  auto taskOf = [](Appliance& a) {
+    Bytes f = golden("core_syn.in");
+    const Verdict v = a.send(f, 0);
+    return v == Verdict::transmit(1) ? f[33] : 0;  // task N is 198.19.1.N
+  };
+  std::vector<std::string> config{"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+                                  "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m",
+                                  "ipvsadm -A -f 256 -s rr",
+                                  "ipvsadm -a -f 256 -r 198.19.1.2:80 -m",
+                                  "ipvsadm -A -f 257 -s rr",
+                                  "ipvsadm -a -f 257 -r 198.19.1.3:80 -m"};
+  {
+    Appliance a(config);
+    EXPECT_EQ(taskOf(a), 1);  // no mark: the address service
+  }
+  config.push_back("iptables -t mangle -A PREROUTING -p tcp --dport 8080 -j MARK --set-mark 256");
+  {
+    Appliance a(config);
+    EXPECT_EQ(taskOf(a), 2);  // marked 256: the fwmark service, before the address service
+  }
+  config.push_back("iptables -t mangle -A INPUT -s 198.18.0.0/24 -j MARK --or-mark 1");
+  {
+    Appliance a(config);
+    EXPECT_EQ(taskOf(a), 3);  // PREROUTING's 256, then INPUT's |1: 257
+  }
+  config.push_back("iptables -t mangle -A INPUT -s 198.18.0.10 -j MARK --set-mark 9");
+  {
+    Appliance a(config);
+    EXPECT_EQ(taskOf(a), 1);  // mark 9 has no service: the address service again
+  }
+}
 
 // Every drop reason the core decides is counted under its name, with the parser's
 // reason beside drop_parse.
