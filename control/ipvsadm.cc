@@ -427,11 +427,13 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       d.weight = p.weight.value_or(1);
       // ipvsadm's default forwarding method is direct routing (-g).
       d.fwd = p.fwd.value_or(ForwardMethod::kRoute);
-      if (d.fwd != ForwardMethod::kMasq) {
-        return bad(absl::StrCat("forwarding method ", fwdSwitch(d.fwd),
-                                p.fwd ? "" : " (ipvsadm's default)",
-                                " is not supported by meshlb; use -m (masquerading)"));
+      if (d.fwd == ForwardMethod::kTunnel) {
+        return bad("forwarding method -i (IPIP tunnelling) is not supported by meshlb; use -m "
+                   "(masquerading) or -g (direct routing, also over a VXLAN overlay)");
       }
+      // As the kernel does (ip_vs_add_dest): only masquerading rewrites the port, so
+      // any other method's real server has the service's port.
+      if (d.fwd != ForwardMethod::kMasq) d.port = p.svc->fwmark ? 0 : p.svc->port;
       if (!p.svc->fwmark && d.addr.family != p.svc->addr.family) {
         return bad("real server and service address families differ");
       }

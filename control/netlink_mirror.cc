@@ -6,6 +6,8 @@
 #include <netlink/cache.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/vxlan.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 #include <sys/socket.h>
@@ -35,9 +37,18 @@ absl::Status NetlinkMirror::start() {
   struct {
     const char* name;
     nl_cache** cache;
-  } caches[] = {{"route/addr", &addr_}, {"route/neigh", &neigh_}, {"route/route", &route_}};
+  } caches[] = {{"route/link", &link_},
+                {"route/addr", &addr_},
+                {"route/neigh", &neigh_},
+                {"route/route", &route_}};
   for (auto& c : caches) {
-    err = nl_cache_mngr_add(mngr_, c.name, &NetlinkMirror::onChange, this, c.cache);
+    // Each cache dumps every address family its kind has (NL_CACHE_AF_ITER): for
+    // neighbours that includes AF_BRIDGE, the vxlan devices' FDB.
+    err = nl_cache_alloc_name(c.name, c.cache);
+    if (err >= 0) {
+      nl_cache_set_flags(*c.cache, NL_CACHE_AF_ITER);
+      err = nl_cache_mngr_add_cache(mngr_, *c.cache, &NetlinkMirror::onChange, this);
+    }
     if (err < 0) {
       return absl::InternalError(absl::StrCat("netlink cache ", c.name, ": ", nl_geterror(err)));
     }
@@ -49,7 +60,7 @@ int NetlinkMirror::fd() const { return nl_cache_mngr_get_fd(mngr_); }
 
 void NetlinkMirror::resync() {
   ++resyncs_;
-  for (nl_cache* c : {addr_, neigh_, route_}) {
+  for (nl_cache* c : {link_, addr_, neigh_, route_}) {
     nl_cache_resync(sync_sock_, c, &NetlinkMirror::onChange, this);
   }
   changed_ = true;
@@ -98,8 +109,39 @@ KernelView NetlinkMirror::view() const {
     v.addrs.push_back(
         {rtnl_addr_get_ifindex(a), ip, static_cast<uint8_t>(rtnl_addr_get_prefixlen(a))});
   }
+  for (nl_object* o = nl_cache_get_first(link_); o; o = nl_cache_get_next(o)) {
+    auto* l = reinterpret_cast<rtnl_link*>(o);
+    v.links.push_back({rtnl_link_get_ifindex(l), rtnl_link_get_mtu(l)});
+    if (!rtnl_link_is_vxlan(l)) continue;
+    KernelView::Vxlan x{};
+    x.ifindex = rtnl_link_get_ifindex(l);
+    uint32_t val = 0;
+    if (rtnl_link_vxlan_get_id(l, &val) < 0) continue;
+    x.vni = val;
+    x.port = rtnl_link_vxlan_get_port(l, &val) < 0 ? 0 : static_cast<uint16_t>(val);
+    nl_addr* local = nullptr;
+    if (rtnl_link_vxlan_get_local(l, &local) >= 0) {
+      ipOf(local, &x.local);
+      nl_addr_put(local);
+    }
+    nl_addr* ll = rtnl_link_get_addr(l);
+    if (ll && nl_addr_get_len(ll) == 6) std::memcpy(x.mac.data(), nl_addr_get_binary_addr(ll), 6);
+    x.mtu = rtnl_link_get_mtu(l);
+    x.up = (rtnl_link_get_flags(l) & IFF_UP) != 0;
+    v.vxlans.push_back(x);
+  }
   for (nl_object* o = nl_cache_get_first(neigh_); o; o = nl_cache_get_next(o)) {
     auto* n = reinterpret_cast<rtnl_neigh*>(o);
+    if (rtnl_neigh_get_family(n) == AF_BRIDGE) {
+      // An FDB entry: the MAC is the lladdr, the remote VTEP the NDA_DST.
+      KernelView::Fdb f{};
+      nl_addr* ll = rtnl_neigh_get_lladdr(n);
+      if (!ll || nl_addr_get_len(ll) != 6 || !ipOf(rtnl_neigh_get_dst(n), &f.dst)) continue;
+      f.ifindex = rtnl_neigh_get_ifindex(n);
+      std::memcpy(f.mac.data(), nl_addr_get_binary_addr(ll), 6);
+      v.fdb.push_back(f);
+      continue;
+    }
     IpAddr ip;
     if (!ipOf(rtnl_neigh_get_dst(n), &ip)) continue;
     int state = rtnl_neigh_get_state(n);

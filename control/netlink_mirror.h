@@ -35,9 +35,33 @@ struct KernelView {
     IpAddr gateway;  // family kNone: on link
     int ifindex;
   };
+  // A kernel vxlan device (`ip link add vxlan4097 type vxlan id 4097 dstport 4789
+  // local UNDERLAY_IP nolearning`), as Docker's overlay driver creates one per network.
+  struct Vxlan {
+    int ifindex;
+    uint32_t vni;
+    uint16_t port;  // UDP destination port, host order
+    IpAddr local;   // the local VTEP address (family kNone: not set)
+    std::array<uint8_t, 6> mac;
+    uint32_t mtu;
+    bool up;
+  };
+  // A bridge FDB entry on a vxlan device: `bridge fdb add MAC dev vxlan4097 dst NODE_IP`.
+  struct Fdb {
+    int ifindex;
+    std::array<uint8_t, 6> mac;
+    IpAddr dst;  // the remote VTEP
+  };
+  struct Link {
+    int ifindex;
+    uint32_t mtu;
+  };
+  std::vector<Link> links;
   std::vector<Addr> addrs;
-  std::vector<Neigh> neighs;  // resolved ones only
+  std::vector<Neigh> neighs;  // resolved (or permanent) ones only
   std::vector<Route> routes;  // main table, unicast
+  std::vector<Vxlan> vxlans;
+  std::vector<Fdb> fdb;
 };
 
 class NetlinkMirror {
@@ -65,6 +89,7 @@ class NetlinkMirror {
   nl_cache* addr_ = nullptr;
   nl_cache* neigh_ = nullptr;
   nl_cache* route_ = nullptr;
+  nl_cache* link_ = nullptr;
   bool changed_ = true;
 };
 

@@ -17,6 +17,22 @@ int portOfIfindex(const std::vector<TwinPort>& ports, int ifindex) {
   return -1;
 }
 
+// The overlay networks in the snapshot's order: the IPv4-underlay vxlan devices that are up.
+std::vector<const KernelView::Vxlan*> overlaysOf(const KernelView& kernel) {
+  std::vector<const KernelView::Vxlan*> out;
+  for (const auto& x : kernel.vxlans) {
+    if (x.up && x.local.isV4() && x.port != 0) out.push_back(&x);
+  }
+  return out;
+}
+
+int overlayOfIfindex(const std::vector<const KernelView::Vxlan*>& overlays, int ifindex) {
+  for (size_t i = 0; i < overlays.size(); ++i) {
+    if (overlays[i]->ifindex == ifindex) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 // The family's own address type from the control plane's IpAddr.
 template <class Addr>
 Addr addrOf(const IpAddr& a) {
@@ -56,7 +72,9 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     ss.vport = htons(key.port);
     for (const RealServer& d : svc.dests) {
       if (d.addr.family != familyOf<Addr>()) continue;
-      ss.backends.push_back({addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id});
+      ss.backends.push_back({addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
+                             d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect
+                                                            : Forwarding::kMasq});
     }
     std::sort(ss.backends.begin(), ss.backends.end(),
               [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
@@ -88,15 +106,25 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
 template <class Addr>
 void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelView& kernel,
                  const std::vector<TwinPort>& ports) {
+  const auto overlays = overlaysOf(kernel);
   fam.port_addr.assign(ports.size(), Addr{});
   fam.port_has_addr.assign(ports.size(), false);
+  fam.overlay_addr.assign(overlays.size(), Addr{});
+  fam.overlay_has_addr.assign(overlays.size(), false);
   for (const auto& a : kernel.addrs) {
+    if (a.addr.family != familyOf<Addr>()) continue;
     const int p = portOfIfindex(ports, a.ifindex);
-    if (p < 0 || a.addr.family != familyOf<Addr>()) continue;
+    const int o = overlayOfIfindex(overlays, a.ifindex);
+    if (p < 0 && o < 0) continue;
     fam.local_addrs.insert(addrOf<Addr>(a.addr));
-    if (fam.port_has_addr[p]) continue;
-    fam.port_addr[p] = addrOf<Addr>(a.addr);
-    fam.port_has_addr[p] = true;
+    if (p >= 0 && !fam.port_has_addr[p]) {
+      fam.port_addr[p] = addrOf<Addr>(a.addr);
+      fam.port_has_addr[p] = true;
+    }
+    if (o >= 0 && !fam.overlay_has_addr[o]) {
+      fam.overlay_addr[o] = addrOf<Addr>(a.addr);
+      fam.overlay_has_addr[o] = true;
+    }
   }
   const auto prefix = [](bool has, const IpAddr& net, uint8_t len) {
     return has ? Prefix<Addr>::make(addrOf<Addr>(net), len) : Prefix<Addr>{};
@@ -132,13 +160,15 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
   }
   for (const auto& r : kernel.routes) {
     const int p = portOfIfindex(ports, r.ifindex);
-    // Routes out of non-twin interfaces are the kernel's business.
-    if (p < 0 || r.dst.family != familyOf<Addr>()) continue;
+    const int o = overlayOfIfindex(overlays, r.ifindex);
+    // Routes out of other interfaces are the kernel's business.
+    if ((p < 0 && o < 0) || r.dst.family != familyOf<Addr>()) continue;
     RouteSnap<Addr> rs;
     rs.dst = Prefix<Addr>::make(addrOf<Addr>(r.dst), r.len);
     rs.has_gateway = r.gateway.family == familyOf<Addr>();
     if (rs.has_gateway) rs.gateway = addrOf<Addr>(r.gateway);
-    rs.port = static_cast<uint16_t>(p);
+    rs.port = static_cast<uint16_t>(p < 0 ? 0 : p);
+    rs.overlay = static_cast<int16_t>(o);
     fam.routes.push_back(rs);
   }
   std::stable_sort(
@@ -150,14 +180,23 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
     if (!r.masquerade) continue;
     const RouteSnap<Addr>* rt = r.dst.len ? fam.route(r.dst.net) : nullptr;
     for (size_t i = 0; i < ports.size(); ++i) {
-      if (fam.port_has_addr[i] && (!rt || rt->port == i)) fam.snat_addrs.insert(fam.port_addr[i]);
+      if (fam.port_has_addr[i] && (!rt || (rt->overlay < 0 && rt->port == i))) {
+        fam.snat_addrs.insert(fam.port_addr[i]);
+      }
+    }
+    for (size_t i = 0; i < overlays.size(); ++i) {
+      if (fam.overlay_has_addr[i] && (!rt || rt->overlay == static_cast<int>(i))) {
+        fam.snat_addrs.insert(fam.overlay_addr[i]);
+      }
     }
   }
   for (const Addr& a : fam.snat_addrs) fam.local_addrs.insert(a);
   for (const auto& n : kernel.neighs) {
-    const int p = portOfIfindex(ports, n.ifindex);
-    if (p >= 0 && n.addr.family == familyOf<Addr>()) {
+    if (n.addr.family != familyOf<Addr>()) continue;
+    if (const int p = portOfIfindex(ports, n.ifindex); p >= 0) {
       fam.neigh.set(static_cast<uint16_t>(p), addrOf<Addr>(n.addr), n.mac);
+    } else if (const int o = overlayOfIfindex(overlays, n.ifindex); o >= 0) {
+      fam.neigh.set(static_cast<uint16_t>(kOverlayNeighPort + o), addrOf<Addr>(n.addr), n.mac);
     }
   }
 }
@@ -178,7 +217,38 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
     for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
   }
   s->port_mac.resize(ports.size());
-  for (size_t i = 0; i < ports.size(); ++i) s->port_mac[i] = ports[i].mac;
+  s->port_mtu.assign(ports.size(), 1500);
+  for (size_t i = 0; i < ports.size(); ++i) {
+    s->port_mac[i] = ports[i].mac;
+    for (const auto& l : kernel.links) {
+      if (l.ifindex == ports[i].ifindex && l.mtu) s->port_mtu[i] = static_cast<uint16_t>(l.mtu);
+    }
+  }
+  // Overlay networks: the inner MTU is the vxlan device's, and never more than the
+  // underlay twin (the one holding the local VTEP address) leaves room for.
+  const auto overlays = overlaysOf(kernel);
+  for (size_t i = 0; i < overlays.size(); ++i) {
+    const KernelView::Vxlan& x = *overlays[i];
+    OverlaySnap o;
+    o.vni = x.vni;
+    o.udp_port = x.port;
+    o.local = x.local.v4();
+    o.mac = x.mac;
+    uint32_t underlay = 1500;
+    for (const auto& a : kernel.addrs) {
+      if (a.addr == x.local) {
+        if (const int p = portOfIfindex(ports, a.ifindex); p >= 0) underlay = s->port_mtu[p];
+      }
+    }
+    o.inner_mtu = static_cast<uint16_t>(std::min<uint32_t>(x.mtu ? x.mtu : 1500,
+                                                          underlay - kVxlanEncapLen));
+    s->overlays.push_back(o);
+    for (const auto& f : kernel.fdb) {
+      if (f.ifindex == x.ifindex && f.dst.isV4()) {
+        s->fdb.set(static_cast<uint16_t>(i), f.mac, f.dst.v4());
+      }
+    }
+  }
   buildServices(s->v4, model, previous ? &previous->v4 : nullptr);
   buildServices(s->v6, model, previous ? &previous->v6 : nullptr);
   buildKernel(s->v4, nat, kernel, ports);

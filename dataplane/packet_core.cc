@@ -6,6 +6,7 @@
 #include "meshlb/bytes.h"
 #include "meshlb/checksum.h"
 #include "meshlb/hash.h"
+#include "meshlb/vxlan.h"
 
 namespace meshlb {
 
@@ -153,6 +154,7 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   f.backend = b.addr;
   f.bport = b.port ? b.port : key.dport;
   f.backend_id = b.id.raw();
+  f.flags = b.fwd == Forwarding::kDirect ? kFlowDirect : 0;
   f.udp = key.proto == kProtoUdp;
   f.state = static_cast<uint32_t>(f.udp ? ConnState::kUdp : ConnState::kNone);
   f.local = f.client;
@@ -160,13 +162,16 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
 
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   Ipv4Addr snat{};
-  if (const SnatRule<Ipv4Addr>* rule = fam.snatRule(b.addr)) {
-    if (rule->masquerade) {
-      const RouteSnap<Ipv4Addr>* rt = fam.route(b.addr);
-      if (rt && fam.port_has_addr[rt->port]) snat = fam.port_addr[rt->port];
-    } else {
-      snat = rule->to_source;
+  const SnatRule<Ipv4Addr>* rule = f.flags & kFlowDirect ? nullptr : fam.snatRule(b.addr);
+  if (rule && rule->masquerade) {
+    // The first address of the device the packet leaves through: a twin or a vxlan device.
+    if (const RouteSnap<Ipv4Addr>* rt = fam.route(b.addr); rt && rt->overlay >= 0) {
+      if (fam.overlay_has_addr[rt->overlay]) snat = fam.overlay_addr[rt->overlay];
+    } else if (rt && fam.port_has_addr[rt->port]) {
+      snat = fam.port_addr[rt->port];
     }
+  } else if (rule) {
+    snat = rule->to_source;
   }
   Flow<Ipv4Addr>* e = nullptr;
   if (snat.v == 0) {
@@ -188,6 +193,89 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   bump(c_.new_connections);
   bump(stats_[e->backendId().slot()].conns);
   return e;
+}
+
+// Into the overlay: the inner frame addressed to the task's MAC (the vxlan device's
+// neighbour) from the device's MAC, then VXLAN towards the node the FDB names, over
+// the underlay route to it; written into the headroom in front of the frame.
+Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m,
+                                const RouteSnap<Ipv4Addr>& rt, Ipv4Addr nexthop) {
+  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+  const OverlaySnap& ov = snap_->overlays[rt.overlay];
+  const auto* inner_mac =
+      fam.neigh.find(static_cast<uint16_t>(kOverlayNeighPort + rt.overlay), nexthop);
+  if (!inner_mac) return drop(Drop::kOverlayUnresolved);
+  const Ipv4Addr* vtep = snap_->fdb.find(static_cast<uint16_t>(rt.overlay), *inner_mac);
+  if (!vtep) return drop(Drop::kOverlayNoFdb);
+  const RouteSnap<Ipv4Addr>* under = fam.route(*vtep);
+  if (!under || under->overlay >= 0) return drop(Drop::kNoRoute);
+  if (m.headroom < kVxlanEncapLen) return drop(Drop::kNoHeadroom);
+  std::memcpy(frame, inner_mac->data(), 6);
+  std::memcpy(frame + 6, ov.mac.data(), 6);
+  const auto inner_len = static_cast<uint32_t>(m.p.ip.l3_offset + m.p.ip.l3_length);
+  VxlanTunnel t;
+  const auto& port_mac = snap_->port_mac[under->port];
+  const auto* under_mac = fam.neigh.find(under->port, under->has_gateway ? under->gateway : *vtep);
+  std::memcpy(t.src_mac, port_mac.data(), 6);
+  // An unresolved underlay next hop: the kernel forwards this one and resolves it.
+  std::memcpy(t.dst_mac, under_mac ? under_mac->data() : port_mac.data(), 6);
+  t.src_ip = ov.local.v;
+  t.dst_ip = vtep->v;
+  t.vni = ov.vni;
+  t.dst_port = ov.udp_port;
+  t.ttl = ov.ttl;
+  vxlanEncap(frame, inner_len, t, m.hash);
+  bump(c_.vxlan_encap);
+  Verdict v = under_mac ? Verdict::transmit(under->port) : Verdict::toKernel(under->port);
+  if (!under_mac) bump(c_.neigh_unresolved_to_kernel);
+  v.head_adjust = -static_cast<int16_t>(kVxlanEncapLen);
+  v.length = static_cast<uint16_t>(kVxlanEncapLen + inner_len);
+  return v;
+}
+
+// Out of the overlay: a VXLAN datagram to one of our VTEPs with the VNI of one of our
+// vxlan devices is decapsulated and its inner frame handled as if it had arrived
+// plain (a task's reply, an ICMP error, a new connection to a VIP on the overlay).
+// What the core does not take (ARP, traffic for the appliance's own overlay
+// address) goes to the kernel whole, whose vxlan device decapsulates it.
+Verdict PacketCore::decapsulate(uint8_t* frame, const PacketMeta& m) {
+  const ParsedPacket& p = m.p;
+  if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count) return Verdict::toKernel(m.in_port);
+  const Ipv4Addr dst{load32(frame + p.ip.l3_offset + 16)};
+  if (!snap_->v4.local_addrs.contains(dst)) return forward</*kTransit=*/true>(frame, m);
+  if (snap_->overlayOf(p.vni, dst, hton16(p.ip.dport)) < 0) return drop(Drop::kVxlanUnknownVni);
+  uint8_t* inner = frame + p.vxlan_inner_offset;
+  PacketMeta im;
+  prepare(inner, static_cast<uint32_t>(p.ip.l3_offset + p.ip.l3_length - p.vxlan_inner_offset), im);
+  im.in_port = m.in_port;
+  im.handed = m.handed;
+  im.headroom = static_cast<uint16_t>(m.headroom + p.vxlan_inner_offset);
+  rewrote_ = false;
+  Verdict v = handle(inner, im);
+  if (rewrote_ && (v.action == Verdict::kTransmit || v.action == Verdict::kToKernel)) {
+    // The inner frame goes on: the outer headers are dropped.
+    if (v.length == 0) {
+      v.length = static_cast<uint16_t>(im.p.ip.l3_offset + im.p.ip.l3_length);
+    }
+    v.head_adjust = static_cast<int16_t>(v.head_adjust + p.vxlan_inner_offset);
+    bump(c_.vxlan_decap);
+  } else if (v.action == Verdict::kToKernel) {
+    v.target = m.in_port;  // whole, as it came
+  }
+  return v;
+}
+
+Verdict PacketCore::tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu) {
+  if (!(m.p.ipv4_flags_frag & kIpv4FlagDf)) return drop(Drop::kTooBigNoDf);
+  const uint8_t* ip = frame + m.p.ip.l3_offset;
+  const uint32_t n = buildTooBig(frame, m.p, mtu, snap_->port_mac[m.in_port].data(), ip + 16,
+                                 scratch_);
+  std::memcpy(frame, scratch_, n);
+  rewrote_ = true;
+  bump(c_.icmp_too_big_sent);
+  Verdict v = Verdict::transmit(m.in_port);
+  v.length = static_cast<uint16_t>(n);
+  return v;
 }
 
 }  // namespace meshlb

@@ -140,13 +140,29 @@ class Worker {
     bump(done);
   }
 
+  // The frame's new place and length, when the core moved its start (VXLAN headers
+  // written into the headroom, or an outer header dropped) or cut it.
+  static void reshape(rte_mbuf* m, const Verdict& v) {
+    if (v.head_adjust < 0) {
+      rte_pktmbuf_prepend(m, static_cast<uint16_t>(-v.head_adjust));  // the core checked room
+    } else if (v.head_adjust > 0) {
+      rte_pktmbuf_adj(m, static_cast<uint16_t>(v.head_adjust));
+    }
+    if (v.length && v.length != rte_pktmbuf_data_len(m)) {
+      m->data_len = v.length;
+      m->pkt_len = v.length;
+    }
+  }
+
   void act(rte_mbuf* m, const Verdict& v) {
     switch (v.action) {
       case Verdict::kTransmit:
+        if (__builtin_expect(v.head_adjust || v.length, 0)) reshape(m, v);
         return send(m, v.target);
       case Verdict::kHandOff:
         return enqueue(dp_.handoff[v.target], m, c_.handoff_out, Drop::kHandoffFull);
       case Verdict::kToKernel:
+        if (v.head_adjust || v.length) reshape(m, v);
         m->port = v.target;
         return enqueue(dp_.to_kernel[v.target], m, c_.to_kernel, Drop::kKernelRingFull);
       case Verdict::kDrop:
@@ -185,6 +201,7 @@ class Worker {
       rte_mbuf* mb = b.pkts[i];
       m.in_port = mb->port;
       m.handed = handed;
+      m.headroom = rte_pktmbuf_headroom(mb);
       if (mb->nb_segs != 1) {  // multi-segment frames are the kernel's
         m.tracked = false;
         m.r = ParseResult::kNotIp;

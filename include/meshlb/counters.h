@@ -26,6 +26,9 @@ namespace meshlb {
   X(nat_reply)                  \
   X(icmp_translated)            \
   X(routed)                     \
+  X(vxlan_encap)                \
+  X(vxlan_decap)                \
+  X(icmp_too_big_sent)          \
   X(neigh_unresolved_to_kernel)
 
 // X(enumerator, label): why a packet was dropped.
@@ -40,7 +43,12 @@ namespace meshlb {
   X(kTxFull, "drop_tx_full")                          \
   X(kHandoffFull, "drop_handoff_full")                \
   X(kKernelRingFull, "drop_kernel_ring_full")         \
-  X(kTtlExceeded, "drop_ttl_exceeded")
+  X(kTtlExceeded, "drop_ttl_exceeded")                 \
+  X(kOverlayUnresolved, "drop_overlay_unresolved")     \
+  X(kOverlayNoFdb, "drop_overlay_no_fdb")             \
+  X(kVxlanUnknownVni, "drop_vxlan_unknown_vni")       \
+  X(kNoHeadroom, "drop_no_headroom")                  \
+  X(kTooBigNoDf, "drop_too_big_no_df")
 
 enum class Drop : uint8_t {
 #define MESHLB_X(name, label) name,

@@ -27,6 +27,7 @@
 #include "meshlb/parse.h"
 #include "meshlb/snapshot.h"
 #include "meshlb/types.h"
+#include "meshlb/vxlan.h"
 
 namespace meshlb {
 
@@ -38,12 +39,20 @@ struct Verdict {
   Action action = kDrop;
   uint16_t target = 0;         // kTransmit: data port; kHandOff: worker; kToKernel: data port
   Drop reason = Drop::kCount;  // kDrop: counted by the core already
+  // kTransmit and kToKernel: the frame now starts head_adjust bytes from where it did
+  // (-50: VXLAN headers written into the headroom; +offset: decapsulated) and, when
+  // length is not 0, is that long. Both 0: the frame keeps its place and length.
+  int16_t head_adjust = 0;
+  uint16_t length = 0;
 
   static Verdict transmit(uint16_t port) { return {kTransmit, port, Drop::kCount}; }
   static Verdict handOff(uint16_t worker) { return {kHandOff, worker, Drop::kCount}; }
   static Verdict toKernel(uint16_t port) { return {kToKernel, port, Drop::kCount}; }
   static Verdict drop(Drop why) { return {kDrop, 0, why}; }
-  friend bool operator==(const Verdict&, const Verdict&) = default;
+  // What was decided; the frame's new shape is checked through its bytes.
+  friend bool operator==(const Verdict& a, const Verdict& b) {
+    return a.action == b.action && a.target == b.target && a.reason == b.reason;
+  }
 };
 
 // ipvsadm --stats counters of one real server on one worker (by BackendId slot).
@@ -85,6 +94,7 @@ struct PacketMeta {
   uint64_t hash = 0;
   uint32_t cand = 0;     // the record the first bucket names (stage 2), checked in full
   uint16_t in_port = 0;  // the data port it arrived on (its twin takes what the kernel gets)
+  uint16_t headroom = 0;  // bytes free in front of the frame (VXLAN needs kVxlanEncapLen)
   bool handed = false;   // from another worker's hand-off: not handed on again
 };
 
@@ -139,11 +149,13 @@ class PacketCore {
   }
 
   // All three stages for one frame.
-  Verdict process(uint8_t* frame, uint32_t len, uint16_t in_port, bool handed = false) {
+  Verdict process(uint8_t* frame, uint32_t len, uint16_t in_port, bool handed = false,
+                  uint16_t headroom = 0) {
     PacketMeta m;
     prepare(frame, len, m);
     m.in_port = in_port;
     m.handed = handed;
+    m.headroom = headroom;
     prefetchRecord(m);
     prefetchSecondRecord(m);
     return handle(frame, m);
@@ -169,11 +181,24 @@ class PacketCore {
   Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
                                 const FlowKey<Ipv4Addr>& key, Drop* why);
   uint32_t firstSnatPort() const;
-  // Routes a packet out (TTL, next hop, MACs). A NAT'd packet the dataplane cannot
-  // route is dropped (counted); a transit one goes to the kernel, which answers with
-  // the ICMP error a router sends.
+  // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
+  // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane
+  // cannot route is dropped (counted); a transit one goes to the kernel, which answers
+  // with the ICMP error a router sends.
   template <bool kTransit = false>
-  [[gnu::always_inline]] Verdict forward(uint8_t* frame, const PacketMeta& m);
+  [[gnu::always_inline]] Verdict forward(uint8_t* frame, const PacketMeta& m,
+                                         const RouteSnap<Ipv4Addr>* rt, Ipv4Addr dst);
+  // The route by the packet's own destination.
+  template <bool kTransit = false>
+  Verdict forward(uint8_t* frame, const PacketMeta& m) {
+    const Ipv4Addr dst{load32(frame + m.p.ip.l3_offset + 16)};
+    return forward<kTransit>(frame, m, snap_->v4.route(dst), dst);
+  }
+  Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
+                      Ipv4Addr nexthop);
+  Verdict decapsulate(uint8_t* frame, const PacketMeta& m);
+  // ICMP "fragmentation needed" to the sender of a packet the overlay cannot carry.
+  Verdict tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu);
   Verdict drop(Drop why) {
     bump(c_.drop(why));
     return Verdict::drop(why);
@@ -190,6 +215,8 @@ class PacketCore {
                                    // them in the service; sized once, never on the packet path
   uint32_t snat_next_;
   uint32_t now_ms_ = 0;
+  bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())
+  uint8_t scratch_[kTooBigMaxLen];
 };
 
 // The hot path, inline for the worker; the rest is in dataplane/packet_core.cc.
@@ -199,10 +226,11 @@ class PacketCore {
 template <class Addr, Encap kEncap>
 [[gnu::always_inline]] inline Verdict PacketCore::handleFamily(uint8_t* frame,
                                                                const PacketMeta& m) {
-  if constexpr (!std::is_same_v<Addr, Ipv4Addr> || kEncap != Encap::kPlain) {
-    // Not balanced yet: IPv6 (ND, ICMPv6 echo) and VXLAN (a kernel vxlan device on the
-    // twin, if any) are the kernel's until the IPv6 and overlay instances exist.
+  if constexpr (!std::is_same_v<Addr, Ipv4Addr>) {
+    // Not balanced yet: IPv6 (ND, ICMPv6 echo) is the kernel's until its instance exists.
     return Verdict::toKernel(m.in_port);
+  } else if constexpr (kEncap == Encap::kVxlan) {
+    return decapsulate(frame, m);
   } else {
     const ParsedPacket& p = m.p;
     if (p.icmp_error && !p.vlan_count) return icmpError(frame, m);
@@ -233,43 +261,56 @@ template <class Addr, Encap kEncap>
     } else {
       table_.onUdp(e, now_ms_);
     }
-    Rewrite4 rw;
+    const bool original = hit.dir == FlowDir::kOriginal;
+    // Where the rewritten packet goes: to the real server, or back to the client.
+    const Ipv4Addr to = original ? e->backend : e->client;
+    const RouteSnap<Ipv4Addr>* rt = snap_->v4.route(to);
+    if (__builtin_expect(rt && rt->overlay >= 0, 0) &&
+        p.ip.l3_length > snap_->overlays[rt->overlay].inner_mtu) {
+      // Path MTU, checked as IPVS does before rewriting: the sender learns the
+      // overlay's MTU about its own packet.
+      return tooBig(frame, m, snap_->overlays[rt->overlay].inner_mtu);
+    }
     BackendStats& bs = stats_[e->backendId().slot()];
-    if (hit.dir == FlowDir::kOriginal) {
-      rw = {!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}};
+    if (original) {
       bump(c_.nat_original);
       bump(bs.inpkts);
       bump(bs.inbytes, p.ip.l3_length);
+      // -g: the packet goes as it is, only to the real server's MAC (DSR).
+      if (__builtin_expect(e->flags & kFlowDirect, 0)) return forward(frame, m, rt, to);
     } else {
-      rw = {true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
       bump(c_.nat_reply);
       bump(bs.outpkts);
       bump(bs.outbytes, p.ip.l3_length);
     }
+    const Rewrite4 rw =
+        original
+            ? Rewrite4{!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}}
+            : Rewrite4{true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
     if (m.plain) {
       natRewritePlain4(frame, rw);
     } else {
       natRewrite(frame, p, rw);
     }
-    return forward(frame, m);
+    return forward(frame, m, rt, to);
   }
 }
 
 template <bool kTransit>
-[[gnu::always_inline]] inline Verdict PacketCore::forward(uint8_t* frame, const PacketMeta& m) {
-  const ParsedPacket& p = m.p;
-  uint8_t* ip = frame + p.ip.l3_offset;
-  const Ipv4Addr dst{load32(ip + 16)};
-  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
-  const RouteSnap<Ipv4Addr>* rt = fam.route(dst);
+[[gnu::always_inline]] inline Verdict PacketCore::forward(uint8_t* frame, const PacketMeta& m,
+                                                          const RouteSnap<Ipv4Addr>* rt,
+                                                          Ipv4Addr dst) {
+  uint8_t* ip = frame + m.p.ip.l3_offset;
   if (!rt) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kNoRoute);
   // A router's TTL step, with the header checksum updated incrementally.
   if (ip[8] <= 1) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kTtlExceeded);
   const uint16_t old = load16(ip + 8);
   ip[8] = static_cast<uint8_t>(ip[8] - 1);
   csumReplace16(ip + 10, old, load16(ip + 8));
+  rewrote_ = true;
   const Ipv4Addr nexthop = rt->has_gateway ? rt->gateway : dst;
-  const auto* mac = fam.neigh.find(rt->port, nexthop);
+  if (__builtin_expect(rt->overlay >= 0, 0)) return encapsulate(frame, m, *rt, nexthop);
+  const auto* mac = snap_->v4.neigh.find(rt->port, nexthop);
   const auto& port_mac = snap_->port_mac[rt->port];
   if (!mac) {
     // The kernel resolves it (it forwards this packet and ARPs); the mirror then

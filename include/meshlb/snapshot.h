@@ -22,10 +22,18 @@
 #include "absl/container/flat_hash_set.h"
 #include "meshlb/flow_table.h"
 #include "meshlb/maglev.h"
+#include "meshlb/proto.h"
 #include "meshlb/scheduler.h"
 #include "meshlb/types.h"
 
 namespace meshlb {
+
+// How a connection reaches its real server (ipvsadm -m / -g).
+enum class Forwarding : uint8_t {
+  kMasq,    // -m: DNAT (and SNAT where a rule says), replies come back through meshlb
+  kDirect,  // -g: the packet goes to the server unchanged but for its MAC (or its VXLAN
+            // encapsulation); the server has the VIP and answers the client itself (DSR)
+};
 
 template <class Addr>
 struct BackendSnap {
@@ -33,6 +41,7 @@ struct BackendSnap {
   uint16_t port = 0;  // network order; 0 keeps the packet's destination port
   uint32_t weight = 0;
   BackendId id;
+  Forwarding fwd = Forwarding::kMasq;
 };
 
 // A backend's stable identity for Maglev: its address bytes, then its port, both
@@ -118,7 +127,44 @@ struct RouteSnap {
   Prefix<Addr> dst;
   Addr gateway;  // all zero: directly connected
   bool has_gateway = false;
-  uint16_t port = 0;  // data port index
+  uint16_t port = 0;     // data port index (a twin's route)
+  int16_t overlay = -1;  // or: the overlay network (a vxlan device's route), its index
+};
+
+// Neighbours on an overlay network's vxlan device are kept beside the twins' ones,
+// under this "port" plus the overlay's index.
+constexpr uint16_t kOverlayNeighPort = 0x8000;
+
+// A VXLAN overlay network: a kernel vxlan device in the twins' namespace, programmed
+// as Docker's overlay driver programs one (VNI, port, local VTEP, FDB, neighbours),
+// whose encapsulation and decapsulation the dataplane does.
+struct OverlaySnap {
+  uint32_t vni = 0;
+  uint16_t udp_port = 0;  // host order
+  Ipv4Addr local;         // this appliance's VTEP
+  std::array<uint8_t, 6> mac{};  // the device's MAC: the inner frames' source
+  uint16_t inner_mtu = 1450;     // the largest inner IP datagram that fits the underlay
+  uint8_t ttl = 64;
+};
+
+// The overlays' FDB: (overlay, inner MAC) -> the remote VTEP (the node of the task).
+class FdbTable {
+ public:
+  using Mac = std::array<uint8_t, 6>;
+  void set(uint16_t overlay, const Mac& mac, Ipv4Addr vtep) { map_[key(overlay, mac)] = vtep; }
+  const Ipv4Addr* find(uint16_t overlay, const Mac& mac) const {
+    auto it = map_.find(key(overlay, mac));
+    return it == map_.end() ? nullptr : &it->second;
+  }
+  size_t size() const { return map_.size(); }
+
+ private:
+  static uint64_t key(uint16_t overlay, const Mac& mac) {
+    uint64_t k = uint64_t{overlay} << 48;
+    for (int i = 0; i < 6; ++i) k |= uint64_t{mac[i]} << (8 * (5 - i));
+    return k;
+  }
+  absl::flat_hash_map<uint64_t, Ipv4Addr> map_;
 };
 
 // Neighbours by (data port, address): open addressing with linear probing, at most
@@ -193,6 +239,8 @@ struct FamilySnap {
   absl::flat_hash_set<Addr, AddrHash> local_addrs;
   std::vector<Addr> port_addr;          // by data port: the twin's first address, zero if none
   std::vector<bool> port_has_addr;      // by data port
+  std::vector<Addr> overlay_addr;       // by overlay: the vxlan device's first address
+  std::vector<bool> overlay_has_addr;   // by overlay
   std::vector<RouteSnap<Addr>> routes;  // longest prefix first
   NeighTable<Addr> neigh;
 
@@ -255,6 +303,18 @@ struct Snapshot {
   FamilySnap<Ipv4Addr> v4;
   FamilySnap<Ipv6Addr> v6;
   std::vector<std::array<uint8_t, 6>> port_mac;  // by data port: the port's (and twin's) MAC
+  std::vector<uint16_t> port_mtu;                // by data port: the twin's MTU
+  std::vector<OverlaySnap> overlays;             // VXLAN overlay networks (IPv4 underlay)
+  FdbTable fdb;
+
+  // The overlay network whose VNI and VTEP a received VXLAN packet names, or -1.
+  int overlayOf(uint32_t vni, Ipv4Addr vtep, uint16_t udp_port) const {
+    for (size_t i = 0; i < overlays.size(); ++i) {
+      const OverlaySnap& o = overlays[i];
+      if (o.vni == vni && o.local == vtep && o.udp_port == udp_port) return static_cast<int>(i);
+    }
+    return -1;
+  }
   // Live real servers: by id slot, the id's generation + 1; 0 = none. An array, not
   // a set: every packet of every connection asks.
   std::vector<uint16_t> live_backend = std::vector<uint16_t>(BackendId::kSlots, 0);

@@ -29,6 +29,11 @@ struct ApplianceOptions {
   uint32_t flow_capacity = 1024;
   bool task_route = true;       // a route towards the tasks' network
   bool task_neighbours = true;  // their MACs resolved
+  // The overlay network of the golden packets: vxlan4097 (VTEP 198.19.0.1, MAC
+  // 02:42:c6:12:80:02, 198.18.128.2/24), task 198.18.128.11 on node 198.19.0.2, as
+  // `ip link add ... type vxlan`, `bridge fdb add`, `ip neigh add` program it.
+  bool overlay = false;
+  bool overlay_fdb = true;
 };
 
 class Appliance {
@@ -51,6 +56,18 @@ class Appliance {
             {11, ip(("198.19.1." + std::to_string(t)).c_str()), mac(1, 0x10 + t)});
       }
     }
+    if (o.overlay) {
+      constexpr int kVxlan = 20;
+      kernel_.links = {{10, 1500}, {11, 1500}, {kVxlan, 1450}};
+      kernel_.vxlans = {{kVxlan, 4097, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x80, 2}, 1450,
+                         true}};
+      kernel_.addrs.push_back({kVxlan, ip("198.18.128.2"), 24});
+      kernel_.routes.push_back({ip("198.18.128.0"), 24, {}, kVxlan});
+      const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x80, 0x0b};
+      kernel_.neighs.push_back({kVxlan, ip("198.18.128.11"), task});
+      if (o.overlay_fdb) kernel_.fdb.push_back({kVxlan, task, ip("198.19.0.2")});
+      kernel_.neighs.push_back({11, ip("198.19.0.2"), mac(0, 3)});  // the node, on the underlay
+    }
     publish();
   }
 
@@ -62,9 +79,20 @@ class Appliance {
     if (snap_) publish();
   }
 
+  // Processes `frame` as the worker does (with an mbuf's headroom in front of it) and
+  // leaves in it what goes out: moved and cut as the verdict says.
   Verdict send(Bytes& frame, uint16_t in_port, uint32_t now_ms = 1000) {
     core_.setNow(now_ms);
-    return core_.process(frame.data(), static_cast<uint32_t>(frame.size()), in_port);
+    constexpr size_t kHeadroom = 128;
+    Bytes buf(kHeadroom + frame.size());
+    std::copy(frame.begin(), frame.end(), buf.begin() + kHeadroom);
+    const Verdict v = core_.process(buf.data() + kHeadroom, static_cast<uint32_t>(frame.size()),
+                                    in_port, false, kHeadroom);
+    const size_t start = kHeadroom + static_cast<ptrdiff_t>(v.head_adjust);
+    const size_t len = v.length ? v.length : buf.size() - start;
+    frame.assign(buf.begin() + static_cast<ptrdiff_t>(start),
+                 buf.begin() + static_cast<ptrdiff_t>(start + len));
+    return v;
   }
 
   const WorkerCounters& counters() const { return counters_; }

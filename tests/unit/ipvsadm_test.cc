@@ -206,6 +206,21 @@ TEST(Ipvsadm, SaveClearRestoreRoundTrip) {
 
 // As IPVS revives a deleted destination from its trash, a re-added real server
 // keeps its id: its connections and counts are its own again.
+// Direct routing (-g, ipvsadm's default method): the real server takes the
+// service's port, as the kernel sets it, and lists as Route.
+TEST(Ipvsadm, DirectRoutingTakesTheServicePort) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:8080 -s rr");
+  ok(m, "-a -t 198.18.0.1:8080 -r 198.19.1.5:80 -g");
+  ok(m, "-a -t 198.18.0.1:8080 -r 198.19.1.6");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t 198.18.0.1:8080 -s rr\n"
+            "-a -t 198.18.0.1:8080 -r 198.19.1.5:8080 -g -w 1\n"
+            "-a -t 198.18.0.1:8080 -r 198.19.1.6:8080 -g -w 1\n");
+  EXPECT_NE(run(m, "-L -n")->find("198.19.1.5:8080              Route"), std::string::npos)
+      << *run(m, "-L -n");
+}
+
 TEST(Ipvsadm, ReaddedRealServerKeepsItsId) {
   ServiceModel m;
   swarm(m);
@@ -292,8 +307,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
                       BadCase{"", "-A -t 198.18.0.1:80 -s lc", "scheduler 'lc' is not supported"},
                       BadCase{"", "-A -t 198.18.0.1:80", "default 'wlc'"},
-                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -g", "-g is not supported"},
-                      BadCase{"", "-a -f 256 -r 198.19.1.9:0", "ipvsadm's default"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i", "-i (IPIP tunnelling) is not"},
                       BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
                       BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},
                       BadCase{"", "-A -t 198.18.0.1:99999 -s rr", "illegal service port"},

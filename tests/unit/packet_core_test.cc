@@ -99,11 +99,14 @@ const std::vector<DecisionCase>& cases() {
        {{"core_ssh.in", 0, Verdict::toKernel(0), nullptr},
         {"arp", 0, Verdict::toKernel(0), nullptr},
         {"icmp4_echo", 1, Verdict::toKernel(1), nullptr}}},
-      {"IPv6 and VXLAN are the kernel's until their instances exist",
+      {"IPv6 is the kernel's until its instance exists",
        httpService(),
        {},
-       {{"tcp6", 0, Verdict::toKernel(0), nullptr},
-        {"vxlan_tcp4", 1, Verdict::toKernel(1), nullptr}}},
+       {{"tcp6", 0, Verdict::toKernel(0), nullptr}}},
+      {"VXLAN to the appliance with a VNI it has no device for is a counted drop",
+       httpService(),
+       {},
+       {{"vxlan_tcp4", 1, Verdict::drop(Drop::kVxlanUnknownVni), nullptr}}},
       {"a malformed frame is a parse drop",
        httpService(),
        {},
@@ -184,6 +187,87 @@ TEST_P(Decisions, VerdictAndBytes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, Decisions, ::testing::Range<size_t>(0, cases().size()));
+
+// The overlay: a task on another node, reached through VXLAN as Docker's overlay
+// driver programs a node. The outer UDP source port comes from the flow hash: in
+// 49152-65535, the same for every packet of the flow; the rest is compared whole.
+std::vector<std::string> overlayService(const char* fwd = "-m") {
+  return {"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+          std::string("ipvsadm -a -t 198.18.0.100:8080 -r 198.18.128.11:") +
+              (std::string(fwd) == "-g" ? "8080 " : "80 ") + fwd,
+          "iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.128.0/24 -j SNAT --to-source "
+          "198.18.128.2"};
+}
+
+void expectVxlanOut(const Bytes& got, const char* golden_name) {
+  const Bytes& want = golden(golden_name);
+  ASSERT_EQ(got.size(), want.size());
+  const uint16_t sport = static_cast<uint16_t>(got[34] << 8 | got[35]);
+  EXPECT_GE(sport, 49152);
+  Bytes masked = got;
+  masked[34] = want[34], masked[35] = want[35];
+  EXPECT_EQ(test::toHex(masked), test::toHex(want));
+}
+
+TEST(Overlay, FullNatToATaskOnAnotherNodeAndBack) {
+  ApplianceOptions o;
+  o.overlay = true;
+  Appliance a(overlayService(), o);
+  Bytes syn = golden("core_syn.in");
+  EXPECT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  expectVxlanOut(syn, "core_ov_syn.out");
+  Bytes again = golden("core_ack.in");
+  EXPECT_EQ(a.send(again, 0), Verdict::transmit(1));
+  EXPECT_EQ(again[34], syn[34]);  // one flow, one outer source port
+  EXPECT_EQ(again[35], syn[35]);
+  Bytes synack = golden("core_ov_synack.in");
+  EXPECT_EQ(a.send(synack, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(synack), test::toHex(golden("core_synack.out")));
+  EXPECT_EQ(a.counters().vxlan_encap.load(), 2u);
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+}
+
+TEST(Overlay, DirectRoutingKeepsTheClientsPacket) {
+  ApplianceOptions o;
+  o.overlay = true;
+  Appliance a(overlayService("-g"), o);
+  Bytes syn = golden("core_syn.in");
+  EXPECT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  expectVxlanOut(syn, "core_ov_dsr.out");
+}
+
+// A client's full-size segment with DF set cannot take the 50 bytes of VXLAN: it
+// gets "fragmentation needed" (MTU 1450) from the VIP, about its own packet.
+TEST(Overlay, TooBigForTheOverlayGetsFragmentationNeeded) {
+  ApplianceOptions o;
+  o.overlay = true;
+  Appliance a(overlayService(), o);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  Bytes big = golden("too_big4.in");
+  EXPECT_EQ(a.send(big, 0), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(big), test::toHex(golden("too_big4.out")));
+  EXPECT_EQ(a.counters().icmp_too_big_sent.load(), 1u);
+}
+
+TEST(Overlay, MisprogrammedOverlaysAreCountedDrops) {
+  {
+    ApplianceOptions o;
+    o.overlay = true;
+    o.overlay_fdb = false;  // no `bridge fdb add` for the task
+    Appliance a(overlayService(), o);
+    Bytes syn = golden("core_syn.in");
+    EXPECT_EQ(a.send(syn, 0), Verdict::drop(Drop::kOverlayNoFdb));
+  }
+  {
+    ApplianceOptions o;
+    o.overlay = true;
+    Appliance a(overlayService(), o);
+    Bytes syn = golden("core_syn.in"), other = golden("core_ov_unknown_vni.in");
+    ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+    EXPECT_EQ(a.send(other, 1), Verdict::drop(Drop::kVxlanUnknownVni));
+  }
+}
 
 // ip_vs_service_find(): a packet whose mark has a firewall-mark service goes there
 // before any address service; the mark is the last the MARK rules wrote.
