@@ -428,8 +428,9 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       // ipvsadm's default forwarding method is direct routing (-g).
       d.fwd = p.fwd.value_or(ForwardMethod::kRoute);
       if (d.fwd == ForwardMethod::kTunnel) {
-        return bad("forwarding method -i (IPIP tunnelling) is not supported by meshlb; use -m "
-                   "(masquerading) or -g (direct routing, also over a VXLAN overlay)");
+        return bad(
+            "forwarding method -i (IPIP tunnelling) is not supported by meshlb; use -m "
+            "(masquerading) or -g (direct routing, also over a VXLAN overlay)");
       }
       // As the kernel does (ip_vs_add_dest): only masquerading rewrites the port, so
       // any other method's real server has the service's port.

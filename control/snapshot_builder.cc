@@ -72,9 +72,9 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     ss.vport = htons(key.port);
     for (const RealServer& d : svc.dests) {
       if (d.addr.family != familyOf<Addr>()) continue;
-      ss.backends.push_back({addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
-                             d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect
-                                                            : Forwarding::kMasq});
+      ss.backends.push_back(
+          {addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
+           d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect : Forwarding::kMasq});
     }
     std::sort(ss.backends.begin(), ss.backends.end(),
               [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
@@ -240,8 +240,8 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
         if (const int p = portOfIfindex(ports, a.ifindex); p >= 0) underlay = s->port_mtu[p];
       }
     }
-    o.inner_mtu = static_cast<uint16_t>(std::min<uint32_t>(x.mtu ? x.mtu : 1500,
-                                                          underlay - kVxlanEncapLen));
+    o.inner_mtu =
+        static_cast<uint16_t>(std::min<uint32_t>(x.mtu ? x.mtu : 1500, underlay - kVxlanEncapLen));
     s->overlays.push_back(o);
     for (const auto& f : kernel.fdb) {
       if (f.ifindex == x.ifindex && f.dst.isV4()) {

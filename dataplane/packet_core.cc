@@ -198,8 +198,8 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
 // Into the overlay: the inner frame addressed to the task's MAC (the vxlan device's
 // neighbour) from the device's MAC, then VXLAN towards the node the FDB names, over
 // the underlay route to it; written into the headroom in front of the frame.
-Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m,
-                                const RouteSnap<Ipv4Addr>& rt, Ipv4Addr nexthop) {
+Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
+                                Ipv4Addr nexthop) {
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   const OverlaySnap& ov = snap_->overlays[rt.overlay];
   const auto* inner_mac =
@@ -268,8 +268,8 @@ Verdict PacketCore::decapsulate(uint8_t* frame, const PacketMeta& m) {
 Verdict PacketCore::tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu) {
   if (!(m.p.ipv4_flags_frag & kIpv4FlagDf)) return drop(Drop::kTooBigNoDf);
   const uint8_t* ip = frame + m.p.ip.l3_offset;
-  const uint32_t n = buildTooBig(frame, m.p, mtu, snap_->port_mac[m.in_port].data(), ip + 16,
-                                 scratch_);
+  const uint32_t n =
+      buildTooBig(frame, m.p, mtu, snap_->port_mac[m.in_port].data(), ip + 16, scratch_);
   std::memcpy(frame, scratch_, n);
   rewrote_ = true;
   bump(c_.icmp_too_big_sent);

@@ -43,8 +43,8 @@ namespace meshlb {
   X(kTxFull, "drop_tx_full")                          \
   X(kHandoffFull, "drop_handoff_full")                \
   X(kKernelRingFull, "drop_kernel_ring_full")         \
-  X(kTtlExceeded, "drop_ttl_exceeded")                 \
-  X(kOverlayUnresolved, "drop_overlay_unresolved")     \
+  X(kTtlExceeded, "drop_ttl_exceeded")                \
+  X(kOverlayUnresolved, "drop_overlay_unresolved")    \
   X(kOverlayNoFdb, "drop_overlay_no_fdb")             \
   X(kVxlanUnknownVni, "drop_vxlan_unknown_vni")       \
   X(kNoHeadroom, "drop_no_headroom")                  \

@@ -149,7 +149,7 @@ struct Flow {
   uint32_t backend_id : BackendId::kBits;  // BackendId::raw(): the real server
   uint32_t state : 4;                      // ConnState; kFreeState when unused
   uint32_t udp : 1;                        // proto: 1 = UDP, 0 = TCP
-  uint32_t flags : 3;  // kFlowDirect
+  uint32_t flags : 3;                      // kFlowDirect
 
   ConnState connState() const { return static_cast<ConnState>(state); }
   BackendId backendId() const { return BackendId::fromRaw(backend_id); }

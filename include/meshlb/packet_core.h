@@ -92,10 +92,10 @@ struct PacketMeta {
   bool plain = false;    // parsePacketFast's plain frame: rewritten by natRewritePlain4
   FlowKey<Ipv4Addr> key;
   uint64_t hash = 0;
-  uint32_t cand = 0;     // the record the first bucket names (stage 2), checked in full
-  uint16_t in_port = 0;  // the data port it arrived on (its twin takes what the kernel gets)
+  uint32_t cand = 0;      // the record the first bucket names (stage 2), checked in full
+  uint16_t in_port = 0;   // the data port it arrived on (its twin takes what the kernel gets)
   uint16_t headroom = 0;  // bytes free in front of the frame (VXLAN needs kVxlanEncapLen)
-  bool handed = false;   // from another worker's hand-off: not handed on again
+  bool handed = false;    // from another worker's hand-off: not handed on again
 };
 
 class PacketCore {

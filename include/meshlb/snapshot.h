@@ -140,8 +140,8 @@ constexpr uint16_t kOverlayNeighPort = 0x8000;
 // whose encapsulation and decapsulation the dataplane does.
 struct OverlaySnap {
   uint32_t vni = 0;
-  uint16_t udp_port = 0;  // host order
-  Ipv4Addr local;         // this appliance's VTEP
+  uint16_t udp_port = 0;         // host order
+  Ipv4Addr local;                // this appliance's VTEP
   std::array<uint8_t, 6> mac{};  // the device's MAC: the inner frames' source
   uint16_t inner_mtu = 1450;     // the largest inner IP datagram that fits the underlay
   uint8_t ttl = 64;

@@ -59,8 +59,8 @@ class Appliance {
     if (o.overlay) {
       constexpr int kVxlan = 20;
       kernel_.links = {{10, 1500}, {11, 1500}, {kVxlan, 1450}};
-      kernel_.vxlans = {{kVxlan, 4097, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x80, 2}, 1450,
-                         true}};
+      kernel_.vxlans = {
+          {kVxlan, 4097, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x80, 2}, 1450, true}};
       kernel_.addrs.push_back({kVxlan, ip("198.18.128.2"), 24});
       kernel_.routes.push_back({ip("198.18.128.0"), 24, {}, kVxlan});
       const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x80, 0x0b};
