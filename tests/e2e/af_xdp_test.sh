@@ -14,21 +14,9 @@ ctl ipvsadm -A -t $MLB_VIP:8080 -s rr || exit 1
 for i in 1 2 3; do ctl ipvsadm -a -t $MLB_VIP:8080 -r 198.18.1.1$i:80 -m || exit 1; done
 ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1 || exit 1
 
-passed=0
-failed=0
-seq=$(task_sequence 8080 9)
-if [[ $seq == 123123123 ]]; then
-  echo "ok 1 - af_xdp: rr over three tasks ($seq)"; passed=$((passed + 1))
-else
-  echo "not ok 1 - af_xdp: rr over three tasks ($seq)"; failed=$((failed + 1))
-fi
+rr_nine() { local seq; seq=$(task_sequence 8080 9); echo "# $seq"; [[ $seq == 123123123 ]]; }
+check "af_xdp: rr over three tasks" rr_nine
 ctl ipvsadm -A -t $MLB_VIP:5201 -s rr && ctl ipvsadm -a -t $MLB_VIP:5201 -r 198.18.1.11:5201 -m
-if client iperf3 -c $MLB_VIP -t 2 >/dev/null; then
-  echo "ok 2 - af_xdp: iperf3 TCP"; passed=$((passed + 1))
-else
-  echo "not ok 2 - af_xdp: iperf3 TCP"; failed=$((failed + 1))
-fi
-echo "1..2"
-echo "# e2e af_xdp: $passed passed, $failed failed"
+check "af_xdp: iperf3 TCP" client iperf3 -c $MLB_VIP -t 2
 ((failed == 0)) || tail -20 "$MLB_RUN/meshlbd.log" | sed 's/^/# /'
-((failed == 0))
+tap_end "e2e af_xdp"

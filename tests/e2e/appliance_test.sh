@@ -6,20 +6,6 @@ if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; e
 source "$(dirname "$0")/topology.sh"
 trap topo_down EXIT
 
-passed=0
-failed=0
-check() {  # description, then a command that must succeed
-  local what=$1
-  shift
-  local n=$((passed + failed + 1))
-  if "$@"; then
-    echo "ok $n - $what"
-    passed=$((passed + 1))
-  else
-    echo "not ok $n - $what"
-    failed=$((failed + 1))
-  fi
-}
 
 VIP=$MLB_VIP
 svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress does it
@@ -401,10 +387,8 @@ test_clean_log() {
 check "meshlbd's log has no sanitizer report or panic" test_clean_log
 
 # TAP (meson counts each check): the plan comes last.
-echo "1..$((passed + failed))"
-echo "# e2e: $passed passed, $failed failed"
 if ((failed)); then
   tail -20 "$MLB_RUN/meshlbd.log" | sed 's/^/# /'
   ctl stats 2>/dev/null | sed 's/^/# /'
 fi
-((failed == 0))
+tap_end e2e

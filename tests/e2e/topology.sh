@@ -9,6 +9,8 @@
 # server and a UDP echo on :7. Addresses are from
 # 198.18.0.0/15 only. Everything is torn down by topo_down, also on failure.
 
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 MLB_NS=(mlb-lb mlb-client mlb-seg mlb-t1 mlb-t2 mlb-t3)
 MLB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MLB_BUILD=${MLB_BUILD:-$MLB_ROOT/build}
@@ -79,21 +81,7 @@ topo_up() {
     ip -n "mlb-t$i" route add default via 198.18.1.1
     ip netns exec "mlb-t$i" ethtool -K eth0 tx off >/dev/null
   done
-  # The appliance's DPDK ports carry no addresses (af_packet does not take frames
-  # away from the kernel) and no IPv6.
-  # The kernel must not answer for them either (it would, for the twins' addresses:
-  # Linux accepts local addresses on any interface), so its ingress drops all on
-  # them; AF_PACKET sees each frame before that hook.
-  lbx nft -f - <<'NFT'
-table netdev meshlb_ports {
-  chain p0 { type filter hook ingress device p0 priority 0; policy drop; }
-  chain p1 { type filter hook ingress device p1 priority 0; policy drop; }
-}
-NFT
-  for p in p0 p1; do
-    lbx sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
-    ip -n mlb-lb link set "$p" up
-  done
+  guard_ports mlb-lb p0 p1
 }
 
 # Serves HTTP, a 64 MiB file, iperf3 and UDP echo in every task.
@@ -170,9 +158,5 @@ lb_start() {
   lbx ip addr add 198.18.1.1/24 dev lb1
   lbx ip link set lb0 up
   lbx ip link set lb1 up
-  lbx sysctl -qw net.ipv4.ip_forward=1
-  for c in all lb0 lb1; do
-    lbx sysctl -qw "net.ipv4.conf.$c.rp_filter=0" "net.ipv4.conf.$c.send_redirects=0"
-    lbx sysctl -qw "net.ipv4.conf.$c.accept_local=1"
-  done
+  twin_sysctls mlb-lb lb0 lb1
 }
