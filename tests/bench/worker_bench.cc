@@ -26,7 +26,9 @@
 // (16 per power of two: within 6%).
 //
 //   worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R]
-//                                 [--only fwd|meshlb] [--latency MPPS]
+//                                 [--only fwd|meshlb] [--encap plain|vxlan] [--latency MPPS]
+// (--encap vxlan: the tasks are behind a VXLAN overlay; meshlb encapsulates every
+// packet towards their nodes, the forwarder does what it always does.)
 // (--only runs one side, for profiling; no ratio is printed then.)
 // Workers = lcores - 1 (the main lcore only measures). Flows are per worker.
 #include <arpa/inet.h>
@@ -105,6 +107,7 @@ struct alignas(64) LatencyHist {
   }
 };
 std::atomic<bool> g_latency_on{false};
+bool g_vxlan = false;  // --encap vxlan
 
 uint16_t latencyTx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, void* arg) {
   if (!g_latency_on.load(std::memory_order_relaxed)) return n;
@@ -164,6 +167,32 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
     buildTcp(&r.frames[size_t{i} * kPktSize], eps[i].first, kVip, eps[i].second, kVport, kTcpAck);
   }
   r.flows = flows;
+}
+
+// The tasks behind a VXLAN overlay instead (--encap vxlan): 198.19.1.0/24 is a vxlan
+// device's route, each task's MAC is known there and the FDB puts tasks on two nodes,
+// 198.19.0.2 and .3, reached on the port; every packet leaves 50 bytes longer.
+void addOverlay(Snapshot& s) {
+  FamilySnap<Ipv4Addr>& f = s.v4;
+  OverlaySnap ov;
+  ov.vni = 4097;
+  ov.udp_port = kVxlanPort;
+  ov.local = {htonl(0xc6130001u)};
+  ov.mac = {2, 0x42, 0, 0, 0, 1};
+  s.overlays.push_back(ov);
+  RouteSnap<Ipv4Addr> rt;
+  rt.dst = Prefix<Ipv4Addr>::make({kTaskNet}, 24);
+  rt.overlay = 0;
+  f.routes.insert(f.routes.begin(), rt);  // longest prefix first
+  for (uint32_t t = 1; t <= kTasks; ++t) {
+    const Ipv4Addr addr{htonl(ntohl(kTaskNet) + t)};
+    const std::array<uint8_t, 6> mac{2, 0x42, 0, 0, 1, static_cast<uint8_t>(t)};
+    f.neigh.set(kOverlayNeighPort, addr, mac);
+    s.fdb.set(0, mac, {htonl(0xc6130002u + t % 2)});  // nodes 198.19.0.2 and .3
+  }
+  for (uint32_t n = 2; n <= 3; ++n) {
+    f.neigh.set(0, {htonl(0xc6130000u + n)}, {2, 0, 0, 0, 0, static_cast<uint8_t>(n)});
+  }
 }
 
 std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
@@ -401,6 +430,7 @@ Result runMeshlb(double secs, uint32_t flows, Load load = {}) {
       bad += " new_connections=" + std::to_string(c.new_connections.load());
     if (c.to_kernel.load() || c.handoff_out.load()) bad += " to_kernel/handoff_out";
     if (c.tx_packets.load() != c.rx_packets.load()) bad += " tx!=rx";
+    if (g_vxlan && c.vxlan_encap.load() != c.tx_packets.load()) bad += " vxlan_encap!=tx";
     if (!bad.empty()) die("worker " + std::to_string(w) + ":" + bad);
   }
   rte_free(dp.qsbr);
@@ -432,6 +462,7 @@ int benchMain(int argc, char** argv) {
   double secs = 2;
   int reps = 3;
   std::string only;
+  bool vxlan = false;
   double latency_mpps = 0;  // 0: no latency runs
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -444,12 +475,15 @@ int benchMain(int argc, char** argv) {
     } else if (a == "--only" && i + 1 < argc &&
                (argv[i + 1] == std::string("fwd") || argv[i + 1] == std::string("meshlb"))) {
       only = argv[++i];
+    } else if (a == "--encap" && i + 1 < argc &&
+               (argv[i + 1] == std::string("plain") || argv[i + 1] == std::string("vxlan"))) {
+      vxlan = argv[++i] == std::string("vxlan");
     } else if (a == "--latency" && i + 1 < argc) {
       latency_mpps = std::atof(argv[++i]);
       if (!(latency_mpps > 0 && latency_mpps <= 1000)) die("--latency: Mpps in (0, 1000]");
     } else {
       die("usage: worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] "
-          "[--only fwd|meshlb] [--latency MPPS]");
+          "[--only fwd|meshlb] [--encap plain|vxlan] [--latency MPPS]");
     }
   }
   for (uint32_t f : flow_counts) {
@@ -496,10 +530,12 @@ int benchMain(int argc, char** argv) {
   rte_ether_addr mac{};
   rte_eth_macaddr_get(b.port, &mac);
   b.snap = makeSnapshot(mac);
+  if (vxlan) addOverlay(*b.snap);
+  g_vxlan = vxlan;
 
   std::printf(
-      "worker_bench: %u worker(s), net_null, 64-byte TCP, %d x %.1f s per figure, medians\n",
-      b.workers, reps, secs);
+      "worker_bench: %u worker(s), net_null, 64-byte TCP, %s, %d x %.1f s per figure, medians\n",
+      b.workers, vxlan ? "meshlb into a VXLAN overlay (+50 bytes)" : "plain", reps, secs);
   std::printf("%12s %10s | %12s %8s | %12s %8s %12s | %6s\n", "flows/worker", "workers", "fwd Mpps",
               "ns/pkt", "meshlb Mpps", "ns/pkt", "new conn/s", "ratio");
   for (uint32_t flows : flow_counts) {
