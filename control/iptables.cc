@@ -1,7 +1,9 @@
 #include "iptables.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -39,12 +41,23 @@ absl::StatusOr<uint32_t> parseNumber(const std::string& s, const char* what, uin
   return static_cast<uint32_t>(v);
 }
 
-enum class Cmd { kNone, kAppend, kInsert, kDelete, kCheck, kFlush, kSave, kList };
+enum class Cmd {
+  kNone,
+  kAppend,
+  kInsert,
+  kDelete,
+  kCheck,
+  kFlush,
+  kNewChain,
+  kDeleteChain,
+  kSave,
+  kList
+};
 
 struct Parsed {
   IptTable table = IptTable::kNat;
   Cmd cmd = Cmd::kNone;
-  std::optional<IptChain> chain;
+  std::string chain;  // empty: none given
   std::optional<uint32_t> rulenum;
   IptRule rule;
   bool have_target = false;
@@ -52,39 +65,26 @@ struct Parsed {
   bool numeric = false;
 };
 
-// Table and chain decide what is supported, so they are judged before the rest:
-// a DNAT rule is refused for its chain, not for its first unknown option.
-absl::Status checkTableAndChain(const std::vector<std::string>& args) {
+// The table decides what is supported, so it is judged before the rest: a rule for
+// the filter table is refused for its table, not for its first unknown option.
+absl::Status checkTable(const std::vector<std::string>& args) {
   std::string table = "filter";
   for (size_t i = 0; i + 1 < args.size(); ++i) {
     if (args[i] == "-t" || args[i] == "--table") table = args[i + 1];
   }
-  const std::optional<IptTable> t = tableByName(table);
-  if (!t) {
+  if (!tableByName(table)) {
     return bad(absl::StrCat("table \"", table,
                             "\" is not supported by meshlb (it takes -t nat and -t mangle)"));
-  }
-  for (size_t i = 0; i + 1 < args.size(); ++i) {
-    const std::string& a = args[i];
-    const bool rule_cmd = a == "-A" || a == "--append" || a == "-I" || a == "--insert" ||
-                          a == "-D" || a == "--delete" || a == "-C" || a == "--check";
-    if (!rule_cmd) continue;
-    const std::string& name = args[i + 1];
-    const std::optional<IptChain> c = chainByName(*t, name);
-    if (!c) return bad(absl::StrCat("chain \"", name, "\" does not exist in table ", table));
-    if (!chainTakesRules(*t, *c)) {
-      return bad(absl::StrCat("rules in ", table, " ", name, " are not supported by meshlb yet"));
-    }
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
-  if (auto st = checkTableAndChain(args); !st.ok()) return st;
+  if (auto st = checkTable(args); !st.ok()) return st;
   Parsed p;
-  std::string chain;
+  std::string& chain = p.chain;
   std::set<std::string> seen;  // single-valued options given so far
-  bool match_ipvs = false;
+  bool match_ipvs = false, match_addrtype = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> absl::StatusOr<std::string> {
@@ -92,7 +92,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       return args[++i];
     };
     auto command = [&](Cmd c, bool chain_required) -> absl::Status {
-      if (p.cmd != Cmd::kNone) return bad("only one command (-A -I -D -F -S -L) at a time");
+      if (p.cmd != Cmd::kNone)
+        return bad("only one command (-A -I -D -C -F -N -X -S -L) at a time");
       p.cmd = c;
       if (i + 1 < args.size() && args[i + 1][0] != '-') {
         chain = args[++i];
@@ -199,6 +200,10 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       if (!v.ok()) return v.status();
     } else if (a == "-F" || a == "--flush") {
       st = command(Cmd::kFlush, false);
+    } else if (a == "-N" || a == "--new-chain") {
+      st = command(Cmd::kNewChain, true);
+    } else if (a == "-X" || a == "--delete-chain") {
+      st = command(Cmd::kDeleteChain, false);
     } else if (a == "-S" || a == "--list-rules") {
       st = command(Cmd::kSave, false);
     } else if (a == "-L" || a == "--list") {
@@ -234,11 +239,47 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       if (!v.ok()) return v.status();
       if (*v == "ipvs") {
         match_ipvs = true;
+      } else if (*v == "addrtype") {
+        match_addrtype = true;
       } else if ((*v == "tcp" && p.rule.proto == 6) || (*v == "udp" && p.rule.proto == 17)) {
         // implied by -p, as iptables-save writes it
       } else {
         return bad(absl::StrCat("match \"", *v, "\" is not supported by meshlb"));
       }
+    } else if (a == "--dst-type") {
+      if (!match_addrtype) return bad("option \"--dst-type\" needs \"-m addrtype\" before it");
+      if (auto o = once("--dst-type"); !o.ok()) return o;
+      auto v = value();
+      if (!v.ok()) return v.status();
+      if (*v != "LOCAL") {
+        return bad(absl::StrCat("addrtype \"--dst-type ", *v,
+                                "\" is not supported by meshlb (only LOCAL)"));
+      }
+      p.rule.dst_local = true;
+    } else if (a == "--src-type" || a == "--limit-iface-in" || a == "--limit-iface-out") {
+      return bad(absl::StrCat("addrtype option \"", a, "\" is not supported by meshlb"));
+    } else if (a == "--to-destination") {
+      if (auto o = once("--to-destination"); !o.ok()) {
+        return bad("DNAT: option \"--to-destination\" can only be used once.");
+      }
+      auto v = value();
+      if (!v.ok()) return v.status();
+      std::string host = *v;
+      uint32_t port = 0;
+      if (auto colon = host.find(':'); colon != std::string::npos) {
+        if (!absl::SimpleAtoi(host.substr(colon + 1), &port) || port == 0 || port > 65535) {
+          return bad(absl::StrCat("bad --to-destination \"", *v,
+                                  "\" (meshlb takes ADDR or ADDR:PORT, no ranges)"));
+        }
+        host.resize(colon);
+      }
+      auto addr = IpAddr::parse(host);
+      if (!addr.ok() || !addr->isV4()) {
+        return bad(absl::StrCat("bad --to-destination \"", *v,
+                                "\" (meshlb takes ADDR or ADDR:PORT, no ranges)"));
+      }
+      p.rule.to_destination = *addr;
+      p.rule.to_port = static_cast<uint16_t>(port);
     } else if (a == "--ipvs") {
       if (!match_ipvs) return bad("option \"--ipvs\" needs \"-m ipvs\" before it");
       p.rule.ipvs = true;
@@ -252,8 +293,17 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
         p.rule.target = RuleTarget::kSnat;
       } else if (*v == "MARK") {
         p.rule.target = RuleTarget::kMark;
-      } else {
+      } else if (*v == "DNAT") {
+        p.rule.target = RuleTarget::kDnat;
+      } else if (*v == "RETURN") {
+        p.rule.target = RuleTarget::kReturn;
+      } else if (*v == "ACCEPT" || *v == "DROP" || *v == "REJECT" || *v == "LOG" ||
+                 *v == "REDIRECT" || *v == "TPROXY" || *v == "CONNMARK" || *v == "TOS" ||
+                 *v == "TTL" || *v == "NOTRACK" || *v == "CT" || *v == "NETMAP") {
         return bad(absl::StrCat("target \"", *v, "\" is not supported by meshlb"));
+      } else {
+        p.rule.target = RuleTarget::kJump;  // a user chain; the model checks it exists
+        p.rule.jump = *v;
       }
       p.have_target = true;
     } else if (a == "--to-source") {
@@ -278,22 +328,17 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
   }
   if (p.cmd == Cmd::kNone) return bad("no command specified");
   if (match_ipvs && !p.rule.ipvs) return bad("IPVS: At least one option is required");
+  if (match_addrtype && !p.rule.dst_local) return bad("addrtype: --dst-type LOCAL is required");
   if (p.have_mark && p.rule.target != RuleTarget::kMark) {
     return bad("MARK options need \"-j MARK\" before them");
   }
   const bool rule_cmd = p.cmd == Cmd::kAppend || p.cmd == Cmd::kInsert || p.cmd == Cmd::kCheck ||
                         (p.cmd == Cmd::kDelete && !p.rulenum);
-  if (!chain.empty()) {
-    p.chain = chainByName(p.table, chain);
-    if (!p.chain) {
-      return bad(
-          absl::StrCat("chain \"", chain, "\" does not exist in table ", tableName(p.table)));
-    }
-  }
   if (!rule_cmd) return p;
   if (!p.have_target) {
     return bad(p.table == IptTable::kNat
-                   ? "a target is required: -j SNAT --to-source ADDR or -j MASQUERADE"
+                   ? "a target is required: -j SNAT --to-source ADDR, -j MASQUERADE, -j DNAT "
+                     "--to-destination ADDR[:PORT], -j CHAIN or -j RETURN"
                    : "a target is required: -j MARK --set-mark M");
   }
   if (p.rule.target == RuleTarget::kMark && !p.have_mark) {
@@ -301,11 +346,38 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
         "MARK target: one of --set-mark, --set-xmark, --and-mark, --or-mark, --xor-mark is "
         "required");
   }
-  if (auto st = IptablesModel::check(p.table, *p.chain, p.rule); !st.ok()) return st;
+  if (p.rule.target == RuleTarget::kDnat && p.rule.to_destination.family == Family::kNone) {
+    return bad("DNAT needs --to-destination");
+  }
+  if (p.rule.target != RuleTarget::kDnat && p.rule.to_destination.family != Family::kNone) {
+    return bad("--to-destination belongs to -j DNAT");
+  }
   return p;
 }
 
 std::string markHex(uint32_t m) { return absl::StrFormat("0x%x", m); }
+
+std::string dnatTo(const IptRule& r) {
+  return r.to_port ? absl::StrCat(r.to_destination.str(), ":", r.to_port) : r.to_destination.str();
+}
+
+const char* targetName(const IptRule& r) {
+  switch (r.target) {
+    case RuleTarget::kSnat:
+      return "SNAT";
+    case RuleTarget::kMasquerade:
+      return "MASQUERADE";
+    case RuleTarget::kMark:
+      return "MARK";
+    case RuleTarget::kDnat:
+      return "DNAT";
+    case RuleTarget::kReturn:
+      return "RETURN";
+    case RuleTarget::kJump:
+      return r.jump.c_str();
+  }
+  return "";
+}
 
 // iptables -L's words for a MARK rule (libxt_MARK's mark_tg_print).
 std::string markAction(const IptRule& r) {
@@ -328,6 +400,7 @@ std::string ruleSpec(const IptRule& r) {
     if (r.sport) absl::StrAppend(&s, "--sport ", r.sport, " ");
     if (r.dport) absl::StrAppend(&s, "--dport ", r.dport, " ");
   }
+  if (r.dst_local) s += "-m addrtype --dst-type LOCAL ";
   if (r.ipvs) s += "-m ipvs --ipvs ";
   switch (r.target) {
     case RuleTarget::kMasquerade:
@@ -339,33 +412,56 @@ std::string ruleSpec(const IptRule& r) {
     case RuleTarget::kMark:
       absl::StrAppend(&s, "-j MARK --set-xmark ", markHex(r.mark), "/", markHex(r.mark_mask));
       break;
+    case RuleTarget::kDnat:
+      absl::StrAppend(&s, "-j DNAT --to-destination ", dnatTo(r));
+      break;
+    case RuleTarget::kReturn:
+      s += "-j RETURN";
+      break;
+    case RuleTarget::kJump:
+      absl::StrAppend(&s, "-j ", r.jump);
+      break;
   }
   return s;
 }
 
-void listChain(std::string& out, const char* chain, const std::vector<IptRule>& rules,
-               bool numeric) {
-  absl::StrAppend(&out, "Chain ", chain, " (policy ACCEPT)\n");
+// iptables 1.8.9's -L: "%-9s  %-5s--  %-20s %-20s" and then each match's and the
+// target's words, each after a space; -n prints protocol numbers, otherwise names
+// (and services for ports, as /etc/services has them); a /32 prints without its length.
+std::string port(uint16_t p, uint8_t proto, bool numeric) {
+  if (!numeric) {
+    if (const servent* se = getservbyport(htons(p), proto == 6 ? "tcp" : "udp")) return se->s_name;
+  }
+  return absl::StrCat(p);
+}
+
+std::string net(bool has, const IpAddr& a, uint8_t len, bool numeric) {
+  if (!has) return numeric ? "0.0.0.0/0" : "anywhere";
+  return len == 32 ? a.str() : absl::StrCat(a.str(), "/", len);
+}
+
+void listChain(std::string& out, const IptChainRules& c, uint32_t references, bool numeric) {
+  if (c.builtin) {
+    absl::StrAppend(&out, "Chain ", c.name, " (policy ACCEPT)\n");
+  } else {
+    absl::StrAppend(&out, "Chain ", c.name, " (", references, " references)\n");
+  }
   out += "target     prot opt source               destination         \n";
-  const std::string any = numeric ? "0.0.0.0/0" : "anywhere";
-  for (const IptRule& r : rules) {
-    std::string src = r.has_src ? absl::StrCat(r.src_net.str(), "/", r.src_len) : any;
-    std::string dst = r.has_dst ? absl::StrCat(r.dst_net.str(), "/", r.dst_len) : any;
+  for (const IptRule& r : c.rules) {
     std::string extra;
-    auto add = [&](const std::string& x) { absl::StrAppend(&extra, extra.empty() ? "" : " ", x); };
-    const char* proto = r.proto == 6 ? "tcp" : r.proto == 17 ? "udp" : "all";
-    if (r.sport) add(absl::StrCat(proto, " spt:", r.sport));
-    if (r.dport) add(absl::StrCat(proto, " dpt:", r.dport));
+    auto add = [&](const std::string& x) { absl::StrAppend(&extra, " ", x); };
+    const char* pname = r.proto == 6 ? "tcp" : r.proto == 17 ? "udp" : "all";
+    if (r.sport) add(absl::StrCat(pname, " spt:", port(r.sport, r.proto, numeric)));
+    if (r.dport) add(absl::StrCat(pname, " dpt:", port(r.dport, r.proto, numeric)));
+    if (r.dst_local) add("ADDRTYPE match dst-type LOCAL");
     if (r.ipvs) add("ipvs");
-    const char* target = "SNAT";
     if (r.target == RuleTarget::kSnat) add(absl::StrCat("to:", r.to_source.str()));
-    if (r.target == RuleTarget::kMasquerade) target = "MASQUERADE";
-    if (r.target == RuleTarget::kMark) {
-      target = "MARK";
-      add(markAction(r));
-    }
-    absl::StrAppend(&out, absl::StrFormat("%-10s %-4s %-3s %-20s %-20s %s\n", target, proto, "--",
-                                          src, dst, extra));
+    if (r.target == RuleTarget::kDnat) add(absl::StrCat("to:", dnatTo(r)));
+    if (r.target == RuleTarget::kMark) add(markAction(r));
+    const std::string prot = numeric ? absl::StrCat(r.proto) : pname;
+    absl::StrAppend(&out, absl::StrFormat("%-9s  %-5s--  %-20s %-20s%s\n", targetName(r), prot,
+                                          net(r.has_src, r.src_net, r.src_len, numeric),
+                                          net(r.has_dst, r.dst_net, r.dst_len, numeric), extra));
   }
 }
 
@@ -374,10 +470,14 @@ void listChain(std::string& out, const char* chain, const std::vector<IptRule>& 
 std::vector<std::string> iptablesRules(const IptablesModel& m) {
   std::vector<std::string> out;
   for (IptTable t : {IptTable::kMangle, IptTable::kNat}) {
-    for (IptChain c : chainsOf(t)) {
-      for (const IptRule& r : m.rules(t, c)) {
+    // User chains first, so that the jumps replayed after them find them.
+    for (const IptChainRules* c : m.chains(t)) {
+      if (!c->builtin) out.push_back(absl::StrCat("iptables -t ", tableName(t), " -N ", c->name));
+    }
+    for (const IptChainRules* c : m.chains(t)) {
+      for (const IptRule& r : c->rules) {
         out.push_back(
-            absl::StrCat("iptables -t ", tableName(t), " -A ", chainName(c), " ", ruleSpec(r)));
+            absl::StrCat("iptables -t ", tableName(t), " -A ", c->name, " ", ruleSpec(r)));
       }
     }
   }
@@ -388,84 +488,73 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
   auto parsed = parse(args);
   if (!parsed.ok()) return parsed.status();
   const Parsed& p = *parsed;
+  const IptTable t = p.table;
+  absl::Status st;
   switch (p.cmd) {
     case Cmd::kAppend:
-      if (auto st = m.append(p.table, *p.chain, p.rule); !st.ok()) return st;
-      return std::string();
+      st = m.append(t, p.chain, p.rule);
+      break;
     case Cmd::kInsert:
-      if (auto st = m.insert(p.table, *p.chain, p.rulenum.value_or(1), p.rule); !st.ok()) return st;
-      return std::string();
+      st = m.insert(t, p.chain, p.rulenum.value_or(1), p.rule);
+      break;
     case Cmd::kDelete:
-      if (auto st = p.rulenum ? m.removeAt(p.table, *p.chain, *p.rulenum)
-                              : m.remove(p.table, *p.chain, p.rule);
-          !st.ok()) {
-        return st;
-      }
-      return std::string();
+      st = p.rulenum ? m.removeAt(t, p.chain, *p.rulenum) : m.remove(t, p.chain, p.rule);
+      break;
     case Cmd::kCheck:
-      for (const IptRule& r : m.rules(p.table, *p.chain)) {
-        if (r == p.rule) return std::string();
+      if (!m.chain(t, p.chain)) return bad("No chain/target/match by that name.");
+      if (!m.contains(t, p.chain, p.rule)) {
+        return bad("Bad rule (does a matching rule exist in that chain?)");
       }
-      return bad("Bad rule (does a matching rule exist in that chain?)");
+      break;
     case Cmd::kFlush:
-      m.flush(p.table, p.chain);
-      return std::string();
+      st = m.flush(t, p.chain);
+      break;
+    case Cmd::kNewChain:
+      st = m.newChain(t, p.chain);
+      break;
+    case Cmd::kDeleteChain:
+      st = m.deleteChain(t, p.chain);
+      break;
     case Cmd::kSave:
     case Cmd::kList: {
-      std::string out;
-      bool first = true;
-      if (p.cmd == Cmd::kSave) {
-        for (IptChain c : chainsOf(p.table)) {
-          if (!p.chain || *p.chain == c) absl::StrAppend(&out, "-P ", chainName(c), " ACCEPT\n");
-        }
+      if (!p.chain.empty() && !m.chain(t, p.chain)) {
+        return bad("No chain/target/match by that name.");
       }
-      for (IptChain c : chainsOf(p.table)) {
-        if (p.chain && *p.chain != c) continue;
-        if (p.cmd == Cmd::kSave) {
-          for (const IptRule& r : m.rules(p.table, c)) {
-            absl::StrAppend(&out, "-A ", chainName(c), " ", ruleSpec(r), "\n");
+      std::string out;
+      const auto chains = m.chains(t);
+      if (p.cmd == Cmd::kSave) {
+        for (const IptChainRules* c : chains) {
+          if (!p.chain.empty() && p.chain != c->name) continue;
+          absl::StrAppend(&out, c->builtin ? "-P " : "-N ", c->name,
+                          c->builtin ? " ACCEPT\n" : "\n");
+        }
+        for (const IptChainRules* c : chains) {
+          if (!p.chain.empty() && p.chain != c->name) continue;
+          for (const IptRule& r : c->rules) {
+            absl::StrAppend(&out, "-A ", c->name, " ", ruleSpec(r), "\n");
           }
-        } else {
+        }
+      } else {
+        bool first = true;
+        for (const IptChainRules* c : chains) {
+          if (!p.chain.empty() && p.chain != c->name) continue;
           if (!first) out += "\n";
           first = false;
-          listChain(out, chainName(c), m.rules(p.table, c), p.numeric);
+          listChain(out, *c, m.references(t, c->name), p.numeric);
         }
       }
       return out;
     }
     case Cmd::kNone:
-      break;
+      return bad("no command specified");
   }
-  return bad("no command specified");
+  if (!st.ok()) return st;
+  return std::string();
 }
 
 // ---- the model -------------------------------------------------------------------
 
 const char* tableName(IptTable t) { return t == IptTable::kNat ? "nat" : "mangle"; }
-
-const char* chainName(IptChain c) {
-  switch (c) {
-    case IptChain::kPrerouting:
-      return "PREROUTING";
-    case IptChain::kInput:
-      return "INPUT";
-    case IptChain::kForward:
-      return "FORWARD";
-    case IptChain::kOutput:
-      return "OUTPUT";
-    case IptChain::kPostrouting:
-      return "POSTROUTING";
-  }
-  return "?";
-}
-
-const std::vector<IptChain>& chainsOf(IptTable t) {
-  using C = IptChain;
-  static const std::vector<IptChain> nat{C::kPrerouting, C::kInput, C::kOutput, C::kPostrouting};
-  static const std::vector<IptChain> mangle{C::kPrerouting, C::kInput, C::kForward, C::kOutput,
-                                            C::kPostrouting};
-  return t == IptTable::kNat ? nat : mangle;
-}
 
 std::optional<IptTable> tableByName(const std::string& name) {
   if (name == "nat") return IptTable::kNat;
@@ -473,25 +562,109 @@ std::optional<IptTable> tableByName(const std::string& name) {
   return std::nullopt;
 }
 
-std::optional<IptChain> chainByName(IptTable t, const std::string& name) {
-  for (IptChain c : chainsOf(t)) {
-    if (name == chainName(c)) return c;
-  }
-  return std::nullopt;
+const std::vector<std::string>& builtinChains(IptTable t) {
+  static const std::vector<std::string> nat{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"};
+  static const std::vector<std::string> mangle{"PREROUTING", "INPUT", "FORWARD", "OUTPUT",
+                                               "POSTROUTING"};
+  return t == IptTable::kNat ? nat : mangle;
 }
 
-bool chainTakesRules(IptTable t, IptChain c) {
-  return t == IptTable::kNat ? c == IptChain::kPostrouting
-                             : c == IptChain::kPrerouting || c == IptChain::kInput;
+IptablesModel::IptablesModel() {
+  for (IptTable t : {IptTable::kNat, IptTable::kMangle}) {
+    for (const std::string& c : builtinChains(t)) {
+      tables_[static_cast<int>(t)].push_back({c, true, {}});
+    }
+  }
 }
 
-absl::Status IptablesModel::check(IptTable t, IptChain c, const IptRule& r) {
-  if (!chainTakesRules(t, c)) {
-    return bad(absl::StrCat("rules in ", tableName(t), " ", chainName(c),
-                            " are not supported by meshlb yet"));
+const IptChainRules* IptablesModel::chain(IptTable t, const std::string& name) const {
+  for (const IptChainRules& c : tables_[static_cast<int>(t)]) {
+    if (c.name == name) return &c;
   }
-  if (t == IptTable::kNat) {
-    if (r.target == RuleTarget::kMark) return bad("target \"MARK\" belongs in the mangle table");
+  return nullptr;
+}
+
+IptChainRules* IptablesModel::mutableChain(IptTable t, const std::string& name) {
+  return const_cast<IptChainRules*>(chain(t, name));
+}
+
+std::vector<const IptChainRules*> IptablesModel::chains(IptTable t) const {
+  std::vector<const IptChainRules*> out;
+  for (const IptChainRules& c : tables_[static_cast<int>(t)]) {
+    if (c.builtin) out.push_back(&c);
+  }
+  std::vector<const IptChainRules*> user;
+  for (const IptChainRules& c : tables_[static_cast<int>(t)]) {
+    if (!c.builtin) user.push_back(&c);
+  }
+  std::sort(user.begin(), user.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  out.insert(out.end(), user.begin(), user.end());
+  return out;
+}
+
+uint32_t IptablesModel::references(IptTable t, const std::string& name) const {
+  uint32_t n = 0;
+  for (const IptChainRules& c : tables_[static_cast<int>(t)]) {
+    for (const IptRule& r : c.rules) n += r.target == RuleTarget::kJump && r.jump == name;
+  }
+  return n;
+}
+
+const std::vector<IptRule>& IptablesModel::rules(IptTable t, const std::string& name) const {
+  static const std::vector<IptRule> none;
+  const IptChainRules* c = chain(t, name);
+  return c ? c->rules : none;
+}
+
+// Whether `to` is reachable from `from` through jumps (a jump from `to`'s side back to
+// `from` would make a loop).
+bool IptablesModel::reaches(IptTable t, const std::string& from, const std::string& to,
+                            int depth) const {
+  if (from == to) return true;
+  if (depth > 16) return true;  // deeper than meshlb follows: treat as a loop
+  const IptChainRules* c = chain(t, from);
+  if (!c) return false;
+  for (const IptRule& r : c->rules) {
+    if (r.target == RuleTarget::kJump && reaches(t, r.jump, to, depth + 1)) return true;
+  }
+  return false;
+}
+
+absl::Status IptablesModel::check(IptTable t, const std::string& name, const IptRule& r) const {
+  const IptChainRules* c = chain(t, name);
+  if (!c) return bad(absl::StrCat("chain \"", name, "\" does not exist in table ", tableName(t)));
+  const bool nat = t == IptTable::kNat;
+  // Which chains meshlb takes rules in, and which targets in each.
+  const bool post = nat && name == "POSTROUTING";
+  const bool dnat_chain = nat && (name == "PREROUTING" || name == "OUTPUT" || !c->builtin);
+  const bool mark_chain = !nat && (name == "PREROUTING" || name == "INPUT");
+  if (!post && !dnat_chain && !mark_chain) {
+    return bad(
+        absl::StrCat("rules in ", tableName(t), " ", name, " are not supported by meshlb yet"));
+  }
+  if (r.target == RuleTarget::kJump || r.target == RuleTarget::kReturn) {
+    if (!dnat_chain) {
+      return bad(
+          absl::StrCat("target \"", r.target == RuleTarget::kJump ? r.jump : "RETURN",
+                       "\" is supported in the nat table's PREROUTING, OUTPUT and user chains"));
+    }
+    if (r.target == RuleTarget::kJump) {
+      const IptChainRules* to = chain(t, r.jump);
+      if (!to || to->builtin) return bad(absl::StrCat("Chain '", r.jump, "' does not exist"));
+      if (reaches(t, r.jump, name, 0)) {
+        return bad(absl::StrCat("jumping to ", r.jump, " from ", name, " would make a loop"));
+      }
+    }
+  }
+  if (r.dst_local && !dnat_chain) {
+    return bad("-m addrtype is supported in the nat table's PREROUTING, OUTPUT and user chains");
+  }
+  if (r.ipvs && !post) return bad("-m ipvs is supported in the nat table's POSTROUTING");
+  if (post) {
+    if (r.target != RuleTarget::kSnat && r.target != RuleTarget::kMasquerade) {
+      return bad(absl::StrCat("target \"", targetName(r),
+                              "\" is not supported in nat POSTROUTING (SNAT, MASQUERADE)"));
+    }
     if (r.target == RuleTarget::kSnat && r.to_source.family == Family::kNone) {
       return bad("SNAT needs --to-source");
     }
@@ -501,63 +674,98 @@ absl::Status IptablesModel::check(IptTable t, IptChain c, const IptRule& r) {
     if (r.has_src || r.proto || r.sport || r.dport) {
       return bad("meshlb's nat POSTROUTING rules match on -d only (and -m ipvs --ipvs)");
     }
-  } else {
-    if (r.target != RuleTarget::kMark)
-      return bad("only target \"MARK\" is supported in the mangle table");
-    if (r.ipvs) return bad("-m ipvs is not supported in the mangle table");
+  } else if (dnat_chain) {
+    if (r.target == RuleTarget::kMark) return bad("target \"MARK\" belongs in the mangle table");
+    if (r.target == RuleTarget::kSnat || r.target == RuleTarget::kMasquerade) {
+      return bad(absl::StrCat("target \"", targetName(r), "\" belongs in nat POSTROUTING"));
+    }
+  } else if (r.target != RuleTarget::kMark) {
+    return bad("only target \"MARK\" is supported in the mangle table");
   }
   return absl::OkStatus();
 }
 
-std::vector<IptRule>* IptablesModel::mutableRules(IptTable t, IptChain c) {
-  if (t == IptTable::kNat) return c == IptChain::kPostrouting ? &nat_postrouting_ : nullptr;
-  if (c == IptChain::kPrerouting) return &mangle_prerouting_;
-  if (c == IptChain::kInput) return &mangle_input_;
-  return nullptr;
+absl::Status IptablesModel::append(IptTable t, const std::string& name, const IptRule& r) {
+  return insert(t, name, static_cast<uint32_t>(rules(t, name).size() + 1), r);
 }
 
-const std::vector<IptRule>& IptablesModel::rules(IptTable t, IptChain c) const {
-  static const std::vector<IptRule> none;
-  const auto* r = const_cast<IptablesModel*>(this)->mutableRules(t, c);
-  return r ? *r : none;
-}
-
-absl::Status IptablesModel::append(IptTable t, IptChain c, const IptRule& r) {
-  return insert(t, c, static_cast<uint32_t>(rules(t, c).size() + 1), r);
-}
-
-absl::Status IptablesModel::insert(IptTable t, IptChain c, uint32_t position, const IptRule& r) {
-  if (auto st = check(t, c, r); !st.ok()) return st;
-  std::vector<IptRule>* rs = mutableRules(t, c);
-  if (position == 0 || position > rs->size() + 1) return bad("index of insertion too big");
-  rs->insert(rs->begin() + (position - 1), r);
+absl::Status IptablesModel::insert(IptTable t, const std::string& name, uint32_t position,
+                                   const IptRule& r) {
+  if (!chain(t, name)) return bad("No chain/target/match by that name.");
+  if (auto st = check(t, name, r); !st.ok()) return st;
+  IptChainRules* c = mutableChain(t, name);
+  if (position == 0 || position > c->rules.size() + 1) return bad("index of insertion too big");
+  c->rules.insert(c->rules.begin() + (position - 1), r);
   return absl::OkStatus();
 }
 
-absl::Status IptablesModel::remove(IptTable t, IptChain c, const IptRule& r) {
-  if (std::vector<IptRule>* rs = mutableRules(t, c)) {
-    for (auto it = rs->begin(); it != rs->end(); ++it) {
+bool IptablesModel::contains(IptTable t, const std::string& name, const IptRule& r) const {
+  const auto& rs = rules(t, name);
+  return std::find(rs.begin(), rs.end(), r) != rs.end();
+}
+
+absl::Status IptablesModel::remove(IptTable t, const std::string& name, const IptRule& r) {
+  if (IptChainRules* c = mutableChain(t, name)) {
+    for (auto it = c->rules.begin(); it != c->rules.end(); ++it) {
       if (*it == r) {
-        rs->erase(it);
+        c->rules.erase(it);
         return absl::OkStatus();
       }
     }
+    return bad("Bad rule (does a matching rule exist in that chain?)");
   }
-  return bad("Bad rule (does a matching rule exist in that chain?)");
+  return bad("No chain/target/match by that name.");
 }
 
-absl::Status IptablesModel::removeAt(IptTable t, IptChain c, uint32_t position) {
-  std::vector<IptRule>* rs = mutableRules(t, c);
-  if (!rs || position == 0 || position > rs->size()) return bad("index of deletion too big");
-  rs->erase(rs->begin() + (position - 1));
+absl::Status IptablesModel::removeAt(IptTable t, const std::string& name, uint32_t position) {
+  IptChainRules* c = mutableChain(t, name);
+  if (!c) return bad("No chain/target/match by that name.");
+  if (position == 0 || position > c->rules.size()) return bad("index of deletion too big");
+  c->rules.erase(c->rules.begin() + (position - 1));
   return absl::OkStatus();
 }
 
-void IptablesModel::flush(IptTable t, std::optional<IptChain> c) {
-  for (IptChain each : chainsOf(t)) {
-    if (c && *c != each) continue;
-    if (std::vector<IptRule>* rs = mutableRules(t, each)) rs->clear();
+absl::Status IptablesModel::flush(IptTable t, const std::string& name) {
+  if (name.empty()) {
+    for (IptChainRules& c : tables_[static_cast<int>(t)]) c.rules.clear();
+    return absl::OkStatus();
   }
+  IptChainRules* c = mutableChain(t, name);
+  if (!c) return bad("No chain/target/match by that name.");
+  c->rules.clear();
+  return absl::OkStatus();
+}
+
+absl::Status IptablesModel::newChain(IptTable t, const std::string& name) {
+  if (t != IptTable::kNat) {
+    return bad("user chains are supported by meshlb in the nat table only");
+  }
+  if (chain(t, name)) return bad("Chain already exists.");
+  if (name.empty() || name.size() > 28 || name[0] == '-' || name == "RETURN" || name == "DNAT" ||
+      name == "SNAT" || name == "MASQUERADE" || name == "MARK" || name == "ACCEPT" ||
+      name == "DROP") {
+    return bad(absl::StrCat("invalid chain name '", name, "'"));
+  }
+  tables_[static_cast<int>(t)].push_back({name, false, {}});
+  return absl::OkStatus();
+}
+
+absl::Status IptablesModel::deleteChain(IptTable t, const std::string& name) {
+  auto& cs = tables_[static_cast<int>(t)];
+  if (name.empty()) {  // -X alone: every user chain nothing jumps to and that is empty
+    std::erase_if(cs, [&](const IptChainRules& c) {
+      return !c.builtin && c.rules.empty() && references(t, c.name) == 0;
+    });
+    return absl::OkStatus();
+  }
+  const IptChainRules* c = chain(t, name);
+  if (!c) return bad("No chain/target/match by that name.");
+  if (c->builtin) return bad(absl::StrCat("Can't delete built-in chain ", name));
+  if (references(t, name) || !c->rules.empty()) {
+    return bad(absl::StrCat("CHAIN_DEL failed (Device or resource busy): chain ", name));
+  }
+  std::erase_if(cs, [&](const IptChainRules& x) { return x.name == name; });
+  return absl::OkStatus();
 }
 
 }  // namespace meshlb

@@ -3,8 +3,14 @@
 //                               -j MARK --set-mark V[/M] | --set-xmark V[/M] | --and-mark V |
 //                                       --or-mark V | --xor-mark V  (the packet's firewall mark)
 //   -t nat POSTROUTING          [-m ipvs --ipvs] [-d NET] -j SNAT --to-source ADDR | MASQUERADE
-// with -A -I -D -C -F -S -L (-w/--wait accepted: there is no lock to wait for). Every matching
-// MARK rule applies, in order, PREROUTING then INPUT (the last write wins). Everything else
+//   -t nat PREROUTING, OUTPUT and user chains (-N, -X):
+//                               [-s NET] [-d NET] [-p tcp|udp [--sport P] [--dport P]]
+//                               [-m addrtype --dst-type LOCAL]
+//                               -j DNAT --to-destination ADDR[:PORT] | -j CHAIN | -j RETURN
+// with -A -I -D -C -F -N -X -S -L (-w/--wait accepted: there is no lock to wait for). Every
+// matching MARK rule applies, in order, PREROUTING then INPUT (the last write wins). Swarm's
+// host-side form (`-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS`, DNAT in
+// DOCKER-INGRESS) is evaluated for each new connection before IPVS sees it. Everything else
 // is refused with the option named; a single-valued option given twice is refused.
 //
 // IptablesModel is the rule model every front end changes (the iptables parser,
@@ -23,7 +29,7 @@
 
 namespace meshlb {
 
-enum class RuleTarget : uint8_t { kSnat, kMasquerade, kMark };
+enum class RuleTarget : uint8_t { kSnat, kMasquerade, kMark, kDnat, kReturn, kJump };
 
 struct IptRule {
   // Matches. Ports host order, 0 = any; proto 0 = all.
@@ -32,7 +38,8 @@ struct IptRule {
   uint8_t src_len = 0, dst_len = 0;
   uint8_t proto = 0;
   uint16_t sport = 0, dport = 0;
-  bool ipvs = false;  // -m ipvs --ipvs
+  bool ipvs = false;       // -m ipvs --ipvs
+  bool dst_local = false;  // -m addrtype --dst-type LOCAL
   // Target.
   RuleTarget target = RuleTarget::kSnat;
   IpAddr to_source;  // SNAT
@@ -40,45 +47,66 @@ struct IptRule {
   // V/M is V with mask M|V, --set-mark V is V/0xffffffff.
   uint32_t mark = 0;
   uint32_t mark_mask = 0xffffffffu;
+  IpAddr to_destination;  // DNAT
+  uint16_t to_port = 0;   // DNAT, host order; 0 keeps the destination port
+  std::string jump;       // kJump: the user chain
   friend bool operator==(const IptRule&, const IptRule&) = default;
 };
 
 enum class IptTable : uint8_t { kNat, kMangle };
-enum class IptChain : uint8_t { kPrerouting, kInput, kForward, kOutput, kPostrouting };
 
 const char* tableName(IptTable t);
-const char* chainName(IptChain c);
-// The chains a table has, in iptables' listing order (absent for an unknown name).
-const std::vector<IptChain>& chainsOf(IptTable t);
 std::optional<IptTable> tableByName(const std::string& name);
-std::optional<IptChain> chainByName(IptTable t, const std::string& name);
-// Whether meshlb takes rules in the chain (the others list empty, policy ACCEPT).
-bool chainTakesRules(IptTable t, IptChain c);
+// The table's built-in chains, in iptables' listing order.
+const std::vector<std::string>& builtinChains(IptTable t);
+
+// One chain: a built-in one, or a user chain (-N) of the nat table.
+struct IptChainRules {
+  std::string name;
+  bool builtin = false;
+  std::vector<IptRule> rules;
+  friend bool operator==(const IptChainRules&, const IptChainRules&) = default;
+};
 
 class IptablesModel {
  public:
+  IptablesModel();
   // Each checks the rule against the table and chain first; on error nothing changes.
-  absl::Status append(IptTable t, IptChain c, const IptRule& r);
-  absl::Status insert(IptTable t, IptChain c, uint32_t position, const IptRule& r);  // 1-based
-  absl::Status remove(IptTable t, IptChain c, const IptRule& r);
-  absl::Status removeAt(IptTable t, IptChain c, uint32_t position);  // 1-based
-  // The whole table when `c` is empty.
-  void flush(IptTable t, std::optional<IptChain> c = std::nullopt);
-  // Whether the rule could go in (its matches and target suit the chain).
-  static absl::Status check(IptTable t, IptChain c, const IptRule& r);
+  absl::Status append(IptTable t, const std::string& chain, const IptRule& r);
+  absl::Status insert(IptTable t, const std::string& chain, uint32_t position,
+                      const IptRule& r);  // 1-based
+  absl::Status remove(IptTable t, const std::string& chain, const IptRule& r);
+  absl::Status removeAt(IptTable t, const std::string& chain, uint32_t position);  // 1-based
+  bool contains(IptTable t, const std::string& chain, const IptRule& r) const;
+  // The whole table when `chain` is empty.
+  absl::Status flush(IptTable t, const std::string& chain = "");
+  absl::Status newChain(IptTable t, const std::string& name);     // -N
+  absl::Status deleteChain(IptTable t, const std::string& name);  // -X (empty: every unused)
+  // Whether the rule could go in that chain (its matches and target suit it).
+  absl::Status check(IptTable t, const std::string& chain, const IptRule& r) const;
 
-  // Rules of a chain, first match first; empty for a chain meshlb takes none in.
-  const std::vector<IptRule>& rules(IptTable t, IptChain c) const;
-  const std::vector<IptRule>& natPostrouting() const { return nat_postrouting_; }
-  const std::vector<IptRule>& manglePrerouting() const { return mangle_prerouting_; }
-  const std::vector<IptRule>& mangleInput() const { return mangle_input_; }
+  // A chain of the table (built-in or user), or null.
+  const IptChainRules* chain(IptTable t, const std::string& name) const;
+  // Every chain of the table: built-in ones in iptables' order, then user chains by name.
+  std::vector<const IptChainRules*> chains(IptTable t) const;
+  // How many rules jump to the chain.
+  uint32_t references(IptTable t, const std::string& name) const;
+  // Rules of a chain, first match first; empty for a chain that does not exist.
+  const std::vector<IptRule>& rules(IptTable t, const std::string& chain) const;
+  const std::vector<IptRule>& natPostrouting() const {
+    return rules(IptTable::kNat, "POSTROUTING");
+  }
+  const std::vector<IptRule>& natPrerouting() const { return rules(IptTable::kNat, "PREROUTING"); }
+  const std::vector<IptRule>& manglePrerouting() const {
+    return rules(IptTable::kMangle, "PREROUTING");
+  }
+  const std::vector<IptRule>& mangleInput() const { return rules(IptTable::kMangle, "INPUT"); }
   friend bool operator==(const IptablesModel&, const IptablesModel&) = default;
 
  private:
-  std::vector<IptRule>* mutableRules(IptTable t, IptChain c);
-  std::vector<IptRule> nat_postrouting_;    // SNAT / MASQUERADE, first match wins
-  std::vector<IptRule> mangle_prerouting_;  // MARK, first match wins
-  std::vector<IptRule> mangle_input_;       // MARK, evaluated after PREROUTING
+  IptChainRules* mutableChain(IptTable t, const std::string& name);
+  bool reaches(IptTable t, const std::string& from, const std::string& to, int depth) const;
+  std::vector<IptChainRules> tables_[2];  // by IptTable
 };
 
 absl::StatusOr<std::string> runIptables(IptablesModel& model, const std::vector<std::string>& args);

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "meshlb/packet_core.h"
+
 namespace meshlb {
 
 namespace {
@@ -134,6 +136,7 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
     SnatRule<Addr> sr;
     sr.dst = prefix(r.has_dst, r.dst_net, r.dst_len);
     sr.masquerade = r.target == RuleTarget::kMasquerade;
+    sr.ipvs_only = r.ipvs;
     if (!sr.masquerade) {
       if (r.to_source.family != familyOf<Addr>()) continue;
       sr.to_source = addrOf<Addr>(r.to_source);
@@ -142,6 +145,7 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
     fam.snat.push_back(sr);
   }
   for (const auto* chain : {&nat.manglePrerouting(), &nat.mangleInput()}) {
+    const bool input = chain == &nat.mangleInput();
     for (const IptRule& r : *chain) {
       if ((r.has_src && r.src_net.family != familyOf<Addr>()) ||
           (r.has_dst && r.dst_net.family != familyOf<Addr>())) {
@@ -155,9 +159,52 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
       mr.dport = htons(r.dport);
       mr.value = r.mark;
       mr.mask = r.mark_mask;
+      mr.input = input;
       fam.marks.push_back(mr);
     }
   }
+  // nat PREROUTING first, then the user chains it may jump to, each an index.
+  std::vector<const IptChainRules*> nat_chains{nat.chain(IptTable::kNat, "PREROUTING")};
+  for (const IptChainRules* c : nat.chains(IptTable::kNat)) {
+    if (!c->builtin) nat_chains.push_back(c);
+  }
+  auto indexOf = [&](const std::string& name) {
+    for (size_t i = 0; i < nat_chains.size(); ++i) {
+      if (nat_chains[i]->name == name) return static_cast<uint32_t>(i);
+    }
+    return uint32_t{0};
+  };
+  bool any_nat = false;
+  fam.nat_chains.resize(nat_chains.size());
+  for (size_t i = 0; i < nat_chains.size(); ++i) {
+    for (const IptRule& r : nat_chains[i]->rules) {
+      if ((r.has_src && r.src_net.family != familyOf<Addr>()) ||
+          (r.has_dst && r.dst_net.family != familyOf<Addr>()) ||
+          (r.target == RuleTarget::kDnat && r.to_destination.family != familyOf<Addr>())) {
+        continue;
+      }
+      NatRule<Addr> nr;
+      nr.match.src = prefix(r.has_src, r.src_net, r.src_len);
+      nr.match.dst = prefix(r.has_dst, r.dst_net, r.dst_len);
+      nr.match.proto = r.proto;
+      nr.match.sport = htons(r.sport);
+      nr.match.dport = htons(r.dport);
+      nr.dst_local = r.dst_local;
+      if (r.target == RuleTarget::kDnat) {
+        nr.action = NatRule<Addr>::kDnat;
+        nr.to = addrOf<Addr>(r.to_destination);
+        nr.to_port = htons(r.to_port);
+      } else if (r.target == RuleTarget::kJump) {
+        nr.action = NatRule<Addr>::kJump;
+        nr.jump = indexOf(r.jump);
+      } else {
+        nr.action = NatRule<Addr>::kReturn;
+      }
+      fam.nat_chains[i].push_back(nr);
+      any_nat = true;
+    }
+  }
+  if (!any_nat) fam.nat_chains.clear();  // nothing to walk for each new connection
   for (const auto& r : kernel.routes) {
     const int p = portOfIfindex(ports, r.ifindex);
     const int o = overlayOfIfindex(overlays, r.ifindex);
@@ -216,6 +263,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   for (const auto& [key, svc] : model.services()) {
     for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
   }
+  s->setBackendLive(kDnatBackend);  // DNAT's connections live while their rules do
   s->port_mac.resize(ports.size());
   s->port_mtu.assign(ports.size(), 1500);
   for (size_t i = 0; i < ports.size(); ++i) {

@@ -47,10 +47,18 @@ Verdict PacketCore::handleUntracked(uint8_t* frame, const PacketMeta& m) {
 // Packets to an SNAT address are replies of connections, not new ones for a
 // marked service (an SNAT port may equal a marked port); address services still
 // apply, for an SNAT address that is also a VIP.
-const ServiceSnap<Ipv4Addr>* PacketCore::classify(const FlowKey<Ipv4Addr>& k) const {
+const ServiceSnap<Ipv4Addr>* PacketCore::classify(const FlowKey<Ipv4Addr>& k, Ipv4Addr dst,
+                                                  uint16_t dport) const {
   const FamilySnap<Ipv4Addr>& f = snap_->v4;
   if (f.snat_addrs.contains(k.dst)) return f.findService(k.proto, k.dst, k.dport);
-  return f.classify(k.proto, k.src, k.dst, k.sport, k.dport);
+  // ip_vs_service_find(): the mark (mangle PREROUTING on the packet as it came, INPUT
+  // after a DNAT) has its fwmark service first, then the address service.
+  if (!f.marks.empty()) {
+    if (const uint32_t mark = f.markOf(k.proto, k.src, k.dst, k.sport, k.dport, dst, dport)) {
+      if (const ServiceSnap<Ipv4Addr>* s = f.findFwmark(mark)) return s;
+    }
+  }
+  return f.findService(k.proto, dst, dport);
 }
 
 // Whether another worker owns the connection of a packet that missed (sets *owner).
@@ -102,33 +110,48 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
 
 Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v) {
   const FlowKey<Ipv4Addr>& key = m.key;
-  const bool local = snap_->v4.local_addrs.contains(key.dst);
-  const ServiceSnap<Ipv4Addr>* svc = local ? classify(key) : nullptr;
+  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+  // nat PREROUTING (Swarm's host-side DOCKER-INGRESS): a DNAT before IPVS sees the
+  // packet. Never for replies to an SNAT address.
+  Ipv4Addr dst = key.dst;
+  uint16_t dport = key.dport;
+  const bool dnat = !fam.nat_chains.empty() && !fam.snat_addrs.contains(key.dst) &&
+                    fam.dnat(key.proto, key.src, &dst, key.sport, &dport);
+  const bool local = fam.local_addrs.contains(dst);
+  const ServiceSnap<Ipv4Addr>* svc = local ? classify(key, dst, dport) : nullptr;
   uint16_t owner;
-  if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) {
+  if (!m.handed && ownedElsewhere(key, svc != nullptr || dnat, &owner)) {
     *v = Verdict::handOff(owner);
     return nullptr;
   }
+  Drop why;
+  Flow<Ipv4Addr>* e = nullptr;
   if (!local) {
-    // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
-    *v = forward</*kTransit=*/true>(frame, m);
-    if (v->action == Verdict::kTransmit) bump(c_.routed);
-    return nullptr;
-  }
-  if (!svc) {
+    if (!dnat) {
+      // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
+      *v = forward</*kTransit=*/true>(frame, m);
+      if (v->action == Verdict::kTransmit) bump(c_.routed);
+      return nullptr;
+    }
+    // DNAT to an address that is not the appliance's: the connection is NAT'd to it
+    // as conntrack would, replies un-NAT'd; POSTROUTING rules without --ipvs apply.
+    const BackendSnap<Ipv4Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq};
+    e = admit(m.p, key, b, dport, /*ipvs=*/false, &why);
+  } else if (!svc) {
     *v = Verdict::toKernel(m.in_port);
     return nullptr;
+  } else {
+    e = newConnection(m.p, *svc, key, dport, &why);
   }
-  Drop why;
-  Flow<Ipv4Addr>* e = newConnection(m.p, *svc, key, &why);
   if (!e) *v = drop(why);
   return e;
 }
 
 Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
-                                          const FlowKey<Ipv4Addr>& key, Drop* why) {
+                                          const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why) {
+  // Before scheduling, so that what is refused moves no scheduler: IPVS schedules TCP
+  // only on a SYN (sloppy_tcp=0), and never a fragment.
   if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
-    // IPVS schedules TCP only on a SYN (sloppy_tcp=0).
     *why = Drop::kTcpNotSyn;
     return nullptr;
   }
@@ -145,14 +168,29 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
     *why = Drop::kNoBackend;
     return nullptr;
   }
-  const BackendSnap<Ipv4Addr>& b = svc.backends[i];
+  return admit(p, key, svc.backends[i], dport, /*ipvs=*/true, why);
+}
+
+// Tracks a new connection of `key` to backend `b` (its port 0: keep `dport`, the
+// destination port IPVS saw), with the SNAT a POSTROUTING rule gives it.
+Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
+                                  const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs,
+                                  Drop* why) {
+  if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
+    *why = Drop::kTcpNotSyn;  // no connection starts without a SYN (sloppy_tcp=0)
+    return nullptr;
+  }
+  if (p.ip.fragment) {
+    *why = Drop::kFragment;
+    return nullptr;
+  }
   Flow<Ipv4Addr> f{};
   f.client = key.src;
   f.cport = key.sport;
   f.vip = key.dst;
   f.vport = key.dport;
   f.backend = b.addr;
-  f.bport = b.port ? b.port : key.dport;
+  f.bport = b.port ? b.port : dport;
   f.backend_id = b.id.raw();
   f.flags = b.fwd == Forwarding::kDirect ? kFlowDirect : 0;
   f.udp = key.proto == kProtoUdp;
@@ -162,7 +200,7 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
 
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   Ipv4Addr snat{};
-  const SnatRule<Ipv4Addr>* rule = f.flags & kFlowDirect ? nullptr : fam.snatRule(b.addr);
+  const SnatRule<Ipv4Addr>* rule = f.flags & kFlowDirect ? nullptr : fam.snatRule(b.addr, ipvs);
   if (rule && rule->masquerade) {
     // The first address of the device the packet leaves through: a twin or a vxlan device.
     if (const RouteSnap<Ipv4Addr>* rt = fam.route(b.addr); rt && rt->overlay >= 0) {

@@ -55,6 +55,10 @@ struct Verdict {
   }
 };
 
+// The "real server" of a connection a nat DNAT rule made to an address that is not
+// the appliance's: slot 0, which the service model never gives a real server.
+constexpr BackendId kDnatBackend = BackendId::make(0, 0);
+
 // ipvsadm --stats counters of one real server on one worker (by BackendId slot).
 struct BackendStats {
   std::atomic<uint64_t> conns{0}, inpkts{0}, outpkts{0}, inbytes{0}, outbytes{0};
@@ -175,11 +179,18 @@ class PacketCore {
   // becomes of it (*v): handed to its owner, routed through (not for the appliance),
   // the kernel's (for the appliance, no service), or dropped.
   Flow<Ipv4Addr>* onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v);
-  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k) const;
+  // The service of a new packet to the appliance, its destination after any DNAT.
+  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k, Ipv4Addr dst,
+                                        uint16_t dport) const;
+  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k) const {
+    return classify(k, k.dst, k.dport);
+  }
   bool ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service, uint16_t* owner) const;
   // Schedules and inserts a new connection; null with the drop reason in *why.
   Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
-                                const FlowKey<Ipv4Addr>& key, Drop* why);
+                                const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why);
+  Flow<Ipv4Addr>* admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
+                        const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs, Drop* why);
   uint32_t firstSnatPort() const;
   // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
   // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane

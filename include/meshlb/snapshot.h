@@ -105,7 +105,28 @@ template <class Addr>
 struct SnatRule {
   Prefix<Addr> dst;         // length 0 matches everything
   bool masquerade = false;  // source = the egress twin's first address of the family
+  bool ipvs_only = false;   // -m ipvs --ipvs: not for connections IPVS did not make (DNAT)
   Addr to_source;
+};
+
+// A nat PREROUTING rule (or one of a user chain it jumps to), for new connections.
+template <class Addr>
+struct NatRule {
+  enum Action : uint8_t { kDnat, kJump, kReturn };
+  struct Match {
+    Prefix<Addr> src, dst;
+    uint8_t proto = 0;
+    uint16_t sport = 0, dport = 0;  // network order, 0 = any
+    bool matches(const Addr& s, const Addr& d, uint8_t p, uint16_t sp, uint16_t dp) const {
+      return src.contains(s) && dst.contains(d) && (!proto || proto == p) &&
+             (!sport || sport == sp) && (!dport || dport == dp);
+    }
+  } match;
+  bool dst_local = false;  // -m addrtype --dst-type LOCAL
+  Action action = kReturn;
+  Addr to;               // kDnat
+  uint16_t to_port = 0;  // kDnat, network order; 0 keeps the port
+  uint32_t jump = 0;     // kJump: index into FamilySnap::nat_chains
 };
 
 // A mangle MARK rule: a packet it matches has its firewall mark set to
@@ -116,6 +137,7 @@ struct MarkRule {
   uint8_t proto = 0;              // 0 = any
   uint16_t sport = 0, dport = 0;  // network order, 0 = any
   uint32_t value = 0, mask = 0xffffffffu;
+  bool input = false;  // mangle INPUT (sees the packet after DNAT); else PREROUTING
   bool matches(const Addr& s, const Addr& d, uint8_t p, uint16_t sp, uint16_t dp) const {
     return src.contains(s) && dst.contains(d) && (!proto || proto == p) &&
            (!sport || sport == sp) && (!dport || dport == dp);
@@ -232,6 +254,8 @@ struct FamilySnap {
   absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
   std::vector<SnatRule<Addr>> snat;
   std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT: all apply, in order
+  // nat PREROUTING ([0]) and the user chains: DNAT for new connections, before IPVS.
+  std::vector<std::vector<NatRule<Addr>>> nat_chains;
   absl::flat_hash_set<Addr, AddrHash> snat_addrs;  // every address SNAT may write
   // The appliance's own addresses: every address on a twin (VIP aliases included) and
   // every SNAT address. IPVS balances only packets addressed to the host (LOCAL_IN);
@@ -262,14 +286,58 @@ struct FamilySnap {
     auto it = service_index.find(fwmarkKey(mark));
     return it == service_index.end() ? nullptr : &services[it->second];
   }
-  // The firewall mark the mangle rules give a packet (0: none).
-  uint32_t markOf(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport,
-                  uint16_t dport) const {
+  // The firewall mark the mangle rules give a packet (0: none): PREROUTING's see it as
+  // it came, INPUT's after a DNAT (to new_dst, new_dport; the same without one).
+  uint32_t markOf(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport, uint16_t dport,
+                  const Addr& new_dst, uint16_t new_dport) const {
     uint32_t mark = 0;
     for (const MarkRule<Addr>& r : marks) {
-      if (r.matches(src, dst, proto, sport, dport)) mark = (mark & ~r.mask) ^ r.value;
+      const bool hit = r.input ? r.matches(src, new_dst, proto, sport, new_dport)
+                               : r.matches(src, dst, proto, sport, dport);
+      if (hit) mark = (mark & ~r.mask) ^ r.value;
     }
     return mark;
+  }
+  uint32_t markOf(uint8_t proto, const Addr& src, const Addr& dst, uint16_t sport,
+                  uint16_t dport) const {
+    return markOf(proto, src, dst, sport, dport, dst, dport);
+  }
+  // The DNAT the nat PREROUTING chain (and the user chains it jumps to) gives a new
+  // packet: true with *dst and *dport rewritten, false when no DNAT rule matched.
+  bool dnat(uint8_t proto, const Addr& src, Addr* dst, uint16_t sport, uint16_t* dport) const {
+    if (nat_chains.empty()) return false;
+    struct Frame {
+      uint32_t chain, rule;
+    };
+    Frame stack[8];
+    int depth = 0;
+    Frame at{0, 0};  // chain 0 is PREROUTING
+    const bool local = local_addrs.contains(*dst);
+    for (;;) {
+      const auto& rules = nat_chains[at.chain];
+      if (at.rule >= rules.size()) {
+        if (depth == 0) return false;  // PREROUTING's end: its policy, ACCEPT
+        at = stack[--depth];
+        continue;
+      }
+      const NatRule<Addr>& r = rules[at.rule++];
+      if (!r.match.matches(src, *dst, proto, sport, *dport) || (r.dst_local && !local)) continue;
+      switch (r.action) {
+        case NatRule<Addr>::kDnat:
+          *dst = r.to;
+          if (r.to_port) *dport = r.to_port;
+          return true;
+        case NatRule<Addr>::kReturn:
+          if (depth == 0) return false;
+          at = stack[--depth];
+          break;
+        case NatRule<Addr>::kJump:
+          if (depth == 8) return false;  // deeper than the model lets chains go
+          stack[depth++] = at;
+          at = {r.jump, 0};
+          break;
+      }
+    }
   }
   // The service a new packet to one of the appliance's own addresses belongs to, as
   // ip_vs_service_find() looks it up: the firewall-mark service of the packet's mark
@@ -289,10 +357,11 @@ struct FamilySnap {
     }
     return nullptr;
   }
-  // The SNAT rule for a backend address, first match.
-  const SnatRule<Addr>* snatRule(const Addr& backend) const {
+  // The SNAT rule for a connection's backend address, first match (`ipvs`: IPVS made
+  // the connection, so -m ipvs --ipvs rules apply).
+  const SnatRule<Addr>* snatRule(const Addr& backend, bool ipvs = true) const {
     for (const SnatRule<Addr>& r : snat) {
-      if (r.dst.contains(backend)) return &r;
+      if (r.dst.contains(backend) && (ipvs || !r.ipvs_only)) return &r;
     }
     return nullptr;
   }

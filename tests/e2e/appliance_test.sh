@@ -224,6 +224,25 @@ test_transit_not_balanced() {
   [[ $seq == 111 ]]
 }
 
+# Swarm's host-side form, as Docker writes it with its own checks first (-C, -w): the
+# appliance's :8095 DNAT'd by DOCKER-INGRESS to the published service on :8080, which
+# IPVS then balances; every answer comes, and the tasks rotate.
+test_swarm_host_side() {
+  ctl iptables -w -t nat -N DOCKER-INGRESS || return 1
+  if ctl iptables -t nat -C PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS 2>/dev/null; then
+    echo "# -C found a rule that is not there"; return 1
+  fi
+  ctl iptables -w -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS &&
+    ctl iptables -w -t nat -A DOCKER-INGRESS -p tcp --dport 8095 -j DNAT --to-destination $VIP:8080 &&
+    ctl iptables -w -t nat -A DOCKER-INGRESS -j RETURN || return 1
+  ctl iptables -t nat -C PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS || return 1
+  ctl iptables -t nat -L -n | sed 's/^/# /'
+  local seq
+  seq=$(task_sequence 8095 6)
+  echo "# :8095 through DOCKER-INGRESS: tasks $seq"
+  [[ ${#seq} == 6 && ${seq:0:3} == "${seq:3:3}" && $(echo "$seq" | fold -w1 | sort -u | wc -l) == 3 ]]
+}
+
 # wrr with weights 3,1,1: IPVS's sequence is 1 1 1 2 3, repeated.
 test_wrr_sequence() {
   ctl ipvsadm -A -t $VIP:8082 -s wrr || return 1
@@ -370,6 +389,7 @@ check "full NAT: tasks see the appliance as the client" test_full_nat_peer
 check "MASQUERADE: tasks see the egress twin's address" test_masquerade
 check "Swarm's fwmark form: mangle MARK, -f service, TASK_IP:0" test_swarm_fwmark
 check "transit: traffic not for the appliance is routed, never balanced (LOCAL_IN)" test_transit_not_balanced
+check "Swarm's host-side form: DOCKER-INGRESS user chain, addrtype, DNAT, then IPVS" test_swarm_host_side
 check "wrr: IPVS's weighted sequence" test_wrr_sequence
 check "mh: one client, one task" test_mh_sticky
 check "malformed frames are counted drops by reason; service goes on" test_malformed_frames

@@ -133,6 +133,9 @@ test_transit_overlay() {
 # Direct routing over the overlay (-g, Swarm's dsr mode): the task holds the VIP and
 # answers the client itself, through its node; the appliance only encapsulates.
 test_dsr_overlay() {
+  # A direct-routing real server holds the VIP without announcing it (as every LVS-DR
+  # real server must: the VIP is the appliance's on the client's side).
+  ip netns exec ov-t21 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
   ip -n ov-t21 addr add 198.18.0.1/32 dev lo
   local dir=$RUN/dsr
   mkdir -p "$dir"

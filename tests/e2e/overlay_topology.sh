@@ -68,8 +68,10 @@ up() {
     ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
     # As Docker's overlay driver sets a node up: a bridge with the vxlan device on it,
     # in proxy mode, no learning; the appliance's overlay address programmed.
+    # A fixed MAC: a bridge otherwise takes its ports' lowest, which changes when a task
+    # joins, and the tasks' neighbour entries for the gateway go stale.
     ip -n "$ns" link add br0 type bridge
-    ip -n "$ns" link set br0 up
+    ip -n "$ns" link set br0 address "02:42:c6:13:00:${n#n}0" up
     ip -n "$ns" link add vxlan0 type vxlan id 4097 dstport 4789 local "$ip" nolearning proxy
     ip -n "$ns" link set vxlan0 mtu 1450 master br0 up
     ip netns exec "$ns" bridge fdb add "$APP_OV_MAC" dev vxlan0 dst 198.19.0.1

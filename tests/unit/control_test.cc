@@ -63,8 +63,8 @@ TEST(Iptables, SwarmRulesSaveAndList) {
   EXPECT_EQ(*runIptables(m, words("-t nat -L POSTROUTING -n")),
             "Chain POSTROUTING (policy ACCEPT)\n"
             "target     prot opt source               destination         \n"
-            "MASQUERADE all  --  0.0.0.0/0            198.18.2.0/24        ipvs\n"
-            "SNAT       all  --  0.0.0.0/0            198.18.1.0/24        ipvs to:198.18.1.1\n");
+            "MASQUERADE  0    --  0.0.0.0/0            198.18.2.0/24        ipvs\n"
+            "SNAT       0    --  0.0.0.0/0            198.18.1.0/24        ipvs to:198.18.1.1\n");
   ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING 1")).ok());
   ASSERT_TRUE(runIptables(m, words("-t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT "
                                    "--to-source 198.18.1.1"))
@@ -97,17 +97,20 @@ TEST(Iptables, RefusalsNameTheProblem) {
       {"-t nat -A POSTROUTING -m ipvs -j MASQUERADE", "IPVS: At least one option is required"},
       {"-t nat -C POSTROUTING -j MASQUERADE", "Bad rule"},
       {"-t mangle -A PREROUTING -j SNAT --to-source 198.18.1.1", "only target \"MARK\""},
-      {"-t nat -A POSTROUTING -j MARK --set-mark 1", "belongs in the mangle table"},
+      {"-t nat -A POSTROUTING -j MARK --set-mark 1",
+       "\"MARK\" is not supported in nat POSTROUTING"},
+      {"-t nat -A PREROUTING -j MARK --set-mark 1", "belongs in the mangle table"},
       {"-t nat -A POSTROUTING -p tcp -j MASQUERADE", "match on -d only"},
       {"-t mangle -A PREROUTING -p icmp -j MARK --set-mark 1", "protocol \"icmp\""},
-      {"-t nat -A PREROUTING -p tcp --dport 80 -j DNAT", "not supported by meshlb yet"},
+      {"-t nat -A PREROUTING -p tcp --dport 80 -j DNAT", "DNAT needs --to-destination"},
+      {"-t nat -A INPUT -j DNAT --to-destination 198.18.0.2", "not supported by meshlb yet"},
       {"-t nat -A POSTROUTING -j SNAT", "SNAT needs --to-source"},
       {"-t nat -A POSTROUTING -o eth0 -j MASQUERADE", "option \"-o\" is not supported"},
       {"-t nat -A POSTROUTING -m conntrack -j MASQUERADE", "match \"conntrack\""},
       {"-t nat -A POSTROUTING -j SNAT --to-source 198.18.1.1:1000-2000", "no port range"},
       {"-t nat -A POSTROUTING -d 198.18.1.0/40 -j MASQUERADE", "invalid prefix length"},
       {"-t nat -A POSTROUTING", "a target is required"},
-      {"-t nat -A FORWARD -j MASQUERADE", "chain \"FORWARD\" does not exist in table nat"},
+      {"-t nat -A FORWARD -j MASQUERADE", "No chain/target/match by that name."},
       {"-t nat -D POSTROUTING 3", "index of deletion too big"},
       {"-t nat -D POSTROUTING -j MASQUERADE", "Bad rule"},
       {"-t nat", "no command specified"},
@@ -142,9 +145,9 @@ TEST(Iptables, MarkActionsWithMasks) {
       *runIptables(m, words("-t mangle -L INPUT -n")),
       "Chain INPUT (policy ACCEPT)\n"
       "target     prot opt source               destination         \n"
-      "MARK       tcp  --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 MARK or 0x10\n"
-      "MARK       all  --  198.18.0.66/32       0.0.0.0/0            MARK and 0xff0f\n"
-      "MARK       all  --  198.18.0.77/32       0.0.0.0/0            MARK xor 0x3\n");
+      "MARK       6    --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 MARK or 0x10\n"
+      "MARK       0    --  198.18.0.66          0.0.0.0/0            MARK and 0xff0f\n"
+      "MARK       0    --  198.18.0.77          0.0.0.0/0            MARK xor 0x3\n");
   // -C finds exactly the rule; -w (the xtables lock) is accepted.
   EXPECT_TRUE(
       runIptables(m, words("-w -t mangle -C INPUT -s 198.18.0.77/32 -j MARK --xor-mark 3")).ok());
@@ -165,6 +168,104 @@ TEST(Iptables, MarkActionsWithMasks) {
   EXPECT_EQ(markOf("198.18.0.66", 8080), 0x101u);  // 0x111 & 0xff0f
   EXPECT_EQ(markOf("198.18.0.77", 9), 0x2u);       // 0x1 ^ 0x3
   EXPECT_EQ(markOf("203.0.113.5", 9), 0x0u);
+}
+
+// Swarm's host-side form, as Docker writes it: a user chain, the addrtype jump from
+// PREROUTING and OUTPUT, DNAT to the ingress sandbox, RETURN. The listings are what
+// iptables v1.8.9 (nf_tables) printed for the same commands, byte for byte.
+TEST(Iptables, SwarmHostSideChainsAsIptables189ListsThem) {
+  IptablesModel m;
+  for (const char* l :
+       {"-t nat -A POSTROUTING -d 198.18.2.0/24 -j MASQUERADE",
+        "-t nat -A POSTROUTING -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1",
+        "-w -t nat -N DOCKER-INGRESS",
+        "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS",
+        "-t nat -A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER-INGRESS",
+        "-t nat -A DOCKER-INGRESS -p tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:8080",
+        "-t nat -A DOCKER-INGRESS -p tcp --dport 8081 -j DNAT --to-destination 172.18.0.3",
+        "-t nat -A DOCKER-INGRESS -j RETURN"}) {
+    ASSERT_TRUE(runIptables(m, words(l)).ok()) << l << ": " << runIptables(m, words(l)).status();
+  }
+  EXPECT_EQ(
+      *runIptables(m, words("-t nat -L -n")),
+      "Chain PREROUTING (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "DOCKER-INGRESS  0    --  0.0.0.0/0            0.0.0.0/0            ADDRTYPE match "
+      "dst-type LOCAL\n"
+      "\n"
+      "Chain INPUT (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "\n"
+      "Chain OUTPUT (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "DOCKER-INGRESS  0    --  0.0.0.0/0            0.0.0.0/0            ADDRTYPE match "
+      "dst-type LOCAL\n"
+      "\n"
+      "Chain POSTROUTING (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "MASQUERADE  0    --  0.0.0.0/0            198.18.2.0/24       \n"
+      "SNAT       0    --  0.0.0.0/0            198.18.1.0/24        to:198.18.1.1\n"
+      "\n"
+      "Chain DOCKER-INGRESS (2 references)\n"
+      "target     prot opt source               destination         \n"
+      "DNAT       6    --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8080 "
+      "to:172.18.0.2:8080\n"
+      "DNAT       6    --  0.0.0.0/0            0.0.0.0/0            tcp dpt:8081 to:172.18.0.3\n"
+      "RETURN     0    --  0.0.0.0/0            0.0.0.0/0           \n");
+  EXPECT_EQ(
+      *runIptables(m, words("-t nat -S")),
+      "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n"
+      "-N DOCKER-INGRESS\n"
+      "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS\n"
+      "-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER-INGRESS\n"
+      "-A POSTROUTING -d 198.18.2.0/24 -j MASQUERADE\n"
+      "-A POSTROUTING -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1\n"
+      "-A DOCKER-INGRESS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:8080\n"
+      "-A DOCKER-INGRESS -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.18.0.3\n"
+      "-A DOCKER-INGRESS -j RETURN\n");
+  EXPECT_EQ(
+      *runIptables(m, words("-t nat -S DOCKER-INGRESS")),
+      "-N DOCKER-INGRESS\n"
+      "-A DOCKER-INGRESS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.18.0.2:8080\n"
+      "-A DOCKER-INGRESS -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.18.0.3\n"
+      "-A DOCKER-INGRESS -j RETURN\n");
+  // Docker's own checks before it adds a rule.
+  EXPECT_TRUE(runIptables(m, words("-t nat -C DOCKER-INGRESS -j RETURN")).ok());
+  EXPECT_FALSE(runIptables(m, words("-t nat -C DOCKER-INGRESS -p udp --dport 53 -j RETURN")).ok());
+  // What iptables refuses, meshlb refuses with its words.
+  struct {
+    const char* line;
+    const char* error;
+  } refused[] = {
+      {"-t nat -N DOCKER-INGRESS", "Chain already exists."},
+      {"-t nat -X DOCKER-INGRESS", "Device or resource busy"},
+      {"-t nat -A NOPE -j RETURN", "No chain/target/match by that name."},
+      {"-t nat -A PREROUTING -j NOPE", "Chain 'NOPE' does not exist"},
+      {"-t nat -A DOCKER-INGRESS -j DOCKER-INGRESS", "would make a loop"},
+      {"-t nat -A POSTROUTING -j DNAT --to-destination 198.18.0.2",
+       "not supported in nat POSTROUTING"},
+      {"-t nat -A PREROUTING -m addrtype --dst-type UNICAST -j RETURN", "only LOCAL"},
+      {"-t nat -A PREROUTING -m addrtype -j RETURN", "--dst-type LOCAL is required"},
+      {"-t nat -A PREROUTING -j DNAT --to-destination 198.18.0.2:1-9", "no ranges"},
+      {"-t mangle -N MINE", "nat table only"},
+      {"-t nat -A PREROUTING -j ACCEPT", "target \"ACCEPT\" is not supported"},
+  };
+  const IptablesModel before = m;
+  for (const auto& c : refused) {
+    auto r = runIptables(m, words(c.line));
+    ASSERT_FALSE(r.ok()) << c.line;
+    EXPECT_NE(r.status().message().find(c.error), std::string::npos)
+        << c.line << " -> " << r.status().message();
+  }
+  EXPECT_TRUE(m == before);
+  // Emptied and unreferenced, the chain goes; -S then lists no -N.
+  ASSERT_TRUE(runIptables(m, words("-t nat -D PREROUTING -m addrtype --dst-type LOCAL -j "
+                                   "DOCKER-INGRESS"))
+                  .ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -D OUTPUT 1")).ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -F DOCKER-INGRESS")).ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -X DOCKER-INGRESS")).ok());
+  EXPECT_EQ(runIptables(m, words("-t nat -S"))->find("-N "), std::string::npos);
 }
 
 // Docker Swarm's ingress marks: published port 8080 -> firewall mark 256.
@@ -189,7 +290,7 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
   EXPECT_EQ(*runIptables(m, words("-t mangle -L INPUT -n")),
             "Chain INPUT (policy ACCEPT)\n"
             "target     prot opt source               destination         \n"
-            "MARK       all  --  0.0.0.0/0            198.18.0.5/32        MARK set 0x101\n");
+            "MARK       0    --  0.0.0.0/0            198.18.0.5           MARK set 0x101\n");
   EXPECT_EQ(
       iptablesRules(m),
       std::vector<std::string>{"iptables -t mangle -A INPUT -d 198.18.0.5/32 -j MARK --set-xmark "

@@ -156,6 +156,30 @@ const std::vector<DecisionCase>& cases() {
        {"ipvsadm -A -t 198.19.1.2:8080 -s rr", "ipvsadm -a -t 198.19.1.2:8080 -r 198.19.1.3:80 -m"},
        {},
        {{"core_transit_in.in", 0, kToTasks, "core_transit_in.out"}}},
+      {"Swarm's host-side DNAT: the appliance's own :9090 DNAT'd to the published port, "
+       "balanced, and the reply un-NAT'd to what the client sent to",
+       with(httpService(),
+            {"iptables -t nat -N DOCKER-INGRESS",
+             "iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS",
+             "iptables -t nat -A DOCKER-INGRESS -p tcp --dport 9090 -j DNAT --to-destination "
+             "198.18.0.100:8080",
+             "iptables -t nat -A DOCKER-INGRESS -j RETURN"}),
+       {},
+       {{"core_dnat_syn.in", 0, kToTasks, "core_syn_fullnat.out"},
+        {"core_synack_fullnat.in", 1, kToClient, "core_dnat_synack.out"}}},
+      {"DNAT to an address the appliance does not have: NAT'd to it as conntrack would; "
+       "an -m ipvs SNAT rule does not apply to it",
+       with(httpService(),
+            {"iptables -t nat -A PREROUTING -p tcp --dport 9090 -j DNAT --to-destination "
+             "198.19.1.3:80"}),
+       {},
+       {{"core_dnat_syn.in", 0, kToTasks, "core_dnat_direct.out"}}},
+      {"addrtype LOCAL: a packet for another host is not DNAT'd, it is routed",
+       with(httpService(),
+            {"iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -p tcp --dport 8080 -j "
+             "DNAT --to-destination 198.19.1.3:80"}),
+       {},
+       {{"core_transit_in.in", 0, kToTasks, "core_transit_in.out"}}},
       {"two workers: a new connection the other worker owns is handed to it",
        httpService(),
        {.index = 0, .workers = 2},  // client 198.18.0.10:40000 belongs to worker 1
