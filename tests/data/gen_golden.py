@@ -263,6 +263,13 @@ emit("core_ov_unknown_vni.in", Ether(src=NODE_MAC, dst=LB1_MAC) / IP(src=NODE, d
      UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=4098, flags=0x08) /
      Ether(src=OT1_MAC, dst=OV_MAC) / IP(src=OT1, dst=OV_LB, id=2) /
      TCP(sport=80, dport=SNAT_PORT, flags="SA", seq=100, ack=2))
+# A task's ICMP error (fragmentation needed) from inside the overlay, about the SYN the
+# appliance sent it: decapsulated, translated for the client (core_icmp_from_task.out).
+emit("core_ov_icmp.in", Ether(src=NODE_MAC, dst=LB1_MAC) / IP(src=NODE, dst=LB, id=0) /
+     UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=4097, flags=0x08) /
+     Ether(src=OT1_MAC, dst=OV_MAC) / IP(src=OT1, dst=OV_LB, id=4) /
+     ICMP(type=3, code=4, nexthopmtu=1400) / IPerror(src=OV_LB, dst=OT1, id=1, flags="DF") /
+     TCPerror(sport=SNAT_PORT, dport=80, flags="A", seq=2))
 # Direct routing (-g) over the overlay: the inner packet is the client's, untouched
 # but for its TTL and MACs; the task has the VIP and answers the client itself.
 emit("core_ov_dsr.out", vxlan_to_node(Ether(src=OV_MAC, dst=OT1_MAC) /

@@ -26,6 +26,37 @@ test_rr_over_overlay() {
   [[ $peers == "198.18.128.2 " ]]
 }
 
+# An address VIP (-t) over the overlay as well: the four tasks in rr order.
+test_address_vip() {
+  ctl ipvsadm -A -t 198.18.0.1:8088 -s rr || return 1
+  local t
+  for t in "${TASKS[@]}"; do ctl ipvsadm -a -t 198.18.0.1:8088 -r "$(taskip "$t"):80" -m || return 1; done
+  local seq="" _
+  for _ in $(seq 8); do
+    seq+=$(client curl -s -m 5 http://198.18.0.1:8088/ | sed -n 's/^processed by task t//p')" "
+  done
+  echo "# 198.18.0.1:8088 (an address service): $seq"
+  [[ $seq == "11 12 21 22 11 12 21 22 " ]]
+}
+
+# Masquerading without the full-NAT SNAT rule: the tasks see the client's own address
+# and answer it through their node's route back to the appliance, which un-NATs them.
+test_masq_without_snat() {
+  ctl iptables -t nat -D POSTROUTING -m ipvs --ipvs -d 198.18.128.0/24 -j SNAT \
+    --to-source 198.18.128.2 || return 1
+  : >"$RUN/http-t12.log"
+  local n=0 _
+  for _ in $(seq 8); do
+    client curl -s -m 5 http://198.18.0.1:8088/ | grep -q '^processed by task' && n=$((n + 1))
+  done
+  local peers
+  peers=$(awk '/GET \/ /{print $1}' "$RUN/http-t12.log" | sort -u | tr '\n' ' ')
+  echo "# without SNAT: $n/8 answered; task 12 saw $peers"
+  ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.128.0/24 -j SNAT \
+    --to-source 198.18.128.2 || return 1
+  ((n == 8)) && [[ $peers == "198.18.0.10 " ]]
+}
+
 # 64 MiB from the client with DF set, full-size segments into the 1450-byte overlay:
 # the appliance answers fragmentation-needed, the client's TCP lowers its segment
 # size, and the transfer completes: the task counts every byte and says so.
@@ -181,6 +212,8 @@ publish || { echo "Bail out! service setup failed"; exit 1; }
 check "the published port over VXLAN: all four tasks on two nodes in rr order, full NAT" test_rr_over_overlay
 ctl ipvsadm -A -t 198.18.0.1:9000 -s rr >/dev/null &&
   ctl ipvsadm -a -t 198.18.0.1:9000 -r 198.18.128.21:9000 -m >/dev/null
+check "an address VIP over the overlay: all four tasks in rr order" test_address_vip
+check "masquerading without SNAT over the overlay: tasks see the client, replies un-NAT'd" test_masq_without_snat
 check "path MTU: 64 MiB with DF into the 1450-byte overlay completes" test_path_mtu
 check "iperf3 through the overlay" test_iperf3
 check "drain: weight 0 during 8 downloads of 8 MiB, all complete; then -d; no request fails" test_drain

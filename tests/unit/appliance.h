@@ -34,6 +34,9 @@ struct ApplianceOptions {
   // `ip link add ... type vxlan`, `bridge fdb add`, `ip neigh add` program it.
   bool overlay = false;
   bool overlay_fdb = true;
+  // A second overlay network beside it: vxlan4098 (VNI 4098, the same VTEP, MAC
+  // 02:42:c6:12:81:02, 198.18.129.2/24), task 198.18.129.11 on node 198.19.0.3.
+  bool second_overlay = false;
 };
 
 class Appliance {
@@ -67,6 +70,18 @@ class Appliance {
       kernel_.neighs.push_back({kVxlan, ip("198.18.128.11"), task});
       if (o.overlay_fdb) kernel_.fdb.push_back({kVxlan, task, ip("198.19.0.2")});
       kernel_.neighs.push_back({11, ip("198.19.0.2"), mac(0, 3)});  // the node, on the underlay
+    }
+    if (o.second_overlay) {
+      constexpr int kVxlan2 = 21;
+      kernel_.links.push_back({kVxlan2, 1450});
+      kernel_.vxlans.push_back(
+          {kVxlan2, 4098, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x81, 2}, 1450, true});
+      kernel_.addrs.push_back({kVxlan2, ip("198.18.129.2"), 24});
+      kernel_.routes.push_back({ip("198.18.129.0"), 24, {}, kVxlan2});
+      const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x81, 0x0b};
+      kernel_.neighs.push_back({kVxlan2, ip("198.18.129.11"), task});
+      kernel_.fdb.push_back({kVxlan2, task, ip("198.19.0.3")});
+      kernel_.neighs.push_back({11, ip("198.19.0.3"), mac(0, 4)});
     }
     publish();
   }

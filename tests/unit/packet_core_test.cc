@@ -251,6 +251,50 @@ TEST(Overlay, FullNatToATaskOnAnotherNodeAndBack) {
   EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
 }
 
+// A task's ICMP error from inside the overlay reaches the client translated.
+TEST(Overlay, IcmpErrorsFromTasksAreTranslated) {
+  ApplianceOptions o;
+  o.overlay = true;
+  Appliance a(overlayService(), o);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  Bytes icmp = golden("core_ov_icmp.in");
+  EXPECT_EQ(a.send(icmp, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(icmp), test::toHex(golden("core_icmp_from_task.out")));
+  EXPECT_EQ(a.counters().icmp_translated.load(), 1u);
+}
+
+// Several overlay networks at once: each VNI its own device, routes, FDB; a backend on
+// the second is encapsulated with its VNI towards its node, and a datagram of either
+// VNI is decapsulated.
+TEST(Overlay, SeveralNetworksAtOnce) {
+  ApplianceOptions o;
+  o.overlay = true;
+  o.second_overlay = true;
+  std::vector<std::string> config = overlayService();
+  config.push_back("ipvsadm -A -t 198.18.0.100:9000 -s rr");
+  config.push_back("ipvsadm -a -t 198.18.0.100:9000 -r 198.18.129.11:80 -m");
+  config.push_back(
+      "iptables -t nat -A POSTROUTING -d 198.18.129.0/24 -j SNAT --to-source 198.18.129.2");
+  Appliance a(config, o);
+  ASSERT_EQ(a.snapshot().overlays.size(), 2u);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  EXPECT_EQ(test::toHex(Bytes(syn.begin() + 46, syn.begin() + 49)), "001001");  // VNI 4097
+  Bytes syn2(kPktSize);
+  buildTcp(syn2.data(), test::v4("198.18.0.10").v, test::v4("198.18.0.100").v, htons(40001),
+           htons(9000), kTcpSyn);
+  ASSERT_EQ(a.send(syn2, 0), Verdict::transmit(1));
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 46, syn2.begin() + 49)), "001002");  // VNI 4098
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 30, syn2.begin() + 34)), "c6130003");  // node 198.19.0.3
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 50, syn2.begin() + 56)), "0242c612810b");  // the task
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 76, syn2.begin() + 80)), "c6128102");  // SNAT 198.18.129.2
+  // The first connection's reply, arriving with the second network's VNI: ours too.
+  Bytes reply = golden("core_ov_unknown_vni.in");  // VNI 4098
+  EXPECT_EQ(a.send(reply, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(reply), test::toHex(golden("core_synack.out")));
+}
+
 TEST(Overlay, DirectRoutingKeepsTheClientsPacket) {
   ApplianceOptions o;
   o.overlay = true;
