@@ -58,3 +58,28 @@ twin_sysctls() {
 stat_sum() {
   ctl stats --json | /usr/bin/python3 -c "import json,sys; print(sum(w['$1'] for w in json.load(sys.stdin)['workers']))"
 }
+
+# Stops the meshlbd whose pid is in file $1 (SIGTERM, then SIGKILL after 5 s) and removes
+# the namespaces named after it, with whatever still runs in them (servers). Safe under
+# `set -e`: it only acts on what exists.
+teardown() {
+  local pidfile=$1 pid ns existing
+  shift
+  if [[ -f $pidfile ]]; then
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
+    fi
+    rm -f "$pidfile"
+  fi
+  existing=$(ip netns list | awk '{print $1}')
+  for ns in "$@"; do
+    grep -qx "$ns" <<<"$existing" || continue
+    for pid in $(ip netns pids "$ns"); do
+      if ! kill -KILL "$pid" 2>/dev/null; then continue; fi  # it may have exited already
+    done
+    ip netns del "$ns"
+  done
+}

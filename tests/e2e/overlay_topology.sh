@@ -27,23 +27,7 @@ lbx() { ip netns exec ov-lb "$@"; }
 ctl() { ip netns exec ov-lb "$BUILD/control/meshlbctl" --socket "$SOCK" "$@"; }
 client() { ip netns exec ov-client "$@"; }
 
-down() {
-  if [[ -f $RUN/meshlbd.pid ]]; then
-    local pid
-    pid=$(cat "$RUN/meshlbd.pid")
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    rm -f "$RUN/meshlbd.pid"
-  fi
-  local ns pid existing
-  existing=$(ip netns list | awk '{print $1}')
-  for ns in "${NS[@]}"; do
-    grep -qx "$ns" <<<"$existing" || continue
-    for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null; done
-    ip netns del "$ns"
-  done
-}
+down() { teardown "$RUN/meshlbd.pid" "${NS[@]}"; }
 
 up() {
   down

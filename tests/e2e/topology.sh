@@ -31,29 +31,7 @@ task_sequence() {  # port, count
 ctl() { ip netns exec mlb-lb "$MLB_BUILD/control/meshlbctl" --socket "$MLB_SOCK" "$@"; }
 client() { ip netns exec mlb-client "$@"; }
 
-# Safe under `set -e`: it only acts on what exists.
-topo_down() {
-  if [[ -f $MLB_RUN/meshlbd.pid ]]; then
-    local pid
-    pid=$(cat "$MLB_RUN/meshlbd.pid")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; fi
-    fi
-    rm -f "$MLB_RUN/meshlbd.pid"
-  fi
-  local existing ns pid
-  existing=$(ip netns list | awk '{print $1}')
-  for ns in "${MLB_NS[@]}"; do
-    grep -qx "$ns" <<<"$existing" || continue
-    # Processes left in a namespace (servers) go with it.
-    for pid in $(ip netns pids "$ns"); do
-      if ! kill -KILL "$pid" 2>/dev/null; then continue; fi  # it may have exited already
-    done
-    ip netns del "$ns"
-  done
-}
+topo_down() { teardown "$MLB_RUN/meshlbd.pid" "${MLB_NS[@]}"; }
 
 topo_up() {
   topo_down
