@@ -286,9 +286,11 @@ TEST(Overlay, SeveralNetworksAtOnce) {
            htons(9000), kTcpSyn);
   ASSERT_EQ(a.send(syn2, 0), Verdict::transmit(1));
   EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 46, syn2.begin() + 49)), "001002");  // VNI 4098
-  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 30, syn2.begin() + 34)), "c6130003");  // node 198.19.0.3
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 30, syn2.begin() + 34)),
+            "c6130003");  // node 198.19.0.3
   EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 50, syn2.begin() + 56)), "0242c612810b");  // the task
-  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 76, syn2.begin() + 80)), "c6128102");  // SNAT 198.18.129.2
+  EXPECT_EQ(test::toHex(Bytes(syn2.begin() + 76, syn2.begin() + 80)),
+            "c6128102");  // SNAT 198.18.129.2
   // The first connection's reply, arriving with the second network's VNI: ours too.
   Bytes reply = golden("core_ov_unknown_vni.in");  // VNI 4098
   EXPECT_EQ(a.send(reply, 1), Verdict::transmit(0));
