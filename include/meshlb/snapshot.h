@@ -6,7 +6,7 @@
 //
 // Everything that holds an address lives in a FamilySnap<Addr>, one per address
 // family, so the packet core for a family reads its own tables
-// (snapshot.family<Ipv4Addr>()). The IPv6 tables exist and are built empty until
+// (snapshot.v4, snapshot.v6). The IPv6 tables exist and are built, unused until
 // the IPv6 dataplane fills them in.
 #pragma once
 
@@ -15,7 +15,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -388,19 +387,6 @@ struct Snapshot {
   // a set: every packet of every connection asks.
   std::vector<uint16_t> live_backend = std::vector<uint16_t>(BackendId::kSlots, 0);
   ConnTimeouts timeouts;
-
-  template <class Addr>
-  const FamilySnap<Addr>& family() const {
-    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
-      return v4;
-    } else {
-      return v6;
-    }
-  }
-  template <class Addr>
-  FamilySnap<Addr>& family() {
-    return const_cast<FamilySnap<Addr>&>(static_cast<const Snapshot*>(this)->family<Addr>());
-  }
 
   void setBackendLive(BackendId id) {
     live_backend[id.slot()] = static_cast<uint16_t>(id.generation() + 1);
