@@ -1,11 +1,6 @@
 // meshlbctl [--socket PATH] ARGS...: sends ARGS to meshlbd, prints the reply on
 // stdout; a rejected command prints the error on stderr and exits 1; a failure to
 // reach the daemon exits 2. Standard input is sent along for `ipvsadm -R`.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -13,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol.h"
+#include "client.h"
 
 namespace {
 
@@ -60,33 +55,7 @@ int main(int argc, char** argv) {
     req.input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
 
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  if (fd < 0 || path.size() >= sizeof(addr.sun_path)) return fail("bad control socket path");
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, path.c_str());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return fail("cannot reach meshlbd at " + path + ": " + std::strerror(errno));
-  }
-  const std::string out = meshlb::encodeRequest(req);
-  for (size_t off = 0; off < out.size();) {
-    ssize_t n = ::write(fd, out.data() + off, out.size() - off);
-    if (n <= 0) return fail(std::string("write: ") + std::strerror(errno));
-    off += static_cast<size_t>(n);
-  }
-  std::string in;
-  char buf[16384];
-  for (;;) {
-    auto len = meshlb::frameLength(in);
-    if (!len.ok()) return fail(std::string(len.status().message()));
-    if (len->has_value()) break;
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) return fail("meshlbd closed the connection without a reply");
-    in.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  auto len = meshlb::frameLength(in);
-  auto reply = meshlb::decodeReply(in.substr(4, **len - 4));
+  auto reply = meshlb::callDaemon(path, req);
   if (!reply.ok()) return fail(std::string(reply.status().message()));
   if (!reply->ok) {
     std::fprintf(stderr, "%s%s", reply->text.c_str(),

@@ -1,0 +1,49 @@
+#include "client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+
+namespace meshlb {
+
+absl::StatusOr<Reply> callDaemon(const std::string& path, const Request& req) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path))
+    return absl::InvalidArgumentError("control socket path too long");
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(std::string("socket: ") + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return absl::UnavailableError("cannot reach meshlbd at " + path + ": " + std::strerror(errno));
+  }
+  const std::string out = encodeRequest(req);
+  for (size_t off = 0; off < out.size();) {
+    const ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::UnavailableError(std::string("write: ") + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  std::string in;
+  char buf[16384];
+  for (;;) {
+    auto len = frameLength(in);
+    if (!len.ok()) return len.status();
+    if (len->has_value()) return decodeReply(in.substr(4, **len - 4));
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::UnavailableError("meshlbd closed the connection without a reply");
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace meshlb
