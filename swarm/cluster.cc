@@ -1,8 +1,12 @@
 #include "cluster.h"
 
 #include <array>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
+#include <set>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -44,6 +48,27 @@ absl::StatusOr<Prefix> Prefix::parse(absl::string_view text) {
 
 std::array<uint8_t, 6> dockerMac(const IpAddr& a) {
   return {0x02, 0x42, a.b[0], a.b[1], a.b[2], a.b[3]};
+}
+
+int64_t parseTime(absl::string_view text) {
+  std::tm tm{};
+  int consumed = 0;
+  const std::string t(text);
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6) {
+    return 0;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  int64_t ns = 0, scale = 1000000000;
+  size_t i = static_cast<size_t>(consumed);
+  if (i < t.size() && t[i] == '.') {
+    for (++i; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
+      if (scale > 1) ns += (t[i] - '0') * (scale /= 10);
+    }
+  }
+  if (i >= t.size() || t[i] != 'Z') return 0;
+  return static_cast<int64_t>(timegm(&tm)) * 1000000000 + ns;
 }
 
 namespace {
@@ -135,6 +160,13 @@ absl::StatusOr<Cluster> parseCluster(const ApiDocs& docs) {
     Service svc;
     svc.id = str(at(s, "ID"));
     svc.name = str(at(at(s, "Spec"), "Name"));
+    // Ports the latest update added (absent from the previous spec): see tasks_since.
+    std::set<std::tuple<std::string, int64_t, int64_t>> before;
+    const json& prev = at(s, "PreviousSpec");
+    for (const json& p : at(at(prev, "EndpointSpec"), "Ports")) {
+      before.emplace(str(at(p, "Protocol")), num(at(p, "PublishedPort")), num(at(p, "TargetPort")));
+    }
+    const int64_t update_began = parseTime(str(at(at(s, "UpdateStatus"), "StartedAt")));
     for (const json& p : at(at(s, "Endpoint"), "Ports")) {
       const std::string proto = str(at(p, "Protocol"));
       const int64_t published = num(at(p, "PublishedPort")), target = num(at(p, "TargetPort"));
@@ -154,8 +186,10 @@ absl::StatusOr<Cluster> parseCluster(const ApiDocs& docs) {
         c.refusals.push_back(absl::StrCat(what, ": no published or target port"));
         continue;
       }
+      const bool added = prev.is_object() && !before.contains({proto, published, target});
       svc.ports.push_back({proto == "tcp" ? Proto::kTcp : Proto::kUdp,
-                           static_cast<uint16_t>(published), static_cast<uint16_t>(target)});
+                           static_cast<uint16_t>(published), static_cast<uint16_t>(target),
+                           added ? update_began : 0});
     }
     if (svc.ports.empty()) continue;
     by_id[svc.id] = c.services.size();
@@ -165,9 +199,8 @@ absl::StatusOr<Cluster> parseCluster(const ApiDocs& docs) {
   for (const json& t : *tasks) {
     auto it = by_id.find(str(at(t, "ServiceID")));
     if (it == by_id.end()) continue;
-    if (str(at(t, "DesiredState")) != "running" || str(at(at(t, "Status"), "State")) != "running") {
-      continue;
-    }
+    if (str(at(at(t, "Status"), "State")) != "running") continue;
+    const bool leaving = str(at(t, "DesiredState")) != "running";
     auto node = node_addr.find(str(at(t, "NodeID")));
     if (node == node_addr.end()) continue;  // a node that is down or unknown
     Service& svc = c.services[it->second];
@@ -177,12 +210,14 @@ absl::StatusOr<Cluster> parseCluster(const ApiDocs& docs) {
       for (const json& addr : at(a, "Addresses")) {
         auto p = Prefix::parse(str(addr));
         if (!p.ok() || !c.network.subnet.contains(p->addr)) continue;
-        svc.tasks.push_back({str(at(t, "ID")), p->addr, node->second});
+        (leaving ? svc.leaving : svc.tasks)
+            .push_back(
+                {str(at(t, "ID")), p->addr, node->second, parseTime(str(at(t, "CreatedAt")))});
         attached = true;
         break;
       }
     }
-    if (!attached) {
+    if (!attached && !leaving) {
       c.refusals.push_back(absl::StrCat("service ", svc.name, " task ", str(at(t, "ID")),
                                         ": not attached to network ", c.network.name));
     }

@@ -37,8 +37,9 @@ struct Network {
 
 struct Task {
   std::string id;
-  IpAddr addr;  // on the served network
-  IpAddr node;  // the node's underlay address (its VTEP)
+  IpAddr addr;          // on the served network
+  IpAddr node;          // the node's underlay address (its VTEP)
+  int64_t created = 0;  // ns since the epoch
   friend bool operator==(const Task&, const Task&) = default;
 };
 
@@ -46,12 +47,22 @@ struct PublishedPort {
   Proto proto = Proto::kTcp;
   uint16_t published = 0;
   uint16_t target = 0;
+  // A port the service's latest update added is served only by tasks created since
+  // the update began: Docker programs a task's sandbox (its firewall accepts the
+  // target port) when it creates the task, so older ones would drop the connection.
+  int64_t tasks_since = 0;
 };
+
+// Docker's timestamps (RFC 3339, nanoseconds, UTC) as ns since the epoch; 0 if malformed.
+int64_t parseTime(absl::string_view text);
 
 struct Service {
   std::string id, name;
   std::vector<PublishedPort> ports;
   std::vector<Task> tasks;  // running, on a ready node, addressed on the network
+  // Tasks Swarm is stopping that still run (desired state no longer running): they
+  // keep their connections until Docker stops them.
+  std::vector<Task> leaving;
 };
 
 struct Cluster {
@@ -61,8 +72,7 @@ struct Cluster {
   std::vector<std::string> refusals;
 };
 
-// The JSON bodies of GET /swarm, /networks/NAME, /nodes, /services and
-// /tasks?filters={"desired-state":["running"]}.
+// The JSON bodies of GET /swarm, /networks/NAME, /nodes, /services and /tasks.
 struct ApiDocs {
   std::string swarm, network, nodes, services, tasks;
 };

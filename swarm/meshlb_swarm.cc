@@ -193,7 +193,7 @@ class Agent {
                 {nullptr, &docs.network},
                 {"/nodes", &docs.nodes},
                 {"/services", &docs.services},
-                {"/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%7D", &docs.tasks}};
+                {"/tasks", &docs.tasks}};
     for (auto& g : gets) {
       auto body = api_.get(g.path ? g.path : "/networks/" + a_.network);
       if (!body.ok()) return body.status();
@@ -241,13 +241,6 @@ class Agent {
     auto applied = parseApplied(listing[0], listing[1], listing[2], a_.opts);
     if (!applied.ok()) return applied.status();
     Plan plan = makePlan(*cluster, *applied, a_.opts, draining_, Clock::now());
-    for (auto& [ip, node] : plan.overlay) {
-      if (node.family != Family::kNone) {
-        nodes_[ip] = node;
-      } else if (auto it = nodes_.find(ip); it != nodes_.end()) {
-        node = it->second;  // a draining task: where it was
-      }
-    }
     // New peers before the real servers that use them; old ones after those are gone.
     auto added = nl_->syncPeers(*ifindex, plan.overlay, false);
     if (!added.ok()) return added.status();
@@ -259,9 +252,6 @@ class Agent {
     }
     auto removed = nl_->syncPeers(*ifindex, plan.overlay, true);
     if (!removed.ok()) return removed.status();
-    for (auto it = nodes_.begin(); it != nodes_.end();) {
-      it = plan.overlay.contains(it->first) ? std::next(it) : nodes_.erase(it);
-    }
     if (*added + *removed) {
       log(absl::StrCat(vx.name, ": ", plan.overlay.size(), " peers (", *added + *removed,
                        " neighbour/FDB changes)"));
@@ -367,7 +357,6 @@ class Agent {
   std::string ep_text_;
   std::unique_ptr<Netlink> nl_;
   Draining draining_;
-  std::map<IpAddr, IpAddr> nodes_;  // task address -> node, remembered for draining tasks
   std::vector<std::string> refusals_;
   std::string summary_, device_;
   size_t last_changes_ = 0;

@@ -104,7 +104,9 @@ Plan makePlan(const Cluster& c, const Applied& a, const Options& o, Draining& dr
     std::map<std::string, IpAddr> dests;  // "IP:TARGET" -> task address
   };
   std::map<uint32_t, Want> want;
+  std::map<IpAddr, IpAddr> leaving;  // still running tasks Swarm is stopping -> node
   for (const Service& s : c.services) {
+    for (const Task& t : s.leaving) leaving[t.addr] = t.node;
     for (const PublishedPort& p : s.ports) {
       Want& w = want[markOf(o, p.proto, p.published)];
       w.proto = p.proto;
@@ -113,6 +115,7 @@ Plan makePlan(const Cluster& c, const Applied& a, const Options& o, Draining& dr
       for (const IpAddr& vip : o.publish)
         w.rules.insert(markRuleSpec(o, p.proto, p.published, &vip));
       for (const Task& t : s.tasks) {
+        if (t.created < p.tasks_since) continue;
         w.dests[destKey(t.addr, p.target)] = t.addr;
         plan.overlay[t.addr] = t.node;
       }
@@ -176,24 +179,24 @@ Plan makePlan(const Cluster& c, const Applied& a, const Options& o, Draining& dr
       for (const auto& [dest, d] : svc.dests) draining.erase(absl::StrCat(m, " ", dest));
       continue;
     }
-    // Leaving tasks: quiesce, then delete once idle or after the drain timeout.
+    // Leaving tasks: quiesced (weight 0: no new connections, existing ones go on),
+    // then deleted once idle, once Docker has stopped the task (its connections are
+    // gone with it), or at the drain timeout.
     for (const auto& [dest, d] : svc.dests) {
       if (w->second.dests.contains(dest)) continue;
       const std::string key = absl::StrCat(m, " ", dest);
+      auto addr = IpAddr::parse(dest.substr(0, dest.rfind(':')));
+      auto still = addr.ok() ? leaving.find(*addr) : leaving.end();
       auto [it, fresh] = draining.try_emplace(key, now);
       const bool idle = d.weight == 0 && d.active == 0 && d.inactive == 0 && !fresh;
-      if (idle || now - it->second >= o.drain_timeout) {
+      if (still == leaving.end() || idle || now - it->second >= o.drain_timeout) {
         cmd({"ipvsadm", "-d", "-f", m, "-r", dest});
         draining.erase(it);
         continue;
       }
       if (d.weight != 0) cmd({"ipvsadm", "-e", "-f", m, "-r", dest, "-m", "-w", "0"});
       ++plan.draining;
-      // Keep its overlay entries while it drains.
-      const std::string ip = dest.substr(0, dest.rfind(':'));
-      if (auto addr = IpAddr::parse(ip); addr.ok() && !plan.overlay.contains(*addr)) {
-        plan.overlay[*addr] = IpAddr{};  // node unknown now: keep whatever is programmed
-      }
+      plan.overlay.try_emplace(*addr, still->second);  // its packets still travel
     }
   }
   return plan;

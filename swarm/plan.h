@@ -3,8 +3,9 @@
 // appliance to the Swarm's state, in an order that never drops traffic:
 //   new port:      service, its real servers, then the MARK rule that steers to it;
 //   new task:      real server (weight 1) once its overlay entries exist;
-//   leaving task:  weight 0 (no new connections, existing ones continue), deleted once
-//                  it has no connections or after the drain timeout;
+//   leaving task:  weight 0 while Docker stops it (no new connections, existing ones
+//                  continue), deleted once it has no connections, once its task has
+//                  stopped, or at the drain timeout; a task that is gone: deleted;
 //   removed port:  MARK rule first, then the service.
 // The agent owns the fwmark services and MARK rules with marks in its range, and its
 // SNAT rule; everything else on the appliance is left alone.

@@ -74,7 +74,9 @@ dockerd_up() {  # node
  "deprecated-key-path": "$d/key.json", "log-level": "warn"}
 JSON
   # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup hierarchies.
-  nsenter --net="/var/run/netns/sw-$n" unshare --uts sh -c \
+  # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: a task's image is imported, so the node must
+  # not try (and time out) pulling it from a registry first.
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nsenter --net="/var/run/netns/sw-$n" unshare --uts sh -c \
     "hostname node$i; exec dockerd --config-file $d/daemon.json --data-root $d/root \
      --exec-root $d/exec --pidfile $d/pid -H unix://$d/docker.sock" >"$d/dockerd.log" 2>&1 &
   for _ in $(seq 150); do
@@ -105,8 +107,10 @@ dd if=/dev/zero bs=65536 count=384 2>/dev/null
 CGI
   chmod +x "$img"/www/cgi-bin/*
   echo ok >"$img/www/index.html"
+  # The same content on ports 80 and 81 (81: a second target port to publish).
+  local cmd='httpd -p 81 -h /www && exec httpd -f -p 80 -h /www'
   for n in "${NODES[@]}"; do
-    tar -C "$img" -c . | dk "$n" import -c 'CMD ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]' - \
+    tar -C "$img" -c . | dk "$n" import -c "CMD [\"/bin/sh\", \"-c\", \"$cmd\"]" - \
       meshlb-task:1 >/dev/null || return 1
   done
 }
