@@ -21,26 +21,27 @@ NS=(sw-lb sw-client sw-under sw-n1 sw-n2)
 APP_OV=198.18.128.250
 APP_VTEP=198.19.0.1
 nodeip() { echo "198.19.0.$((${1#n} + 1))"; }
+ndir() { echo "$RUN/node${1#n}"; }  # a node's dockerd state, named as its hostname
 
 lbx() { ip netns exec sw-lb "$@"; }
 ctl() { ip netns exec sw-lb "$BUILD/control/meshlbctl" --socket "$SOCK" "$@"; }
 client() { ip netns exec sw-client "$@"; }
-dk() { local n=$1; shift; docker -H "unix://$RUN/$n/docker.sock" "$@"; }
+dk() { local n=$1; shift; docker -H "unix://$(ndir "$n")/docker.sock" "$@"; }
 
 # Everything this topology starts goes with it: the agents; dockerd, its containerd
 # and shims (their command lines name the node's directory); the containers'
 # processes (in the node's cgroup parent, `meshlb-sw-NODE`); their mounts.
 down() {
   local pidf n
-  for pidf in "$RUN"/agent.pid "$RUN"/node-*.pid; do
+  for pidf in "$RUN"/agent.pid; do
     [[ -f $pidf ]] && kill "$(cat "$pidf")" 2>/dev/null
     rm -f "$pidf"
   done
   for n in "${NODES[@]}"; do
-    [[ -f $RUN/$n/pid ]] && kill "$(cat "$RUN/$n/pid")" 2>/dev/null
+    [[ -f $(ndir "$n")/pid ]] && kill "$(cat "$(ndir "$n")/pid")" 2>/dev/null
   done
-  for _ in $(seq 50); do pgrep -f "$RUN/n[12]/" >/dev/null || break; sleep 0.1; done
-  pkill -KILL -f "$RUN/n[12]/"
+  for _ in $(seq 50); do pgrep -f "$RUN/node[12]/" >/dev/null || break; sleep 0.1; done
+  pkill -KILL -f "$RUN/node[12]/"
   local cg
   for n in "${NODES[@]}"; do
     for cg in /sys/fs/cgroup/*/meshlb-sw-$n; do
@@ -52,7 +53,7 @@ down() {
   teardown "$RUN/meshlbd.pid" "${NS[@]}"
   if [[ -d $RUN ]]; then
     grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-    rm -rf "${RUN:?}"/n1 "${RUN:?}"/n2
+    rm -rf "${RUN:?}"/node1 "${RUN:?}"/node2
   fi
 }
 
@@ -65,8 +66,12 @@ cgroups_up() {
 }
 
 dockerd_up() {  # node
-  local n=$1 d=$RUN/$1 i=${1#n}
+  local n=$1 d i=${1#n}
+  d=$(ndir "$n")
   mkdir -p "$d"
+  # A shared mount, so that the namespaces dockerd mounts under it reach the node
+  # agent's container (bind-propagation=rslave); systemd hosts share / already.
+  mount --bind "$d" "$d" && mount --make-rshared "$d"
   cat >"$d/daemon.json" <<JSON
 {"bip": "198.18.$((230 + i)).1/24",
  "default-address-pools": [{"base": "198.18.$((192 + 16 * (i - 1))).0/20", "size": 24}],
@@ -115,6 +120,22 @@ CGI
   done
 }
 
+# The node agent's image: meshlb-swarm and the shared objects it loads, as they are
+# on this machine (ldd), imported on every node.
+node_image_up() {
+  local img=$RUN/node-img bin=$BUILD/swarm/meshlb-swarm n lib
+  rm -rf "$img"
+  mkdir -p "$img/usr/bin"
+  cp "$bin" "$img/usr/bin/"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$img$(dirname "$lib")"
+    cp -L "$lib" "$img$lib"
+  done
+  for n in "${NODES[@]}"; do
+    tar -C "$img" -c . | dk "$n" import - meshlb-node:1 >/dev/null || return 1
+  done
+}
+
 swarm_up() {
   dk n1 swarm init --advertise-addr "$(nodeip n1)" --default-addr-pool 198.18.128.0/18 \
     >/dev/null || return 1
@@ -154,6 +175,7 @@ up() {
   for n in "${NODES[@]}"; do dockerd_up "$n" || return 1; done
   swarm_up || return 1
   image_up || return 1
+  node_image_up || return 1
   guard_ports sw-lb p0 p1
 }
 
@@ -175,7 +197,7 @@ start() {  # meshlbd with a state file, its twins addressed
 
 # The agents: one for the appliance (in its namespace), one per node.
 agent_start() {
-  (ip netns exec sw-lb "$BUILD/swarm/meshlb-swarm" run --docker-host "unix://$RUN/n1/docker.sock" \
+  (ip netns exec sw-lb "$BUILD/swarm/meshlb-swarm" run --docker-host "unix://$(ndir n1)/docker.sock" \
     --socket "$SOCK" --overlay-address "$APP_OV" --vtep "$APP_VTEP" --publish-address 198.18.0.1 \
     --drain-timeout 30 --status-file "$RUN/swarm.status" >>"$RUN/agent.log" 2>&1 &
     echo $! >"$RUN/agent.pid")
@@ -188,13 +210,24 @@ agent_stop() {
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$RUN/agent.pid"
 }
+# The node side as a real cluster runs it: a global service on every node, in the
+# node's network namespace, with the capabilities to enter Docker's namespaces and
+# Docker's state mounted (the node's own directory: a template on its hostname).
 nodes_start() {
-  local n
+  dk n1 service create --detach --name meshlb-node --mode global --network host \
+    --cap-add NET_ADMIN --cap-add SYS_ADMIN --no-resolve-image --stop-grace-period 5s \
+    --mount "type=bind,src=$RUN/{{.Node.Hostname}},dst=/run/node,bind-propagation=rslave" \
+    meshlb-node:1 /usr/bin/meshlb-swarm node --docker-host unix:///run/node/docker.sock \
+    --netns-dir /run/node/exec/netns --overlay-address "$APP_OV" --vtep "$APP_VTEP" >/dev/null
+}
+# The node agents' output, each node's (stopping them first with $1 = stop).
+nodes_log() {
+  local n c
   for n in "${NODES[@]}"; do
-    (nsenter --net="/var/run/netns/sw-$n" "$BUILD/swarm/meshlb-swarm" node \
-      --docker-host "unix://$RUN/$n/docker.sock" --netns-dir "$RUN/$n/exec/netns" \
-      --overlay-address "$APP_OV" --vtep "$APP_VTEP" >>"$RUN/node-$n.log" 2>&1 &
-      echo $! >"$RUN/node-$n.pid")
+    for c in $(dk "$n" ps -aq --filter label=com.docker.swarm.service.name=meshlb-node); do
+      [[ ${1:-} == stop ]] && dk "$n" stop "$c" >/dev/null
+      dk "$n" logs "$c" 2>&1
+    done
   done
 }
 
