@@ -24,6 +24,7 @@
 #include "client.h"
 #include "cluster.h"
 #include "docker_api.h"
+#include "meshlb/scheduler.h"
 #include "nlohmann/json.hpp"
 #include "overlay.h"
 #include "plan.h"
@@ -57,11 +58,15 @@ constexpr char kUsage[] =
     "  --drain-timeout SECONDS how long a leaving task keeps its connections (default 60)\n"
     "  --status-file PATH      (default /run/meshlb/swarm.status)\n"
     "  --once                  reconcile once and exit (status 1 on failure)\n"
+    "                          SIGHUP: re-list now; SIGTERM, SIGINT: stop (the appliance\n"
+    "                          keeps its configuration)\n"
     "node only:\n"
     "  --netns-dir DIR         Docker's namespaces (default /var/run/docker/netns)\n";
 
 volatile sig_atomic_t g_stop = 0;
+volatile sig_atomic_t g_resync = 0;
 void onSignal(int) { g_stop = 1; }
+void onHangup(int) { g_resync = 1; }
 
 void log(const std::string& msg) {
   char ts[32];
@@ -111,31 +116,36 @@ absl::StatusOr<Args> parseArgs(int argc, char** argv) {
       return absl::OkStatus();
     };
     absl::Status st;
-    if (opt == "--docker-host")
+    if (opt == "--docker-host") {
       a.docker_host = v;
-    else if (opt == "--network")
+    } else if (opt == "--network") {
       a.network = v;
-    else if (opt == "--socket")
+    } else if (opt == "--socket") {
       a.socket = v;
-    else if (opt == "--device") {
-      if (v.empty() || v.size() > 15)
+    } else if (opt == "--device") {
+      if (v.empty() || v.size() > 15) {
         return absl::InvalidArgumentError("--device: 1 to 15 characters");
+      }
       a.device = v;
-    } else if (opt == "--status-file")
+    } else if (opt == "--status-file") {
       a.status_file = v;
-    else if (opt == "--netns-dir")
+    } else if (opt == "--netns-dir") {
       a.netns_dir = v;
-    else if (opt == "--overlay-address")
+    } else if (opt == "--overlay-address") {
       st = ip(&a.overlay);
-    else if (opt == "--vtep")
+    } else if (opt == "--vtep") {
       st = ip(&a.vtep);
-    else if (opt == "--publish-address") {
+    } else if (opt == "--publish-address") {
       std::optional<IpAddr> p;
       st = ip(&p);
       if (st.ok()) a.opts.publish.push_back(*p);
-    } else if (opt == "--scheduler")
+    } else if (opt == "--scheduler") {
+      if (!findScheduler(v)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--scheduler: '", v, "' is not one of meshlb's (", schedulerNames(), ")"));
+      }
       a.opts.scheduler = v;
-    else if (opt == "--mark-base") {
+    } else if (opt == "--mark-base") {
       uint64_t base = 0;
       const bool hex = v.rfind("0x", 0) == 0;
       if (!(hex ? absl::SimpleHexAtoi(v.substr(2), &base) : absl::SimpleAtoi(v, &base)) ||
@@ -143,14 +153,15 @@ absl::StatusOr<Args> parseArgs(int argc, char** argv) {
         return absl::InvalidArgumentError("--mark-base: 1 .. 0xfffdffff");
       }
       a.opts.mark_base = static_cast<uint32_t>(base);
-    } else if (opt == "--interval")
+    } else if (opt == "--interval") {
       st = seconds(&a.interval);
-    else if (opt == "--drain-timeout") {
-      double s = 0;
-      st = seconds(&s);
-      a.opts.drain_timeout = std::chrono::seconds(static_cast<int64_t>(s));
-    } else
+    } else if (opt == "--drain-timeout") {
+      double secs = 0;
+      st = seconds(&secs);
+      a.opts.drain_timeout = std::chrono::seconds(static_cast<int64_t>(secs));
+    } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown option '", opt, "'"));
+    }
     if (!st.ok()) return st;
   }
   if (a.mode != "status" && (!a.overlay || !a.vtep)) {
@@ -167,16 +178,27 @@ std::string nowText() {
   return ts;
 }
 
-// Writes `text` to `path` atomically (a reader never sees half a file).
-void writeFile(const std::string& path, const std::string& text) {
+// Writes `text` to `path` atomically (a reader never sees half a file); false when
+// it cannot.
+bool writeFile(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return;
+    if (!f) return false;
     f << text;
+    if (!f.flush()) return false;
   }
-  std::rename(tmp.c_str(), path.c_str());
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
+
+// A member of a JSON object, or null: never throws, whatever the peer sent.
+const nlohmann::json& field(const nlohmann::json& o, const char* key) {
+  static const nlohmann::json kNull;
+  if (!o.is_object()) return kNull;
+  auto it = o.find(key);
+  return it == o.end() ? kNull : *it;
+}
+std::string text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : ""; }
 
 class Agent {
  public:
@@ -272,7 +294,10 @@ class Agent {
                      st.ok() ? absl::StrCat(" (", last_changes_, " changes)") : "", "\n");
     if (!st.ok()) absl::StrAppend(&text, "error: ", st.message(), "\n");
     for (const auto& r : refusals_) absl::StrAppend(&text, "refused: ", r, "\n");
-    writeFile(a_.status_file, text);
+    const bool written = writeFile(a_.status_file, text);
+    if (!written && status_written_)
+      log(absl::StrCat("cannot write the status to ", a_.status_file));
+    status_written_ = written;
   }
 
   int run() {
@@ -291,7 +316,7 @@ class Agent {
     const auto fast =
         std::min(interval,
                  std::chrono::duration_cast<SteadyClock::duration>(std::chrono::milliseconds(200)));
-    auto next = SteadyClock::now(), fast_until = next, reopen = next;
+    auto next = SteadyClock::now(), fast_until = next, reopen = next, opened = next;
     bool events_open = false;
     std::string last_error;
     std::vector<std::string> last_refusals;
@@ -300,7 +325,12 @@ class Agent {
       if (!a_.once && !events_open && now >= reopen) {
         auto st = api_.openEvents(R"({"type":["service","node","network"]})");
         events_open = st.ok();
+        opened = now;
         reopen = now + std::chrono::seconds(1);
+      }
+      if (g_resync) {
+        g_resync = 0;
+        next = now;
       }
       if (now >= next) {
         absl::Status st = reconcile();
@@ -324,20 +354,17 @@ class Agent {
       }
       auto events = api_.waitEvents(std::min(wait_ms, 500));
       if (!events.ok()) {
-        log(std::string(events.status().message()));
+        // Said once per outage: while the manager is away, each reconnection fails at once.
+        if (SteadyClock::now() - opened > std::chrono::seconds(5)) {
+          log(absl::StrCat(events.status().message(), "; reconnecting every second"));
+        }
         events_open = false;
         continue;
       }
       for (const auto& e : *events) {
         const auto j = nlohmann::json::parse(e, nullptr, false);
-        if (!j.is_object()) continue;
-        const std::string type = j.value("Type", ""), action = j.value("Action", "");
-        std::string name;
-        if (j.contains("Actor") && j["Actor"].is_object() && j["Actor"].contains("Attributes") &&
-            j["Actor"]["Attributes"].is_object()) {
-          name = j["Actor"]["Attributes"].value("name", "");
-        }
-        log(absl::StrCat("event: ", type, " ", action, " ", name));
+        log(absl::StrCat("event: ", text(field(j, "Type")), " ", text(field(j, "Action")), " ",
+                         text(field(field(field(j, "Actor"), "Attributes"), "name"))));
         next = SteadyClock::now();
         fast_until = next + std::chrono::seconds(15);
       }
@@ -360,6 +387,7 @@ class Agent {
   std::vector<std::string> refusals_;
   std::string summary_, device_;
   size_t last_changes_ = 0;
+  bool status_written_ = true;
 };
 
 absl::StatusOr<Network> networkOf(DockerApi& api, const std::string& name) {
@@ -462,7 +490,9 @@ int main(int argc, char** argv) {
   sa.sa_handler = onSignal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
+  struct sigaction hup {};
+  hup.sa_handler = onHangup;
+  sigaction(SIGHUP, &hup, nullptr);  // re-list now
   signal(SIGPIPE, SIG_IGN);
   if (args->mode == "node") {
     DockerApi api(*ep);

@@ -244,6 +244,30 @@ test_appliance_restart() {
   [[ $(lb_config) == "$before" && $(who 8080) == node* ]]
 }
 
+# The manager's API over TCP with TLS, configured as for the docker CLI: the agent
+# finds the appliance in sync; with a CA the server does not chain to it refuses the
+# connection and changes nothing.
+test_tls() {
+  local before out rc
+  settled || return 1
+  before=$(lb_config)
+  tls_agent() {  # cert dir
+    DOCKER_HOST=tcp://$(nodeip n1):2376 DOCKER_CERT_PATH=$1 DOCKER_TLS_VERIFY=1 \
+      ip netns exec sw-lb "$BUILD/swarm/meshlb-swarm" run --once --socket "$SOCK" \
+      --overlay-address "$APP_OV" --vtep "$APP_VTEP" --publish-address 198.18.0.1 \
+      --status-file "$RUN/tls.status" 2>&1
+  }
+  out=$(tls_agent "$RUN/tls/client")
+  rc=$?
+  echo "# over TLS: $(grep '^last sync' "$RUN/tls.status")"
+  [[ $rc == 0 && $(grep '^manager' "$RUN/tls.status") == "manager: https://$(nodeip n1):2376" ]] || { echo "# $out"; return 1; }
+  grep -q "ok (0 changes)" "$RUN/tls.status" || return 1
+  out=$(tls_agent "$RUN/tls/wrong")
+  rc=$?
+  echo "# with the wrong CA: $(grep '^error' "$RUN/tls.status" | cut -c1-120)"
+  [[ $rc == 1 ]] && grep -qi "certificate" "$RUN/tls.status" && [[ $(lb_config) == "$before" ]]
+}
+
 # 6. What cannot be served is refused and reported; a wrong configuration changes
 # nothing on the appliance.
 test_refusals() {
@@ -297,6 +321,7 @@ check "drain a node: downloads end only with their task, no request failed" test
 check "publish-add, publish-rm, service rm: ports come and go, nothing else disturbed" test_publish
 check "agent restarted: in sync, no command, no change" test_agent_restart
 check "appliance restarted from its state file: same configuration, no command from the agent" test_appliance_restart
+check "the manager's API over TCP with TLS (DOCKER_HOST, DOCKER_CERT_PATH); a wrong CA refused" test_tls
 check "host mode, SCTP, an encrypted network, a task address for the appliance: refused and reported" test_refusals
 check "a node's overlay namespace that loses the appliance's entries gets them back" test_node_heals
 # The agents exit cleanly on SIGTERM; under ASan+UBSan any report (leaks included)

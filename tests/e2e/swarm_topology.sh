@@ -53,7 +53,7 @@ down() {
   teardown "$RUN/meshlbd.pid" "${NS[@]}"
   if [[ -d $RUN ]]; then
     grep -o " $RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-    rm -rf "${RUN:?}"/node1 "${RUN:?}"/node2
+    rm -rf "${RUN:?}"/node1 "${RUN:?}"/node2 "${RUN:?}"/tls
   fi
 }
 
@@ -81,15 +81,41 @@ JSON
   # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup hierarchies.
   # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: a task's image is imported, so the node must
   # not try (and time out) pulling it from a registry first.
-  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nsenter --net="/var/run/netns/sw-$n" unshare --uts sh -c \
+  # The manager also serves its API on TCP with TLS, client certificates required.
+  local tcp=""
+  [[ $n == n1 ]] && tcp="-H tcp://$(nodeip n1):2376 --tlsverify --tlscacert $RUN/tls/ca.pem \
+    --tlscert $RUN/tls/server.pem --tlskey $RUN/tls/server-key.pem"
+  (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 nsenter --net="/var/run/netns/sw-$n" unshare --uts sh -c \
     "hostname node$i; exec dockerd --config-file $d/daemon.json --data-root $d/root \
-     --exec-root $d/exec --pidfile $d/pid -H unix://$d/docker.sock" >"$d/dockerd.log" 2>&1 &
+     --exec-root $d/exec --pidfile $d/pid -H unix://$d/docker.sock $tcp" >"$d/dockerd.log" 2>&1 &)
   for _ in $(seq 150); do
     dk "$n" info >/dev/null 2>&1 && return 0
     sleep 0.2
   done
   tail -5 "$d/dockerd.log" >&2
   return 1
+}
+
+# Certificates for the manager's TLS endpoint: a CA, the server's (for its underlay
+# address), a client's in tls/client (ca.pem, cert.pem, key.pem: DOCKER_CERT_PATH), and
+# the same client with a CA the server does not chain to in tls/wrong.
+tls_up() {
+  local t=$RUN/tls
+  mkdir -p "$t/client" "$t/wrong"
+  key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
+  key "$t/ca-key.pem" && key "$t/server-key.pem" && key "$t/client/key.pem" && key "$t/wrong-key.pem" &&
+    openssl req -x509 -new -key "$t/ca-key.pem" -subj /CN=meshlb-test-ca -days 2 -out "$t/ca.pem" &&
+    openssl req -x509 -new -key "$t/wrong-key.pem" -subj /CN=other-ca -days 2 -out "$t/wrong/ca.pem" &&
+    openssl req -new -key "$t/server-key.pem" -subj /CN=node1 |
+    openssl x509 -req -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" -CAcreateserial -days 2 \
+      -extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$(nodeip n1)") \
+      -out "$t/server.pem" 2>/dev/null &&
+    openssl req -new -key "$t/client/key.pem" -subj /CN=meshlb-swarm |
+    openssl x509 -req -CA "$t/ca.pem" -CAkey "$t/ca-key.pem" -CAcreateserial -days 2 \
+      -extfile <(printf 'extendedKeyUsage=clientAuth\n') -out "$t/client/cert.pem" 2>/dev/null ||
+    return 1
+  cp "$t/ca.pem" "$t/client/ca.pem"
+  cp "$t/client/cert.pem" "$t/client/key.pem" "$t/wrong/"
 }
 
 # The task image, from busybox-static: `docker import` on every node.
@@ -172,6 +198,7 @@ up() {
     # Replies a task sends outside the overlay leave through the node's gateway.
     ip -n "sw-$n" route add default via "$APP_VTEP"
   done
+  tls_up || { echo "# could not make the TLS certificates" >&2; return 1; }
   for n in "${NODES[@]}"; do dockerd_up "$n" || return 1; done
   swarm_up || return 1
   image_up || return 1
