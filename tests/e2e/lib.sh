@@ -22,6 +22,31 @@ tap_end() {  # scenario name
   ((failed == 0))
 }
 
+# The wiring both overlay topologies share, namespaces prefixed $1 ("ov", "sw"):
+# $1-client (c0 198.18.0.10/24) -- p0 in $1-lb; p1 in $1-lb -- bridge br0 in $1-under;
+# and each further argument, a node namespace $1-NODE, on br0 through its eth0 with
+# address 198.19.0.(NODE's number + 1)/24.
+wire_underlay() {
+  local p=$1 n ip
+  shift
+  ip link add c0 netns "$p-client" type veth peer name p0 netns "$p-lb"
+  ip -n "$p-client" addr add 198.18.0.10/24 dev c0
+  ip -n "$p-client" link set c0 up
+  ip netns exec "$p-client" ethtool -K c0 tx off >/dev/null
+  ip -n "$p-under" link add br0 type bridge
+  ip -n "$p-under" link set br0 up
+  ip link add p1 netns "$p-lb" type veth peer name u0 netns "$p-under"
+  ip -n "$p-under" link set u0 master br0 up
+  for n in "$@"; do
+    ip="198.19.0.$((${n#n} + 1))"
+    ip link add eth0 netns "$p-$n" type veth peer name "u$n" netns "$p-under"
+    ip -n "$p-under" link set "u$n" master br0 up
+    ip -n "$p-$n" addr add "$ip/24" dev eth0
+    ip -n "$p-$n" link set eth0 up
+    ip netns exec "$p-$n" ethtool -K eth0 tx off >/dev/null
+  done
+}
+
 # The appliance's DPDK ports, in namespace $1 (the rest: the ports' names), carry no
 # addresses and no IPv6, and the kernel must not answer for them either (it would, for
 # the twins' addresses: Linux accepts local addresses on any interface): its ingress

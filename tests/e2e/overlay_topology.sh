@@ -34,22 +34,10 @@ up() {
   mkdir -p "$RUN"
   rm -f "$RUN/meshlbd.log"
   for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-  ip link add c0 netns ov-client type veth peer name p0 netns ov-lb
-  ip -n ov-client addr add 198.18.0.10/24 dev c0
-  ip -n ov-client link set c0 up
-  ip netns exec ov-client ethtool -K c0 tx off >/dev/null
-  ip -n ov-under link add br0 type bridge
-  ip -n ov-under link set br0 up
-  ip link add p1 netns ov-lb type veth peer name u0 netns ov-under
-  ip -n ov-under link set u0 master br0 up
+  wire_underlay ov "${NODES[@]}"
   for n in "${NODES[@]}"; do
     local ns=ov-$n ip
     ip=$(nodeip "$n")
-    ip link add eth0 netns "$ns" type veth peer name "u$n" netns ov-under
-    ip -n ov-under link set "u$n" master br0 up
-    ip -n "$ns" addr add "$ip/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null
     # As Docker's overlay driver sets a node up: a bridge with the vxlan device on it,
     # in proxy mode, no learning; the appliance's overlay address programmed.
     # A fixed MAC: a bridge otherwise takes its ports' lowest, which changes when a task

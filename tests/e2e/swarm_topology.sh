@@ -180,21 +180,9 @@ up() {
   rm -f "$RUN"/*.log
   cgroups_up || { echo "# cgroup hierarchies missing (cgroupfs-mount)" >&2; return 1; }
   for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-  ip link add c0 netns sw-client type veth peer name p0 netns sw-lb
-  ip -n sw-client addr add 198.18.0.10/24 dev c0
-  ip -n sw-client link set c0 up
-  ip netns exec sw-client ethtool -K c0 tx off >/dev/null
-  ip -n sw-under link add br0 type bridge
-  ip -n sw-under link set br0 up
-  ip link add p1 netns sw-lb type veth peer name u0 netns sw-under
-  ip -n sw-under link set u0 master br0 up
+  wire_underlay sw "${NODES[@]}"
   local n
   for n in "${NODES[@]}"; do
-    ip link add eth0 netns "sw-$n" type veth peer name "u$n" netns sw-under
-    ip -n sw-under link set "u$n" master br0 up
-    ip -n "sw-$n" addr add "$(nodeip "$n")/24" dev eth0
-    ip -n "sw-$n" link set eth0 up
-    ip netns exec "sw-$n" ethtool -K eth0 tx off >/dev/null
     # Replies a task sends outside the overlay leave through the node's gateway.
     ip -n "sw-$n" route add default via "$APP_VTEP"
   done
