@@ -1,6 +1,7 @@
 #include "cluster.h"
 
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -68,7 +69,11 @@ int64_t parseTime(absl::string_view text) {
     }
   }
   if (i >= t.size() || t[i] != 'Z') return 0;
-  return static_cast<int64_t>(timegm(&tm)) * 1000000000 + ns;
+  // Docker's zero time (0001-01-01) and anything before the epoch or past 2262 (what
+  // int64 nanoseconds hold) mean "never" here.
+  const int64_t secs = static_cast<int64_t>(timegm(&tm));
+  if (secs < 0 || secs > INT64_MAX / 1000000000 - 1) return 0;
+  return secs * 1000000000 + ns;
 }
 
 namespace {
