@@ -280,6 +280,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
     OverlaySnap o;
     o.vni = x.vni;
     o.udp_port = x.port;
+    if (i == 0 && x.port) s->vxlan_port = x.port;
     o.local = x.local.v4();
     o.mac = x.mac;
     uint32_t underlay = 1500;

@@ -138,7 +138,9 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
     const BackendSnap<Ipv4Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq};
     e = admit(m.p, key, b, dport, /*ipvs=*/false, &why);
   } else if (!svc) {
-    *v = Verdict::toKernel(m.in_port);
+    *v = key.proto == kProtoUdp && snap_->hasOverlayPort(hton16(key.dport))
+             ? decapsulateOn(frame, m, hton16(key.dport))
+             : Verdict::toKernel(m.in_port);
     return nullptr;
   } else {
     e = newConnection(m.p, *svc, key, dport, &why);
@@ -276,6 +278,16 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
 // plain (a task's reply, an ICMP error, a new connection to a VIP on the overlay).
 // What the core does not take (ARP, traffic for the appliance's own overlay
 // address) goes to the kernel whole, whose vxlan device decapsulates it.
+// VXLAN on an overlay's port other than the snapshot's vxlan_port (which every parse
+// recognises): parsed again as such, on this slow path only.
+Verdict PacketCore::decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t udp_port) {
+  PacketMeta vm = m;
+  vm.r = parsePacket(frame, static_cast<uint32_t>(m.p.ip.l3_offset + m.p.ip.l3_length), vm.p,
+                     udp_port);
+  if (vm.r != ParseResult::kOk || !vm.p.vxlan) return Verdict::toKernel(m.in_port);
+  return decapsulate(frame, vm);
+}
+
 Verdict PacketCore::decapsulate(uint8_t* frame, const PacketMeta& m) {
   const ParsedPacket& p = m.p;
   if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count) return Verdict::toKernel(m.in_port);

@@ -111,6 +111,7 @@ class PacketCore {
     if (s != snap_) {
       snap_ = s;
       table_.timeouts() = s->timeouts;
+      vxlan_port_ = s->vxlan_port;
     }
   }
   void setNow(uint32_t now_ms) { now_ms_ = now_ms; }
@@ -120,7 +121,7 @@ class PacketCore {
   void prepare(const uint8_t* frame, uint32_t len, PacketMeta& m) {
     m.tracked = false;
     m.plain = false;
-    m.r = parsePacketFast(frame, len, m.p, m.plain);
+    m.r = parsePacketFast(frame, len, m.p, m.plain, vxlan_port_);
     // The fast parse vouches for its own frames; reading back the fields it has
     // just stored would stall on store forwarding (a tenth of the worker's time).
     m.tracked = m.plain || (m.r == ParseResult::kOk && m.p.ip.l3 == L3Type::kIpv4 &&
@@ -208,6 +209,7 @@ class PacketCore {
   Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
                       Ipv4Addr nexthop);
   Verdict decapsulate(uint8_t* frame, const PacketMeta& m);
+  Verdict decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t udp_port);
   // ICMP "fragmentation needed" to the sender of a packet the overlay cannot carry.
   Verdict tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu);
   Verdict drop(Drop why) {
@@ -222,8 +224,9 @@ class PacketCore {
   BackendStats* const stats_;
   FlowTable4 table_;
   const Snapshot* snap_ = nullptr;
-  std::vector<SchedState> sched_;  // by service slot, kept across snapshots as IPVS keeps
-                                   // them in the service; sized once, never on the packet path
+  uint16_t vxlan_port_ = kVxlanPort;  // the snapshot's, read by every parse
+  std::vector<SchedState> sched_;     // by service slot, kept across snapshots as IPVS keeps
+                                      // them in the service; sized once, never on the packet path
   uint32_t snat_next_;
   uint32_t now_ms_ = 0;
   bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())

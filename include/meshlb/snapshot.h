@@ -374,6 +374,17 @@ struct Snapshot {
   std::vector<uint16_t> port_mtu;                // by data port: the twin's MTU
   std::vector<OverlaySnap> overlays;             // VXLAN overlay networks (IPv4 underlay)
   FdbTable fdb;
+  // The UDP port (host order) the parser takes as VXLAN on every packet: the first
+  // overlay's (Swarm uses one, its --data-path-port, for all networks). An overlay on
+  // another port is recognised on the slow path (hasOverlayPort).
+  uint16_t vxlan_port = kVxlanPort;
+
+  bool hasOverlayPort(uint16_t udp_port) const {
+    for (const OverlaySnap& o : overlays) {
+      if (o.udp_port == udp_port) return true;
+    }
+    return false;
+  }
 
   // The overlay network whose VNI and VTEP a received VXLAN packet names, or -1.
   int overlayOf(uint32_t vni, Ipv4Addr vtep, uint16_t udp_port) const {

@@ -10,6 +10,17 @@ trap down EXIT
 MARK=1056656  # the agent's mark for 8080/tcp: 0x100000 + 8080
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print ($1) }"; }
+# `within SECONDS COMMAND...`: retries COMMAND every 0.1 s until it succeeds or the
+# time is up (whatever each try costs: a request may wait its 3 s timeout).
+within() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < end)) || return 1
+    sleep 0.1
+  done
+}
+answered_by() { [[ $(who "$1") == $2 ]]; }  # port, glob
 
 # Requests to the published port $1 every 50 ms until `loop_stop` (at most 120 s);
 # each line of $RUN/loop-$1 is one HTTP status (000: no answer).
@@ -65,8 +76,8 @@ follow() {  # what, count
   [[ $(calc "$d <= 3") == 1 ]]
 }
 
-# 1. Four tasks on two nodes, all reached over VXLAN; each sees the appliance's
-# overlay address as its peer.
+# 1. Four tasks on two nodes, all reached over VXLAN (on the swarm's data-path port,
+# 4790); each sees the appliance's overlay address as its peer.
 test_all_tasks() {
   follow "start" 4 || return 1
   local seq="" _ out peers=""
@@ -80,7 +91,8 @@ test_all_tasks() {
   [[ $(tr ' ' '\n' <<<"$seq" | grep -c .) == 16 ]] || return 1
   [[ $(tr ' ' '\n' <<<"$seq" | grep . | sort -u | wc -l) == 4 ]] || return 1
   [[ $(tr ' ' '\n' <<<"$seq" | grep . | cut -d. -f1 | sort -u | tr '\n' ' ') == "node1 node2 " ]] || return 1
-  [[ $(sort -u <<<"$peers" | grep .) == "$APP_OV" ]]
+  [[ $(sort -u <<<"$peers" | grep .) == "$APP_OV" ]] || return 1
+  lbx ip -d link show vxlan4097 | grep -q "dstport 4790"
 }
 
 # 2. Scale up and down under a request loop: the appliance follows within 3 s and no
@@ -176,18 +188,18 @@ test_publish() {
   dk n1 service create --detach --name api --replicas 1 --publish 9090:80 --no-resolve-image \
     --init --stop-grace-period 2s --hostname 'api.{{.Task.Slot}}' meshlb-task:1 >/dev/null
   local t0 api web
-  for _ in $(seq 300); do [[ $(who 9090) == api.1 ]] && break; sleep 0.1; done
+  within 30 answered_by 9090 api.1
   [[ $(who 9090) == api.1 ]] || { echo "# api never answered on 9090"; return 1; }
   api=$(ctl ipvsadm -S -n | grep -e "-f $((0x100000 + 9090)) ")
   loop_start 8080
   t0=$(now)
   dk n1 service update --detach --publish-add 8081:81 web >/dev/null
-  for _ in $(seq 300); do [[ $(who 8081) == node* ]] && break; sleep 0.1; done
+  within 30 answered_by 8081 'node*'
   echo "# 8081 answered by $(who 8081) $(calc "$(now) - $t0") s after --publish-add"
   [[ $(who 8081) == node* ]] || { loop_stop 8080; return 1; }
   # Docker's --publish-rm matches the target port.
   dk n1 service update --detach --publish-rm 81 web >/dev/null
-  for _ in $(seq 100); do [[ $(who 8081) == FAIL ]] && break; sleep 0.1; done
+  within 10 answered_by 8081 FAIL
   [[ $(who 8081) == FAIL ]] || { echo "# 8081 still answers after --publish-rm"; loop_stop 8080; return 1; }
   if ctl ipvsadm -L -n | grep -q "FWM  $((0x100000 + 8081)) "; then
     echo "# 8081's service left behind"; loop_stop 8080; return 1
@@ -198,7 +210,7 @@ test_publish() {
   settled || { loop_stop 8080; return 1; }
   web=$(ctl ipvsadm -S -n | grep -e "-f $MARK ")
   dk n1 service rm api >/dev/null
-  for _ in $(seq 100); do [[ $(who 9090) == FAIL ]] && break; sleep 0.1; done
+  within 10 answered_by 9090 FAIL
   [[ $(who 9090) == FAIL ]] || { echo "# 9090 still answers after service rm"; loop_stop 8080; return 1; }
   loop_stop 8080 || return 1
   [[ $(ctl ipvsadm -S -n | grep -e "-f $MARK ") == "$web" ]] || { echo "# web was disturbed"; return 1; }
@@ -235,7 +247,7 @@ test_appliance_restart() {
   teardown "$RUN/meshlbd.pid"
   sleep 2  # long enough for the agent to find it gone
   start || return 1
-  for _ in $(seq 100); do [[ $(who 8080) == node* ]] && break; sleep 0.1; done
+  within 20 answered_by 8080 'node*'
   sleep 3
   local log
   log=$(tail -c +$((off + 1)) "$RUN/agent.log")

@@ -163,8 +163,9 @@ node_image_up() {
 }
 
 swarm_up() {
+  # A data-path port other than VXLAN's 4789: the agent must read it from the swarm.
   dk n1 swarm init --advertise-addr "$(nodeip n1)" --default-addr-pool 198.18.128.0/18 \
-    >/dev/null || return 1
+    --data-path-port 4790 >/dev/null || return 1
   dk n2 swarm join --token "$(dk n1 swarm join-token -q worker)" "$(nodeip n1):2377" >/dev/null ||
     return 1
   # The ingress network, recreated so that part of it is kept for the appliance.

@@ -37,6 +37,8 @@ struct ApplianceOptions {
   // A second overlay network beside it: vxlan4098 (VNI 4098, the same VTEP, MAC
   // 02:42:c6:12:81:02, 198.18.129.2/24), task 198.18.129.11 on node 198.19.0.3.
   bool second_overlay = false;
+  // Their UDP ports (Swarm's --data-path-port; 4789 unless set).
+  uint16_t overlay_port = 4789, second_overlay_port = 4789;
 };
 
 class Appliance {
@@ -62,8 +64,13 @@ class Appliance {
     if (o.overlay) {
       constexpr int kVxlan = 20;
       kernel_.links = {{10, 1500}, {11, 1500}, {kVxlan, 1450}};
-      kernel_.vxlans = {
-          {kVxlan, 4097, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x80, 2}, 1450, true}};
+      kernel_.vxlans = {{kVxlan,
+                         4097,
+                         o.overlay_port,
+                         ip("198.19.0.1"),
+                         {2, 0x42, 0xc6, 0x12, 0x80, 2},
+                         1450,
+                         true}};
       kernel_.addrs.push_back({kVxlan, ip("198.18.128.2"), 24});
       kernel_.routes.push_back({ip("198.18.128.0"), 24, {}, kVxlan});
       const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x80, 0x0b};
@@ -74,8 +81,13 @@ class Appliance {
     if (o.second_overlay) {
       constexpr int kVxlan2 = 21;
       kernel_.links.push_back({kVxlan2, 1450});
-      kernel_.vxlans.push_back(
-          {kVxlan2, 4098, 4789, ip("198.19.0.1"), {2, 0x42, 0xc6, 0x12, 0x81, 2}, 1450, true});
+      kernel_.vxlans.push_back({kVxlan2,
+                                4098,
+                                o.second_overlay_port,
+                                ip("198.19.0.1"),
+                                {2, 0x42, 0xc6, 0x12, 0x81, 2},
+                                1450,
+                                true});
       kernel_.addrs.push_back({kVxlan2, ip("198.18.129.2"), 24});
       kernel_.routes.push_back({ip("198.18.129.0"), 24, {}, kVxlan2});
       const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x81, 0x0b};

@@ -297,6 +297,53 @@ TEST(Overlay, SeveralNetworksAtOnce) {
   EXPECT_EQ(test::toHex(reply), test::toHex(golden("core_synack.out")));
 }
 
+// A datagram of the golden packets sent to another UDP port (outer checksum cleared).
+Bytes toUdpPort(Bytes frame, uint16_t port) {
+  frame[36] = static_cast<uint8_t>(port >> 8), frame[37] = static_cast<uint8_t>(port);
+  frame[40] = frame[41] = 0;
+  return frame;
+}
+
+// Swarm's --data-path-port: an overlay on UDP 4790 is encapsulated to and decapsulated
+// from that port, and 4789 is then nobody's VXLAN.
+TEST(Overlay, ADataPathPortOtherThanVxlans) {
+  ApplianceOptions o;
+  o.overlay = true;
+  o.overlay_port = 4790;
+  Appliance a(overlayService(), o);
+  EXPECT_EQ(a.snapshot().vxlan_port, 4790);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  EXPECT_EQ(test::toHex(Bytes(syn.begin() + 36, syn.begin() + 38)), "12b6");  // 4790
+  Bytes synack = toUdpPort(golden("core_ov_synack.in"), 4790);
+  EXPECT_EQ(a.send(synack, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(synack), test::toHex(golden("core_synack.out")));
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+  Bytes on4789 = golden("core_ov_synack.in");
+  EXPECT_EQ(a.send(on4789, 1), Verdict::toKernel(1));
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+}
+
+// Two overlays on different ports: the second's datagrams are recognised on the slow
+// path and decapsulated as well.
+TEST(Overlay, NetworksOnDifferentPorts) {
+  ApplianceOptions o;
+  o.overlay = true;
+  o.second_overlay = true;
+  o.second_overlay_port = 4790;
+  Appliance a(overlayService(), o);
+  EXPECT_EQ(a.snapshot().vxlan_port, 4789);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  Bytes reply = toUdpPort(golden("core_ov_unknown_vni.in"), 4790);  // VNI 4098
+  EXPECT_EQ(a.send(reply, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(reply), test::toHex(golden("core_synack.out")));
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+  // VNI 4098 on 4789 is not an overlay of this appliance.
+  Bytes wrong = golden("core_ov_unknown_vni.in");
+  EXPECT_EQ(a.send(wrong, 1), Verdict::drop(Drop::kVxlanUnknownVni));
+}
+
 TEST(Overlay, DirectRoutingKeepsTheClientsPacket) {
   ApplianceOptions o;
   o.overlay = true;
