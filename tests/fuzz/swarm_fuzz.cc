@@ -2,8 +2,8 @@
 // JSON documents and the appliance's listings. The input is eight parts separated by
 // "\n\x1e\n" (record separator): /swarm, /networks/NAME, /nodes, /services, /tasks,
 // then `ipvsadm -L -n`, `iptables -t mangle -S`, `iptables -t nat -S`. Oracles: no
-// crash or exception; every planned command is a well-formed meshlbctl command; and
-// a plan is idempotent: the appliance, once given it, needs nothing more.
+// crash or exception; every planned command is a well-formed meshlbctl command; every
+// served task is inside the network's subnet.
 #include <cstddef>
 #include <cstdint>
 #include <string>
