@@ -56,7 +56,7 @@ bool lessAddr(const Ipv6Addr& a, const Ipv6Addr& b) { return std::memcmp(a.b, b.
 
 template <class Addr>
 void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
-                   const FamilySnap<Addr>* previous) {
+                   const FamilySnap<Addr>* previous, uint64_t generation) {
   // The previous snapshot's services by slot, whose prepared data may be reused.
   absl::flat_hash_map<uint32_t, const ServiceSnap<Addr>*> before;
   if (previous) {
@@ -93,11 +93,12 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     ss.weight_gcd = g ? g : 1;
     // An fwmark service with no server of this family is the other family's.
     if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) continue;
-    if (ss.sched && ss.sched->prepare) {
-      auto it = before.find(ss.slot);
-      ss.sched->prepare(ss,
-                        it != before.end() && it->second->sched == ss.sched ? it->second : nullptr);
-    }
+    auto it = before.find(ss.slot);
+    const ServiceSnap<Addr>* prev =
+        it != before.end() && it->second->sched == ss.sched ? it->second : nullptr;
+    ss.epoch =
+        prev && prev->keys == ss.keys && prev->weights == ss.weights ? prev->epoch : generation;
+    if (ss.sched && ss.sched->prepare) ss.sched->prepare(ss, prev);
     fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
                                 : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
         static_cast<uint32_t>(fam.services.size());
@@ -298,8 +299,8 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
       }
     }
   }
-  buildServices(s->v4, model, previous ? &previous->v4 : nullptr);
-  buildServices(s->v6, model, previous ? &previous->v6 : nullptr);
+  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, generation);
+  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, generation);
   buildKernel(s->v4, nat, kernel, ports);
   buildKernel(s->v6, nat, kernel, ports);
   return s;

@@ -21,9 +21,12 @@ uint32_t pickRr(const ServiceSched& s, SchedState& st, const PickInput&) {
 }
 
 // ip_vs_wrr: walk the servers, lowering the current weight by the gcd of the
-// weights each time round; serve the first at or above it.
+// weights each time round; serve the first at or above it. When the servers or
+// weights change the walk starts again (ip_vs_wrr_dest_changed): a current weight
+// above the new maximum would otherwise find no server for many rounds.
 uint32_t pickWrr(const ServiceSched& s, SchedState& st, const PickInput&) {
   const auto n = static_cast<uint32_t>(s.weights.size());
+  if (st.epoch != s.epoch) st = SchedState{.epoch = s.epoch};
   if (n == 0 || s.max_weight == 0) return kNoBackend;
   if (st.last != SchedState::kNone && st.last >= n) st.last = n - 1;
   uint32_t i = st.last == SchedState::kNone ? n - 1 : st.last;

@@ -29,6 +29,10 @@ struct ServiceSched {
   std::vector<uint32_t> weights;  // by backend index (IPVS weight; 0 = quiescent)
   std::vector<std::string> keys;  // by backend index: its stable key (backendKey())
   uint32_t max_weight = 0, weight_gcd = 1;
+  // Changes whenever the servers or their weights change, or the slot gets another
+  // service (the snapshot generation of the change): scheduler state from before it
+  // is stale (IPVS's add_dest/del_dest/upd_dest hooks).
+  uint64_t epoch = 0;
   // Prepared by the scheduler on the control thread (mh: the Maglev table, whose ids
   // are backend index + 1). Shared between snapshots while the backends are
   // unchanged: a neighbour or route change must not rebuild every Maglev table.
@@ -41,6 +45,7 @@ struct SchedState {
   static constexpr uint32_t kNone = ~0u;  // "before the first server"
   uint32_t last = kNone;
   int64_t cw = 0;
+  uint64_t epoch = 0;  // the ServiceSched::epoch this state was kept for
 };
 
 // One new connection's inputs beyond the service.

@@ -124,6 +124,26 @@ TEST(Scheduler, NewConnectionsThroughThePacketCore) {
     EXPECT_EQ(tasksThroughCore(a, 3), "121");
   }
   {
+    // wrr weights lowered (issue 13: 100/99 -> 1/1 left the current weight at ~98, and
+    // 16 of 40 new connections found no server): the walk starts again, as
+    // ip_vs_wrr_dest_changed does, and every connection is served.
+    Appliance a(httpService("wrr", true, "100 99 0"));
+    EXPECT_EQ(tasksThroughCore(a, 5), "11212");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.1:80 -m -w 1");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.2:80 -m -w 1");
+    EXPECT_EQ(tasksThroughCore(a, 40, 0xc612000b),  // another client: new connections
+              "1212121212121212121212121212121212121212");
+  }
+  {
+    // From 10000/9999/0 to 1/1/1: a server back from weight 0 (ip_vs_wrr_dest_changed).
+    Appliance a(httpService("wrr", true, "10000 9999 0"));
+    EXPECT_EQ(tasksThroughCore(a, 3), "112");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.1:80 -m -w 1");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.2:80 -m -w 1");
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.3:80 -m -w 1");
+    EXPECT_EQ(tasksThroughCore(a, 6, 0xc612000b), "123123");
+  }
+  {
     // mh: one client address, one task, whatever its port; pinned per address.
     Appliance a(httpService("mh"));
     std::string per_client;
