@@ -46,6 +46,10 @@ struct Parsed {
 
 absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
 
+// --set limits: ipvsadm's parse (86400 * 31) and the kernel's (INT_MAX / HZ, HZ = 1000).
+constexpr uint32_t kMaxSetTimeout = 86400 * 31;
+constexpr uint32_t kMaxKernelTimeout = 2147483;
+
 // "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
 absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const std::string& s,
                                                                          bool allow_no_port,
@@ -139,8 +143,11 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       st = setCmd(p, Cmd::kSet, a);
       for (int k = 0; k < 3 && st.ok(); ++k) {
         uint32_t t;
-        if (i + 1 >= args.size() || !absl::SimpleAtoi(args[i + 1], &t)) {
+        if (i + 1 >= args.size()) {
           st = bad("--set needs three values: tcp tcpfin udp (seconds, 0 = unchanged)");
+        } else if (!absl::SimpleAtoi(args[i + 1], &t) || t > kMaxSetTimeout) {
+          // ipvsadm's own limit, 31 days (parse_timeout, MAX_TIMEOUT).
+          st = bad("invalid timeout value `" + args[i + 1] + "' specified");
         } else {
           p.set_values.push_back(t);
           ++i;
@@ -443,6 +450,14 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       return std::string();
     }
     case Cmd::kSet: {
+      // The kernel refuses what its jiffies cannot hold (ip_vs_set_timeout: INT_MAX / HZ,
+      // HZ = 1000); so does meshlb, whose flow deadlines are 31-bit milliseconds.
+      for (uint32_t v : p.set_values) {
+        if (v > kMaxKernelTimeout) {
+          return bad("Invalid argument: timeout " + std::to_string(v) + " s is above " +
+                     std::to_string(kMaxKernelTimeout) + " s (INT_MAX / HZ)");
+        }
+      }
       IpvsTimeouts t = m.timeouts();
       if (p.set_values[0]) t.tcp = p.set_values[0];
       if (p.set_values[1]) t.tcpfin = p.set_values[1];

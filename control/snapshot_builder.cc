@@ -258,9 +258,14 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   auto s = std::make_unique<Snapshot>();
   s->generation = generation;
   const IpvsTimeouts& t = model.timeouts();
-  s->timeouts.ms[static_cast<int>(ConnState::kEstablished)] = t.tcp * 1000;
-  s->timeouts.ms[static_cast<int>(ConnState::kFinWait)] = t.tcpfin * 1000;
-  s->timeouts.ms[static_cast<int>(ConnState::kUdp)] = t.udp * 1000;
+  // Deadlines are 31-bit milliseconds (FlowTable::expired): ipvsadm refuses more than
+  // 2147483 s; clamped here too, so that no arithmetic on a timeout can wrap.
+  auto ms = [](uint32_t secs) {
+    return static_cast<uint32_t>(std::min<uint64_t>(secs, 2147483) * 1000);
+  };
+  s->timeouts.ms[static_cast<int>(ConnState::kEstablished)] = ms(t.tcp);
+  s->timeouts.ms[static_cast<int>(ConnState::kFinWait)] = ms(t.tcpfin);
+  s->timeouts.ms[static_cast<int>(ConnState::kUdp)] = ms(t.udp);
   for (const auto& [key, svc] : model.services()) {
     for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
   }

@@ -199,6 +199,22 @@ TEST(FlowTable, UdpTimeoutAndCustomTimeouts) {
   EXPECT_EQ(e->expires_ms, 5200u);
 }
 
+// The longest timeout `ipvsadm --set` takes (2147483 s, the kernel's INT_MAX / HZ)
+// holds a flow for all of it, across the millisecond clock's wrap (issue 13: above it
+// every flow expired on its next packet).
+TEST(FlowTable, TheLongestTimeoutHolds) {
+  FlowTable4 t(64);
+  t.timeouts().ms[static_cast<int>(ConnState::kUdp)] = 2147483u * 1000u;
+  const auto f = flow4(1, true);
+  auto* e = t.insert(f, 0);
+  ASSERT_NE(e, nullptr);
+  const uint32_t start = 0xfff00000u;  // the clock wraps during the flow's life
+  t.onUdp(e, start);
+  EXPECT_EQ(t.lookup(f.originalKey(), start + 1000).flow, e);
+  EXPECT_EQ(t.lookup(f.originalKey(), start + 2147482999u).flow, e);
+  EXPECT_EQ(t.lookup(f.originalKey(), start + 2147483000u).flow, nullptr);
+}
+
 TEST(FlowTable, ExpiredEntriesMissAndAreReclaimed) {
   FlowTable4 t(128);
   auto f = flow4(9);

@@ -275,6 +275,22 @@ TEST(Ipvsadm, TimeoutsSetAndShown) {
   EXPECT_EQ(*run(m, "-L --timeout"), "Timeout (tcp tcpfin udp): 900 120 300\n");
   ok(m, "--set 3600 0 60");
   EXPECT_EQ(*run(m, "--timeout"), "Timeout (tcp tcpfin udp): 3600 120 60\n");
+  // The largest the kernel takes (INT_MAX / HZ); above it (issue 13: from 2147484 s every
+  // TCP flow expired on its next packet, at 4294968 s the timeout wrapped to 704 ms)
+  // refused as the kernel refuses it, and above ipvsadm's 31 days as ipvsadm does.
+  ok(m, "--set 2147483 2147483 2147483");
+  EXPECT_EQ(*run(m, "--timeout"), "Timeout (tcp tcpfin udp): 2147483 2147483 2147483\n");
+  for (const char* bad : {"--set 2147484 0 0", "--set 0 2678400 0", "--set 0 0 4294968"}) {
+    auto r = run(m, bad);
+    ASSERT_FALSE(r.ok()) << bad;
+  }
+  EXPECT_NE(run(m, "--set 2147484 0 0").status().message().find("Invalid argument"),
+            std::string::npos);
+  EXPECT_EQ(run(m, "--set 2678401 0 0").status().message(),
+            "invalid timeout value `2678401' specified");
+  EXPECT_EQ(run(m, "--set 4294968 0 0").status().message(),
+            "invalid timeout value `4294968' specified");
+  EXPECT_EQ(*run(m, "--timeout"), "Timeout (tcp tcpfin udp): 2147483 2147483 2147483\n");
 }
 
 struct BadCase {
