@@ -28,8 +28,12 @@ absl::StatusOr<Reply> callDaemon(const std::string& path, const Request& req) {
   }
   const std::string out = encodeRequest(req);
   for (size_t off = 0; off < out.size();) {
-    const ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+    // MSG_NOSIGNAL: a daemon that refuses early (not authorised, too many clients, a
+    // frame too large) answers and closes before reading it all; its answer is what
+    // the operator must see, not a SIGPIPE.
+    const ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;  // read its answer
     if (n <= 0) return absl::UnavailableError(std::string("write: ") + std::strerror(errno));
     off += static_cast<size_t>(n);
   }

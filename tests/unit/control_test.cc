@@ -2,12 +2,16 @@
 // dispatch with the state file, and the snapshot builder.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_split.h"
+#include "client.h"
 #include "commands.h"
 #include "iptables.h"
 #include "protocol.h"
@@ -394,6 +398,34 @@ TEST_F(StateFile, NewerVersionsAndUnknownSectionsAreRefused) {
 
 // A change is one the models see, whatever the command: an edit to the same
 // weight, a delete and re-add that revives the same server, and listings are not.
+// A daemon that refuses early answers and closes without reading the request; the
+// client must show that answer rather than die of SIGPIPE (issue 13, defect 8: exit
+// 141 and no message). The 2 MiB request is far more than the socket buffers take.
+TEST(Client, AnEarlyRefusalIsShownNotASigpipe) {
+  const std::string path = ::testing::TempDir() + "/meshlb-client-test.sock";
+  ::unlink(path.c_str());
+  const int lfd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  std::thread daemon([lfd] {
+    const int fd = ::accept(lfd, nullptr, nullptr);
+    const std::string reply = encodeReply({false, "too many control clients"});
+    (void)!::write(fd, reply.data(), reply.size());
+    ::close(fd);
+  });
+  Request req{{"ipvsadm", "-R"}, std::string(2 << 20, 'x')};
+  auto r = callDaemon(path, req);
+  daemon.join();
+  ::close(lfd);
+  ::unlink(path.c_str());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok);
+  EXPECT_EQ(r->text, "too many control clients");
+}
+
 TEST(Commands, ChangesAreDetectedInTheModels) {
   Commands c;
   bool changed = false;
