@@ -38,7 +38,11 @@ namespace meshlb {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
+volatile std::sig_atomic_t g_hangup = 0;
 void onSignal(int) { g_stop = 1; }
+// SIGHUP, sent by log rotation and terminal hang-ups: meshlbd logs to its standard
+// streams (nothing to reopen), so it only re-reads the kernel's view of the twins.
+void onHangup(int) { g_hangup = 1; }
 
 constexpr char kUsage[] =
     "usage: meshlbd [EAL options] -- [options]\n"
@@ -187,6 +191,12 @@ class Daemon {
       const bool waiting = dump_ == DumpState::kCollecting;
       const int r = ::poll(fds.data(), fds.size(), busy || waiting ? 0 : 1);
       if (r > 0) server_->service(fds);
+      if (g_hangup) {
+        g_hangup = 0;
+        std::printf("meshlbd: SIGHUP: re-reading the twins' addresses, routes and neighbours\n");
+        std::fflush(stdout);
+        mirror_.resync();
+      }
       if (mirror_.poll()) publish();
       publisher_->reclaim(false);
       if (waiting) finishDump();
@@ -364,6 +374,7 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);
+  std::signal(SIGHUP, onHangup);
   std::signal(SIGPIPE, SIG_IGN);
   {
     Daemon d(opt);

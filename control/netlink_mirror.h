@@ -77,12 +77,13 @@ class NetlinkMirror {
   // Lost notifications (a full socket buffer) trigger a full resync of the caches.
   bool poll();
   uint64_t resyncs() const { return resyncs_; }
+  // Dumps everything again (also done by poll() after lost notifications).
+  void resync();
   KernelView view() const;
   static int ifindexOf(const std::string& name);
 
  private:
   static void onChange(nl_cache*, nl_object*, int, void* self);
-  void resync();
   nl_cache_mngr* mngr_ = nullptr;
   nl_sock* sync_sock_ = nullptr;  // for full dumps after lost notifications
   uint64_t resyncs_ = 0;

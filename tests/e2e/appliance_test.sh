@@ -356,6 +356,19 @@ config_of() {
   ctl ipvsadm -S -n && ctl ipvsadm --timeout && ctl iptables -t mangle -S && ctl iptables -t nat -S
 }
 
+# SIGHUP (log rotation, a terminal gone) neither kills meshlbd nor touches its twins
+# (issue 13: it died without cleanup): it re-reads the kernel's view and says so.
+test_sighup() {
+  local pid
+  pid=$(cat "$MLB_RUN/meshlbd.pid")
+  kill -HUP "$pid"
+  sleep 0.5
+  kill -0 "$pid" 2>/dev/null || { echo "# meshlbd died of SIGHUP"; return 1; }
+  grep -q "SIGHUP: re-reading" "$MLB_RUN/meshlbd.log" || { echo "# no log line"; return 1; }
+  ip -n mlb-lb -br addr show lb0 | grep -q "198.18.0.1/24" || { echo "# twin lb0 lost its address"; return 1; }
+  [[ -S $MLB_SOCK ]] && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
 test_restart_keeps_state() {
   local listed pid
   listed=$(config_of)
@@ -397,6 +410,7 @@ check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
 check "a second meshlbd on the same socket refuses to start" test_second_instance_refused
+check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 
