@@ -68,11 +68,15 @@ volatile sig_atomic_t g_resync = 0;
 void onSignal(int) { g_stop = 1; }
 void onHangup(int) { g_resync = 1; }
 
-void log(const std::string& msg) {
+std::string nowText() {  // UTC, RFC 3339, as Docker's logs
   char ts[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  std::fprintf(stderr, "%s meshlb-swarm: %s\n", ts, msg.c_str());
+  return ts;
+}
+
+void log(const std::string& msg) {
+  std::fprintf(stderr, "%s meshlb-swarm: %s\n", nowText().c_str(), msg.c_str());
 }
 
 struct Args {
@@ -171,13 +175,6 @@ absl::StatusOr<Args> parseArgs(int argc, char** argv) {
   return a;
 }
 
-std::string nowText() {
-  char ts[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return ts;
-}
-
 // Writes `text` to `path` atomically (a reader never sees half a file); false when
 // it cannot.
 bool writeFile(const std::string& path, const std::string& text) {
@@ -203,7 +200,7 @@ std::string text(const nlohmann::json& v) { return v.is_string() ? v.get<std::st
 class Agent {
  public:
   Agent(Args args, DockerEndpoint ep)
-      : a_(std::move(args)), api_(std::move(ep)), ep_text_(api_ep(a_)) {}
+      : a_(std::move(args)), ep_text_(ep.str()), api_(std::move(ep)) {}
 
   // One full reconciliation; an error leaves the appliance as it was.
   absl::Status reconcile() {
@@ -247,7 +244,6 @@ class Agent {
     if (changes)
       log(absl::StrCat(vx.name, ": VNI ", vx.vni, " port ", vx.port, " local ", vx.local.str(),
                        ", ", vx.addr.str(), "/", int(vx.prefix), " (", changes, " changes)"));
-    device_ = vx.name;
 
     std::string listing[3];
     const std::vector<std::string> reads[3] = {{"ipvsadm", "-L", "-n"},
@@ -374,18 +370,13 @@ class Agent {
   }
 
  private:
-  static std::string api_ep(const Args& a) {
-    auto ep = DockerEndpoint::resolve(a.docker_host);
-    return ep.ok() ? ep->str() : "?";
-  }
-
   Args a_;
-  DockerApi api_;
   std::string ep_text_;
+  DockerApi api_;
   std::unique_ptr<Netlink> nl_;
   Draining draining_;
   std::vector<std::string> refusals_;
-  std::string summary_, device_;
+  std::string summary_;
   size_t last_changes_ = 0;
   bool status_written_ = true;
 };
