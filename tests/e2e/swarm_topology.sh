@@ -178,7 +178,7 @@ swarm_up() {
 up() {
   down
   mkdir -p "$RUN"
-  rm -f "$RUN"/*.log
+  rm -f "$RUN"/*.log "$RUN/state"  # no configuration from an earlier run
   cgroups_up || { echo "# cgroup hierarchies missing (cgroupfs-mount)" >&2; return 1; }
   for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   wire_underlay sw "${NODES[@]}"
