@@ -239,12 +239,16 @@ absl::StatusOr<int> Netlink::syncPeers(int ifindex, const std::map<IpAddr, IpAdd
     std::array<uint8_t, 6> mac{};
     IpAddr ip;
     if (!macOf(rtnl_neigh_get_lladdr(n), &mac) || !ipOf(rtnl_neigh_get_dst(n), &ip)) continue;
+    // Only entries as this code makes them are ever removed: permanent, for a
+    // Docker-style MAC (02:42:...); what the kernel adds on its own is left alone.
+    const bool ours =
+        mac[0] == 0x02 && mac[1] == 0x42 && (rtnl_neigh_get_state(n) & NUD_PERMANENT) != 0;
     if (rtnl_neigh_get_family(n) == AF_BRIDGE) {
       have_fdb[mac] = ip;
-      if (exact && !want_fdb.contains(mac)) stale.push_back(n);
+      if (exact && ours && !want_fdb.contains(mac)) stale.push_back(n);
     } else {
       have_neigh[ip] = mac;
-      if (exact && !peers.contains(ip)) stale.push_back(n);
+      if (exact && ours && !peers.contains(ip)) stale.push_back(n);
     }
   }
   int changes = 0;
