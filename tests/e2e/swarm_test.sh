@@ -180,40 +180,38 @@ updated() {
   return 1
 }
 
-# 4. Ports come and go with --publish-add, --publish-rm and service rm. Nothing else
-# is disturbed: another service (api, 9090) keeps its configuration, web's port 8080
-# answers throughout (Swarm replaces web's tasks on an endpoint change: the appliance
-# follows that too), and removing api leaves web's configuration as it is.
+# 4. Ports come and go with --publish-add, --publish-rm and service rm; nothing else is
+# disturbed: another service (api, 9090) answers throughout and keeps its
+# configuration while web's ports change (Swarm replaces web's tasks on an endpoint
+# change: the appliance follows that too), and removing api leaves web as it is.
 test_publish() {
   dk n1 service create --detach --name api --replicas 1 --publish 9090:80 --no-resolve-image \
     --init --stop-grace-period 2s --hostname 'api.{{.Task.Slot}}' meshlb-task:1 >/dev/null
   local t0 api web
-  within 30 answered_by 9090 api.1
-  [[ $(who 9090) == api.1 ]] || { echo "# api never answered on 9090"; return 1; }
+  within 30 answered_by 9090 api.1 || { echo "# api never answered on 9090"; return 1; }
   api=$(ctl ipvsadm -S -n | grep -e "-f $((0x100000 + 9090)) ")
-  loop_start 8080
+  loop_start 9090
   t0=$(now)
   dk n1 service update --detach --publish-add 8081:81 web >/dev/null
   within 30 answered_by 8081 'node*'
   echo "# 8081 answered by $(who 8081) $(calc "$(now) - $t0") s after --publish-add"
-  [[ $(who 8081) == node* ]] || { loop_stop 8080; return 1; }
+  [[ $(who 8081) == node* ]] || { loop_stop 9090; return 1; }
   # Docker's --publish-rm matches the target port.
   dk n1 service update --detach --publish-rm 81 web >/dev/null
-  within 10 answered_by 8081 FAIL
-  [[ $(who 8081) == FAIL ]] || { echo "# 8081 still answers after --publish-rm"; loop_stop 8080; return 1; }
+  within 10 answered_by 8081 FAIL || { echo "# 8081 still answers after --publish-rm"; loop_stop 9090; return 1; }
   if ctl ipvsadm -L -n | grep -q "FWM  $((0x100000 + 8081)) "; then
-    echo "# 8081's service left behind"; loop_stop 8080; return 1
+    echo "# 8081's service left behind"; loop_stop 9090; return 1
   fi
-  [[ $(ctl ipvsadm -S -n | grep -e "-f $((0x100000 + 9090)) ") == "$api" ]] || { echo "# api was disturbed"; loop_stop 8080; return 1; }
-  updated web || { loop_stop 8080; return 1; }
-  follow "web's tasks replaced by Swarm" 4 || { loop_stop 8080; return 1; }
-  settled || { loop_stop 8080; return 1; }
+  updated web || { loop_stop 9090; return 1; }
+  follow "web's tasks replaced by Swarm" 4 || { loop_stop 9090; return 1; }
+  loop_stop 9090 || return 1
+  [[ $(ctl ipvsadm -S -n | grep -e "-f $((0x100000 + 9090)) ") == "$api" ]] || { echo "# api was disturbed"; return 1; }
+  settled || return 1
   web=$(ctl ipvsadm -S -n | grep -e "-f $MARK ")
   dk n1 service rm api >/dev/null
-  within 10 answered_by 9090 FAIL
-  [[ $(who 9090) == FAIL ]] || { echo "# 9090 still answers after service rm"; loop_stop 8080; return 1; }
-  loop_stop 8080 || return 1
+  within 10 answered_by 9090 FAIL || { echo "# 9090 still answers after service rm"; return 1; }
   [[ $(ctl ipvsadm -S -n | grep -e "-f $MARK ") == "$web" ]] || { echo "# web was disturbed"; return 1; }
+  [[ $(who 8080) == node* ]] || return 1
   ! ctl iptables -t mangle -S | grep -q -e "--dport 9090" -e "--dport 8081"
 }
 
