@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -53,9 +54,6 @@ absl::Status ControlServer::listen(const std::string& path) {
       ::chmod(path.c_str(), 0660) != 0 || ::listen(listen_fd_, 16) != 0) {
     return absl::InternalError(absl::StrCat("control socket ", path, ": ", std::strerror(errno)));
   }
-  struct stat st {};
-  ::stat(path.c_str(), &st);
-  socket_gid_ = st.st_gid;
   path_ = path;
   return absl::OkStatus();
 }
@@ -77,13 +75,28 @@ void ControlServer::appendPollFds(std::vector<pollfd>& fds) const {
   }
 }
 
-// Root, the daemon's own user, or a member of the socket's group (mode 0660 lets
-// the file system enforce the same; the check also covers abstract or relaxed modes).
+// Root, the daemon's own user, or a member (primary or supplementary) of the socket
+// file's group as it is now (an operator's chgrp takes effect at once). Mode 0660
+// lets the file system enforce the same; the check also covers relaxed modes.
 bool ControlServer::peerAllowed(int fd) const {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
-  return cred.uid == 0 || cred.uid == ::geteuid() || cred.gid == socket_gid_;
+  if (cred.uid == 0 || cred.uid == ::geteuid()) return true;
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return false;
+  if (cred.gid == st.st_gid) return true;
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0) {
+      groups.resize(glen / sizeof(gid_t));
+      return std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
+    }
+    if (errno != ERANGE) return false;
+    groups.resize(glen / sizeof(gid_t) + 1);  // the kernel said how many
+  }
+  return false;
 }
 
 void ControlServer::accept() {
@@ -155,7 +168,6 @@ void ControlServer::complete(uint64_t ticket, const Reply& reply) {
 }
 
 void ControlServer::service(const std::vector<pollfd>& fds) {
-  const auto now = std::chrono::steady_clock::now();
   for (const pollfd& p : fds) {
     if (p.fd == listen_fd_) {
       if (p.revents & POLLIN) accept();
@@ -189,9 +201,13 @@ void ControlServer::service(const std::vector<pollfd>& fds) {
       onReadable(p.fd, c);
     }
   }
+}
+
+void ControlServer::expire() {
   // Clients that never finish a request (or never read the reply) are cut off.
+  const auto now = std::chrono::steady_clock::now();
   for (auto it = clients_.begin(); it != clients_.end();) {
-    if (now - it->second.since > kClientTimeout) {
+    if (now - it->second.since > client_timeout_) {
       ::close(it->first);
       it = clients_.erase(it);
     } else {

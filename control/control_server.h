@@ -23,7 +23,13 @@ class ControlServer {
   // A reply now, or nullopt to answer later with complete(ticket, reply) (a
   // command that waits for the workers must not hold up the control thread).
   using Handler = std::function<std::optional<Reply>(const Request&, uint64_t ticket)>;
-  explicit ControlServer(Handler h) : handler_(std::move(h)) {}
+  static constexpr size_t kMaxClients = 64;
+  static constexpr std::chrono::milliseconds kClientTimeout{30000};
+
+  // A client that has not finished its request, or not read its reply, within
+  // `client_timeout` of connecting is cut off.
+  explicit ControlServer(Handler h, std::chrono::milliseconds client_timeout = kClientTimeout)
+      : handler_(std::move(h)), client_timeout_(client_timeout) {}
   ~ControlServer();
 
   // Creates the socket (mode 0660; its directory is created if missing).
@@ -33,12 +39,11 @@ class ControlServer {
   void appendPollFds(std::vector<pollfd>& fds) const;
   // Serves whatever the poll reported; `fds` as filled by appendPollFds and poll().
   void service(const std::vector<pollfd>& fds);
+  // Cuts off clients past their time; call on every turn of the loop, events or not.
+  void expire();
   void close();
   // Answers a request whose handler deferred it; a client gone meanwhile is ignored.
   void complete(uint64_t ticket, const Reply& reply);
-
-  static constexpr size_t kMaxClients = 64;
-  static constexpr std::chrono::seconds kClientTimeout{30};
 
  private:
   struct Client {
@@ -54,8 +59,8 @@ class ControlServer {
 
   Handler handler_;
   int listen_fd_ = -1;
+  std::chrono::milliseconds client_timeout_;
   std::string path_;
-  gid_t socket_gid_ = 0;
   std::map<int, Client> clients_;
   uint64_t next_ticket_ = 0;
 };

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "claims.h"
 #include "commands.h"
 #include "control_server.h"
 #include "ipvs_stats.h"
@@ -124,8 +125,9 @@ constexpr auto kDumpDeadline = std::chrono::seconds(1);
 // listings, the control socket, the netlink mirror) wired to one control loop.
 class Daemon {
  public:
-  explicit Daemon(Options o)
+  Daemon(Options o, InterfaceClaims& claims)
       : opt_(std::move(o)),
+        claims_(claims),
         commands_([this](bool json) { return stats(json); },
                   IpvsDataplane{[this](BackendId id) { return ipvs_->counters(id); },
                                 [this](const std::vector<BackendId>& ids) { ipvs_->zero(ids); },
@@ -141,6 +143,16 @@ class Daemon {
     const unsigned workers = rte_lcore_count() - 1;
     if (workers == 0) die("no worker lcore: give EAL at least two lcores (e.g. -l 0-1)");
     if (workers > kMaxWorkers) die(absl::StrCat("at most ", kMaxWorkers, " workers"));
+    // The twins this instance would make: held by nobody else, and not there already
+    // (net_tap would attach to an existing lbN and take its traffic).
+    for (uint16_t i = 0; i < nports; ++i) {
+      const std::string twin = absl::StrCat("lb", i);
+      if (auto st = claims_.claim(twin, "kernel twin"); !st.ok()) die(std::string(st.message()));
+      if (NetlinkMirror::ifindexOf(twin) != 0) {
+        die(absl::StrCat("kernel twin ", twin, " already exists and no meshlbd holds it; ",
+                         "remove it (ip link del ", twin, ") or run in another network namespace"));
+      }
+    }
     dp_.num_ports = nports;
     dp_.num_workers = static_cast<uint16_t>(workers);
     dp_.counters = std::make_unique<WorkerCounters[]>(workers);
@@ -168,6 +180,9 @@ class Daemon {
     if (auto st = server_->listen(opt_.socket); !st.ok()) die(std::string(st.message()));
   }
 
+  // Why the control loop stopped on its own (empty after a signal).
+  const std::string& fatal() const { return fatal_; }
+
   void run() {
     unsigned lcore, w = 0;
     worker_cfgs_.resize(dp_.num_workers);
@@ -191,13 +206,17 @@ class Daemon {
       const bool waiting = dump_ == DumpState::kCollecting;
       const int r = ::poll(fds.data(), fds.size(), busy || waiting ? 0 : 1);
       if (r > 0) server_->service(fds);
+      server_->expire();
       if (g_hangup) {
         g_hangup = 0;
         std::printf("meshlbd: SIGHUP: re-reading the twins' addresses, routes and neighbours\n");
         std::fflush(stdout);
         mirror_.resync();
       }
-      if (mirror_.poll()) publish();
+      if (mirror_.poll()) {
+        checkTwins();
+        publish();
+      }
       publisher_->reclaim(false);
       if (waiting) finishDump();
       estimateRates();
@@ -224,6 +243,25 @@ class Daemon {
     }
     if (!out.ok()) return Reply{false, std::string(out.status().message())};
     return Reply{true, *out};
+  }
+
+  // A twin deleted under meshlbd (`ip link del lb0`) would black-hole what the kernel
+  // should answer: it is made again at once, loudly, and the operator re-adds its
+  // addresses. When it cannot be, meshlbd stops with an error (a supervisor restarts it).
+  void checkTwins() {
+    for (uint16_t i : ports_.missingTwins()) {
+      std::printf(
+          "meshlbd: kernel twin lb%u was deleted under meshlbd; making it again (its addresses "
+          "and routes went with it: configure them again)\n",
+          i);
+      std::fflush(stdout);
+      if (auto st = ports_.recreateTwin(i); !st.ok()) {
+        fatal_ = absl::StrCat("kernel twin lb", i, " could not be made again: ", st.message());
+        g_stop = 1;
+        return;
+      }
+      mirror_.resync();
+    }
   }
 
   void publish() {
@@ -302,6 +340,7 @@ class Daemon {
     c.kind = "control";
     c.values = {{"from_kernel_ring_full", ports_.counters().from_kernel_ring_full},
                 {"twin_tx_full", ports_.counters().twin_tx_full},
+                {"twins_recreated", ports_.counters().twins_recreated},
                 {"snapshots_published", publisher_->published()},
                 {"netlink_resyncs", mirror_.resyncs()}};
     groups.push_back(std::move(c));
@@ -325,6 +364,7 @@ class Daemon {
   };
 
   Options opt_;
+  InterfaceClaims& claims_;
   Dataplane dp_;
   Commands commands_;
   NetlinkMirror mirror_;
@@ -340,6 +380,7 @@ class Daemon {
   uint32_t dump_request_ = 0;
   std::chrono::steady_clock::time_point dump_deadline_;
   std::vector<Deferred> deferred_;
+  std::string fatal_;
 };
 
 }  // namespace
@@ -360,6 +401,28 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  // One meshlbd per interface, refused before EAL opens any port.
+  InterfaceClaims claims;
+  for (const std::string& ifname : vdevInterfaces(dashdash, argv)) {
+    if (auto st = claims.claim(ifname, "data port"); !st.ok()) {
+      std::fprintf(stderr, "meshlbd: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+  }
+  // Hugepage files are unlinked once mapped (EAL's --huge-unlink), so that no file,
+  // and no page, stays held after meshlbd ends, however it ends; unless the
+  // operator chose how EAL uses hugepages.
+  std::vector<char*> eal(argv, argv + argc);
+  static char huge_unlink[] = "--huge-unlink";
+  bool chosen = false;
+  for (int i = 1; i < dashdash; ++i) {
+    const std::string a = argv[i];
+    chosen = chosen || a == "--no-huge" || a == "--in-memory" || a.rfind("--huge-unlink", 0) == 0;
+  }
+  if (!chosen) eal.insert(eal.begin() + 1, huge_unlink);
+  eal.push_back(nullptr);
+  argc = static_cast<int>(eal.size()) - 1;
+  argv = eal.data();
   int consumed = rte_eal_init(argc, argv);
   if (consumed < 0) {
     std::fprintf(stderr, "meshlbd: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
@@ -376,11 +439,16 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, onSignal);
   std::signal(SIGHUP, onHangup);
   std::signal(SIGPIPE, SIG_IGN);
+  int status = 0;
   {
-    Daemon d(opt);
+    Daemon d(opt, claims);
     d.setup();
     d.run();
+    if (!d.fatal().empty()) {
+      std::fprintf(stderr, "meshlbd: %s\n", d.fatal().c_str());
+      status = 1;
+    }
   }
   rte_eal_cleanup();
-  return 0;
+  return status;
 }

@@ -70,23 +70,11 @@ absl::Status Ports::start(Dataplane& dp) {
   for (uint16_t i = 0; i < dp.num_ports; ++i) {
     rte_ether_addr mac{};
     rte_eth_macaddr_get(dp.port_ids[i], &mac);
-    TwinPort twin;
-    std::memcpy(twin.mac.data(), mac.addr_bytes, 6);
-    const std::string vdev = absl::StrCat("net_tap_lb", i);
-    const std::string args = absl::StrCat("iface=lb", i, ",mac=", macString(mac));
-    if (rte_vdev_init(vdev.c_str(), args.c_str()) != 0) {
-      return absl::InternalError(
-          absl::StrCat("kernel twin lb", i, " (", vdev, " ", args, ") could not be created"));
-    }
-    uint16_t tap;
-    if (rte_eth_dev_get_port_by_name(vdev.c_str(), &tap) != 0) {
-      return absl::InternalError("twin port not found");
-    }
-    twin_ids_.push_back(tap);
-    twin.ifindex = NetlinkMirror::ifindexOf(absl::StrCat("lb", i));
-    twins_.push_back(twin);
+    twin_ids_.push_back(0);
+    twins_.emplace_back();
+    std::memcpy(twins_[i].mac.data(), mac.addr_bytes, 6);
+    if (auto st = makeTwin(i); !st.ok()) return st;
     if (auto st = configurePort(dp.port_ids[i], workers, pool_); !st.ok()) return st;
-    if (auto st = configurePort(tap, 1, pool_); !st.ok()) return st;
     auto to = makeRing(absl::StrCat("to_kernel", i), RING_F_SC_DEQ);
     auto from = makeRing(absl::StrCat("from_kernel", i), RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (!to.ok()) return to.status();
@@ -100,6 +88,41 @@ absl::Status Ports::start(Dataplane& dp) {
     dp.handoff[w] = *r;
   }
   return absl::OkStatus();
+}
+
+// net_tap lbN with port N's MAC; its kernel interface goes when the port is closed.
+absl::Status Ports::makeTwin(uint16_t i) {
+  rte_ether_addr mac;
+  std::memcpy(mac.addr_bytes, twins_[i].mac.data(), 6);
+  const std::string vdev = absl::StrCat("net_tap_lb", i);
+  const std::string args = absl::StrCat("iface=lb", i, ",mac=", macString(mac));
+  if (rte_vdev_init(vdev.c_str(), args.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("kernel twin lb", i, " (", vdev, " ", args, ") could not be created"));
+  }
+  uint16_t tap;
+  if (rte_eth_dev_get_port_by_name(vdev.c_str(), &tap) != 0) {
+    return absl::InternalError("twin port not found");
+  }
+  twin_ids_[i] = tap;
+  twins_[i].ifindex = NetlinkMirror::ifindexOf(absl::StrCat("lb", i));
+  return configurePort(tap, 1, pool_);
+}
+
+std::vector<uint16_t> Ports::missingTwins() const {
+  std::vector<uint16_t> out;
+  for (uint16_t i = 0; i < twins_.size(); ++i) {
+    if (NetlinkMirror::ifindexOf(absl::StrCat("lb", i)) != twins_[i].ifindex) out.push_back(i);
+  }
+  return out;
+}
+
+absl::Status Ports::recreateTwin(uint16_t i) {
+  rte_eth_dev_stop(twin_ids_[i]);
+  rte_eth_dev_close(twin_ids_[i]);
+  rte_vdev_uninit(absl::StrCat("net_tap_lb", i).c_str());
+  ++cc_.twins_recreated;
+  return makeTwin(i);
 }
 
 bool Ports::forwardTwins(Dataplane& dp) {

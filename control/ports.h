@@ -20,6 +20,7 @@ namespace meshlb {
 struct TwinCounters {
   uint64_t from_kernel_ring_full = 0;  // kernel -> port, dropped: the ring to worker 0 was full
   uint64_t twin_tx_full = 0;           // port -> kernel, dropped: the twin's TX queue was full
+  uint64_t twins_recreated = 0;        // twins deleted under meshlbd (ip link del) and made again
 };
 
 class Ports {
@@ -32,12 +33,19 @@ class Ports {
   // packet moved.
   bool forwardTwins(Dataplane& dp);
   void stop(const Dataplane& dp);
+  // The twins whose interface is gone (`ip link del lbN`) or is another one now.
+  std::vector<uint16_t> missingTwins() const;
+  // Makes twin `i` again (a new interface, without the old one's addresses); its
+  // traffic keeps flowing through the same rings.
+  absl::Status recreateTwin(uint16_t i);
 
   const std::vector<TwinPort>& twins() const { return twins_; }
   const TwinCounters& counters() const { return cc_; }
   std::string portName(uint16_t port_id) const;
 
  private:
+  absl::Status makeTwin(uint16_t i);
+
   rte_mempool* pool_ = nullptr;
   std::vector<uint16_t> twin_ids_;
   std::vector<TwinPort> twins_;

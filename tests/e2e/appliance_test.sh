@@ -306,16 +306,80 @@ test_rejected_command() {
   (( rc == 1 )) && [[ $err == *"IPv6"* ]] && [[ $(ctl ipvsadm -S -n) == "$before" ]]
 }
 
-# A second meshlbd on the same control socket refuses to start; the first serves on.
-test_second_instance_refused() {
-  local out
-  out=$(ip netns exec mlb-lb timeout 20 "$MLB_BUILD/control/meshlbd" --lcores 0@0,1@1 --no-huge -m 256 \
+# A second meshlbd refuses to start before touching anything, whatever its socket or
+# EAL file prefix (issue 13, defect 3: on another socket it took over the twins and
+# left lb0/lb1 down when it exited); the first serves on, its twins up.
+second_meshlbd() {  # control socket, EAL port arguments...
+  local sock=$1
+  shift
+  ip netns exec mlb-lb timeout 20 "$MLB_BUILD/control/meshlbd" --lcores 0@0,1@1 --no-huge -m 256 \
     --no-pci --file-prefix "mlb-e2e-second-$$" --log-level 'pmd.*:error' \
-    --vdev net_ring0 -- --control-socket "$MLB_SOCK" 2>&1)
-  local rc=$?
-  echo "# exit $rc: $(echo "$out" | grep 'in use')"
-  (( rc != 0 )) && [[ $out == *"in use by a running meshlbd"* ]] &&
+    "$@" -- --control-socket "$sock" 2>&1
+}
+test_second_instance_refused() {
+  local out rc case sock ports ok=0
+  for case in same-socket same-ports same-twins; do
+    sock="$MLB_RUN/second.sock" ports=$(port_args 0 1)
+    case $case in
+      same-socket) sock=$MLB_SOCK ports="--vdev net_ring0" ;;
+      same-twins) ports="--vdev net_ring0" ;;
+    esac
+    # shellcheck disable=SC2086
+    out=$(second_meshlbd "$sock" $ports)
+    rc=$?
+    echo "# $case: exit $rc: $(echo "$out" | grep -m1 'in use')"
+    (( rc != 0 )) && [[ $out == *"in use by "*"meshlbd"* ]] || return 1
+    ip -n mlb-lb -o link show lb0 | grep -qE '[<,]UP[,>]' &&
+      ip -n mlb-lb -o link show lb1 | grep -qE '[<,]UP[,>]' || { echo "# a twin went down"; return 1; }
+    client curl -s -m 5 "http://$VIP:8080/" | grep -q processed && ok=$((ok + 1))
+  done
+  [[ ! -e $MLB_RUN/second.sock ]] && (( ok == 3 ))
+}
+
+# A twin deleted under meshlbd (issue 13, defect 10: traffic black-holed, no log line,
+# only a restart recovered): it is made again at once and says so; the operator puts
+# its address back and the appliance serves, without a restart.
+test_twin_deleted() {
+  local pid i
+  pid=$(cat "$MLB_RUN/meshlbd.pid")
+  lbx ip link del lb0
+  for i in $(seq 30); do
+    grep -q "kernel twin lb0 was deleted" "$MLB_RUN/meshlbd.log" && lbx ip link show lb0 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  grep -q "kernel twin lb0 was deleted under meshlbd; making it again" "$MLB_RUN/meshlbd.log" ||
+    { echo "# no log line"; return 1; }
+  kill -0 "$pid" || { echo "# meshlbd died"; return 1; }
+  lbx ip addr add 198.18.0.1/24 dev lb0
+  lbx ip link set lb0 up
+  twin_sysctls mlb-lb lb0
+  echo "# twins_recreated: $(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["control"]["twins_recreated"])')"
+  ctl stats --json | /usr/bin/python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["control"]["twins_recreated"] != 1)' &&
+    client ping -c 1 -W 2 $VIP >/dev/null &&
     client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
+}
+
+# Hugepages come back when meshlbd ends, cleanly or killed (issue 13, defect 10: its
+# hugepage files stayed, holding the pages). Real hugepages, in a namespace of its own.
+test_hugepages_released() {
+  local free before sig pid prefix="mlb-e2e-huge-$$"
+  before=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+  (( before >= 64 )) || { echo "# only $before free hugepages (scripts/setup reserves 512)"; return 1; }
+  for sig in TERM KILL; do
+    ip netns exec mlb-huge "$MLB_BUILD/control/meshlbd" -l 0-1 -m 64 --no-pci --file-prefix "$prefix" \
+      --log-level 'pmd.*:error' --vdev net_ring0 -- --control-socket "$MLB_RUN/huge.sock" \
+      >>"$MLB_RUN/huge.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do [[ -S $MLB_RUN/huge.sock ]] && break; sleep 0.1; done
+    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+    kill "-$sig" "$pid"
+    wait "$pid"
+    rm -f "$MLB_RUN/huge.sock"
+    echo "# SIG$sig: free hugepages $before, $free while running, $(awk '/HugePages_Free/ {print $2}' /proc/meminfo) after; files left: $(ls /dev/hugepages | grep -c "^$prefix")"
+    (( free < before )) || { echo "# it used no hugepages: the check proves nothing"; return 1; }
+    [[ $(awk '/HugePages_Free/ {print $2}' /proc/meminfo) == "$before" ]] || return 1
+    ! ls /dev/hugepages | grep -q "^$prefix" || return 1
+  done
 }
 
 # A hostile client (a huge length prefix, then silence) stalls no one.
@@ -409,8 +473,10 @@ check "malformed frames are counted drops by reason; service goes on" test_malfo
 check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
-check "a second meshlbd on the same socket refuses to start" test_second_instance_refused
+check "a second meshlbd (same socket, same ports, same twins) refuses; the first serves on" test_second_instance_refused
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
+check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted
+check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_released
 check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 

@@ -11,7 +11,7 @@
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MLB_NS=(mlb-lb mlb-client mlb-seg mlb-t1 mlb-t2 mlb-t3)
+MLB_NS=(mlb-lb mlb-client mlb-seg mlb-t1 mlb-t2 mlb-t3 mlb-huge)
 MLB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MLB_BUILD=${MLB_BUILD:-$MLB_ROOT/build}
 MLB_RUN=${MLB_RUN:-/tmp/meshlb-e2e}

@@ -1,15 +1,21 @@
 // The daemon's parts, each without EAL: IPVS statistics (sums over workers, -Z,
 // the rate estimator), the listings (-L -c entries, stats text and JSON), snapshot
-// publication through rte_rcu_qsbr, and the control socket's deferred replies.
+// publication through rte_rcu_qsbr, the control socket (deferred replies, who may
+// use it, silent clients) and the interface claims that keep one meshlbd per port.
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <thread>
 
+#include "claims.h"
 #include "control_server.h"
 #include "ipvs_stats.h"
 #include "listings.h"
@@ -204,6 +210,141 @@ TEST(ControlServer, DeferredRepliesComeWhenCompleted) {
   server.complete(deferred, {true, "again"});  // a ticket answered already: ignored
   server.close();
   rmdir(dir);
+}
+
+// A scratch control socket served by a ControlServer, and clients of it.
+struct SocketFixture {
+  char dir[32] = "/tmp/meshlb-sock-XXXXXX";
+  std::string path;
+  std::unique_ptr<ControlServer> server;
+  explicit SocketFixture(std::chrono::milliseconds timeout = ControlServer::kClientTimeout) {
+    EXPECT_NE(mkdtemp(dir), nullptr);
+    path = std::string(dir) + "/s";
+    server = std::make_unique<ControlServer>(
+        [](const Request&, uint64_t) -> std::optional<Reply> {
+          return Reply{true, "ok"};
+        },
+        timeout);
+    EXPECT_TRUE(server->listen(path).ok());
+  }
+  ~SocketFixture() {
+    server->close();
+    rmdir(dir);
+  }
+  int connect() const {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    return ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? fd : -1;
+  }
+  void serve(int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      std::vector<pollfd> fds;
+      server->appendPollFds(fds);
+      if (::poll(fds.data(), fds.size(), 5) > 0) server->service(fds);
+      server->expire();
+    }
+  }
+};
+
+// Issue 13, defect 8: a silent client was cut only when some other socket activity
+// happened; now the loop's every turn expires it, with no other client around.
+TEST(ControlServer, CutsASilentClientWithoutOtherActivity) {
+  SocketFixture f(std::chrono::milliseconds(100));
+  const int fd = f.connect();
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "\x10\x00", 2), 2);  // half a length prefix, then silence
+  const auto start = std::chrono::steady_clock::now();
+  char b;
+  ssize_t n = -1;
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+    f.serve(1);
+    n = ::read(fd, &b, 1);
+    if (n == 0) break;
+  }
+  EXPECT_EQ(n, 0) << "the silent client is still connected after 2 s";
+  ::close(fd);
+}
+
+// Issue 13, defect 8: a member of the socket's group through a supplementary group
+// was refused (only the primary gid was compared, and against the group at start).
+// A child drops to nobody with the socket's group as a supplementary group only.
+TEST(ControlServer, AdmitsSupplementaryGroupMembersOfTheSocketsGroupNow) {
+  ASSERT_EQ(geteuid(), 0u) << "the test changes credentials: run as root";
+  SocketFixture f;
+  const gid_t group = 4242, nobody = 65534;
+  ASSERT_EQ(chown(f.path.c_str(), 0, group), 0);  // after start: the check reads it now
+  // A relaxed mode, so that the daemon's check, not the file system, decides.
+  ASSERT_EQ(chmod(f.dir, 0711), 0);
+  ASSERT_EQ(chmod(f.path.c_str(), 0666), 0);
+  auto replyAs = [&](std::vector<gid_t> groups) {
+    int pipefd[2];
+    EXPECT_EQ(pipe(pipefd), 0);
+    const pid_t child = fork();
+    if (child == 0) {
+      ::close(pipefd[0]);
+      if (setgroups(groups.size(), groups.data()) != 0 || setgid(nobody) != 0 ||
+          setuid(nobody) != 0)
+        _exit(2);
+      const int fd = f.connect();
+      const std::string wire = encodeRequest({{"ipvsadm"}, ""});
+      if (fd < 0) _exit(3);
+      // A refused client may find the reply (and the socket closed) before it writes.
+      (void)!::send(fd, wire.data(), wire.size(), MSG_NOSIGNAL);
+      std::string in;
+      char buf[256];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof(buf))) > 0) in.append(buf, static_cast<size_t>(n));
+      auto r = decodeReply(in.size() > 4 ? in.substr(4) : std::string());
+      const std::string text = r.ok() ? r->text : "(bad reply)";
+      (void)!::write(pipefd[1], text.data(), text.size());
+      _exit(0);
+    }
+    ::close(pipefd[1]);
+    ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+    std::string text;
+    int status = 0;
+    for (int i = 0; i < 400 && waitpid(child, &status, WNOHANG) == 0; ++i) f.serve(1);
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
+    ::close(pipefd[0]);
+    return text;
+  };
+  EXPECT_EQ(replyAs({100, group}), "ok");
+  EXPECT_EQ(replyAs({100}), "permission denied (SO_PEERCRED)");
+}
+
+// Issue 13, defect 3: one meshlbd per interface, whatever its socket or file prefix.
+TEST(InterfaceClaims, SecondClaimRefusedNamingTheHolderUntilReleased) {
+  auto first = std::make_unique<InterfaceClaims>();
+  ASSERT_TRUE(first->claim("mlbtest0", "data port").ok());
+  InterfaceClaims second;
+  const absl::Status st = second.claim("mlbtest0", "data port");
+  EXPECT_TRUE(absl::IsAlreadyExists(st));
+  EXPECT_EQ(st.message(),
+            absl::StrCat("data port mlbtest0 is in use by another meshlbd in this ",
+                         "network namespace (pid ", getpid(), "); nothing was touched"));
+  EXPECT_TRUE(second.claim("mlbtest1", "kernel twin").ok());  // another interface
+  first.reset();
+  EXPECT_TRUE(second.claim("mlbtest0", "data port").ok());
+}
+
+TEST(InterfaceClaims, InterfacesNamedByEalVdevArguments) {
+  const char* argv[] = {"meshlbd",
+                        "-l",
+                        "0-1",
+                        "--vdev",
+                        "net_af_packet0,iface=p0,qpairs=2",
+                        "--vdev=net_af_xdp1,iface=p1,start_queue=0",
+                        "--vdev",
+                        "net_ring0",
+                        "--",
+                        "--vdev",
+                        "net_tap9,iface=x"};
+  EXPECT_EQ(vdevInterfaces(11, const_cast<char**>(argv)), (std::vector<std::string>{"p0", "p1"}));
 }
 
 }  // namespace
