@@ -59,10 +59,9 @@ absl::Status InterfaceClaims::claim(const std::string& ifname, const std::string
       return absl::InternalError(absl::StrCat("claiming ", ifname, ": ", std::strerror(err)));
     }
     const pid_t pid = holderOf(addr, len);
-    return absl::AlreadyExistsError(
-        absl::StrCat(role, " ", ifname, " is in use by another meshlbd in this network namespace",
-                     pid ? absl::StrCat(" (pid ", pid, ")") : std::string(),
-                     "; nothing was touched"));
+    return absl::AlreadyExistsError(absl::StrCat(
+        role, " ", ifname, " is in use by another meshlbd in this network namespace",
+        pid ? absl::StrCat(" (pid ", pid, ")") : std::string(), "; nothing was touched"));
   }
   // Listening lets a refused instance learn the holder's pid (SO_PEERCRED).
   ::listen(fd, 1);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -11,15 +12,23 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ipvsadm.h"
+#include "meshlb/hash.h"
 
 namespace meshlb {
 
 namespace {
 
 constexpr char kStatePrefix[] = "# meshlb state v";
+constexpr char kTrailerPrefix[] = "# end of state: ";
+
+// The trailer's checksum: meshlb's 64-bit hash of every byte before the trailer.
+std::string checksumOf(absl::string_view body) {
+  return absl::StrFormat("%016x", hashBytes(body.data(), body.size(), 0));
+}
 
 // A section of the state file: the lines it saves of a configuration, each as
 // the words after the section's name, and how one such line is applied.
@@ -64,10 +73,44 @@ std::string stateOf(const Config& c) {
   std::string out = absl::StrCat(kStatePrefix, kStateVersion, "\n",
                                  "# meshlbd rewrites this file on every accepted change; each line "
                                  "is a section name and its arguments.\n");
+  size_t lines = 0;
   for (const StateSection& s : kStateSections) {
-    for (const std::string& line : s.save(c)) absl::StrAppend(&out, s.name, " ", line, "\n");
+    for (const std::string& line : s.save(c)) {
+      absl::StrAppend(&out, s.name, " ", line, "\n");
+      ++lines;
+    }
   }
+  absl::StrAppend(&out, kTrailerPrefix, lines, " lines, checksum ", checksumOf(out), "\n");
   return out;
+}
+
+// Since version 3 the last line is the trailer: the count of setting lines and the
+// checksum of everything before it. A file cut anywhere, emptied, or edited by
+// hand fails here, before any line is applied.
+absl::Status checkTrailer(absl::string_view text) {
+  size_t settings = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    settings += line[0] != '#';
+  }
+  absl::string_view body = text;
+  if (!absl::ConsumeSuffix(&body, "\n")) {
+    return absl::DataLossError("truncated: the last line is incomplete (no trailer)");
+  }
+  const size_t start = body.find_last_of('\n') + 1;  // npos + 1 == 0
+  absl::string_view trailer = body.substr(start);
+  body = text.substr(0, start);
+  if (!absl::ConsumePrefix(&trailer, kTrailerPrefix)) {
+    return absl::DataLossError(
+        "truncated: no \"# end of state\" trailer after the last line (the file was cut, or "
+        "edited by hand; restore a configuration with meshlbctl ipvsadm -R instead)");
+  }
+  const std::string want = absl::StrCat(settings, " lines, checksum ", checksumOf(body));
+  if (trailer != want) {
+    return absl::DataLossError(absl::StrCat("the trailer says \"", trailer,
+                                            "\" but the file has \"", want,
+                                            "\": truncated or altered"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -100,17 +143,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   auto out = tool == "ipvsadm" ? runIpvsadm(next.services, rest, input, ipvs_)
                                : runIptables(next.nat, rest);
   if (!out.ok()) return out;
-  if (ipv4_only_) {
-    for (const auto& [key, svc] : next.services.services()) {
-      bool v6 = !key.fwmark && key.addr.family == Family::kIpv6;
-      for (const RealServer& d : svc.dests) v6 = v6 || d.addr.family == Family::kIpv6;
-      if (v6) {
-        return absl::UnimplementedError(
-            "IPv6 services and real servers are not served by meshlb's dataplane yet; "
-            "nothing was changed");
-      }
-    }
-  }
+  if (auto st = validate(next); !st.ok()) return st;
   // The models say whether anything changed.
   if (!next.sameAs(config_)) {
     std::swap(next, config_);
@@ -123,9 +156,26 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   return out;
 }
 
+absl::Status Commands::validate(const Config& c) const {
+  if (!ipv4_only_) return absl::OkStatus();
+  for (const auto& [key, svc] : c.services.services()) {
+    bool v6 = !key.fwmark && key.addr.family == Family::kIpv6;
+    for (const RealServer& d : svc.dests) v6 = v6 || d.addr.family == Family::kIpv6;
+    if (v6) {
+      return absl::UnimplementedError(
+          "IPv6 services and real servers are not served by meshlb's dataplane yet; "
+          "nothing was changed");
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string Commands::saveState() const { return stateOf(config_); }
 
 absl::Status Commands::restoreState(const std::string& text) {
+  if (text.empty()) {
+    return absl::DataLossError("the file is empty: truncated, or not written by meshlbd");
+  }
   Config c;
   int lineno = 0, version = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -141,26 +191,40 @@ absl::Status Commands::restoreState(const std::string& text) {
                                                   " is newer than this meshlbd reads (",
                                                   kStateVersion, ")"));
         }
+        if (version >= 3) {
+          if (auto st = checkTrailer(text); !st.ok()) return st;
+        }
       }
       continue;
     }
     if (version == 0) return absl::DataLossError("not a meshlb state file (no header)");
+    // Every line is a command as an operator would send it: split on blanks only,
+    // and refused if it holds anything else (a control character, a lone blank).
     std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (w.empty()) continue;
-    const std::vector<std::string> rest(w.begin() + 1, w.end());
-    const StateSection* section = nullptr;
-    for (const StateSection& s : kStateSections) {
-      if (w[0] == s.name) section = &s;
+    auto bad = std::find_if(line.begin(), line.end(),
+                            [](char ch) { return static_cast<unsigned char>(ch) < 0x20; });
+    absl::Status st;
+    if (bad != line.end() || w.empty()) {
+      st = absl::InvalidArgumentError("not a setting (blank, or a control character)");
+    } else {
+      const std::vector<std::string> rest(w.begin() + 1, w.end());
+      const StateSection* section = nullptr;
+      for (const StateSection& s : kStateSections) {
+        if (w[0] == s.name) section = &s;
+      }
+      st = section ? section->restore(c, rest)
+                   : absl::InvalidArgumentError(absl::StrCat("unknown section '", w[0], "'"));
     }
-    absl::Status st =
-        section ? section->restore(c, rest)
-                : absl::InvalidArgumentError(absl::StrCat("unknown section '", w[0], "'"));
     if (!st.ok()) {
       return absl::DataLossError(absl::StrCat("state line ", lineno, ": ", st.message()));
     }
   }
-  if (version == 0 && !text.empty())
-    return absl::DataLossError("not a meshlb state file (no header)");
+  if (version == 0) return absl::DataLossError("not a meshlb state file (no header)");
+  // The whole configuration, as a command's result would be.
+  if (auto st = validate(c); !st.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("the configuration it holds is refused: ", st.message()));
+  }
   config_ = std::move(c);
   return absl::OkStatus();
 }

@@ -25,9 +25,11 @@ struct Config {
 // The state file (docs/operations.md, "State file"): a version header, then one
 // line per setting, each "SECTION ARGS..." where SECTION names who reads it. A
 // section is one entry in kStateSections (commands.cc): what it saves of a Config
-// and how a line of it is applied. Version 1 files (ipvsadm and iptables lines
-// under "# meshlb state v1") load as they are.
-constexpr int kStateVersion = 2;
+// and how a line of it is applied. Since version 3 a trailer ends the file: the
+// number of setting lines and a checksum of all before it, so that a file cut or
+// altered is refused rather than loaded as a smaller configuration. Versions 1 and
+// 2 (no trailer, written by older meshlbds) load as they are, and are rewritten.
+constexpr int kStateVersion = 3;
 
 class Commands {
  public:
@@ -56,6 +58,8 @@ class Commands {
 
  private:
   absl::Status persist();
+  // What a configuration must satisfy beyond each command's own checks.
+  absl::Status validate(const Config& c) const;
   Config config_;
   std::string state_file_;
   std::function<std::string(bool)> stats_;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <sstream>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "meshlb/proto.h"
 
 namespace meshlb {
 
@@ -81,6 +83,66 @@ absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const s
     return bad(absl::StrCat(what, " '", s, "' needs a port"));
   }
   return std::make_pair(*addr, p);
+}
+
+// Why `a` can never be a virtual service's or a real server's address, or nullptr:
+// what the kernel's ip_vs_add_dest refuses (not RTN_UNICAST or RTN_LOCAL), and
+// loopback, which the appliance's ports never carry.
+const char* unusableAddress(const IpAddr& a) {
+  if (a.isV4()) {
+    const uint8_t* b = a.b;
+    if (b[0] == 0) return "is in 0.0.0.0/8 (this network: never a destination)";
+    if (b[0] == 127)
+      return "is a loopback address (127.0.0.0/8 never reaches the appliance's ports)";
+    if (b[0] >= 224 && b[0] < 240) return "is a multicast address";
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "is the broadcast address";
+    if (b[0] >= 240) return "is in 240.0.0.0/4 (reserved)";
+    return nullptr;
+  }
+  static const uint8_t zero[16] = {},
+                       loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (std::memcmp(a.b, zero, 16) == 0) return "is the unspecified address";
+  if (std::memcmp(a.b, loopback, 16) == 0) return "is the loopback address";
+  if (a.b[0] == 0xff) return "is a multicast address";
+  return nullptr;
+}
+
+// A virtual service's address and port must be one clients can reach (issue 13:
+// services on 0.0.0.0, broadcast, multicast, loopback or port 0 were accepted and
+// never served; a UDP service on VXLAN's port was taken for overlay traffic).
+absl::Status checkServiceAddress(const ServiceKey& k) {
+  if (k.fwmark) return absl::OkStatus();
+  if (const char* why = unusableAddress(k.addr)) {
+    return bad(absl::StrCat("service address ", k.addr.str(), " ", why));
+  }
+  if (k.port == 0) return bad("Zero port specified for non-persistent service");
+  if (k.protocol == kProtoUdp && k.port == kVxlanPort) {
+    return bad(absl::StrCat("UDP port ", kVxlanPort,
+                            " is VXLAN's: the dataplane takes what arrives on it for overlay "
+                            "traffic, so this service could never be reached"));
+  }
+  return absl::OkStatus();
+}
+
+// A real server must be reachable, and not a virtual service's own address (the
+// appliance would balance connections to itself, and they would fail).
+absl::Status checkRealServer(const ServiceModel& m, const IpAddr& a) {
+  if (const char* why = unusableAddress(a)) {
+    return bad(absl::StrCat("real server address ", a.str(), " ", why));
+  }
+  for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
+    ServiceKey probe;
+    probe.protocol = proto;
+    probe.addr = a;
+    auto it = m.services().lower_bound(probe);
+    if (it != m.services().end() && !it->first.fwmark && it->first.protocol == proto &&
+        it->first.addr == a) {
+      return bad(absl::StrCat("real server address ", a.str(),
+                              " is a virtual service's address on this appliance: connections "
+                              "would be balanced to the appliance itself"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status setCmd(Parsed& p, Cmd c, const std::string& opt) {
@@ -405,6 +467,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
             "no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
             "pass -s rr, -s wrr or -s mh");
       }
+      if (auto s = checkServiceAddress(*p.svc); !s.ok()) return s;
       auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, p.scheduler)
                                      : m.editService(*p.svc, p.scheduler);
       if (!s.ok()) return s;
@@ -445,6 +508,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       if (!p.svc->fwmark && d.addr.family != p.svc->addr.family) {
         return bad("real server and service address families differ");
       }
+      if (auto s = checkRealServer(m, d.addr); !s.ok()) return s;
       auto s = p.cmd == Cmd::kAddDest ? m.addDest(*p.svc, d) : m.editDest(*p.svc, d);
       if (!s.ok()) return s;
       return std::string();

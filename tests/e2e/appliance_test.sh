@@ -303,7 +303,14 @@ test_rejected_command() {
   err=$(ctl ipvsadm -A -t '[2001:db8::1]:80' -s rr 2>&1 >/dev/null)
   rc=$?
   echo "# exit $rc: $err"
-  (( rc == 1 )) && [[ $err == *"IPv6"* ]] && [[ $(ctl ipvsadm -S -n) == "$before" ]]
+  (( rc == 1 )) && [[ $err == *"IPv6"* ]] && [[ $(ctl ipvsadm -S -n) == "$before" ]] || return 1
+  # The VIP as its own real server (issue 13, defect 9: accepted, and 8 of 14
+  # connections then failed): refused, and the service keeps serving.
+  err=$(ctl ipvsadm -a -t $VIP:8080 -r $VIP:80 -m 2>&1 >/dev/null)
+  rc=$?
+  echo "# exit $rc: $err"
+  (( rc == 1 )) && [[ $err == *"is a virtual service's address"* ]] &&
+    [[ $(ctl ipvsadm -S -n) == "$before" ]] && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
 # A second meshlbd refuses to start before touching anything, whatever its socket or
@@ -434,7 +441,7 @@ test_sighup() {
 }
 
 test_restart_keeps_state() {
-  local listed pid
+  local listed pid out
   listed=$(config_of)
   pid=$(cat "$MLB_RUN/meshlbd.pid")
   kill -TERM "$pid"
@@ -443,6 +450,17 @@ test_restart_keeps_state() {
   rm -f "$MLB_RUN/meshlbd.pid"
   [[ -e $MLB_SOCK ]] && { echo "# socket left behind"; return 1; }
   (( rc == 0 )) || { echo "# exit status $rc"; return 1; }
+  # A copy cut at a line boundary (issue 13, defect 6: it loaded as a smaller
+  # configuration, then was saved over) stops the start, and is left as it was.
+  head -n -2 "$MLB_RUN/state" > "$MLB_RUN/state.cut"
+  cp "$MLB_RUN/state.cut" "$MLB_RUN/state.cut.orig"
+  out=$(ip netns exec mlb-lb timeout 20 "$MLB_BUILD/control/meshlbd" --lcores 0@0,1@1 --no-huge \
+    -m 256 --no-pci --file-prefix "mlb-e2e-cut-$$" --log-level 'pmd.*:error' $(port_args 0 1) \
+    $(port_args 1 1) -- --control-socket "$MLB_RUN/cut.sock" --state-file "$MLB_RUN/state.cut" 2>&1)
+  rc=$?
+  echo "# cut state file: exit $rc: $(echo "$out" | grep -m1 'state file')"
+  (( rc == 1 )) && [[ $out == *"truncated"* ]] && cmp -s "$MLB_RUN/state.cut" "$MLB_RUN/state.cut.orig" ||
+    return 1
   lb_start 2 --state-file "$MLB_RUN/state" || return 1
   [[ $(config_of) == "$listed" ]] || { echo "# configuration not restored"; return 1; }
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
@@ -477,7 +495,7 @@ check "a second meshlbd (same socket, same ports, same twins) refuses; the first
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted
 check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_released
-check "restart with 2 workers restores the state file; SIGTERM exits 0" test_restart_keeps_state
+check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.

@@ -304,9 +304,18 @@ TEST(Iptables, MangleMarksSaveInIptablesSaveSyntax) {
 }
 
 constexpr char kStateHeader[] =
-    "# meshlb state v2\n"
+    "# meshlb state v3\n"
     "# meshlbd rewrites this file on every accepted change; each line is a section name and its "
     "arguments.\n";
+
+// A state file's text without its trailer (checked here to be one); the trailer's
+// value itself is pinned by EveryChangeIsSavedAndRestored.
+std::string withoutTrailer(const std::string& text) {
+  const size_t at = text.rfind("# end of state: ");
+  EXPECT_NE(at, std::string::npos) << text;
+  EXPECT_EQ(text.back(), '\n');
+  return at == std::string::npos ? text : text.substr(0, at);
+}
 
 class StateFile : public ::testing::Test {
  protected:
@@ -346,7 +355,8 @@ TEST_F(StateFile, EveryChangeIsSavedAndRestored) {
                         "ipvsadm -A -t 198.18.0.1:8080 -s rr\n"
                         "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m -w 3\n"
                         "ipvsadm --set 100 120 300\n"
-                        "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n");
+                        "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n"
+                        "# end of state: 4 lines, checksum 1a0c550a2c6d7cf8\n");
   Commands again;
   ASSERT_TRUE(again.useStateFile(path_).ok());
   EXPECT_EQ(again.saveState(), read());
@@ -364,7 +374,7 @@ TEST_F(StateFile, CorruptFileStopsTheStartAndIsLeftAlone) {
   EXPECT_NE(c.useStateFile(path_).message().find("not a meshlb state file"), std::string::npos);
 }
 
-// A file an older meshlbd wrote (version 1) loads as it is and is rewritten as v2.
+// A file an older meshlbd wrote (version 1) loads as it is and is rewritten as v3.
 TEST_F(StateFile, VersionOneStillLoads) {
   const std::string v1 =
       "# meshlb state v1\n"
@@ -375,18 +385,18 @@ TEST_F(StateFile, VersionOneStillLoads) {
   std::ofstream(path_) << v1;
   Commands c;
   ASSERT_TRUE(c.useStateFile(path_).ok());
-  EXPECT_EQ(read(), std::string(kStateHeader) + v1.substr(v1.find('\n') + 1));
+  EXPECT_EQ(withoutTrailer(read()), std::string(kStateHeader) + v1.substr(v1.find('\n') + 1));
   EXPECT_EQ(c.services().timeouts().tcp, 100u);
   EXPECT_EQ(c.nat().natPostrouting().size(), 1u);
 }
 
 // What this meshlbd cannot read stops the start with the reason, untouched.
 TEST_F(StateFile, NewerVersionsAndUnknownSectionsAreRefused) {
-  const std::string newer = "# meshlb state v3\nipvsadm --set 100 120 300\n";
+  const std::string newer = "# meshlb state v4\nipvsadm --set 100 120 300\n";
   std::ofstream(path_) << newer;
   Commands c;
   auto st = c.useStateFile(path_);
-  EXPECT_NE(st.message().find("version 3 is newer"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("version 4 is newer"), std::string::npos) << st.message();
   EXPECT_EQ(read(), newer);
   const std::string unknown = "# meshlb state v2\noverlay vni 4097\n";
   std::ofstream(path_) << unknown;
@@ -394,6 +404,79 @@ TEST_F(StateFile, NewerVersionsAndUnknownSectionsAreRefused) {
   EXPECT_NE(st.message().find("state line 2: unknown section 'overlay'"), std::string::npos)
       << st.message();
   EXPECT_EQ(read(), unknown);
+}
+
+// Issue 13, defect 6: the state file could lie. Cut at a line boundary, emptied,
+// edited, or holding what no command would accept, it loaded as a smaller (or
+// broken) configuration that was then saved over it. Each now stops the start with
+// the reason, and the file is left as it was.
+TEST_F(StateFile, CutEmptiedOrAlteredFilesAreRefusedAndLeftAlone) {
+  bool changed = false;
+  {
+    Commands c;
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    for (const char* l : {"ipvsadm -A -t 198.18.0.1:8080 -s rr",
+                          "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.11:80 -m",
+                          "ipvsadm -a -t 198.18.0.1:8080 -r 198.18.1.12:80 -m"}) {
+      ASSERT_TRUE(c.run(words(l), "", &changed).ok());
+    }
+  }
+  const std::string good = read();
+  auto refused = [&](const std::string& text, const std::string& why) {
+    std::ofstream(path_, std::ios::trunc) << text;
+    Commands c;
+    const absl::Status st = c.useStateFile(path_);
+    EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+    EXPECT_NE(st.message().find(why), std::string::npos) << st.message();
+    EXPECT_EQ(read(), text) << "the file was rewritten";
+    EXPECT_TRUE(c.services().services().empty());
+  };
+  // Cut after each line: every prefix ending on a line boundary.
+  for (size_t at = good.find('\n'); at + 1 < good.size(); at = good.find('\n', at + 1)) {
+    refused(good.substr(0, at + 1), "truncated");
+  }
+  refused(good.substr(0, good.size() - 1), "truncated");  // the trailer's newline gone
+  refused("", "empty");
+  // A whitespace-only line (it aborted the daemon), and an edited weight.
+  const size_t second = good.find("ipvsadm -a");
+  refused(good.substr(0, second) + " \t \n" + good.substr(second), "truncated or altered");
+  std::string edited = good;
+  edited.replace(edited.find("198.18.1.12:80 -m"), 17, "198.18.1.12:80 -m -w 5");
+  refused(edited, "truncated or altered");
+  // Appended after the trailer.
+  refused(good + "ipvsadm -D -t 198.18.0.1:8080\n", "truncated");
+  // The untouched file still loads.
+  std::ofstream(path_, std::ios::trunc) << good;
+  Commands c;
+  ASSERT_TRUE(c.useStateFile(path_).ok());
+  EXPECT_EQ(c.services().services().begin()->second.dests.size(), 2u);
+}
+
+// Every line is checked as a command would be: in a file without a trailer (v2),
+// a blank line of tabs or a control character is a refusal, not a crash; and a
+// configuration the daemon refuses as a command (IPv6 today) is refused in the
+// file, rather than loaded to make every later command fail.
+TEST_F(StateFile, LinesAreCheckedAsCommandsAre) {
+  auto refusal = [&](const std::string& text, bool ipv4_only = false) {
+    std::ofstream(path_, std::ios::trunc) << text;
+    Commands c;
+    c.setIpv4Only(ipv4_only);
+    const absl::Status st = c.useStateFile(path_);
+    if (!st.ok()) {
+      EXPECT_EQ(read(), text);
+    }
+    return std::string(st.message());
+  };
+  EXPECT_NE(refusal("# meshlb state v2\n\t\t\nipvsadm -A -t 198.18.0.1:80 -s rr\n")
+                .find("state line 2: not a setting"),
+            std::string::npos);
+  EXPECT_NE(refusal("# meshlb state v2\nipvsadm -A -t 198.18.0.1:80\r -s rr\n")
+                .find("state line 2: not a setting"),
+            std::string::npos);
+  const std::string v6 = "# meshlb state v2\nipvsadm -A -t [2001:db8::10]:80 -s rr\n";
+  EXPECT_NE(refusal(v6, true).find("refused: IPv6 services"), std::string::npos)
+      << refusal(v6, true);
+  EXPECT_EQ(refusal(v6, false), "");  // where the dataplane serves it, it loads
 }
 
 // A change is one the models see, whatever the command: an edit to the same
@@ -474,7 +557,8 @@ TEST(Commands, UnknownAndRejectedChangeNothing) {
   EXPECT_EQ(*c.run(words("stats --json"), "", &changed), "{}");
   EXPECT_FALSE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s lc"), "", &changed).ok());
   EXPECT_FALSE(changed);
-  EXPECT_EQ(c.saveState(), std::string(kStateHeader) + "ipvsadm --set 900 120 300\n");
+  EXPECT_EQ(withoutTrailer(c.saveState()),
+            std::string(kStateHeader) + "ipvsadm --set 900 120 300\n");
 }
 
 TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {

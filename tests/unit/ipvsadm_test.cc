@@ -339,5 +339,39 @@ INSTANTIATE_TEST_SUITE_P(
                               "-a -t 198.18.0.1:80 -r [2001:db8::1]:80 -m", "families differ"},
                       BadCase{"", "", "no command given"}));
 
+// Issue 13, defect 9: careless input that could never work was accepted.
+INSTANTIATE_TEST_SUITE_P(
+    NeverWorks, IpvsadmErrors,
+    ::testing::Values(
+        BadCase{"", "-A -t 0.0.0.0:0 -s rr", "service address 0.0.0.0 is in 0.0.0.0/8"},
+        BadCase{"", "-A -t 0.0.0.0:80 -s rr", "service address 0.0.0.0 is in 0.0.0.0/8"},
+        BadCase{"", "-A -t 255.255.255.255:80 -s rr", "is the broadcast address"},
+        BadCase{"", "-A -u 239.1.2.3:5000 -s rr", "is a multicast address"},
+        BadCase{"", "-A -t 127.0.0.1:80 -s rr", "is a loopback address"},
+        BadCase{"", "-A -t 198.18.0.1:0 -s rr", "Zero port specified for non-persistent service"},
+        BadCase{"", "-A -t [::]:80 -s rr", "is the unspecified address"},
+        BadCase{"", "-A -t [ff02::1]:80 -s rr", "is a multicast address"},
+        BadCase{"", "-A -u 198.18.0.1:4789 -s rr", "UDP port 4789 is VXLAN's"},
+        BadCase{"", "-a -f 256 -r 0.0.0.0:80 -m", "real server address 0.0.0.0 is in"},
+        BadCase{"", "-a -f 256 -r 255.255.255.255:80 -m", "is the broadcast address"},
+        BadCase{"", "-a -f 256 -r 127.0.0.1:80 -m", "is a loopback address"},
+        BadCase{"", "-a -f 256 -r 224.0.0.5:80 -m", "is a multicast address"},
+        BadCase{"-A -t 198.18.0.1:80 -s rr", "-a -t 198.18.0.1:80 -r 198.18.0.1:8080 -m",
+                "is a virtual service's address on this appliance"},
+        BadCase{"-A -u 198.18.0.2:53 -s rr", "-a -f 256 -r 198.18.0.2:0 -m",
+                "is a virtual service's address on this appliance"}));
+
+// What is near the refused ranges stays accepted: TCP 4789, a UDP service's other
+// ports, addresses next to loopback and multicast.
+TEST(Ipvsadm, UsableAddressesNextToTheRefusedOnesAreAccepted) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:4789 -s rr");
+  ok(m, "-A -u 198.18.0.1:4790 -s rr");
+  ok(m, "-A -t 126.255.255.254:80 -s rr");
+  ok(m, "-A -t 223.255.255.254:80 -s rr");
+  ok(m, "-a -t 198.18.0.1:4789 -r 198.18.1.11:80 -m");
+  ok(m, "-a -t 198.18.0.1:4789 -r 128.0.0.1:80 -m");
+}
+
 }  // namespace
 }  // namespace meshlb
