@@ -236,10 +236,15 @@ uint32_t* FlowTable<Addr>::freeSlot(uint64_t h, uint32_t* sig_out, uint32_t prot
 
 template <class Addr>
 typename FlowTable<Addr>::Entry* FlowTable<Addr>::insert(const Entry& e, uint32_t now_ms,
-                                                         uint64_t oh, uint64_t rh) {
-  if (lookup(e.replyKey(), rh, now_ms).flow) {
-    ++counters_.reply_key_in_use;
-    return nullptr;
+                                                         uint64_t oh, uint64_t rh,
+                                                         bool recycle_embryonic) {
+  if (Entry* held = lookup(e.replyKey(), rh, now_ms).flow) {
+    if (!recycle_embryonic || victimRank(*held, now_ms) != 1) {
+      ++counters_.reply_key_in_use;
+      return nullptr;
+    }
+    remove(held);
+    ++counters_.recycled_embryonic;
   }
   const uint32_t idx = allocRecord(now_ms);
   flows_[idx] = e;

@@ -218,12 +218,15 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
     e = table_.insert(f, now_ms_);
   } else {
     f.local = snat;
-    // Ports congruent to this worker's index, so replies find their owner.
+    // Ports congruent to this worker's index, so replies find their owner, walked
+    // in a cycle: the port tried next is the one allocated longest ago, and one
+    // still held by a handshake (a spoofed SYN's) is taken back from it. One try,
+    // unless established connections hold the port: bounded by kSnatPortTries.
     for (uint32_t t = 0; t < kSnatPortTries && !e; ++t) {
       snat_next_ += workers_;
       if (snat_next_ > 65535) snat_next_ = firstSnatPort();
       f.lport = hton16(static_cast<uint16_t>(snat_next_));
-      e = table_.insert(f, now_ms_);
+      e = table_.insertRecycling(f, now_ms_);
     }
   }
   if (!e) {

@@ -162,6 +162,8 @@ struct Flow {
 // publishes them and `meshlbctl stats` shows them from this list.
 //   expired: by the sweep or found expired on lookup
 //   reply_key_in_use: insert refused, the reply direction is tracked already
+//   recycled_embryonic: a reply key (an SNAT port) taken back from a connection
+//     still in its handshake (insertRecycling)
 //   displaced: keys moved to their other bucket to make room
 #define MESHLB_FLOW_TABLE_COUNTERS(X)           \
   X(inserted, "flows_inserted")                 \
@@ -171,6 +173,7 @@ struct Flow {
   X(evicted_closing, "evicted_closing")         \
   X(evicted_established, "evicted_established") \
   X(reply_key_in_use, "reply_key_in_use")       \
+  X(recycled_embryonic, "snat_ports_recycled")  \
   X(displaced, "flows_displaced")
 
 struct FlowTableCounters {
@@ -256,7 +259,17 @@ class FlowTable {
   }
   // The same with both keys' hashes already computed (and their buckets
   // prefetched, for a burst of new connections).
-  Entry* insert(const Entry& e, uint32_t now_ms, uint64_t original_hash, uint64_t reply_hash);
+  Entry* insert(const Entry& e, uint32_t now_ms, uint64_t original_hash, uint64_t reply_hash,
+                bool recycle_embryonic = false);
+  // insert() for a connection whose reply key holds an SNAT port: when the key is
+  // tracked by a connection still in its handshake (SYN states: a spoofed SYN's,
+  // which never completes), that connection is removed and the key reused (counted
+  // as recycled_embryonic). An allocator that walks its ports in a cycle thus takes
+  // back the oldest embryonic ports first, and a SYN flood cannot hold them for the
+  // SYN_RECV timeout; established and closing connections keep theirs.
+  Entry* insertRecycling(const Entry& e, uint32_t now_ms) {
+    return insert(e, now_ms, hash(e.originalKey()), hash(e.replyKey()), true);
+  }
   void remove(Entry* e);
   // Removes up to `budget` expired records from the sweep cursor; returns how many.
   uint32_t expireSome(uint32_t now_ms, uint32_t budget);

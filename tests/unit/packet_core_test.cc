@@ -452,29 +452,88 @@ TEST(PacketCore, CountsConnectionsAndBothDirections) {
   EXPECT_EQ(a.counters().new_connections.load(), 1u);
 }
 
-// The reply direction keys on the SNAT port: 64512 ports per SNAT address and
-// backend endpoint (1024-65535 on one worker); one more connection finds none.
-TEST(PacketCore, SnatPortsRunOutCounted) {
-  ApplianceOptions o;
-  o.flow_capacity = 70000;
-  Appliance a({"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+// A full-NAT service with one task and one SNAT address, and TCP segments for it:
+// SYNs from clients numbered i, the task's SYN-ACK and the client's ACK.
+struct SnatPortFixture {
+  static ApplianceOptions options() {
+    ApplianceOptions o;
+    o.flow_capacity = 70000;
+    return o;
+  }
+  Appliance a{{"ipvsadm -A -t 198.18.0.100:8080 -s rr",
                "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m",
                "iptables -t nat -A POSTROUTING -d 198.19.0.0/16 -j SNAT --to-source 198.19.0.1"},
-              o);
+              options()};
   const uint32_t vip = test::v4("198.18.0.100").v;
-  Bytes f(kPktSize);
-  auto syn = [&](uint32_t i) {
-    const uint32_t client = htonl(0xc6120000u + 10 + (i >> 14));  // 198.18.0.10 on
-    buildTcp(f.data(), client, vip, htons(static_cast<uint16_t>(1024 + (i & 0x3fff))), htons(8080),
-             kTcpSyn);
-    return a.send(f, 0);
-  };
+  Bytes f = Bytes(kPktSize);
+  // Connections below 65535 come from 198.18.0.10 (its neighbour is known, so replies
+  // to it are sent), port i + 1; the others from 198.18.0.0/16 at large.
+  static uint32_t client(uint32_t i) {
+    return htonl(0xc6120000u + (i < 65535 ? 10 : 0x100 + (i >> 14)));
+  }
+  static uint16_t cport(uint32_t i) {
+    return htons(static_cast<uint16_t>(i < 65535 ? i + 1 : 1024 + (i & 0x3fff)));
+  }
+  // The client's segment of connection i; after a SYN, `lport` is its SNAT port.
+  Verdict fromClient(uint32_t i, uint8_t flags, uint16_t* lport = nullptr) {
+    buildTcp(f.data(), client(i), vip, cport(i), htons(8080), flags);
+    const Verdict v = a.send(f, 0);
+    if (lport && v == Verdict::transmit(1)) std::memcpy(lport, f.data() + 34, 2);
+    return v;
+  }
+  Verdict fromTask(uint16_t lport, uint8_t flags) {
+    buildTcp(f.data(), test::v4("198.19.1.1").v, test::v4("198.19.0.1").v, htons(80), lport, flags);
+    return a.send(f, 1);
+  }
+  // SYN, SYN-ACK, ACK: connection i established.
+  bool establish(uint32_t i, uint16_t* lport) {
+    return fromClient(i, kTcpSyn, lport) == Verdict::transmit(1) &&
+           fromTask(*lport, kTcpSyn | kTcpAck) == Verdict::transmit(0) &&
+           fromClient(i, kTcpAck) == Verdict::transmit(1);
+  }
+};
+
+// The reply direction keys on the SNAT port: 64512 ports per SNAT address and
+// backend endpoint (1024-65535 on one worker). Held by established connections they
+// run out, and one more connection is a counted drop.
+TEST(PacketCore, SnatPortsHeldByEstablishedConnectionsRunOutCounted) {
+  SnatPortFixture t;
   constexpr uint32_t kPorts = 65536 - 1024;
-  uint32_t sent = 0;
-  for (uint32_t i = 0; i < kPorts; ++i) sent += syn(i) == Verdict::transmit(1);
-  EXPECT_EQ(sent, kPorts);
-  EXPECT_EQ(syn(kPorts), Verdict::drop(Drop::kSnatPortsExhausted));
-  EXPECT_EQ(a.counters().drop(Drop::kSnatPortsExhausted).load(), 1u);
+  uint32_t made = 0;
+  uint16_t lport;
+  for (uint32_t i = 0; i < kPorts; ++i) made += t.establish(i, &lport);
+  EXPECT_EQ(made, kPorts);
+  EXPECT_EQ(t.fromClient(kPorts, kTcpSyn), Verdict::drop(Drop::kSnatPortsExhausted));
+  EXPECT_EQ(t.a.counters().drop(Drop::kSnatPortsExhausted).load(), 1u);
+  EXPECT_EQ(t.a.core().table().counters().recycled_embryonic, 0u);
+}
+
+// Issue 13, defect 1: SYNs that never complete (a spoofed flood) held every SNAT
+// port for the 60 s SYN_RECV timeout, and the service was down for everyone. The
+// allocator walks its ports in a cycle and takes back a port still held by a
+// handshake: after three cycles' worth of spoofed SYNs, none dropped, a legitimate
+// client connects at once, and an established connection keeps its port. Each SYN
+// costs one probe, plus one per cycle for the port the established connection holds.
+TEST(PacketCore, SpoofedSynsCannotHoldSnatPorts) {
+  SnatPortFixture t;
+  constexpr uint32_t kPorts = 65536 - 1024, kFlood = 3 * kPorts;
+  uint16_t kept;
+  ASSERT_TRUE(t.establish(1, &kept));
+  uint32_t forwarded = 0;
+  for (uint32_t i = 65535; i < 65535 + kFlood; ++i) {
+    forwarded += t.fromClient(i, kTcpSyn) == Verdict::transmit(1);
+  }
+  EXPECT_EQ(forwarded, kFlood);
+  EXPECT_EQ(t.a.counters().drop(Drop::kSnatPortsExhausted).load(), 0u);
+  const FlowTableCounters& c = t.a.core().table().counters();
+  EXPECT_EQ(c.recycled_embryonic, kFlood - (kPorts - 1));
+  EXPECT_LE(c.reply_key_in_use, 3u);  // the established port, once per cycle
+  // A legitimate connection, and the established one both ways on its own port.
+  uint16_t lport;
+  EXPECT_TRUE(t.establish(2, &lport));
+  EXPECT_EQ(t.fromClient(1, kTcpAck), Verdict::transmit(1));
+  EXPECT_EQ(std::memcmp(t.f.data() + 34, &kept, 2), 0);
+  EXPECT_EQ(t.fromTask(kept, kTcpAck), Verdict::transmit(0));
 }
 
 }  // namespace
