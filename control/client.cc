@@ -38,11 +38,22 @@ absl::StatusOr<Reply> callDaemon(const std::string& path, const Request& req) {
     off += static_cast<size_t>(n);
   }
   std::string in;
-  char buf[16384];
+  Reply whole{true, "", false};
+  char buf[65536];
   for (;;) {
     auto len = frameLength(in);
     if (!len.ok()) return len.status();
-    if (len->has_value()) return decodeReply(in.substr(4, **len - 4));
+    if (len->has_value()) {
+      auto part = decodeReply(in.substr(4, **len - 4));
+      if (!part.ok()) return part.status();
+      in.erase(0, **len);
+      whole.text += part->text;
+      if (!part->more) {
+        whole.ok = part->ok;
+        return whole;
+      }
+      continue;
+    }
     const ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return absl::UnavailableError("meshlbd closed the connection without a reply");

@@ -40,8 +40,8 @@ struct StateSection {
 
 std::vector<std::string> saveIpvsadm(const Config& c) {
   std::vector<std::string> out;
-  ServiceModel copy = c.services;
-  auto rules = runIpvsadm(copy, {"-S", "-n"});
+  // -S changes nothing: no copy of the model (O(configuration) on every change).
+  auto rules = runIpvsadm(const_cast<ServiceModel&>(c.services), {"-S", "-n"});
   for (absl::string_view line : absl::StrSplit(*rules, '\n', absl::SkipEmpty())) {
     out.emplace_back(line);
   }
@@ -138,6 +138,9 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
   }
+  // Listings change nothing: they read the live configuration, uncopied.
+  if (tool == "ipvsadm" && ipvsadmReadsOnly(rest))
+    return runIpvsadm(config_.services, rest, input, ipvs_);
   // Work on a copy, so that a failure to persist leaves the running state as it was.
   Config next = config_;
   auto out = tool == "ipvsadm" ? runIpvsadm(next.services, rest, input, ipvs_)

@@ -123,19 +123,19 @@ void ControlServer::drop(int fd) {
 }
 
 void ControlServer::onReadable(int fd, Client& c) {
-  char buf[16384];
+  char buf[65536];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n > 0) {
       c.in.append(buf, static_cast<size_t>(n));
-      if (c.in.size() > kMaxFrame + 4) break;
+      if (c.in.size() > kMaxRequest + 4) break;
       continue;
     }
     if (n == 0) return drop(fd);  // peer closed before a whole request
     if (errno == EAGAIN || errno == EWOULDBLOCK) break;
     return drop(fd);
   }
-  auto len = frameLength(c.in);
+  auto len = frameLength(c.in, kMaxRequest);
   if (!len.ok()) {
     c.out = encodeReply({false, std::string(len.status().message())});
     c.in.clear();
@@ -182,13 +182,13 @@ void ControlServer::service(const std::vector<pollfd>& fds) {
     }
     if (!c.out.empty()) {
       if (p.revents & POLLOUT) {
-        ssize_t n = ::write(p.fd, c.out.data(), c.out.size());
+        ssize_t n = ::write(p.fd, c.out.data() + c.sent, c.out.size() - c.sent);
         if (n < 0 && errno != EAGAIN) {
           drop(p.fd);
           continue;
         }
-        if (n > 0) c.out.erase(0, static_cast<size_t>(n));
-        if (c.out.empty()) drop(p.fd);  // one request per connection
+        if (n > 0) c.sent += static_cast<size_t>(n);  // no erase: a reply may be many MiB
+        if (c.sent == c.out.size()) drop(p.fd);       // one request per connection
       }
     } else if (p.revents & POLLIN) {
       if (c.ticket) {

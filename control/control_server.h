@@ -48,6 +48,7 @@ class ControlServer {
  private:
   struct Client {
     std::string in, out;
+    size_t sent = 0;  // bytes of `out` written
     std::chrono::steady_clock::time_point since;
     bool authorised = false;
     uint64_t ticket = 0;  // non-zero while its reply is deferred

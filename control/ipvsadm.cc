@@ -597,6 +597,11 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
 
 }  // namespace
 
+bool ipvsadmReadsOnly(const std::vector<std::string>& args) {
+  auto p = parse(args);
+  return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero);
+}
+
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
                                        const std::string& input, const IpvsDataplane& dp) {
   auto p = parse(args);

@@ -46,4 +46,8 @@ absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<st
                                        const std::string& input = "",
                                        const IpvsDataplane& dataplane = {});
 
+// True for the commands that change no configuration (listings, -S, -Z): they may
+// run on the live model, without the copy a change is made on.
+bool ipvsadmReadsOnly(const std::vector<std::string>& args);
+
 }  // namespace meshlb

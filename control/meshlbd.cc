@@ -1,6 +1,7 @@
 // meshlbd: the appliance. `meshlbd [EAL options] -- [meshlbd options]`.
 // The main lcore is the control thread (control socket, netlink mirror, snapshot
-// publication, kernel-twin forwarding, counters); every other lcore is a worker.
+// publication, counters) with the kernel twins' forwarding on a thread beside it;
+// every other lcore is a worker.
 #include <getopt.h>
 #include <poll.h>
 #include <rte_eal.h>
@@ -197,14 +198,14 @@ class Daemon {
     std::printf("meshlbd: %u port(s), %u worker(s), control socket %s\n", dp_.num_ports,
                 dp_.num_workers, opt_.socket.c_str());
     std::fflush(stdout);
+    ports_.startTwinThread(dp_);
     std::vector<pollfd> fds;
     while (!g_stop) {
-      const bool busy = ports_.forwardTwins(dp_);
       fds.clear();
       fds.push_back({mirror_.fd(), POLLIN, 0});
       server_->appendPollFds(fds);
       const bool waiting = dump_ == DumpState::kCollecting;
-      const int r = ::poll(fds.data(), fds.size(), busy || waiting ? 0 : 1);
+      const int r = ::poll(fds.data(), fds.size(), waiting ? 1 : 10);
       if (r > 0) server_->service(fds);
       server_->expire();
       if (g_hangup) {
@@ -338,9 +339,9 @@ class Daemon {
     }
     StatsGroup c;
     c.kind = "control";
-    c.values = {{"from_kernel_ring_full", ports_.counters().from_kernel_ring_full},
-                {"twin_tx_full", ports_.counters().twin_tx_full},
-                {"twins_recreated", ports_.counters().twins_recreated},
+    c.values = {{"from_kernel_ring_full", ports_.counters().from_kernel_ring_full.load()},
+                {"twin_tx_full", ports_.counters().twin_tx_full.load()},
+                {"twins_recreated", ports_.counters().twins_recreated.load()},
                 {"snapshots_published", publisher_->published()},
                 {"netlink_resyncs", mirror_.resyncs()}};
     groups.push_back(std::move(c));

@@ -6,6 +6,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -118,11 +119,34 @@ std::vector<uint16_t> Ports::missingTwins() const {
 }
 
 absl::Status Ports::recreateTwin(uint16_t i) {
+  pause_.store(true);
+  while (twin_run_.load() && !paused_.load()) std::this_thread::yield();
   rte_eth_dev_stop(twin_ids_[i]);
   rte_eth_dev_close(twin_ids_[i]);
   rte_vdev_uninit(absl::StrCat("net_tap_lb", i).c_str());
   ++cc_.twins_recreated;
-  return makeTwin(i);
+  absl::Status st = makeTwin(i);
+  pause_.store(false);
+  return st;
+}
+
+void Ports::startTwinThread(Dataplane& dp) {
+  twin_run_.store(true);
+  twin_thread_ = std::thread([this, &dp] { twinLoop(dp); });
+}
+
+void Ports::twinLoop(Dataplane& dp) {
+  while (twin_run_.load(std::memory_order_relaxed)) {
+    if (pause_.load(std::memory_order_acquire)) {
+      paused_.store(true, std::memory_order_release);
+      while (pause_.load(std::memory_order_acquire) && twin_run_.load()) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      paused_.store(false, std::memory_order_release);
+      continue;
+    }
+    if (!forwardTwins(dp)) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
 }
 
 bool Ports::forwardTwins(Dataplane& dp) {
@@ -154,6 +178,8 @@ bool Ports::forwardTwins(Dataplane& dp) {
 }
 
 void Ports::stop(const Dataplane& dp) {
+  twin_run_.store(false);
+  if (twin_thread_.joinable()) twin_thread_.join();
   for (uint16_t i = 0; i < dp.num_ports; ++i) {
     rte_eth_dev_stop(dp.port_ids[i]);
     rte_eth_dev_close(dp.port_ids[i]);

@@ -6,8 +6,10 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,11 +18,11 @@
 
 namespace meshlb {
 
-// Counters of the control thread's own packet path.
+// Counters of the twins' packet path (written by the twin thread, read by stats).
 struct TwinCounters {
-  uint64_t from_kernel_ring_full = 0;  // kernel -> port, dropped: the ring to worker 0 was full
-  uint64_t twin_tx_full = 0;           // port -> kernel, dropped: the twin's TX queue was full
-  uint64_t twins_recreated = 0;        // twins deleted under meshlbd (ip link del) and made again
+  std::atomic<uint64_t> from_kernel_ring_full{0};  // kernel -> port, dropped: ring to worker 0 full
+  std::atomic<uint64_t> twin_tx_full{0};  // port -> kernel, dropped: the twin's TX queue was full
+  std::atomic<uint64_t> twins_recreated{0};  // twins deleted under meshlbd and made again
 };
 
 class Ports {
@@ -29,15 +31,16 @@ class Ports {
   // and the rings (all recorded in `dp`). Fails with the reason on the first error.
   absl::Status start(Dataplane& dp);
   // Kernel twins: what the kernel sends on lbN leaves through port N (via worker
-  // 0's TX queue), and what workers hand to the kernel enters lbN. True when any
-  // packet moved.
-  bool forwardTwins(Dataplane& dp);
+  // 0's TX queue), and what workers hand to the kernel enters lbN. On a thread of
+  // its own, so that the twins' traffic (ARP, ping, BGP, SSH to the appliance) never
+  // waits on a command the control thread runs; it sleeps 100 us when idle.
+  void startTwinThread(Dataplane& dp);
   void stop(const Dataplane& dp);
   // The twins whose interface is gone (`ip link del lbN`) or is another one now.
   std::vector<uint16_t> missingTwins() const;
   // Makes twin `i` again (a new interface, without the old one's addresses); its
   // traffic keeps flowing through the same rings.
-  absl::Status recreateTwin(uint16_t i);
+  absl::Status recreateTwin(uint16_t i);  // pauses the twin thread meanwhile
 
   const std::vector<TwinPort>& twins() const { return twins_; }
   const TwinCounters& counters() const { return cc_; }
@@ -45,11 +48,18 @@ class Ports {
 
  private:
   absl::Status makeTwin(uint16_t i);
+  bool forwardTwins(Dataplane& dp);
+  void twinLoop(Dataplane& dp);
 
   rte_mempool* pool_ = nullptr;
   std::vector<uint16_t> twin_ids_;
   std::vector<TwinPort> twins_;
   TwinCounters cc_;
+  std::thread twin_thread_;
+  std::atomic<bool> twin_run_{false};
+  // The control thread asks (pause_) and the twin thread acknowledges (paused_)
+  // before a twin port is stopped and made again.
+  std::atomic<bool> pause_{false}, paused_{false};
 };
 
 }  // namespace meshlb

@@ -59,19 +59,27 @@ std::string encodeRequest(const Request& r) {
   return frame(body);
 }
 
+// Reply status bytes: the last frame's says ok or rejected; kMore says more follow.
+constexpr char kOk = '\0', kRejected = '\1', kMore = '\2';
+
 std::string encodeReply(const Reply& r) {
-  std::string body(1, r.ok ? '\0' : '\1');
-  body += r.text;
-  return frame(body);
+  constexpr size_t kRoom = kMaxFrame - 1;
+  std::string out;
+  size_t off = 0;
+  for (; r.text.size() - off > kRoom; off += kRoom) {
+    out += frame(std::string(1, kMore) + r.text.substr(off, kRoom));
+  }
+  out += frame(std::string(1, r.ok ? kOk : kRejected) + r.text.substr(off));
+  return out;
 }
 
-absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf) {
+absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf, uint32_t max) {
   if (buf.size() < 4) return std::optional<size_t>();
   const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
   uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t{p[3]} << 24);
-  if (n > kMaxFrame) {
+  if (n > max) {
     return absl::InvalidArgumentError(
-        absl::StrCat("frame of ", n, " bytes exceeds the limit of ", kMaxFrame));
+        absl::StrCat("frame of ", n, " bytes exceeds the limit of ", max));
   }
   if (buf.size() < 4u + n) return std::optional<size_t>();
   return std::optional<size_t>(4u + n);
@@ -94,8 +102,10 @@ absl::StatusOr<Request> decodeRequest(const std::string& body) {
 
 absl::StatusOr<Reply> decodeReply(const std::string& body) {
   if (body.empty()) return absl::InvalidArgumentError("malformed reply: empty");
-  if (body[0] != '\0' && body[0] != '\1') return absl::InvalidArgumentError("malformed reply");
-  return Reply{body[0] == '\0', body.substr(1)};
+  if (body[0] != kOk && body[0] != kRejected && body[0] != kMore) {
+    return absl::InvalidArgumentError("malformed reply");
+  }
+  return Reply{body[0] != kRejected, body.substr(1), body[0] == kMore};
 }
 
 }  // namespace meshlb

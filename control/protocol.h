@@ -12,7 +12,12 @@
 
 namespace meshlb {
 
-constexpr uint32_t kMaxFrame = 1u << 20;  // requests and replies above 1 MiB are refused
+// A reply frame carries at most 1 MiB; a longer reply comes as several frames
+// (status kMore on all but the last), so listings of any size can be read.
+constexpr uint32_t kMaxFrame = 1u << 20;
+// A request (its arguments and standard input: ipvsadm -R of a large dump) may be up
+// to 256 MiB; only authorised clients' requests are read at all.
+constexpr uint32_t kMaxRequest = 256u << 20;
 constexpr uint32_t kMaxArgs = 256;
 
 struct Request {
@@ -22,16 +27,18 @@ struct Request {
 
 struct Reply {
   bool ok = false;
-  std::string text;  // stdout when ok, the error message otherwise
+  std::string text;   // stdout when ok, the error message otherwise
+  bool more = false;  // decoded from a frame that more frames of the same reply follow
 };
 
 std::string encodeRequest(const Request& r);
+// One frame, or several for a text over a frame's room (all but the last "more").
 std::string encodeReply(const Reply& r);
 
 // Frame = u32 length of the body, then the body. frameLength tells, from the
 // bytes buffered so far, how long the whole frame is (nullopt: need more bytes),
-// or an error for a frame over kMaxFrame.
-absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf);
+// or an error for a frame over `max`.
+absl::StatusOr<std::optional<size_t>> frameLength(const std::string& buf, uint32_t max = kMaxFrame);
 absl::StatusOr<Request> decodeRequest(const std::string& body);
 absl::StatusOr<Reply> decodeReply(const std::string& body);
 

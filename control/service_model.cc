@@ -28,13 +28,8 @@ absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& 
     return absl::ResourceExhaustedError(absl::StrCat("at most ", kMaxServices, " services"));
   }
   // Slots rotate, so a re-created service rarely inherits another's scheduler position.
-  auto taken = [&](uint32_t slot) {
-    for (const auto& [k, s] : services_) {
-      if (s.slot == slot) return true;
-    }
-    return false;
-  };
-  while (taken(next_slot_)) next_slot_ = (next_slot_ + 1) % kMaxServices;
+  while (service_slot_used_[next_slot_]) next_slot_ = (next_slot_ + 1) % kMaxServices;
+  service_slot_used_[next_slot_] = true;
   services_[key] = Service{key, next_slot_, scheduler, {}};
   next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
@@ -52,6 +47,7 @@ absl::Status ServiceModel::deleteService(const ServiceKey& key) {
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("No such service");
   for (const RealServer& d : it->second.dests) retireDest(key, d);
+  service_slot_used_[it->second.slot] = false;
   services_.erase(it);
   return absl::OkStatus();
 }
@@ -59,6 +55,7 @@ absl::Status ServiceModel::deleteService(const ServiceKey& key) {
 void ServiceModel::clear() {
   for (const auto& [k, s] : services_) {
     for (const RealServer& d : s.dests) retireDest(k, d);
+    service_slot_used_[s.slot] = false;
   }
   services_.clear();
 }

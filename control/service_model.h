@@ -75,6 +75,9 @@ class ServiceModel {
   std::vector<bool> slot_used_ = std::vector<bool>(BackendId::kSlots, false);
   uint32_t next_slot_hint_ = 1;
   uint32_t next_slot_ = 0;
+  // Which service slots are taken: a new service's slot is found without walking
+  // the services (that walk made -R of N services take N^2).
+  std::vector<bool> service_slot_used_ = std::vector<bool>(kMaxServices, false);
 };
 
 }  // namespace meshlb

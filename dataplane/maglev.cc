@@ -108,6 +108,15 @@ void populate(std::vector<Entry>& entries, uint64_t max_weight, std::vector<uint
 
 }  // namespace
 
+uint32_t maglevSizeFor(size_t backends) {
+  static constexpr uint32_t kSizes[] = {251,   509,   1021,  2039,   4093,   8191,
+                                        16381, 32749, 65537, 131071, 262139, kLargeMaglevSize};
+  for (uint32_t m : kSizes) {
+    if (m >= 100 * backends) return m;
+  }
+  return kLargeMaglevSize;
+}
+
 bool MaglevTable::isPrime(uint32_t n) {
   if (n < 2) return false;
   if (n % 2 == 0) return n == 2;

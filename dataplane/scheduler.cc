@@ -1,6 +1,7 @@
 // The schedulers: IPVS's algorithms, one function each, and the registry.
 #include "meshlb/scheduler.h"
 
+#include <algorithm>
 #include <array>
 
 namespace meshlb {
@@ -53,12 +54,19 @@ void prepareMh(ServiceSched& s, const ServiceSched* previous) {
     s.maglev = previous->maglev;
     return;
   }
+  // No server to pick (none, or all quiescent): no table (pickMh finds none).
+  if (std::none_of(s.weights.begin(), s.weights.end(), [](uint32_t w) { return w > 0; })) {
+    s.maglev = nullptr;
+    return;
+  }
   std::vector<MaglevBackend> mb;
   mb.reserve(s.keys.size());
   for (size_t i = 0; i < s.keys.size(); ++i) {
     mb.push_back({s.keys[i], s.weights[i], static_cast<uint32_t>(i + 1)});
   }
-  auto table = MaglevTable::build(std::move(mb));
+  // Sized by the servers, quiescent ones included, so that draining one (weight 0)
+  // does not change the size and move everyone else's clients.
+  auto table = MaglevTable::build(std::move(mb), maglevSizeFor(s.keys.size()));
   s.maglev = table.ok() ? std::make_shared<const MaglevTable>(std::move(*table)) : nullptr;
 }
 

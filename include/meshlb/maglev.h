@@ -17,6 +17,15 @@ namespace meshlb {
 constexpr uint32_t kDefaultMaglevSize = 65537;
 constexpr uint32_t kLargeMaglevSize = 655373;
 
+// The table size for a service of `backends` servers: the smallest of a fixed list
+// of primes (about doubling, 251 .. 655373) that is at least 100 per server, as the
+// paper advises for an imbalance near 1%; 655373 past 6553 servers. Memory is thus
+// proportional to the servers (about 400 bytes each), not 256 KiB per service. The
+// size changes only where the server count crosses a step (3, 6, 11, 21, 41, 82,
+// 164, 328, 656, 1311, 2622 servers): then every slot is computed afresh, and mh's
+// choice for new connections moves as after any rebuild (tracked ones stay).
+uint32_t maglevSizeFor(size_t backends);
+
 struct MaglevBackend {
   std::string key;      // stable identity, e.g. the backend's address bytes and port
   uint32_t weight = 1;  // IPVS weight; 0 = quiescent (takes no slots)

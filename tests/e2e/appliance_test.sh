@@ -389,6 +389,39 @@ test_hugepages_released() {
   done
 }
 
+# The twins' traffic never waits on a command (issue 13, defect 7: during a large -R
+# the control thread, which also carried the twins, left ping to the appliance
+# unanswered for seconds). Ping every 10 ms across a -R of 50000 services.
+test_twins_during_commands() {
+  local saved input="$MLB_RUN/big-restore" t0 took rtt
+  saved=$(ctl ipvsadm -S -n)
+  /usr/bin/python3 -c '
+for i in range(50000):
+    vip = "198.19.%d.%d:80" % (56 + i // 250, 1 + i % 250)
+    print("-A -t %s -s mh" % vip)
+    print("-a -t %s -r 198.18.1.11:80 -m" % vip)' > "$input"
+  # 8 s of pings (a background job ignores SIGINT, so ping ends by its deadline).
+  client ping -q -i 0.01 -w 8 -W 1 $VIP > "$MLB_RUN/ping-during" &
+  local ping=$!
+  sleep 0.5
+  t0=$(date +%s%N)
+  ctl ipvsadm -R < "$input" || { wait $ping; return 1; }
+  took=$((($(date +%s%N) - t0) / 1000000))
+  wait $ping
+  rtt=$(sed -n 's|.*= [0-9.]*/[0-9.]*/\([0-9.]*\)/.*|\1|p' "$MLB_RUN/ping-during")
+  echo "# -R of 50000 services took $took ms; ping meanwhile: $(grep -E 'transmitted|rtt' "$MLB_RUN/ping-during" | tr '\n' ' ')"
+  # Listings of that size (several MiB: over one reply frame, which they could not be).
+  local saved_lines listed
+  saved_lines=$(grep -c . <<<"$saved")
+  listed=$(ctl ipvsadm -S -n | wc -l)
+  echo "# -S -n lists $listed lines ($(ctl ipvsadm -L -n | wc -c) bytes of -L -n)"
+  (( listed == 100000 + saved_lines )) || { ctl ipvsadm -C; ctl ipvsadm -R <<<"$saved"; return 1; }
+  ctl ipvsadm -C && ctl ipvsadm -R <<<"$saved" || return 1
+  [[ $(ctl ipvsadm -S -n) == "$saved" ]] || { echo "# configuration not put back"; return 1; }
+  (( took >= 300 )) || { echo "# the -R was too quick to tell"; return 1; }
+  grep -q ' 0% packet loss' "$MLB_RUN/ping-during" && [[ -n $rtt ]] && (( ${rtt%.*} < 100 ))
+}
+
 # A hostile client (a huge length prefix, then silence) stalls no one.
 test_hostile_client() {
   lbx /usr/bin/python3 -c '
@@ -491,6 +524,7 @@ check "malformed frames are counted drops by reason; service goes on" test_malfo
 check "ping to the twin address is answered by the kernel" test_ping_twin
 check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
+check "a -R of 50000 services (3.6 MB): the twins' traffic does not wait on it, listings of it are read whole" test_twins_during_commands
 check "a second meshlbd (same socket, same ports, same twins) refuses; the first serves on" test_second_instance_refused
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted

@@ -40,6 +40,38 @@ TEST(Protocol, RoundTrip) {
   EXPECT_EQ(reply->text, "No such service");
 }
 
+// Issue 13, defect 7: a listing over the 1 MiB frame could not be read. It now comes
+// in frames of at most 1 MiB, all but the last saying more follow; a request (a
+// large -R) may be up to 256 MiB.
+TEST(Protocol, LongRepliesComeInSeveralFrames) {
+  std::string text(3 * kMaxFrame + 12345, 'x');
+  for (size_t i = 0; i < text.size(); i += 4093) text[i] = static_cast<char>('a' + i % 26);
+  std::string wire = encodeReply({true, text});
+  std::string got;
+  int frames = 0;
+  for (;;) {
+    auto len = frameLength(wire);
+    ASSERT_TRUE(len.ok() && len->has_value());
+    auto part = decodeReply(wire.substr(4, **len - 4));
+    ASSERT_TRUE(part.ok());
+    ++frames;
+    got += part->text;
+    wire.erase(0, **len);
+    if (!part->more) {
+      EXPECT_TRUE(part->ok);
+      break;
+    }
+  }
+  EXPECT_EQ(frames, 4);
+  EXPECT_TRUE(wire.empty());
+  EXPECT_EQ(got, text);
+  const std::string big = encodeRequest({{"ipvsadm", "-R"}, std::string(5 * kMaxFrame, 'y')});
+  EXPECT_FALSE(frameLength(big).ok());  // over a reply frame's limit
+  auto len = frameLength(big, kMaxRequest);
+  ASSERT_TRUE(len.ok() && len->has_value());
+  EXPECT_EQ(**len, big.size());
+}
+
 TEST(Protocol, HostileFramesAreRejected) {
   EXPECT_FALSE(frameLength(std::string("\xff\xff\xff\x7f", 4)).ok());    // 2 GiB
   EXPECT_FALSE(frameLength("\x01\x00").value().has_value());             // need more
