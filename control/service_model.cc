@@ -30,7 +30,7 @@ absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& 
   // Slots rotate, so a re-created service rarely inherits another's scheduler position.
   while (service_slot_used_[next_slot_]) next_slot_ = (next_slot_ + 1) % kMaxServices;
   service_slot_used_[next_slot_] = true;
-  services_[key] = Service{key, next_slot_, scheduler, {}};
+  services_[key] = Service{key, next_slot_, scheduler, {}, ++next_version_};
   next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
 }
@@ -39,7 +39,10 @@ absl::Status ServiceModel::editService(const ServiceKey& key, const std::string&
   if (auto s = checkScheduler(scheduler); !s.ok()) return s;
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("No such service");
-  it->second.scheduler = scheduler;
+  if (it->second.scheduler != scheduler) {
+    it->second.scheduler = scheduler;
+    it->second.version = ++next_version_;
+  }
   return absl::OkStatus();
 }
 
@@ -76,6 +79,7 @@ absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
         absl::StrCat("at most ", kMaxRealServers, " real servers over all services"));
   }
   dests.push_back(dest);
+  it->second.version = ++next_version_;
   return absl::OkStatus();
 }
 
@@ -122,8 +126,11 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   if (it == services_.end()) return absl::NotFoundError("Service not defined");
   for (RealServer& d : it->second.dests) {
     if (d.addr == dest.addr && d.port == dest.port) {
-      d.weight = dest.weight;
-      d.fwd = dest.fwd;
+      if (d.weight != dest.weight || d.fwd != dest.fwd) {
+        d.weight = dest.weight;
+        d.fwd = dest.fwd;
+        it->second.version = ++next_version_;
+      }
       return absl::OkStatus();
     }
   }
@@ -139,6 +146,7 @@ absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddr& addr,
   if (d == dests.end()) return absl::NotFoundError("No such destination");
   retireDest(key, *d);
   dests.erase(d);
+  it->second.version = ++next_version_;
   return absl::OkStatus();
 }
 

@@ -34,6 +34,9 @@ struct Service {
   uint32_t slot = 0;              // stable while the service exists: workers' scheduler state index
   std::string scheduler;          // a name in the scheduler registry (meshlb/scheduler.h)
   std::vector<RealServer> dests;  // in insertion order; listings sort
+  // Changes whenever anything above does (and only then): the snapshot builder
+  // reuses what it built for an unchanged service instead of building it again.
+  uint64_t version = 0;
 };
 
 struct IpvsTimeouts {
@@ -75,6 +78,7 @@ class ServiceModel {
   std::vector<bool> slot_used_ = std::vector<bool>(BackendId::kSlots, false);
   uint32_t next_slot_hint_ = 1;
   uint32_t next_slot_ = 0;
+  uint64_t next_version_ = 0;
   // Which service slots are taken: a new service's slot is found without walking
   // the services (that walk made -R of N services take N^2).
   std::vector<bool> service_slot_used_ = std::vector<bool>(kMaxServices, false);

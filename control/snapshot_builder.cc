@@ -57,15 +57,31 @@ bool lessAddr(const Ipv6Addr& a, const Ipv6Addr& b) { return std::memcmp(a.b, b.
 template <class Addr>
 void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
                    const FamilySnap<Addr>* previous, uint64_t generation) {
-  // The previous snapshot's services by slot, whose prepared data may be reused.
-  absl::flat_hash_map<uint32_t, const ServiceSnap<Addr>*> before;
+  // The previous snapshot's services by slot: an unchanged one (same slot, same
+  // version) is shared as it is; a changed one lends its prepared data (Maglev).
+  absl::flat_hash_map<uint32_t, const std::shared_ptr<const ServiceSnap<Addr>>*> before;
   if (previous) {
-    for (const ServiceSnap<Addr>& ps : previous->services) before[ps.slot] = &ps;
+    before.reserve(previous->services.size());
+    for (const auto& ps : previous->services) before[ps->slot] = &ps;
   }
+  fam.services.reserve(model.services().size());
+  fam.service_index.reserve(model.services().size());
+  auto index = [&](const ServiceSnap<Addr>& ss) {
+    fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
+                                : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
+        static_cast<uint32_t>(fam.services.size());
+  };
   for (const auto& [key, svc] : model.services()) {
     // An fwmark service takes its family from its servers (IPVS: -6 on -A).
     if (!key.fwmark && key.addr.family != familyOf<Addr>()) continue;
+    auto it = before.find(svc.slot);
+    if (it != before.end() && (*it->second)->version == svc.version) {
+      index(**it->second);
+      fam.services.push_back(*it->second);
+      continue;
+    }
     ServiceSnap<Addr> ss;
+    ss.version = svc.version;
     ss.slot = svc.slot;
     ss.sched = findScheduler(svc.scheduler);
     ss.fwmark = key.fwmark;
@@ -93,16 +109,13 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     ss.weight_gcd = g ? g : 1;
     // An fwmark service with no server of this family is the other family's.
     if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) continue;
-    auto it = before.find(ss.slot);
     const ServiceSnap<Addr>* prev =
-        it != before.end() && it->second->sched == ss.sched ? it->second : nullptr;
+        it != before.end() && (*it->second)->sched == ss.sched ? it->second->get() : nullptr;
     ss.epoch =
         prev && prev->keys == ss.keys && prev->weights == ss.weights ? prev->epoch : generation;
     if (ss.sched && ss.sched->prepare) ss.sched->prepare(ss, prev);
-    fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
-                                : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
-        static_cast<uint32_t>(fam.services.size());
-    fam.services.push_back(std::move(ss));
+    index(ss);
+    fam.services.push_back(std::make_shared<const ServiceSnap<Addr>>(std::move(ss)));
   }
 }
 

@@ -58,7 +58,8 @@ std::string backendKey(const BackendSnap<Addr>& b) {
 // A service of one family: what the scheduler reads (ServiceSched) and its backends.
 template <class Addr>
 struct ServiceSnap : ServiceSched {
-  uint32_t fwmark = 0;  // non-zero: a firewall-mark service (any protocol; vip/vport unused)
+  uint64_t version = 0;  // the model's Service::version it was built from
+  uint32_t fwmark = 0;   // non-zero: a firewall-mark service (any protocol; vip/vport unused)
   uint8_t proto = 0;
   Addr vip;
   uint16_t vport = 0;                       // network order
@@ -249,7 +250,9 @@ struct AddrHash {
 // The tables of one address family.
 template <class Addr>
 struct FamilySnap {
-  std::vector<ServiceSnap<Addr>> services;
+  // Shared with the snapshots before and after for as long as the service does not
+  // change, so that publishing one change builds one service, not all of them.
+  std::vector<std::shared_ptr<const ServiceSnap<Addr>>> services;
   absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
   std::vector<SnatRule<Addr>> snat;
   std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT: all apply, in order
@@ -278,12 +281,12 @@ struct FamilySnap {
   const ServiceSnap<Addr>* findService(uint8_t proto, const Addr& vip, uint16_t vport) const {
     auto it = service_index.find(serviceKey(proto, vip, vport));
     if (it == service_index.end()) return nullptr;
-    const ServiceSnap<Addr>& s = services[it->second];
+    const ServiceSnap<Addr>& s = *services[it->second];
     return !s.fwmark && s.vip == vip && s.vport == vport && s.proto == proto ? &s : nullptr;
   }
   const ServiceSnap<Addr>* findFwmark(uint32_t mark) const {
     auto it = service_index.find(fwmarkKey(mark));
-    return it == service_index.end() ? nullptr : &services[it->second];
+    return it == service_index.end() ? nullptr : services[it->second].get();
   }
   // The firewall mark the mangle rules give a packet (0: none): PREROUTING's see it as
   // it came, INPUT's after a DNAT (to new_dst, new_dport; the same without one).
