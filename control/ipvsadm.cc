@@ -110,14 +110,15 @@ const char* unusableAddress(const IpAddr& a) {
 // A virtual service's address and port must be one clients can reach (issue 13:
 // services on 0.0.0.0, broadcast, multicast, loopback or port 0 were accepted and
 // never served; a UDP service on VXLAN's port was taken for overlay traffic).
-absl::Status checkServiceAddress(const ServiceKey& k) {
+absl::Status checkServiceAddress(const ServiceKey& k, const IpvsDataplane& dp) {
   if (k.fwmark) return absl::OkStatus();
   if (const char* why = unusableAddress(k.addr)) {
     return bad(absl::StrCat("service address ", k.addr.str(), " ", why));
   }
   if (k.port == 0) return bad("Zero port specified for non-persistent service");
-  if (k.protocol == kProtoUdp && k.port == kVxlanPort) {
-    return bad(absl::StrCat("UDP port ", kVxlanPort,
+  const uint16_t vxlan = dp.vxlan_port ? dp.vxlan_port() : kVxlanPort;
+  if (k.protocol == kProtoUdp && (k.port == kVxlanPort || k.port == vxlan)) {
+    return bad(absl::StrCat("UDP port ", k.port,
                             " is VXLAN's: the dataplane takes what arrives on it for overlay "
                             "traffic, so this service could never be reached"));
   }
@@ -467,7 +468,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
             "no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
             "pass -s rr, -s wrr or -s mh");
       }
-      if (auto s = checkServiceAddress(*p.svc); !s.ok()) return s;
+      if (auto s = checkServiceAddress(*p.svc, dp); !s.ok()) return s;
       auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, p.scheduler)
                                      : m.editService(*p.svc, p.scheduler);
       if (!s.ok()) return s;

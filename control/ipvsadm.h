@@ -40,6 +40,9 @@ struct IpvsDataplane {
   // the first call starts that copy and answers kUnavailable; the daemon then
   // runs the command again once the copy is in, without blocking its thread.
   std::function<absl::StatusOr<std::vector<ConnEntry>>()> connections;
+  // The UDP port the dataplane takes for VXLAN now (the first overlay's, as a Swarm
+  // --data-path-port sets it; 4789 without one): no UDP service may use it.
+  std::function<uint16_t()> vxlan_port;
 };
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

@@ -132,7 +132,8 @@ class Daemon {
         commands_([this](bool json) { return stats(json); },
                   IpvsDataplane{[this](BackendId id) { return ipvs_->counters(id); },
                                 [this](const std::vector<BackendId>& ids) { ipvs_->zero(ids); },
-                                [this] { return connections(); }}) {}
+                                [this] { return connections(); }, [this] { return vxlanPort(); }}) {
+  }
 
   void setup() {
     // Before any port or twin exists: a second instance must not disturb the first.
@@ -263,6 +264,12 @@ class Daemon {
       }
       mirror_.resync();
     }
+  }
+
+  // The UDP port the workers take for VXLAN (the published snapshot's).
+  uint16_t vxlanPort() const {
+    const Snapshot* s = publisher_ ? publisher_->current() : nullptr;
+    return s ? s->vxlan_port : kVxlanPort;
   }
 
   void publish() {

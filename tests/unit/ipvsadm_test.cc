@@ -361,6 +361,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"-A -u 198.18.0.2:53 -s rr", "-a -f 256 -r 198.18.0.2:0 -m",
                 "is a virtual service's address on this appliance"}));
 
+// An overlay on another UDP port (a Swarm --data-path-port) makes that port VXLAN's.
+TEST(Ipvsadm, UdpServiceOnTheOverlaysDataPathPortIsRefused) {
+  ServiceModel m;
+  IpvsDataplane dp;
+  dp.vxlan_port = [] { return uint16_t{4790}; };
+  auto r = runIpvsadm(m, {"-A", "-u", "198.18.0.1:4790", "-s", "rr"}, "", dp);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("UDP port 4790 is VXLAN's"), std::string::npos);
+  EXPECT_TRUE(runIpvsadm(m, {"-A", "-t", "198.18.0.1:4790", "-s", "rr"}, "", dp).ok());
+  EXPECT_TRUE(m.services().size() == 1);
+}
+
 // What is near the refused ranges stays accepted: TCP 4789, a UDP service's other
 // ports, addresses next to loopback and multicast.
 TEST(Ipvsadm, UsableAddressesNextToTheRefusedOnesAreAccepted) {
