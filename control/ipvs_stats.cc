@@ -2,10 +2,10 @@
 
 namespace meshlb {
 
-IpvsStats::IpvsStats(uint16_t workers) : rates_(BackendId::kSlots) {
+IpvsStats::IpvsStats(uint16_t workers) : rates_(BackendId::kSlots, Backing::kLazy) {
   for (uint16_t w = 0; w < workers; ++w) {
-    conn_counts_.push_back(std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
-    backend_stats_.push_back(std::make_unique<BackendStats[]>(BackendId::kSlots));
+    conn_counts_.emplace_back(2 * FlowTable4::kCountSlots, Backing::kLazy);
+    backend_stats_.emplace_back(BackendId::kSlots, Backing::kLazy);
   }
 }
 

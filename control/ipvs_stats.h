@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ipvsadm.h"
+#include "meshlb/huge_array.h"
 #include "meshlb/packet_core.h"
 #include "meshlb/types.h"
 
@@ -40,9 +41,11 @@ class IpvsStats {
   struct Rates {
     Totals last{}, est{}, zero{};
   };
-  std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts_;  // per worker
-  std::vector<std::unique_ptr<BackendStats[]>> backend_stats_;         // per worker
-  std::vector<Rates> rates_;                                           // by BackendId slot
+  // By BackendId slot: 1M of each, lazily backed (a page costs memory once a real
+  // server in it has counted something), so memory follows the servers in use.
+  std::vector<HugeArray<std::atomic<uint32_t>>> conn_counts_;  // per worker
+  std::vector<HugeArray<BackendStats>> backend_stats_;         // per worker
+  HugeArray<Rates> rates_;
 };
 
 }  // namespace meshlb

@@ -115,7 +115,10 @@ BackendId ServiceModel::allocDestId() {
     next_slot_hint_ = slot == kMaxRealServers ? 1 : slot + 1;
     if (!slot_used_[slot]) {
       slot_used_[slot] = true;
-      return BackendId::make(++slot_generation_[slot], slot);
+      // Kept to the id's generation bits, so that it compares equal to an id's.
+      slot_generation_[slot] = static_cast<uint8_t>((slot_generation_[slot] + 1) &
+                                                    ((1u << BackendId::kGenerationBits) - 1));
+      return BackendId::make(slot_generation_[slot], slot);
     }
   }
   return {};

@@ -19,7 +19,7 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
     : c_(counters),
       idx_(cfg.index),
       workers_(cfg.workers),
-      own_stats_(cfg.backend_stats ? nullptr : std::make_unique<BackendStats[]>(BackendId::kSlots)),
+      own_stats_(cfg.backend_stats ? 0 : BackendId::kSlots, Backing::kLazy),
       stats_(cfg.backend_stats ? cfg.backend_stats : own_stats_.get()),
       table_(cfg.flow_capacity, cfg.seed),
       sched_(kMaxServices) {

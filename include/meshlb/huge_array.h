@@ -13,13 +13,28 @@
 
 namespace meshlb {
 
+// How a HugeArray is backed: huge pages for tables touched at random (the flow
+// table), or ordinary pages that cost nothing until written, for arrays indexed
+// by an id of which few are in use (per-real-server counters: 1M slots, a few
+// thousand servers).
+enum class Backing { kHuge, kLazy };
+
 template <class T>
 class HugeArray {
   static_assert(std::is_trivially_destructible_v<T>);
 
  public:
   HugeArray() = default;
-  explicit HugeArray(size_t n) : n_(n), bytes_(roundUp(n * sizeof(T))) {
+  explicit HugeArray(size_t n, Backing backing = Backing::kHuge)
+      : n_(n), bytes_(roundUp(n * sizeof(T))) {
+    if (n == 0) return;
+    if (backing == Backing::kLazy) {
+      void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      p_ = static_cast<T*>(p);  // zero-filled by the kernel as each page is first touched
+      return;
+    }
     // Reserved 2 MiB pages first (scripts/setup reserves them); else ordinary
     // memory with transparent huge pages requested, which the kernel may ignore.
     void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,

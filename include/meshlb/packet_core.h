@@ -220,7 +220,7 @@ class PacketCore {
   WorkerCounters& c_;
   const uint16_t idx_;
   const uint16_t workers_;
-  std::unique_ptr<BackendStats[]> own_stats_;  // when the caller keeps none
+  HugeArray<BackendStats> own_stats_;  // when the caller keeps none (lazily backed)
   BackendStats* const stats_;
   FlowTable4 table_;
   const Snapshot* snap_ = nullptr;

@@ -399,14 +399,14 @@ struct Snapshot {
   }
   // Live real servers: by id slot, the id's generation + 1; 0 = none. An array, not
   // a set: every packet of every connection asks.
-  std::vector<uint16_t> live_backend = std::vector<uint16_t>(BackendId::kSlots, 0);
+  std::vector<uint8_t> live_backend = std::vector<uint8_t>(BackendId::kSlots, 0);
   ConnTimeouts timeouts;
 
   void setBackendLive(BackendId id) {
-    live_backend[id.slot()] = static_cast<uint16_t>(id.generation() + 1);
+    live_backend[id.slot()] = static_cast<uint8_t>(id.generation() + 1);
   }
   bool backendLive(BackendId id) const {
-    return live_backend[id.slot()] == static_cast<uint16_t>(id.generation() + 1);
+    return live_backend[id.slot()] == static_cast<uint8_t>(id.generation() + 1);
   }
 };
 

@@ -79,16 +79,19 @@ inline uint32_t ipv4Mask(uint8_t len) {
 
 // Virtual services: at most kMaxServices, each with a slot below it that stays
 // the same while the service exists (the workers' scheduler state is by slot).
-constexpr uint32_t kMaxServices = 65536;
+constexpr uint32_t kMaxServices = 1u << 17;
 
 // A real server's id: its slot (1 .. kSlots - 1) indexes every per-backend array
 // (liveness in the snapshot, counters on each worker), and its generation tells
 // the server now in a slot from one deleted before, whose connections may still
-// be tracked (expire_nodest_conn). 24 bits in all, as a flow record stores it.
+// be tracked (expire_nodest_conn). 24 bits in all, as a flow record stores it:
+// 20 for the slot (about 1M real servers), 4 for the generation (slots rotate over
+// all 1M before one is reused, so 16 generations span 16M allocations, far longer
+// than any connection lives).
 class BackendId {
  public:
-  static constexpr uint32_t kSlotBits = 16;
-  static constexpr uint32_t kGenerationBits = 8;
+  static constexpr uint32_t kSlotBits = 20;
+  static constexpr uint32_t kGenerationBits = 4;
   static constexpr uint32_t kBits = kSlotBits + kGenerationBits;
   static constexpr uint32_t kSlots = 1u << kSlotBits;  // slot 0 is never used
   static constexpr uint32_t kMaxLive = kSlots - 1;

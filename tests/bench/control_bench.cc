@@ -30,8 +30,8 @@ double secondsSince(std::chrono::steady_clock::time_point t) {
 
 size_t heapBytes() { return mallinfo2().uordblks + mallinfo2().hblkhd; }
 
-// Service i: TCP 198.18.x.y:80 from 198.18.0.0/15 (the test ranges), K servers in
-// 198.19.0.0/16 (server j of service i: an address of its own for i*K+j).
+// Service i: TCP in 198.18.0.0/16 (port 80, then 81 past 60,000 services), K servers
+// in 198.19.0.0/16 (server j of service i: an address and port of its own for i*K+j).
 std::string addrOf(uint32_t base, uint32_t n) {
   const uint32_t a = base + n;
   return absl::StrCat(a >> 24, ".", (a >> 16) & 255, ".", (a >> 8) & 255, ".", a & 255);
@@ -39,7 +39,7 @@ std::string addrOf(uint32_t base, uint32_t n) {
 std::string restoreText(uint32_t services, uint32_t k, const std::string& sched) {
   std::string out;
   for (uint32_t i = 0; i < services; ++i) {
-    const std::string vip = addrOf(0xc6120100u, i) + ":80";
+    const std::string vip = absl::StrCat(addrOf(0xc6120100u, i % 60000), ":", 80 + i / 60000);
     absl::StrAppend(&out, "-A -t ", vip, " -s ", sched, "\n");
     for (uint32_t j = 0; j < k; ++j) {
       absl::StrAppend(&out, "-a -t ", vip, " -r ", addrOf(0xc6130000u, (i * k + j) % 65000), ":",

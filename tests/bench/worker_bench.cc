@@ -273,8 +273,8 @@ int forwarderMain(void* arg) {
 struct MeshlbRun {
   Dataplane dp;
   std::vector<WorkerConfig> cfg;
-  std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> conn_counts;
-  std::vector<std::unique_ptr<BackendStats[]>> backend_stats;
+  std::vector<HugeArray<std::atomic<uint32_t>>> conn_counts;
+  std::vector<HugeArray<BackendStats>> backend_stats;
 };
 
 int meshlbMain(void* arg) {
@@ -398,9 +398,8 @@ Result runMeshlb(double secs, uint32_t flows, Load load = {}) {
   dp.dumps = std::make_unique<Dataplane::ConnDump[]>(n);
   std::vector<std::pair<MeshlbRun*, uint16_t>> args;
   for (uint16_t w = 0; w < n; ++w) {
-    run->conn_counts.push_back(
-        std::make_unique<std::atomic<uint32_t>[]>(2 * FlowTable4::kCountSlots));
-    run->backend_stats.push_back(std::make_unique<BackendStats[]>(BackendId::kSlots));
+    run->conn_counts.emplace_back(2 * FlowTable4::kCountSlots, Backing::kLazy);
+    run->backend_stats.emplace_back(BackendId::kSlots, Backing::kLazy);
     WorkerConfig c;
     c.index = w;
     c.flow_capacity = flows + flows / 8;

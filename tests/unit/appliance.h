@@ -45,7 +45,7 @@ class Appliance {
  public:
   explicit Appliance(std::vector<std::string> config, ApplianceOptions o = {})
       : opt_(o),
-        stats_(std::make_unique<BackendStats[]>(BackendId::kSlots)),
+        stats_(BackendId::kSlots, Backing::kLazy),
         core_(counters_, coreConfig(o, stats_.get())) {
     for (const std::string& line : config) run(line);
     auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
@@ -152,7 +152,7 @@ class Appliance {
   std::unique_ptr<Snapshot> snap_, old_;
   uint64_t generation_ = 0;
   WorkerCounters counters_;
-  std::unique_ptr<BackendStats[]> stats_;
+  HugeArray<BackendStats> stats_;
   PacketCore core_;
 };
 

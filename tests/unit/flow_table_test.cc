@@ -126,7 +126,7 @@ TEST(FlowTable, PerBackendConnectionCounts) {
   FlowTable4 t(64);
   t.setConnCounts(counts.data());
   auto f = flow4(1);
-  f.backend_id = (3u << 16) | 42;  // generation 3, slot 42
+  f.backend_id = BackendId::make(3, 42).raw();  // generation 3, slot 42
   auto* e = t.insert(f, 0);
   ASSERT_NE(e, nullptr);
   auto active = [&] { return counts[2 * 42].load(); };
