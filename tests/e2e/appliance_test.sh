@@ -28,9 +28,8 @@ test_rr_rotation() {
 # 2. iperf3 TCP through the appliance; a UDP request/response.
 test_iperf_tcp() {
   ctl ipvsadm -A -t $VIP:5201 -s rr && ctl ipvsadm -a -t $VIP:5201 -r 198.18.1.11:5201 -m || return 1
-  local out bytes
-  out=$(client iperf3 -c $VIP -t 3 -J) || { echo "$out" | tail -5; return 1; }
-  bytes=$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
+  local bytes
+  bytes=$(iperf_received 3 $VIP client) || return 1
   echo "# iperf3 received $bytes bytes in 3 s"
   (( bytes > 1000000 )) || return 1
   # ipvsadm --rate: the estimator saw the transfer (InBPS of the service line).

@@ -16,6 +16,15 @@ check() {
     failed=$((failed + 1))
   fi
 }
+# iperf3 -c HOST for SECS seconds, run through a namespace's command prefix (client, ...):
+# prints the bytes received; on failure, the end of iperf3's output as TAP comments.
+iperf_received() {  # secs, host, command prefix...
+  local secs=$1 host=$2 out
+  shift 2
+  out=$("$@" timeout $((secs + 27)) iperf3 -c "$host" -t "$secs" -J) ||
+    { echo "$out" | tail -5 | sed 's/^/# /'; return 1; }
+  echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])'
+}
 tap_end() {  # scenario name
   echo "1..$((passed + failed))"
   echo "# $1: $passed passed, $failed failed"
