@@ -10,9 +10,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ipvsadm.h"
@@ -24,6 +26,18 @@ namespace {
 
 constexpr char kStatePrefix[] = "# meshlb state v";
 constexpr char kTrailerPrefix[] = "# end of state: ";
+constexpr char kJournalPrefix[] = "# changes after the base: ";
+constexpr char kChangePrefix[] = "# change ";
+// The records may grow to the base's size and this much more before the file is
+// written again whole: each rewrite, O(configuration), follows at least as many
+// bytes of changes, so a change costs O(change) amortised.
+constexpr uint64_t kJournalSlack = 1 << 20;
+
+// Line 2 of a version 4 file, rewritten in place: a fixed width, so that it stays
+// where it is.
+std::string journalLine(uint64_t changes, uint64_t checksum) {
+  return absl::StrFormat("%s%010u, checksum %016x\n", kJournalPrefix, changes, checksum);
+}
 
 // The trailer's checksum: meshlb's 64-bit hash of every byte before the trailer.
 std::string checksumOf(absl::string_view body) {
@@ -40,8 +54,7 @@ struct StateSection {
 
 std::vector<std::string> saveIpvsadm(const Config& c) {
   std::vector<std::string> out;
-  // -S changes nothing: no copy of the model (O(configuration) on every change).
-  auto rules = runIpvsadm(const_cast<ServiceModel&>(c.services), {"-S", "-n"});
+  auto rules = listIpvsadm(c.services, {"-S", "-n"});
   for (absl::string_view line : absl::StrSplit(*rules, '\n', absl::SkipEmpty())) {
     out.emplace_back(line);
   }
@@ -69,19 +82,184 @@ constexpr StateSection kStateSections[] = {
      [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
 };
 
-std::string stateOf(const Config& c) {
-  std::string out = absl::StrCat(kStatePrefix, kStateVersion, "\n",
-                                 "# meshlbd rewrites this file on every accepted change; each line "
-                                 "is a section name and its arguments.\n");
+// A whole state file: the version line, the journal line (no records yet), the
+// base and its trailer. The base's checksum (of the bytes from the line after the
+// journal line up to the trailer) is the first of the journal's chain.
+struct Rendered {
+  std::string text;
+  uint64_t checksum = 0;
+  size_t journal_at = 0;  // where the journal line starts
+};
+
+Rendered stateOf(const Config& c) {
+  Rendered r;
+  r.text = absl::StrCat(kStatePrefix, kStateVersion, "\n");
+  r.journal_at = r.text.size();
+  std::string base =
+      "# meshlbd appends each accepted change and now and then rewrites this file whole; each "
+      "line is a section name and its arguments.\n";
   size_t lines = 0;
   for (const StateSection& s : kStateSections) {
     for (const std::string& line : s.save(c)) {
-      absl::StrAppend(&out, s.name, " ", line, "\n");
+      absl::StrAppend(&base, s.name, " ", line, "\n");
       ++lines;
     }
   }
-  absl::StrAppend(&out, kTrailerPrefix, lines, " lines, checksum ", checksumOf(out), "\n");
-  return out;
+  r.checksum = hashBytes(base.data(), base.size(), 0);
+  absl::StrAppend(&r.text, journalLine(0, r.checksum), base, kTrailerPrefix, lines,
+                  " lines, checksum ", absl::StrFormat("%016x", r.checksum), "\n");
+  return r;
+}
+
+// The lines of `text` with where each starts, and whether it ends in a newline.
+class LineReader {
+ public:
+  explicit LineReader(absl::string_view text) : text_(text) {}
+  bool done() const { return pos_ >= text_.size(); }
+  size_t pos() const { return pos_; }
+  int lineno() const { return lineno_; }
+  // The next line without its newline; `complete`: it had one.
+  absl::string_view next(bool* complete) {
+    const size_t end = text_.find('\n', pos_);
+    *complete = end != absl::string_view::npos;
+    absl::string_view line = text_.substr(pos_, *complete ? end - pos_ : absl::string_view::npos);
+    pos_ = *complete ? end + 1 : text_.size();
+    ++lineno_;
+    return line;
+  }
+
+ private:
+  absl::string_view text_;
+  size_t pos_ = 0;
+  int lineno_ = 0;
+};
+
+using SettingLines = std::vector<std::pair<int, absl::string_view>>;  // line number, text
+
+// A record's header, "# change K: M lines, checksum C": M (at least 1) and C.
+bool parseChangeHeader(absl::string_view line, uint64_t k, size_t* m, uint64_t* sum) {
+  if (!absl::ConsumePrefix(&line, absl::StrCat(kChangePrefix, k, ": "))) return false;
+  std::vector<absl::string_view> parts = absl::StrSplit(line, " lines, checksum ");
+  return parts.size() == 2 && absl::SimpleAtoi(parts[0], m) && *m > 0 &&
+         absl::SimpleHexAtoi(parts[1], sum);
+}
+
+// A version 4 file: the base's setting lines, then those of each record the journal
+// line counts, all checked against their checksums.
+absl::Status parseV4(absl::string_view text, SettingLines* settings, std::string* note) {
+  LineReader in(text);
+  bool complete = false;
+  in.next(&complete);  // the version line
+  uint64_t changes = 0, journal_sum = 0;
+  {
+    absl::string_view line = in.next(&complete);
+    std::vector<absl::string_view> parts;
+    if (complete && absl::ConsumePrefix(&line, kJournalPrefix)) {
+      parts = absl::StrSplit(line, ", checksum ");
+    }
+    if (parts.size() != 2 || parts[0].size() != 10 || parts[1].size() != 16 ||
+        !absl::SimpleAtoi(parts[0], &changes) || !absl::SimpleHexAtoi(parts[1], &journal_sum)) {
+      return absl::DataLossError(
+          "line 2 is not the journal line (\"# changes after the base: ...\"): truncated or "
+          "altered");
+    }
+  }
+  // The base, up to its trailer.
+  const size_t base_at = in.pos();
+  size_t lines = 0;
+  absl::string_view trailer;
+  uint64_t chain_start = 0;
+  for (;;) {
+    if (in.done()) {
+      return absl::DataLossError(
+          "truncated: no \"# end of state\" trailer after the last line (the file was cut, or "
+          "edited by hand; restore a configuration with meshlbctl ipvsadm -R instead)");
+    }
+    const size_t at = in.pos();
+    absl::string_view line = in.next(&complete);
+    if (!complete) return absl::DataLossError("truncated: the last line is incomplete");
+    if (absl::ConsumePrefix(&line, kTrailerPrefix)) {
+      trailer = line;
+      absl::string_view base = text.substr(base_at, at - base_at);
+      const uint64_t sum = hashBytes(base.data(), base.size(), 0);
+      const std::string want =
+          absl::StrCat(lines, " lines, checksum ", absl::StrFormat("%016x", sum));
+      if (trailer != want) {
+        return absl::DataLossError(absl::StrCat("the trailer says \"", trailer,
+                                                "\" but the file has \"", want,
+                                                "\": truncated or altered"));
+      }
+      chain_start = sum;
+      break;
+    }
+    if (!line.empty() && line[0] != '#') {
+      settings->emplace_back(in.lineno(), line);
+      ++lines;
+    }
+  }
+  // The records the journal line counts, each checked against the chain.
+  uint64_t chain = chain_start;
+  for (uint64_t k = 1; k <= changes; ++k) {
+    if (in.done()) {
+      return absl::DataLossError(absl::StrCat("truncated: the journal line counts ", changes,
+                                              " changes after the base, the file holds ", k - 1));
+    }
+    size_t m = 0;
+    uint64_t sum = 0;
+    absl::string_view head = in.next(&complete);
+    const int head_line = in.lineno();
+    if (!complete || !parseChangeHeader(head, k, &m, &sum)) {
+      return absl::DataLossError(absl::StrCat("line ", head_line, " is not the header of change ",
+                                              k, ": truncated or altered"));
+    }
+    const size_t body_at = in.pos();
+    for (size_t i = 0; i < m; ++i) {
+      absl::string_view l = in.next(&complete);
+      if (!complete || l.empty() || l[0] == '#') {
+        return absl::DataLossError(absl::StrCat("change ", k, " (line ", head_line,
+                                                ") is cut short or holds other than settings: "
+                                                "truncated or altered"));
+      }
+      settings->emplace_back(in.lineno(), l);
+    }
+    absl::string_view body = text.substr(body_at, in.pos() - body_at);
+    chain = hashBytes(body.data(), body.size(), chain);
+    if (chain != sum) {
+      return absl::DataLossError(absl::StrCat("change ", k, " (line ", head_line,
+                                              ") does not match its checksum: truncated or "
+                                              "altered"));
+    }
+  }
+  if (chain != journal_sum) {
+    return absl::DataLossError(
+        "the journal line's checksum is not the last change's: truncated or altered");
+  }
+  if (in.done()) return absl::OkStatus();
+  // After them, only the change that was being written when meshlbd stopped may
+  // follow, whole or cut anywhere: it was never acknowledged (the journal line is
+  // written after it), so it is passed over. Anything else was put there by
+  // something other than meshlbd.
+  const int at_line = in.lineno() + 1;
+  const std::string expected = absl::StrCat(kChangePrefix, changes + 1, ": ");
+  absl::string_view head = in.next(&complete);
+  size_t m = 0, written = 0;
+  uint64_t sum = 0;
+  bool ok = complete ? parseChangeHeader(head, changes + 1, &m, &sum)
+                     : absl::StartsWith(expected, head) || absl::StartsWith(head, expected);
+  while (ok && !in.done()) {
+    absl::string_view l = in.next(&complete);
+    ok = ++written <= m && !(complete && (l.empty() || l[0] == '#'));
+  }
+  if (!ok) {
+    return absl::DataLossError(absl::StrCat("line ", at_line,
+                                            " follows the last change the journal line counts: "
+                                            "altered, or appended to by hand"));
+  }
+  *note = absl::StrCat("passed over change ", changes + 1, " (", written, " of its ",
+                       m ? absl::StrCat(m) : std::string("?"),
+                       " lines written): meshlbd stopped while saving it, before it was "
+                       "acknowledged");
+  return absl::OkStatus();
 }
 
 // Since version 3 the last line is the trailer: the count of setting lines and the
@@ -113,6 +291,37 @@ absl::Status checkTrailer(absl::string_view text) {
   return absl::OkStatus();
 }
 
+// The setting lines that replay a change: the command itself, or for ipvsadm -R
+// each line of its input (applied in order, as -R applies them). Nullopt when a word
+// could not be written as one (blank, or a control character): the caller then
+// saves the whole configuration instead.
+std::optional<std::vector<std::string>> changeLines(const std::string& tool,
+                                                    const std::vector<std::string>& args,
+                                                    const std::string& input) {
+  auto plain = [](absl::string_view w) {
+    return !w.empty() && std::none_of(w.begin(), w.end(), [](char ch) {
+      return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f;
+    });
+  };
+  std::vector<std::string> out;
+  auto add = [&](const std::vector<absl::string_view>& words) {
+    if (!std::all_of(words.begin(), words.end(), plain)) return false;
+    out.push_back(absl::StrCat(tool, " ", absl::StrJoin(words, " ")));
+    return true;
+  };
+  if (tool == "ipvsadm" && ipvsadmRestores(args)) {
+    for (absl::string_view line : absl::StrSplit(input, '\n')) {
+      std::vector<absl::string_view> words =
+          absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+      if (words.empty() || words[0][0] == '#') continue;  // as -R reads it
+      if (!add(words)) return std::nullopt;
+    }
+  } else if (!add(std::vector<absl::string_view>(args.begin(), args.end()))) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
@@ -134,73 +343,107 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     }
     return stats_ ? stats_(json) : std::string();
   }
-  if (tool != "ipvsadm" && tool != "iptables") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
-  }
-  // Listings change nothing: they read the live configuration, uncopied.
-  if (tool == "ipvsadm" && ipvsadmReadsOnly(rest))
-    return runIpvsadm(config_.services, rest, input, ipvs_);
-  // Work on a copy, so that a failure to persist leaves the running state as it was.
-  Config next = config_;
-  auto out = tool == "ipvsadm" ? runIpvsadm(next.services, rest, input, ipvs_)
-                               : runIptables(next.nat, rest);
-  if (!out.ok()) return out;
-  if (auto st = validate(next); !st.ok()) return st;
-  // The models say whether anything changed.
-  if (!next.sameAs(config_)) {
-    std::swap(next, config_);
-    if (auto st = persist(); !st.ok()) {
-      std::swap(next, config_);
-      return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
+  if (tool == "ipvsadm") {
+    // Listings change nothing: they read the live configuration.
+    if (ipvsadmReadsOnly(rest)) return runIpvsadm(config_.services, rest, input, ipvs_);
+    // Applied in place, undone unless everything (the command, the checks, the state
+    // file) succeeds: nothing is copied, so a change costs what it touches.
+    ServiceModel::Transaction txn(config_.services);
+    auto out = runIpvsadm(config_.services, rest, input, ipvs_);
+    if (!out.ok()) return out;
+    const std::vector<ServiceKey> touched = txn.touched();
+    if (auto st = validate(config_.services, &touched); !st.ok()) return st;
+    if (txn.changed()) {
+      if (auto st = persistChange(changeLines(tool, rest, input)); !st.ok()) {
+        return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
+      }
+      *changed = true;
     }
-    *changed = true;
+    txn.commit();
+    return out;
   }
-  return out;
+  if (tool == "iptables") {
+    // Rules are few, and a command works on a copy of them (as the kernel's iptables
+    // replaces a whole table), so that a failure to save leaves them as they were.
+    IptablesModel next = config_.nat;
+    auto out = runIptables(next, rest);
+    if (!out.ok()) return out;
+    if (!(next == config_.nat)) {
+      if (auto st = persistChange(changeLines(tool, rest, input)); !st.ok()) {
+        return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
+      }
+      config_.nat = std::move(next);
+      *changed = true;
+    }
+    return out;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
 }
 
-absl::Status Commands::validate(const Config& c) const {
+absl::Status Commands::validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const {
   if (!ipv4_only_) return absl::OkStatus();
-  for (const auto& [key, svc] : c.services.services()) {
+  auto check = [](const ServiceKey& key, const Service& svc) {
     bool v6 = !key.fwmark && key.addr.family == Family::kIpv6;
     for (const RealServer& d : svc.dests) v6 = v6 || d.addr.family == Family::kIpv6;
-    if (v6) {
-      return absl::UnimplementedError(
-          "IPv6 services and real servers are not served by meshlb's dataplane yet; "
-          "nothing was changed");
+    if (!v6) return absl::OkStatus();
+    return absl::UnimplementedError(
+        "IPv6 services and real servers are not served by meshlb's dataplane yet; "
+        "nothing was changed");
+  };
+  if (!keys) {
+    for (const auto& [key, svc] : m.services()) {
+      if (auto st = check(key, svc); !st.ok()) return st;
     }
+    return absl::OkStatus();
+  }
+  for (const ServiceKey& key : *keys) {
+    auto it = m.services().find(key);
+    if (it == m.services().end()) continue;
+    if (auto st = check(key, it->second); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
 
-std::string Commands::saveState() const { return stateOf(config_); }
+std::string Commands::saveState() const { return stateOf(config_).text; }
 
 absl::Status Commands::restoreState(const std::string& text) {
+  load_note_.clear();
   if (text.empty()) {
     return absl::DataLossError("the file is empty: truncated, or not written by meshlbd");
   }
-  Config c;
-  int lineno = 0, version = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++lineno;
-    if (line.empty()) continue;
-    if (line[0] == '#') {
-      if (version == 0 && absl::ConsumePrefix(&line, kStatePrefix)) {
-        if (!absl::SimpleAtoi(line, &version) || version < 1) {
-          return absl::DataLossError("not a meshlb state file (bad version line)");
-        }
-        if (version > kStateVersion) {
-          return absl::DataLossError(absl::StrCat("state file version ", version,
-                                                  " is newer than this meshlbd reads (",
-                                                  kStateVersion, ")"));
-        }
-        if (version >= 3) {
-          if (auto st = checkTrailer(text); !st.ok()) return st;
-        }
-      }
-      continue;
+  int version = 0;
+  {
+    absl::string_view first = absl::string_view(text).substr(0, text.find('\n'));
+    if (!absl::ConsumePrefix(&first, kStatePrefix)) {
+      return absl::DataLossError("not a meshlb state file (no header)");
     }
-    if (version == 0) return absl::DataLossError("not a meshlb state file (no header)");
+    if (!absl::SimpleAtoi(first, &version) || version < 1) {
+      return absl::DataLossError("not a meshlb state file (bad version line)");
+    }
+    if (version > kStateVersion) {
+      return absl::DataLossError(absl::StrCat("state file version ", version,
+                                              " is newer than this meshlbd reads (", kStateVersion,
+                                              ")"));
+    }
+  }
+  SettingLines settings;
+  std::string note;
+  if (version >= 4) {
+    if (auto st = parseV4(text, &settings, &note); !st.ok()) return st;
+  } else {
+    if (version == 3) {
+      if (auto st = checkTrailer(text); !st.ok()) return st;
+    }
+    LineReader in(text);
+    while (!in.done()) {
+      bool complete = false;
+      absl::string_view line = in.next(&complete);
+      if (!line.empty() && line[0] != '#') settings.emplace_back(in.lineno(), line);
+    }
+  }
+  Config c;
+  for (const auto& [lineno, line] : settings) {
     // Every line is a command as an operator would send it: split on blanks only,
     // and refused if it holds anything else (a control character, a lone blank).
     std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -222,13 +465,13 @@ absl::Status Commands::restoreState(const std::string& text) {
       return absl::DataLossError(absl::StrCat("state line ", lineno, ": ", st.message()));
     }
   }
-  if (version == 0) return absl::DataLossError("not a meshlb state file (no header)");
   // The whole configuration, as a command's result would be.
-  if (auto st = validate(c); !st.ok()) {
+  if (auto st = validate(c.services, nullptr); !st.ok()) {
     return absl::DataLossError(
         absl::StrCat("the configuration it holds is refused: ", st.message()));
   }
   config_ = std::move(c);
+  load_note_ = std::move(note);
   return absl::OkStatus();
 }
 
@@ -245,22 +488,37 @@ absl::Status Commands::useStateFile(const std::string& path) {
     return absl::InternalError(absl::StrCat(path, ": ", std::strerror(errno)));
   }
   state_file_ = path;
-  return persist();
+  return persistAll();
 }
 
-absl::Status Commands::persist() {
+namespace {
+bool pwriteAll(int fd, absl::string_view data, uint64_t at) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+}  // namespace
+
+absl::Status Commands::persistAll() {
   if (state_file_.empty()) return absl::OkStatus();
+  journal_.broken = true;
   // write, fsync, rename, fsync the directory: a crash leaves the old or the new file.
   const std::string tmp = state_file_ + ".tmp";
-  const std::string body = saveState();
+  const Rendered r = stateOf(config_);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return absl::InternalError(absl::StrCat(tmp, ": ", std::strerror(errno)));
-  bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-            ::fsync(fd) == 0;
+  bool ok = pwriteAll(fd, r.text, 0) && ::fsync(fd) == 0;
+  const int err = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), state_file_.c_str()) != 0) {
+    const int e = ok ? errno : err;
     ::unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat(state_file_, ": ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat(state_file_, ": ", std::strerror(e)));
   }
   std::string dir = state_file_.substr(0, state_file_.find_last_of('/') + 1);
   int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -268,6 +526,50 @@ absl::Status Commands::persist() {
     ::fsync(dfd);
     ::close(dfd);
   }
+  journal_ = Journal{0, r.checksum, r.text.size(), r.text.size(), r.journal_at, false};
+  return absl::OkStatus();
+}
+
+absl::Status Commands::persistChange(const std::optional<std::vector<std::string>>& lines) {
+  if (state_file_.empty()) return absl::OkStatus();
+  std::string body;
+  if (lines) {
+    for (const std::string& l : *lines) absl::StrAppend(&body, l, "\n");
+  }
+  if (!lines || lines->empty() || journal_.broken ||
+      journal_.size - journal_.base + body.size() > journal_.base + kJournalSlack) {
+    return persistAll();
+  }
+  // The record, then (once it is on disk) the journal line that counts it: a crash
+  // between the two leaves a record no one was told of, which the next start passes
+  // over. A failure puts back what it can and has the next change rewrite the file.
+  const uint64_t k = journal_.changes + 1;
+  const uint64_t sum = hashBytes(body.data(), body.size(), journal_.checksum);
+  const std::string record =
+      absl::StrCat(kChangePrefix, k, ": ", lines->size(), " lines, checksum ",
+                   absl::StrFormat("%016x", sum), "\n", body);
+  const int fd = ::open(state_file_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    journal_.broken = true;
+    return absl::InternalError(absl::StrCat(state_file_, ": ", std::strerror(errno)));
+  }
+  bool appended = pwriteAll(fd, record, journal_.size) && ::fsync(fd) == 0;
+  bool counted =
+      appended && pwriteAll(fd, journalLine(k, sum), journal_.line_at) && ::fsync(fd) == 0;
+  const int err = errno;
+  if (!counted) {
+    journal_.broken = true;
+    if (appended) {
+      (void)pwriteAll(fd, journalLine(journal_.changes, journal_.checksum), journal_.line_at);
+    }
+    (void)!::ftruncate(fd, static_cast<off_t>(journal_.size));
+    ::close(fd);
+    return absl::InternalError(absl::StrCat(state_file_, ": ", std::strerror(err)));
+  }
+  ::close(fd);
+  journal_.changes = k;
+  journal_.checksum = sum;
+  journal_.size += record.size();
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,17 +20,21 @@ namespace meshlb {
 struct Config {
   ServiceModel services;
   IptablesModel nat;
-  bool sameAs(const Config& o) const { return services.sameConfig(o.services) && nat == o.nat; }
 };
 
-// The state file (docs/operations.md, "State file"): a version header, then one
-// line per setting, each "SECTION ARGS..." where SECTION names who reads it. A
-// section is one entry in kStateSections (commands.cc): what it saves of a Config
-// and how a line of it is applied. Since version 3 a trailer ends the file: the
-// number of setting lines and a checksum of all before it, so that a file cut or
-// altered is refused rather than loaded as a smaller configuration. Versions 1 and
-// 2 (no trailer, written by older meshlbds) load as they are, and are rewritten.
-constexpr int kStateVersion = 3;
+// The state file (docs/operations.md, "State file"): a version line, a journal
+// line, then the base: one line per setting, each "SECTION ARGS..." where SECTION
+// names who reads it, ended by a trailer (the number of setting lines, a checksum).
+// A section is one entry in kStateSections (commands.cc): what it saves of a Config
+// and how a line of it is applied. Each accepted change is then appended as a
+// record (its header, then the command as setting lines), its checksum chained
+// from the one before, and the journal line, rewritten in place, counts the records
+// and holds the last checksum: a change costs what it changed, and a file cut
+// anywhere, at a record's boundary too, or altered is refused rather than loaded as
+// a smaller configuration. When the records outgrow the base, the file is written
+// again whole (atomically). Versions 1 to 3 (written by older meshlbds) load as
+// they are and are rewritten.
+constexpr int kStateVersion = 4;
 
 class Commands {
  public:
@@ -52,16 +57,32 @@ class Commands {
   absl::Status restoreState(const std::string& text);
   // Loads `path` if it exists; from then on every change is saved there.
   absl::Status useStateFile(const std::string& path);
+  // What the last load noticed and passed over (a change being written when the
+  // daemon stopped, never acknowledged); empty if nothing.
+  const std::string& loadNote() const { return load_note_; }
 
   const ServiceModel& services() const { return config_.services; }
   const IptablesModel& nat() const { return config_.nat; }
 
  private:
-  absl::Status persist();
-  // What a configuration must satisfy beyond each command's own checks.
-  absl::Status validate(const Config& c) const;
+  // Writes the whole state file again (write, fsync, rename, fsync the directory).
+  absl::Status persistAll();
+  // Appends one accepted change (the setting lines that replay it) to the state
+  // file; nullopt, or a journal grown past the base, writes the whole file instead.
+  absl::Status persistChange(const std::optional<std::vector<std::string>>& lines);
+  // What the services must satisfy beyond each command's own checks: `keys` are the
+  // ones to check (those a command touched), all of them when null.
+  absl::Status validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const;
   Config config_;
   std::string state_file_;
+  std::string load_note_;
+  // The state file's journal: records appended since the base, the last checksum,
+  // the file's size, the base's size and the journal line's place. `broken`: the
+  // file may not be what these say (a failed write); the next change rewrites it.
+  struct Journal {
+    uint64_t changes = 0, checksum = 0, size = 0, base = 0, line_at = 0;
+    bool broken = true;
+  } journal_;
   std::function<std::string(bool)> stats_;
   IpvsDataplane ipvs_;
   bool ipv4_only_ = false;

@@ -433,7 +433,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
                                     bool nested, const IpvsDataplane& dp);
 
 absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
-  ServiceModel staged = m;  // all or nothing
+  ServiceModel::Transaction all_or_nothing(m);
   int lineno = 0;
   for (absl::string_view line : absl::StrSplit(input, '\n')) {
     ++lineno;
@@ -441,17 +441,83 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
-    absl::StatusOr<std::string> r = parsed.ok()
-                                        ? execute(staged, *parsed, "", true, IpvsDataplane{})
-                                        : absl::StatusOr<std::string>(parsed.status());
+    absl::StatusOr<std::string> r = parsed.ok() ? execute(m, *parsed, "", true, IpvsDataplane{})
+                                                : absl::StatusOr<std::string>(parsed.status());
     if (!r.ok()) {
       return absl::Status(
           r.status().code(),
           absl::StrCat("line ", lineno, ": ", r.status().message(), "; nothing was restored"));
     }
   }
-  m = std::move(staged);
+  all_or_nothing.commit();
   return std::string();
+}
+
+// The commands that change no configuration: listings, -S, and -Z (counters).
+absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
+                                     const IpvsDataplane& dp) {
+  switch (p.cmd) {
+    case Cmd::kZero: {
+      // The counters of one service's real servers, or of all.
+      std::vector<BackendId> ids;
+      for (const auto& [k, svc] : m.services()) {
+        if (p.svc && k != *p.svc) continue;
+        for (const RealServer& d : svc.dests) ids.push_back(d.id);
+      }
+      if (p.svc && m.services().find(*p.svc) == m.services().end()) {
+        return absl::NotFoundError("No such service");
+      }
+      if (dp.zero) dp.zero(ids);
+      return std::string();
+    }
+    case Cmd::kSave:
+    case Cmd::kList: {
+      const View view = p.cmd == Cmd::kSave ? View::kRules
+                        : p.stats           ? View::kStats
+                        : p.rate            ? View::kRate
+                                            : View::kList;
+      if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
+      if (p.connections && view == View::kList) {
+        // ipvsadm's list_conn / print_conn.
+        std::string out = "IPVS connection entries\n";
+        out += absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
+                               "destination");
+        absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
+        if (dp.connections) conns = dp.connections();
+        if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
+        for (const ConnEntry& c : *conns) {
+          absl::StrAppend(
+              &out,
+              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n", c.protocol == 6 ? "TCP" : "UDP",
+                              absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
+                              c.state, addrPort(c.client, c.cport), addrPort(c.virt, c.vport),
+                              addrPort(c.dest, c.dport)));
+        }
+        return out;
+      }
+      if (p.timeout) {
+        const auto& t = m.timeouts();
+        return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
+      }
+      std::string out;
+      if (p.svc) {
+        auto it = m.services().find(*p.svc);
+        if (it == m.services().end()) return absl::NotFoundError("No such service");
+        if (view != View::kRules) out += title(view);
+        printService(out, it->second, view, p.exact, dp);
+        return out;
+      }
+      if (view != View::kRules) {
+        out = "IP Virtual Server version 1.2.1 (size=4096)\n";
+        out += title(view);
+      }
+      for (const Service* s : sortedServices(m)) printService(out, *s, view, p.exact, dp);
+      return out;
+    }
+    default:
+      break;
+  }
+  return bad("not a listing");
 }
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
@@ -530,66 +596,13 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       m.setTimeouts(t);
       return std::string();
     }
-    case Cmd::kZero: {
-      // The counters of one service's real servers, or of all.
-      std::vector<BackendId> ids;
-      for (const auto& [k, svc] : m.services()) {
-        if (p.svc && k != *p.svc) continue;
-        for (const RealServer& d : svc.dests) ids.push_back(d.id);
-      }
-      if (p.svc && m.services().find(*p.svc) == m.services().end()) {
-        return absl::NotFoundError("No such service");
-      }
-      if (dp.zero) dp.zero(ids);
-      return std::string();
-    }
     case Cmd::kRestore:
       if (nested) return bad("-R cannot be nested");
       return restore(m, input);
+    case Cmd::kZero:
     case Cmd::kSave:
-    case Cmd::kList: {
-      const View view = p.cmd == Cmd::kSave ? View::kRules
-                        : p.stats           ? View::kStats
-                        : p.rate            ? View::kRate
-                                            : View::kList;
-      if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
-      if (p.connections && view == View::kList) {
-        // ipvsadm's list_conn / print_conn.
-        std::string out = "IPVS connection entries\n";
-        out += absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
-                               "destination");
-        absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
-        if (dp.connections) conns = dp.connections();
-        if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
-        for (const ConnEntry& c : *conns) {
-          absl::StrAppend(
-              &out,
-              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n", c.protocol == 6 ? "TCP" : "UDP",
-                              absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
-                              c.state, addrPort(c.client, c.cport), addrPort(c.virt, c.vport),
-                              addrPort(c.dest, c.dport)));
-        }
-        return out;
-      }
-      if (p.timeout) {
-        const auto& t = m.timeouts();
-        return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
-      }
-      std::string out;
-      if (p.svc) {
-        auto it = m.services().find(*p.svc);
-        if (it == m.services().end()) return absl::NotFoundError("No such service");
-        if (view != View::kRules) out += title(view);
-        printService(out, it->second, view, p.exact, dp);
-        return out;
-      }
-      if (view != View::kRules) {
-        out = "IP Virtual Server version 1.2.1 (size=4096)\n";
-        out += title(view);
-      }
-      for (const Service* s : sortedServices(m)) printService(out, *s, view, p.exact, dp);
-      return out;
-    }
+    case Cmd::kList:
+      return readOnly(m, p, dp);
     case Cmd::kNone:
       break;
   }
@@ -601,6 +614,19 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
 bool ipvsadmReadsOnly(const std::vector<std::string>& args) {
   auto p = parse(args);
   return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero);
+}
+
+bool ipvsadmRestores(const std::vector<std::string>& args) {
+  auto p = parse(args);
+  return p.ok() && p->cmd == Cmd::kRestore;
+}
+
+absl::StatusOr<std::string> listIpvsadm(const ServiceModel& model,
+                                        const std::vector<std::string>& args,
+                                        const IpvsDataplane& dp) {
+  auto p = parse(args);
+  if (!p.ok()) return p.status();
+  return readOnly(model, *p, dp);
 }
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

@@ -49,8 +49,14 @@ absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<st
                                        const std::string& input = "",
                                        const IpvsDataplane& dataplane = {});
 
-// True for the commands that change no configuration (listings, -S, -Z): they may
-// run on the live model, without the copy a change is made on.
+// True for the commands that change no configuration (listings, -S, -Z): they run
+// on the live model, outside any transaction.
 bool ipvsadmReadsOnly(const std::vector<std::string>& args);
+// Whether `args` is a -R (its input then holds the commands).
+bool ipvsadmRestores(const std::vector<std::string>& args);
+// A command for which ipvsadmReadsOnly() holds, on a model it cannot change.
+absl::StatusOr<std::string> listIpvsadm(const ServiceModel& model,
+                                        const std::vector<std::string>& args,
+                                        const IpvsDataplane& dp = {});
 
 }  // namespace meshlb

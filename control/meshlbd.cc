@@ -173,6 +173,10 @@ class Daemon {
       if (auto st = commands_.useStateFile(opt_.state_file); !st.ok()) {
         die(absl::StrCat("state file: ", st.message()));
       }
+      if (!commands_.loadNote().empty()) {
+        std::printf("meshlbd: state file %s: %s\n", opt_.state_file.c_str(),
+                    commands_.loadNote().c_str());
+      }
     }
     if (auto st = mirror_.start(); !st.ok()) die(std::string(st.message()));
     mirror_.poll();
@@ -273,8 +277,30 @@ class Daemon {
   }
 
   void publish() {
-    publisher_->publish(buildSnapshot(commands_.services(), commands_.nat(), mirror_.view(),
-                                      ports_.twins(), ++generation_, publisher_->current()));
+    const Snapshot* before = publisher_->current();
+    auto next = buildSnapshot(commands_.services(), commands_.nat(), mirror_.view(), ports_.twins(),
+                              ++generation_, before);
+    warnOfUdpServicesOnNewOverlayPorts(before, *next);
+    publisher_->publish(std::move(next));
+  }
+
+  // ipvsadm refuses a UDP service on an overlay's port; but an overlay may come (a
+  // vxlan device set up with `ip link`, a Swarm --data-path-port) on the port of a
+  // UDP service that already exists: the workers take that port's packets as VXLAN
+  // from then on, so the service can no longer be reached. Said once, when the port
+  // appears (a walk of the services, only then).
+  void warnOfUdpServicesOnNewOverlayPorts(const Snapshot* before, const Snapshot& next) {
+    for (const OverlaySnap& o : next.overlays) {
+      if (before && before->hasOverlayPort(o.udp_port)) continue;
+      for (const auto& [key, svc] : commands_.services().services()) {
+        if (key.fwmark || key.protocol != kProtoUdp || key.port != o.udp_port) continue;
+        std::printf(
+            "meshlbd: warning: an overlay (VNI %u) now takes UDP port %u for VXLAN: UDP service "
+            "%s:%u can no longer be reached (move the service or the overlay's port)\n",
+            o.vni, o.udp_port, key.addr.str().c_str(), key.port);
+      }
+    }
+    std::fflush(stdout);
   }
 
   // ipvsadm -L -c, without blocking the control thread: the first call asks every

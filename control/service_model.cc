@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "meshlb/scheduler.h"
@@ -21,6 +22,154 @@ absl::Status checkScheduler(const std::string& s) {
 }
 }  // namespace
 
+uint64_t ServiceModel::InstanceId::next() {
+  static std::atomic<uint64_t> n{0};
+  return ++n;
+}
+
+ServiceModel::Transaction::Transaction(ServiceModel& m) : m_(m), owner_(!m.undo_) {
+  if (!owner_) return;
+  m_.undo_.emplace();
+  Undo& u = *m_.undo_;
+  u.timeouts = m_.timeouts_;
+  u.next_slot_hint = m_.next_slot_hint_;
+  u.next_slot = m_.next_slot_;
+  u.log_size = m_.log_.size();
+  u.log_floor = m_.log_floor_;
+}
+
+ServiceModel::Transaction::~Transaction() {
+  if (owner_ && !done_) m_.rollback();
+}
+
+void ServiceModel::Transaction::commit() {
+  if (!owner_ || done_) return;
+  done_ = true;
+  m_.undo_.reset();
+  // What could not be undone cheaply waits for the commit: dropping trash entries
+  // that can never be revived, and the oldest changes of the log.
+  if (m_.trash_.size() > kMaxRealServers) {
+    std::erase_if(m_.trash_, [&](const auto& e) {
+      const BackendId id = e.second;
+      return !m_.revivable(id);
+    });
+  }
+  m_.trimLog();
+}
+
+std::vector<ServiceKey> ServiceModel::Transaction::touched() const {
+  std::vector<ServiceKey> out;
+  if (m_.undo_) {
+    for (const auto& [key, old] : m_.undo_->before) out.push_back(key);
+  }
+  return out;
+}
+
+bool ServiceModel::Transaction::changed() const {
+  if (!m_.undo_) return false;
+  if (!(m_.undo_->timeouts == m_.timeouts_)) return true;
+  for (const auto& [key, old] : m_.undo_->before) {
+    auto it = m_.services_.find(key);
+    if (it == m_.services_.end() || !old) {
+      if ((it == m_.services_.end()) != !old) return true;
+      continue;
+    }
+    // The configuration, not the bookkeeping: versions move on any change, even one
+    // undone later in the same transaction.
+    Service now = it->second;
+    now.version = old->version;
+    if (!(now == *old)) return true;
+  }
+  return false;
+}
+
+void ServiceModel::rollback() {
+  Undo u = std::move(*undo_);
+  undo_.reset();
+  // Services: the slots of what is there now are given back, then what was there
+  // before is put back with its slots.
+  for (const auto& [key, old] : u.before) {
+    if (auto it = services_.find(key); it != services_.end()) {
+      service_slot_used_[it->second.slot] = false;
+      services_.erase(it);
+    }
+  }
+  for (auto& [key, old] : u.before) {
+    if (!old) continue;
+    service_slot_used_[old->slot] = true;
+    services_.emplace(key, std::move(*old));
+  }
+  for (auto it = u.dest_slots.rbegin(); it != u.dest_slots.rend(); ++it) {
+    dest_slots_[it->first] = it->second;
+  }
+  for (auto it = u.trash.rbegin(); it != u.trash.rend(); ++it) {
+    if (it->second) {
+      trash_[it->first] = *it->second;
+    } else {
+      trash_.erase(it->first);
+    }
+  }
+  timeouts_ = u.timeouts;
+  next_slot_hint_ = u.next_slot_hint;
+  next_slot_ = u.next_slot;
+  // The versions handed out stay used (they only ever grow); the changes logged go.
+  log_.resize(u.log_size);
+  log_floor_ = u.log_floor;
+}
+
+void ServiceModel::touch(std::map<ServiceKey, Service>::iterator it, bool erase) {
+  if (!undo_) return;
+  auto [b, first] = undo_->before.try_emplace(it->first);
+  if (!first) return;
+  if (erase) {
+    b->second = std::move(it->second);
+  } else {
+    b->second = it->second;
+  }
+}
+
+void ServiceModel::changed(const ServiceKey& key) { log_.emplace_back(++next_version_, key); }
+
+void ServiceModel::trimLog() {
+  if (log_.size() <= 2 * services_.size() + 4096) return;
+  // The older half goes: a snapshot built before it is rebuilt whole.
+  const size_t drop = log_.size() / 2;
+  log_floor_ = log_[drop - 1].first;
+  log_.erase(log_.begin(), log_.begin() + static_cast<ptrdiff_t>(drop));
+}
+
+std::optional<std::vector<ServiceKey>> ServiceModel::changedSince(uint64_t v) const {
+  if (v < log_floor_) return std::nullopt;
+  auto from = std::upper_bound(log_.begin(), log_.end(), v,
+                               [](uint64_t x, const auto& e) { return x < e.first; });
+  std::vector<ServiceKey> out;
+  for (auto it = from; it != log_.end(); ++it) out.push_back(it->second);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void ServiceModel::setDestSlot(uint32_t slot, bool used, uint8_t generation) {
+  if (undo_) {
+    undo_->dest_slots.emplace_back(slot, dest_slots_[slot]);
+  }
+  dest_slots_[slot] = static_cast<uint8_t>((used ? BackendId::kLiveBit : 0) | generation);
+}
+
+void ServiceModel::setTrash(const std::tuple<ServiceKey, IpAddr, uint16_t>& k,
+                            std::optional<BackendId> id) {
+  auto it = trash_.find(k);
+  if (undo_) {
+    undo_->trash.emplace_back(
+        k, it == trash_.end() ? std::nullopt : std::optional<BackendId>(it->second));
+  }
+  if (id) {
+    trash_[k] = *id;
+  } else if (it != trash_.end()) {
+    trash_.erase(it);
+  }
+}
+
 absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& scheduler) {
   if (auto s = checkScheduler(scheduler); !s.ok()) return s;
   if (services_.count(key)) return absl::AlreadyExistsError("Service already exists");
@@ -29,8 +178,10 @@ absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& 
   }
   // Slots rotate, so a re-created service rarely inherits another's scheduler position.
   while (service_slot_used_[next_slot_]) next_slot_ = (next_slot_ + 1) % kMaxServices;
+  if (undo_) undo_->before.try_emplace(key);  // did not exist
   service_slot_used_[next_slot_] = true;
-  services_[key] = Service{key, next_slot_, scheduler, {}, ++next_version_};
+  changed(key);
+  services_[key] = Service{key, next_slot_, scheduler, {}, next_version_};
   next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
 }
@@ -40,8 +191,10 @@ absl::Status ServiceModel::editService(const ServiceKey& key, const std::string&
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("No such service");
   if (it->second.scheduler != scheduler) {
+    touch(it);
     it->second.scheduler = scheduler;
-    it->second.version = ++next_version_;
+    changed(key);
+    it->second.version = next_version_;
   }
   return absl::OkStatus();
 }
@@ -51,14 +204,18 @@ absl::Status ServiceModel::deleteService(const ServiceKey& key) {
   if (it == services_.end()) return absl::NotFoundError("No such service");
   for (const RealServer& d : it->second.dests) retireDest(key, d);
   service_slot_used_[it->second.slot] = false;
+  touch(it, true);
   services_.erase(it);
+  changed(key);
   return absl::OkStatus();
 }
 
 void ServiceModel::clear() {
-  for (const auto& [k, s] : services_) {
-    for (const RealServer& d : s.dests) retireDest(k, d);
-    service_slot_used_[s.slot] = false;
+  for (auto it = services_.begin(); it != services_.end(); ++it) {
+    for (const RealServer& d : it->second.dests) retireDest(it->first, d);
+    service_slot_used_[it->second.slot] = false;
+    changed(it->first);
+    touch(it, true);
   }
   services_.clear();
 }
@@ -78,8 +235,10 @@ absl::Status ServiceModel::addDest(const ServiceKey& key, RealServer dest) {
     return absl::ResourceExhaustedError(
         absl::StrCat("at most ", kMaxRealServers, " real servers over all services"));
   }
+  touch(it);
   dests.push_back(dest);
-  it->second.version = ++next_version_;
+  changed(key);
+  it->second.version = next_version_;
   return absl::OkStatus();
 }
 
@@ -90,35 +249,28 @@ BackendId ServiceModel::reviveDestId(const ServiceKey& key, const RealServer& d)
   auto it = trash_.find({key, d.addr, d.port});
   if (it == trash_.end()) return {};
   const BackendId id = it->second;
-  trash_.erase(it);
+  setTrash(it->first, std::nullopt);
   // Only while its slot has not gone to another server meanwhile.
-  if (slot_used_[id.slot()] || slot_generation_[id.slot()] != id.generation()) return {};
-  slot_used_[id.slot()] = true;
+  if (!revivable(id)) return {};
+  setDestSlot(id.slot(), true, id.generation());
   return id;
 }
 
 void ServiceModel::retireDest(const ServiceKey& key, const RealServer& d) {
-  slot_used_[d.id.slot()] = false;
-  trash_[{key, d.addr, d.port}] = d.id;
-  if (trash_.size() > kMaxRealServers) {
-    // Entries whose slot has since gone to another server can never be revived.
-    std::erase_if(trash_, [&](const auto& e) {
-      const BackendId id = e.second;
-      return slot_used_[id.slot()] || slot_generation_[id.slot()] != id.generation();
-    });
-  }
+  setDestSlot(d.id.slot(), false, d.id.generation());
+  setTrash({key, d.addr, d.port}, d.id);
 }
 
 BackendId ServiceModel::allocDestId() {
   for (uint32_t n = 0; n < kMaxRealServers; ++n) {
     const uint32_t slot = next_slot_hint_;
     next_slot_hint_ = slot == kMaxRealServers ? 1 : slot + 1;
-    if (!slot_used_[slot]) {
-      slot_used_[slot] = true;
+    if (!(dest_slots_[slot] & BackendId::kLiveBit)) {
       // Kept to the id's generation bits, so that it compares equal to an id's.
-      slot_generation_[slot] = static_cast<uint8_t>((slot_generation_[slot] + 1) &
-                                                    ((1u << BackendId::kGenerationBits) - 1));
-      return BackendId::make(slot_generation_[slot], slot);
+      const auto generation =
+          static_cast<uint8_t>((dest_slots_[slot] + 1) & ((1u << BackendId::kGenerationBits) - 1));
+      setDestSlot(slot, true, generation);
+      return BackendId::make(generation, slot);
     }
   }
   return {};
@@ -130,9 +282,11 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   for (RealServer& d : it->second.dests) {
     if (d.addr == dest.addr && d.port == dest.port) {
       if (d.weight != dest.weight || d.fwd != dest.fwd) {
+        touch(it);  // copies the service: `d` still points into it
         d.weight = dest.weight;
         d.fwd = dest.fwd;
-        it->second.version = ++next_version_;
+        changed(key);
+        it->second.version = next_version_;
       }
       return absl::OkStatus();
     }
@@ -148,8 +302,10 @@ absl::Status ServiceModel::deleteDest(const ServiceKey& key, const IpAddr& addr,
                         [&](const RealServer& r) { return r.addr == addr && r.port == port; });
   if (d == dests.end()) return absl::NotFoundError("No such destination");
   retireDest(key, *d);
+  touch(it);
   dests.erase(d);
-  it->second.version = ++next_version_;
+  changed(key);
+  it->second.version = next_version_;
   return absl::OkStatus();
 }
 

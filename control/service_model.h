@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -48,6 +49,30 @@ class ServiceModel {
  public:
   static bool schedulerSupported(const std::string& name);
 
+  // All or nothing, at the cost of the change: while a Transaction lives, the model
+  // records how to undo each change it takes (a touched service is copied once, an
+  // allocator entry as it changes), and undoes them all unless commit() is called.
+  // Nothing is ever copied whole, so a change costs what it touches, not the size
+  // of the configuration. One level: a Transaction begun inside another joins it
+  // (the outer one decides).
+  class Transaction {
+   public:
+    explicit Transaction(ServiceModel& m);
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit();
+    // The services added, changed or deleted so far (a key may be listed once).
+    std::vector<ServiceKey> touched() const;
+    // Whether the configuration differs from when the transaction began.
+    bool changed() const;
+
+   private:
+    ServiceModel& m_;
+    bool owner_;
+    bool done_ = false;
+  };
+
   absl::Status addService(const ServiceKey& key, const std::string& scheduler);
   absl::Status editService(const ServiceKey& key, const std::string& scheduler);
   absl::Status deleteService(const ServiceKey& key);
@@ -58,15 +83,59 @@ class ServiceModel {
   void setTimeouts(const IpvsTimeouts& t) { timeouts_ = t; }
 
   const std::map<ServiceKey, Service>& services() const { return services_; }
-  // The same configuration: services, real servers (ids included) and timeouts.
-  bool sameConfig(const ServiceModel& o) const {
-    return services_ == o.services_ && timeouts_ == o.timeouts_;
-  }
   const IpvsTimeouts& timeouts() const { return timeouts_; }
 
+  // Every change bumps the model's version; the services changed since version `v`
+  // (added, changed or deleted, each key once), or nullopt when `v` is older than
+  // the log of changes still kept (then everything must be taken as changed). The
+  // snapshot builder rebuilds just these.
+  uint64_t version() const { return next_version_; }
+  // Which model the versions are of: every model, a copy too, has its own id.
+  uint64_t id() const { return id_.v; }
+  // By real-server id slot: BackendId::kLiveBit | the live id's generation, or the
+  // slot's last generation alone when no server has it (what the snapshot's
+  // live_backend copies).
+  const std::vector<uint8_t>& liveBackends() const { return dest_slots_; }
+  std::optional<std::vector<ServiceKey>> changedSince(uint64_t v) const;
+
  private:
+  struct Undo {
+    std::map<ServiceKey, std::optional<Service>> before;  // first touch: as it was
+    IpvsTimeouts timeouts;
+    uint32_t next_slot_hint, next_slot;  // all set by Transaction
+    size_t log_size;
+    uint64_t log_floor;
+    // Allocator entries as they were, undone last to first.
+    std::vector<std::pair<uint32_t, uint8_t>> dest_slots;  // slot, its dest_slots_ byte
+    std::vector<std::pair<std::tuple<ServiceKey, IpAddr, uint16_t>, std::optional<BackendId>>>
+        trash;
+  };
+  // Before any change to a service; `erase`: it is about to go, so it is moved, not
+  // copied, into the undo record.
+  void touch(std::map<ServiceKey, Service>::iterator it, bool erase = false);
+  void changed(const ServiceKey& key);  // logs the change under a new model version
+  void setDestSlot(uint32_t slot, bool used, uint8_t generation);
+  void setTrash(const std::tuple<ServiceKey, IpAddr, uint16_t>& k, std::optional<BackendId> id);
+  void rollback();
+  void trimLog();
+
+  struct InstanceId {
+    static uint64_t next();
+    uint64_t v = next();
+    InstanceId() = default;
+    InstanceId(const InstanceId&) : v(next()) {}
+    InstanceId& operator=(const InstanceId&) {
+      v = next();
+      return *this;
+    }
+  };
+  InstanceId id_;
   std::map<ServiceKey, Service> services_;
   IpvsTimeouts timeouts_;
+  std::optional<Undo> undo_;
+  // (version, key) of each change, oldest first; versions up to log_floor_ are gone.
+  std::vector<std::pair<uint64_t, ServiceKey>> log_;
+  uint64_t log_floor_ = 0;
   BackendId allocDestId();
   BackendId reviveDestId(const ServiceKey& key, const RealServer& d);
   void retireDest(const ServiceKey& key, const RealServer& d);
@@ -74,8 +143,12 @@ class ServiceModel {
   // trash: re-adding one soon revives its id, so its connections (and their
   // ActiveConn/InActConn) are its own again, and -C then -R lists identically.
   std::map<std::tuple<ServiceKey, IpAddr, uint16_t>, BackendId> trash_;
-  std::vector<uint8_t> slot_generation_ = std::vector<uint8_t>(BackendId::kSlots, 0);
-  std::vector<bool> slot_used_ = std::vector<bool>(BackendId::kSlots, false);
+  // Real-server id slots: kLiveBit while a server has the slot, and the generation
+  // last given out in it.
+  std::vector<uint8_t> dest_slots_ = std::vector<uint8_t>(BackendId::kSlots, 0);
+  // Whether a retired id may be given back to its server: its slot free, and not
+  // given to another server meanwhile.
+  bool revivable(BackendId id) const { return dest_slots_[id.slot()] == id.generation(); }
   uint32_t next_slot_hint_ = 1;
   uint32_t next_slot_ = 0;
   uint64_t next_version_ = 0;

@@ -54,69 +54,89 @@ constexpr Family familyOf() {
 bool lessAddr(Ipv4Addr a, Ipv4Addr b) { return ntohl(a.v) < ntohl(b.v); }
 bool lessAddr(const Ipv6Addr& a, const Ipv6Addr& b) { return std::memcmp(a.b, b.b, 16) < 0; }
 
+// The key a model service has in a family's table.
+template <class Addr>
+uint64_t snapKey(const ServiceKey& key) {
+  if (key.fwmark) return FamilySnap<Addr>::fwmarkKey(key.fwmark);
+  return FamilySnap<Addr>::serviceKey(key.protocol, addrOf<Addr>(key.addr), htons(key.port));
+}
+
+// One model service as the family sees it; null when it is not the family's. `prev`,
+// the service under the same key in the snapshot before, lends what it prepared
+// (Maglev) when it is the same service (same slot) with the same scheduler.
+template <class Addr>
+std::shared_ptr<const ServiceSnap<Addr>> buildService(
+    const Service& svc, const std::shared_ptr<const ServiceSnap<Addr>>* prev_ptr,
+    uint64_t generation) {
+  const ServiceKey& key = svc.key;
+  // An fwmark service takes its family from its servers (IPVS: -6 on -A).
+  if (!key.fwmark && key.addr.family != familyOf<Addr>()) return nullptr;
+  const ServiceSnap<Addr>* prev =
+      prev_ptr && (*prev_ptr)->slot == svc.slot ? prev_ptr->get() : nullptr;
+  if (prev && prev->version == svc.version) return *prev_ptr;  // unchanged: shared
+  ServiceSnap<Addr> ss;
+  ss.version = svc.version;
+  ss.slot = svc.slot;
+  ss.sched = findScheduler(svc.scheduler);
+  ss.fwmark = key.fwmark;
+  ss.proto = key.protocol;
+  if (!key.fwmark) ss.vip = addrOf<Addr>(key.addr);
+  ss.vport = htons(key.port);
+  for (const RealServer& d : svc.dests) {
+    if (d.addr.family != familyOf<Addr>()) continue;
+    ss.backends.push_back(
+        {addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
+         d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect : Forwarding::kMasq});
+  }
+  std::sort(ss.backends.begin(), ss.backends.end(),
+            [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
+              if (!(a.addr == b.addr)) return lessAddr(a.addr, b.addr);
+              return ntohs(a.port) < ntohs(b.port);
+            });
+  uint32_t g = 0;
+  for (const BackendSnap<Addr>& b : ss.backends) {
+    ss.weights.push_back(b.weight);
+    ss.keys.push_back(backendKey(b));
+    ss.max_weight = std::max(ss.max_weight, b.weight);
+    g = std::gcd(g, b.weight);
+  }
+  ss.weight_gcd = g ? g : 1;
+  // An fwmark service with no server of this family is the other family's.
+  if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) return nullptr;
+  if (prev && prev->sched != ss.sched) prev = nullptr;
+  ss.epoch =
+      prev && prev->keys == ss.keys && prev->weights == ss.weights ? prev->epoch : generation;
+  if (ss.sched && ss.sched->prepare) ss.sched->prepare(ss, prev);
+  return std::make_shared<const ServiceSnap<Addr>>(std::move(ss));
+}
+
+// The family's services: from the previous snapshot's table, the services the model
+// changed since (`changed`) rebuilt; or, without those, every service (each still
+// shared when unchanged).
 template <class Addr>
 void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
-                   const FamilySnap<Addr>* previous, uint64_t generation) {
-  // The previous snapshot's services by slot: an unchanged one (same slot, same
-  // version) is shared as it is; a changed one lends its prepared data (Maglev).
-  absl::flat_hash_map<uint32_t, const std::shared_ptr<const ServiceSnap<Addr>>*> before;
-  if (previous) {
-    before.reserve(previous->services.size());
-    for (const auto& ps : previous->services) before[ps->slot] = &ps;
-  }
-  fam.services.reserve(model.services().size());
-  fam.service_index.reserve(model.services().size());
-  auto index = [&](const ServiceSnap<Addr>& ss) {
-    fam.service_index[ss.fwmark ? FamilySnap<Addr>::fwmarkKey(ss.fwmark)
-                                : FamilySnap<Addr>::serviceKey(ss.proto, ss.vip, ss.vport)] =
-        static_cast<uint32_t>(fam.services.size());
+                   const FamilySnap<Addr>* previous,
+                   const std::optional<std::vector<ServiceKey>>& changed, uint64_t generation) {
+  auto update = [&](const ServiceKey& key, const Service* svc) {
+    const uint64_t k = snapKey<Addr>(key);
+    auto built = svc ? buildService<Addr>(*svc, previous ? previous->services.findPtr(k) : nullptr,
+                                          generation)
+                     : nullptr;
+    if (built) {
+      fam.services.put(k, std::move(built));
+    } else {
+      fam.services.erase(k);
+    }
   };
-  for (const auto& [key, svc] : model.services()) {
-    // An fwmark service takes its family from its servers (IPVS: -6 on -A).
-    if (!key.fwmark && key.addr.family != familyOf<Addr>()) continue;
-    auto it = before.find(svc.slot);
-    if (it != before.end() && (*it->second)->version == svc.version) {
-      index(**it->second);
-      fam.services.push_back(*it->second);
-      continue;
+  if (previous && changed) {
+    fam.services = previous->services.derive();
+    for (const ServiceKey& key : *changed) {
+      auto it = model.services().find(key);
+      update(key, it == model.services().end() ? nullptr : &it->second);
     }
-    ServiceSnap<Addr> ss;
-    ss.version = svc.version;
-    ss.slot = svc.slot;
-    ss.sched = findScheduler(svc.scheduler);
-    ss.fwmark = key.fwmark;
-    ss.proto = key.protocol;
-    if (!key.fwmark) ss.vip = addrOf<Addr>(key.addr);
-    ss.vport = htons(key.port);
-    for (const RealServer& d : svc.dests) {
-      if (d.addr.family != familyOf<Addr>()) continue;
-      ss.backends.push_back(
-          {addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
-           d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect : Forwarding::kMasq});
-    }
-    std::sort(ss.backends.begin(), ss.backends.end(),
-              [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
-                if (!(a.addr == b.addr)) return lessAddr(a.addr, b.addr);
-                return ntohs(a.port) < ntohs(b.port);
-              });
-    uint32_t g = 0;
-    for (const BackendSnap<Addr>& b : ss.backends) {
-      ss.weights.push_back(b.weight);
-      ss.keys.push_back(backendKey(b));
-      ss.max_weight = std::max(ss.max_weight, b.weight);
-      g = std::gcd(g, b.weight);
-    }
-    ss.weight_gcd = g ? g : 1;
-    // An fwmark service with no server of this family is the other family's.
-    if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) continue;
-    const ServiceSnap<Addr>* prev =
-        it != before.end() && (*it->second)->sched == ss.sched ? it->second->get() : nullptr;
-    ss.epoch =
-        prev && prev->keys == ss.keys && prev->weights == ss.weights ? prev->epoch : generation;
-    if (ss.sched && ss.sched->prepare) ss.sched->prepare(ss, prev);
-    index(ss);
-    fam.services.push_back(std::make_shared<const ServiceSnap<Addr>>(std::move(ss)));
+    return;
   }
+  for (const auto& [key, svc] : model.services()) update(key, &svc);
 }
 
 template <class Addr>
@@ -279,9 +299,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   s->timeouts.ms[static_cast<int>(ConnState::kEstablished)] = ms(t.tcp);
   s->timeouts.ms[static_cast<int>(ConnState::kFinWait)] = ms(t.tcpfin);
   s->timeouts.ms[static_cast<int>(ConnState::kUdp)] = ms(t.udp);
-  for (const auto& [key, svc] : model.services()) {
-    for (const RealServer& d : svc.dests) s->setBackendLive(d.id);
-  }
+  s->live_backend = model.liveBackends();
   s->setBackendLive(kDnatBackend);  // DNAT's connections live while their rules do
   s->port_mac.resize(ports.size());
   s->port_mtu.assign(ports.size(), 1500);
@@ -317,8 +335,15 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
       }
     }
   }
-  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, generation);
-  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, generation);
+  // What the model changed since the previous snapshot, when it was built from this
+  // model and the model still has the log that far back.
+  s->model_id = model.id();
+  s->model_version = model.version();
+  std::optional<std::vector<ServiceKey>> changed;
+  if (previous && previous->model_id == model.id())
+    changed = model.changedSince(previous->model_version);
+  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation);
+  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation);
   buildKernel(s->v4, nat, kernel, ports);
   buildKernel(s->v6, nat, kernel, ports);
   return s;

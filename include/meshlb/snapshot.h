@@ -66,6 +66,88 @@ struct ServiceSnap : ServiceSched {
   std::vector<BackendSnap<Addr>> backends;  // sorted by address and port; weights[i] is theirs
 };
 
+// The services of a family by key (FamilySnap::serviceKey or fwmarkKey), in a fixed
+// number of chunks by the key's hash. A snapshot built from the one before starts
+// from its chunks (derive()) and copies just those it changes, so publishing one
+// change costs a chunk (the services / kChunks around it) and a pointer per chunk,
+// not the whole table; every service itself is shared while it does not change.
+template <class Addr>
+class ServiceTable {
+ public:
+  using Ptr = std::shared_ptr<const ServiceSnap<Addr>>;
+  static constexpr uint32_t kChunkBits = 10;
+  static constexpr uint32_t kChunks = 1u << kChunkBits;
+
+  ServiceTable() : chunks_(kChunks, emptyChunk()) {}
+  // A copy shares the chunks and owns none of them: changing it copies what it changes.
+  ServiceTable(const ServiceTable& o) : chunks_(o.chunks_), size_(o.size_) {}
+  ServiceTable& operator=(const ServiceTable& o) {
+    chunks_ = o.chunks_;
+    owned_.clear();
+    size_ = o.size_;
+    return *this;
+  }
+  ServiceTable(ServiceTable&&) = default;
+  ServiceTable& operator=(ServiceTable&&) = default;
+
+  const ServiceSnap<Addr>* find(uint64_t key) const {
+    const auto& m = chunks_[chunkOf(key)]->by_key;
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : it->second.get();
+  }
+  const Ptr* findPtr(uint64_t key) const {
+    const auto& m = chunks_[chunkOf(key)]->by_key;
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Every service, in no particular order (control thread, tests).
+  std::vector<const ServiceSnap<Addr>*> all() const {
+    std::vector<const ServiceSnap<Addr>*> out;
+    out.reserve(size_);
+    for (const auto& c : chunks_) {
+      for (const auto& [k, s] : c->by_key) out.push_back(s.get());
+    }
+    return out;
+  }
+
+  // Building (control thread, before publishing): a table starting as this one.
+  ServiceTable derive() const { return *this; }
+  void put(uint64_t key, Ptr s) {
+    auto& m = own(chunkOf(key)).by_key;
+    size_ += m.insert_or_assign(key, std::move(s)).second ? 1 : 0;
+  }
+  void erase(uint64_t key) {
+    if (!find(key)) return;
+    size_ -= own(chunkOf(key)).by_key.erase(key);
+  }
+
+ private:
+  struct Chunk {
+    absl::flat_hash_map<uint64_t, Ptr> by_key;
+  };
+  static const std::shared_ptr<Chunk>& emptyChunk() {
+    static const std::shared_ptr<Chunk> e = std::make_shared<Chunk>();
+    return e;
+  }
+  static uint32_t chunkOf(uint64_t key) {
+    return static_cast<uint32_t>((key * 0x9e3779b97f4a7c15ull) >> (64 - kChunkBits));
+  }
+  // The chunk, copied first unless this table already made it (copy on write).
+  Chunk& own(uint32_t c) {
+    if (owned_.empty()) owned_.assign(kChunks, false);
+    if (!owned_[c]) {
+      chunks_[c] = std::make_shared<Chunk>(*chunks_[c]);
+      owned_[c] = true;
+    }
+    return *chunks_[c];
+  }
+  std::vector<std::shared_ptr<Chunk>> chunks_;  // never changed once published
+  std::vector<bool> owned_;                     // while building: chunks this table made
+  size_t size_ = 0;
+};
+
 // Address prefixes of either family; a prefix of length 0 matches everything.
 template <class Addr>
 struct Prefix;
@@ -252,8 +334,7 @@ template <class Addr>
 struct FamilySnap {
   // Shared with the snapshots before and after for as long as the service does not
   // change, so that publishing one change builds one service, not all of them.
-  std::vector<std::shared_ptr<const ServiceSnap<Addr>>> services;
-  absl::flat_hash_map<uint64_t, uint32_t> service_index;  // serviceKey() -> index
+  ServiceTable<Addr> services;
   std::vector<SnatRule<Addr>> snat;
   std::vector<MarkRule<Addr>> marks;  // mangle PREROUTING, then INPUT: all apply, in order
   // nat PREROUTING ([0]) and the user chains: DNAT for new connections, before IPVS.
@@ -279,14 +360,12 @@ struct FamilySnap {
   static uint64_t fwmarkKey(uint32_t mark) { return (uint64_t{1} << 63) | mark; }
 
   const ServiceSnap<Addr>* findService(uint8_t proto, const Addr& vip, uint16_t vport) const {
-    auto it = service_index.find(serviceKey(proto, vip, vport));
-    if (it == service_index.end()) return nullptr;
-    const ServiceSnap<Addr>& s = *services[it->second];
-    return !s.fwmark && s.vip == vip && s.vport == vport && s.proto == proto ? &s : nullptr;
+    const ServiceSnap<Addr>* s = services.find(serviceKey(proto, vip, vport));
+    if (!s) return nullptr;
+    return !s->fwmark && s->vip == vip && s->vport == vport && s->proto == proto ? s : nullptr;
   }
   const ServiceSnap<Addr>* findFwmark(uint32_t mark) const {
-    auto it = service_index.find(fwmarkKey(mark));
-    return it == service_index.end() ? nullptr : services[it->second].get();
+    return services.find(fwmarkKey(mark));
   }
   // The firewall mark the mangle rules give a packet (0: none): PREROUTING's see it as
   // it came, INPUT's after a DNAT (to new_dst, new_dport; the same without one).
@@ -371,6 +450,9 @@ struct FamilySnap {
 
 struct Snapshot {
   uint64_t generation = 0;
+  // The service model (its identity and version) the services were built from: the
+  // next snapshot rebuilds only what that model changed since.
+  uint64_t model_id = 0, model_version = 0;
   FamilySnap<Ipv4Addr> v4;
   FamilySnap<Ipv6Addr> v6;
   std::vector<std::array<uint8_t, 6>> port_mac;  // by data port: the port's (and twin's) MAC
@@ -397,16 +479,18 @@ struct Snapshot {
     }
     return -1;
   }
-  // Live real servers: by id slot, the id's generation + 1; 0 = none. An array, not
-  // a set: every packet of every connection asks.
+  // Live real servers: by id slot, BackendId::kLiveBit | the live id's generation
+  // (without the bit: no server has the slot). An array, not a set: every packet of
+  // every connection asks. A copy of the service model's (1 MiB, whatever the
+  // configuration's size).
   std::vector<uint8_t> live_backend = std::vector<uint8_t>(BackendId::kSlots, 0);
   ConnTimeouts timeouts;
 
   void setBackendLive(BackendId id) {
-    live_backend[id.slot()] = static_cast<uint8_t>(id.generation() + 1);
+    live_backend[id.slot()] = static_cast<uint8_t>(BackendId::kLiveBit | id.generation());
   }
   bool backendLive(BackendId id) const {
-    return live_backend[id.slot()] == static_cast<uint8_t>(id.generation() + 1);
+    return live_backend[id.slot()] == static_cast<uint8_t>(BackendId::kLiveBit | id.generation());
   }
 };
 

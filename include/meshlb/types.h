@@ -95,6 +95,9 @@ class BackendId {
   static constexpr uint32_t kBits = kSlotBits + kGenerationBits;
   static constexpr uint32_t kSlots = 1u << kSlotBits;  // slot 0 is never used
   static constexpr uint32_t kMaxLive = kSlots - 1;
+  // Per-slot liveness bytes (the snapshot's live_backend): this bit, then the
+  // generation of the id that has the slot.
+  static constexpr uint8_t kLiveBit = 0x80;
 
   constexpr BackendId() = default;
   static constexpr BackendId make(uint32_t generation, uint32_t slot) {

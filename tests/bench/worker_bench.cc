@@ -221,8 +221,8 @@ std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
     s->setBackendLive(id);
     f.neigh.set(0, addr, {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
   }
-  f.service_index[FamilySnap<Ipv4Addr>::serviceKey(kProtoTcp, svc.vip, kVport)] = 0;
-  f.services.push_back(std::make_shared<const ServiceSnap<Ipv4Addr>>(std::move(svc)));
+  f.services.put(FamilySnap<Ipv4Addr>::serviceKey(kProtoTcp, svc.vip, kVport),
+                 std::make_shared<const ServiceSnap<Ipv4Addr>>(std::move(svc)));
   return s;
 }
 

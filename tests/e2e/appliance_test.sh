@@ -498,6 +498,34 @@ test_restart_keeps_state() {
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
+# kill -9 while changes stream in: every change meshlbctl saw acknowledged is there
+# after the restart (each is appended to the state file, and counted, before the
+# answer), and at most the one in flight besides.
+test_kill9_during_changes() {
+  ctl ipvsadm -A -t $VIP:7000 -s rr || return 1
+  (
+    for i in $(seq 0 399); do
+      ctl ipvsadm -a -t $VIP:7000 -r "198.18.1.$((i % 200 + 20)):$((7000 + i / 200))" -m \
+        >/dev/null 2>&1 && echo "198.18.1.$((i % 200 + 20)):$((7000 + i / 200))"
+    done
+  ) >"$MLB_RUN/acked" &
+  local loop=$!
+  sleep 1.5
+  kill -9 "$(cat "$MLB_RUN/meshlbd.pid")"
+  wait "$loop"
+  local pid
+  pid=$(cat "$MLB_RUN/meshlbd.pid")
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  lb_start 1 --state-file "$MLB_RUN/state" || return 1
+  local listed acked missing
+  listed=$(ctl ipvsadm -L -n -t $VIP:7000 | awk '$1 == "->" && $2 != "RemoteAddress:Port" {print $2}')
+  acked=$(wc -l <"$MLB_RUN/acked")
+  missing=$(grep -vxF -f <(echo "$listed") "$MLB_RUN/acked" | wc -l)
+  echo "# killed after $acked acknowledged changes: $(echo "$listed" | grep -c .) servers restored, $missing acknowledged ones missing"
+  ctl ipvsadm -D -t $VIP:7000
+  ((acked > 10 && acked < 400 && missing == 0)) && (($(echo "$listed" | grep -c .) <= acked + 1))
+}
+
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
@@ -528,6 +556,7 @@ check "a second meshlbd (same socket, same ports, same twins) refuses; the first
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted
 check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_released
+check "kill -9 during a stream of changes: every acknowledged change restored" test_kill9_during_changes
 check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 

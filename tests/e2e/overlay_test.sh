@@ -222,6 +222,25 @@ check "transit: a task's connection to an outside host's published port is route
 check "direct routing (-g) over the overlay: the task answers the client itself" test_dsr_overlay
 check "node loss: its real servers and FDB entries gone, no request fails" test_node_loss
 
+# An overlay that comes (ip link add ... type vxlan) on the port of a UDP service that
+# already exists takes that port's packets: meshlbd says which service it cut off.
+test_overlay_on_a_udp_service_port() {
+  ctl ipvsadm -A -u 198.18.0.1:4800 -s rr || return 1
+  lbx ip link add vxlan77 type vxlan id 77 dstport 4800 local 198.19.0.1 nolearning &&
+    lbx ip link set vxlan77 up || return 1
+  local _ said=""
+  for _ in $(seq 30); do
+    said=$(grep -m1 "takes UDP port 4800" "$RUN/meshlbd.log") && break
+    sleep 0.1
+  done
+  lbx ip link del vxlan77
+  ctl ipvsadm -D -u 198.18.0.1:4800
+  echo "# ${said:-nothing said}"
+  [[ $said == *"UDP service 198.18.0.1:4800 can no longer be reached"* ]]
+}
+check "an overlay on an existing UDP service's port: the service it cuts off is named" \
+  test_overlay_on_a_udp_service_port
+
 # Two workers: replies from the nodes reach the worker that owns their connection
 # (the SNAT port says which), whichever queue they land on.
 test_two_workers() {

@@ -258,6 +258,55 @@ TEST(Ipvsadm, RejectedRestoreChangesNothing) {
   EXPECT_EQ(*run(m, "-S -n"), before);
 }
 
+// A -R undone in place (issue 13, defect 7: it used to work on a copy of the whole
+// model): deletions, a flush, edits and additions before the failing line are all
+// undone, down to the ids, the slots and the allocators, so the model goes on
+// exactly as one that never saw the -R; and the services it touched are logged.
+TEST(Ipvsadm, AFailedRestoreIsUndoneInPlaceDownToTheAllocators) {
+  ServiceModel m;
+  swarm(m);
+  ok(m, "-A -t 198.18.0.1:80 -s wrr");
+  ok(m, "-a -t 198.18.0.1:80 -r 198.19.1.7:80 -m -w 3");
+  ok(m, "-d -f 256 -r 198.19.1.3:0");  // in the trash: re-adding it revives its id
+  ServiceModel untouched = m;
+  const uint64_t version = m.version();
+  auto r = run(m, "-R",
+               "-d -f 256 -r 198.19.1.4:0\n-a -f 256 -r 198.19.1.3:0 -m\n-e -t 198.18.0.1:80 -r "
+               "198.19.1.7:80 -m -w 9\n--set 7 7 7\n-C\n-A -t 198.18.0.2:80 -s rr\n"
+               "-a -t 198.18.0.2:80 -r 198.19.1.8:80 -m\n-E -f 256 -s mh\n");  // gone since -C
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("line 8"), std::string::npos) << r.status();
+  // And one that revives a server's id, then fails.
+  ASSERT_FALSE(run(m, "-R", "-a -f 256 -r 198.19.1.3:0 -m\n-Q\n").ok());
+  EXPECT_EQ(m.services(), untouched.services());
+  EXPECT_EQ(m.timeouts(), untouched.timeouts());
+  ASSERT_TRUE(m.changedSince(version).has_value());
+  EXPECT_TRUE(m.changedSince(version)->empty());
+  // The same next steps give the same ids and slots in both.
+  for (ServiceModel* x : {&m, &untouched}) {
+    ok(*x, "-a -f 256 -r 198.19.1.3:0 -m");  // revived
+    ok(*x, "-a -f 256 -r 198.19.1.9:0 -m");  // a new id
+    ok(*x, "-A -t 198.18.0.3:80 -s rr");     // a new slot
+  }
+  for (const auto& [key, svc] : m.services()) {
+    const Service& other = untouched.services().at(key);
+    EXPECT_EQ(svc.slot, other.slot);
+    ASSERT_EQ(svc.dests.size(), other.dests.size());
+    for (size_t i = 0; i < svc.dests.size(); ++i) EXPECT_EQ(svc.dests[i].id, other.dests[i].id);
+  }
+  // A -R that succeeds logs each service it changed once.
+  const uint64_t v2 = m.version();
+  ASSERT_TRUE(run(m, "-R",
+                  "-e -f 256 -r 198.19.1.9:0 -m -w 2\n-D -t 198.18.0.3:80\n"
+                  "-e -f 256 -r 198.19.1.9:0 -m -w 3\n")
+                  .ok());
+  auto changed = m.changedSince(v2);
+  ASSERT_TRUE(changed.has_value());
+  ASSERT_EQ(changed->size(), 2u);
+  EXPECT_EQ((*changed)[0].addr, *IpAddr::parse("198.18.0.3"));
+  EXPECT_EQ((*changed)[1].fwmark, 256u);
+}
+
 TEST(Ipvsadm, EditAndDelete) {
   ServiceModel m;
   swarm(m);

@@ -442,7 +442,7 @@ TEST(PacketCore, CountsConnectionsAndBothDirections) {
   Bytes syn = golden("core_syn.in"), synack = golden("core_synack_fullnat.in");
   a.send(syn, 0);
   a.send(synack, 1);
-  const BackendId t1 = a.snapshot().v4.services[0]->backends[0].id;
+  const BackendId t1 = a.snapshot().v4.services.all().at(0)->backends[0].id;
   EXPECT_EQ(a.stats(t1).conns.load(), 1u);
   EXPECT_EQ(a.stats(t1).inpkts.load(), 1u);
   EXPECT_EQ(a.stats(t1).outpkts.load(), 1u);

@@ -169,7 +169,7 @@ uint64_t fingerprint(const MaglevTable& t) {
 // restarts. (Changed once on purpose: sized by the servers, issue 13, defect 7.)
 TEST(Scheduler, MaglevTableOfTheProductionPathIsPinned) {
   Appliance a(httpService("mh"));
-  const ServiceSnap<Ipv4Addr>& s = *a.snapshot().v4.services.at(0);
+  const ServiceSnap<Ipv4Addr>& s = *a.snapshot().v4.services.all().at(0);
   ASSERT_NE(s.maglev, nullptr);
   EXPECT_EQ(s.maglev->size(), 509u);  // 3 servers: the first prime step >= 300
   EXPECT_EQ(test::toHex(Bytes(s.keys[0].begin(), s.keys[0].end())),
@@ -193,14 +193,14 @@ TEST(Scheduler, MaglevMemoryFollowsTheServers) {
   for (size_t n = 1; n < 7000; ++n)
     EXPECT_GE(maglevSizeFor(n), std::min<size_t>(100 * n, kLargeMaglevSize));
   Appliance a({"ipvsadm -A -t 198.18.0.100:8080 -s mh"});
-  EXPECT_EQ(a.snapshot().v4.services.at(0)->maglev, nullptr);
+  EXPECT_EQ(a.snapshot().v4.services.all().at(0)->maglev, nullptr);
   a.run("ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m");
   a.run("ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.2:80 -m");
   a.run("ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.3:80 -m");
-  const auto table = a.snapshot().v4.services.at(0)->maglev;
+  const auto table = a.snapshot().v4.services.all().at(0)->maglev;
   ASSERT_NE(table, nullptr);
   a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.3:80 -m -w 0");
-  const auto drained = a.snapshot().v4.services.at(0)->maglev;
+  const auto drained = a.snapshot().v4.services.all().at(0)->maglev;
   ASSERT_NE(drained, nullptr);
   EXPECT_EQ(drained->size(), table->size());
   size_t moved = 0;
