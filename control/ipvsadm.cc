@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "meshlb/proto.h"
+#include "meshlb/scheduler.h"
 
 namespace meshlb {
 
@@ -529,14 +530,10 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kAddSvc:
     case Cmd::kEditSvc: {
       if (auto s = needSvc(); !s.ok()) return s;
-      if (!p.have_scheduler) {
-        return bad(
-            "no scheduler given: ipvsadm's default 'wlc' is not supported by meshlb; "
-            "pass -s rr, -s wrr or -s mh");
-      }
+      // As ipvsadm does for -A and -E alike: no -s is its default, wlc.
+      const std::string sched = p.have_scheduler ? p.scheduler : kDefaultScheduler;
       if (auto s = checkServiceAddress(*p.svc, dp); !s.ok()) return s;
-      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, p.scheduler)
-                                     : m.editService(*p.svc, p.scheduler);
+      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, sched) : m.editService(*p.svc, sched);
       if (!s.ok()) return s;
       return std::string();
     }

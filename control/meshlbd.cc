@@ -192,10 +192,15 @@ class Daemon {
   void run() {
     unsigned lcore, w = 0;
     worker_cfgs_.resize(dp_.num_workers);
+    std::vector<const std::atomic<uint32_t>*> all_counts;
+    for (uint16_t i = 0; i < dp_.num_workers; ++i) all_counts.push_back(ipvs_->connCounts(i));
     RTE_LCORE_FOREACH_WORKER(lcore) {
-      worker_cfgs_[w] = {static_cast<uint16_t>(w), opt_.flows, rte_rand(),
+      worker_cfgs_[w] = {static_cast<uint16_t>(w),
+                         opt_.flows,
+                         rte_rand(),
                          ipvs_->connCounts(static_cast<uint16_t>(w)),
-                         ipvs_->backendStats(static_cast<uint16_t>(w))};
+                         ipvs_->backendStats(static_cast<uint16_t>(w)),
+                         all_counts};
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;

@@ -97,6 +97,7 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
   for (const BackendSnap<Addr>& b : ss.backends) {
     ss.weights.push_back(b.weight);
     ss.keys.push_back(backendKey(b));
+    ss.slots.push_back(b.id.slot());
     ss.max_weight = std::max(ss.max_weight, b.weight);
     g = std::gcd(g, b.weight);
   }

@@ -22,9 +22,12 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       own_stats_(cfg.backend_stats ? 0 : BackendId::kSlots, Backing::kLazy),
       stats_(cfg.backend_stats ? cfg.backend_stats : own_stats_.get()),
       table_(cfg.flow_capacity, cfg.seed),
+      all_counts_(cfg.all_conn_counts),
+      rng_((cfg.seed ^ 0x9e3779b97f4a7c15ull) | 1),
       sched_(kMaxServices) {
   snat_next_ = firstSnatPort();
   table_.setConnCounts(cfg.conn_counts);
+  if (all_counts_.empty() && cfg.conn_counts) all_counts_.push_back(cfg.conn_counts);
 }
 
 // The lowest port >= 1024 congruent to this worker's index.
@@ -164,7 +167,12 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   // mh hashes the client address alone (IPVS mh without mh-port).
   PickInput in;
   in.client_hash = mum(uint64_t{key.src.v} ^ kHashK0, kHashK1);
-  in.conn_counts = svc.sched->needs_conn_counts ? table_.connCounts() : nullptr;
+  in.src_fold = __builtin_bswap32(key.src.v);
+  in.dst_fold = __builtin_bswap32(key.dst.v);
+  in.src_port = __builtin_bswap16(key.sport);
+  rng_ ^= rng_ >> 12, rng_ ^= rng_ << 25, rng_ ^= rng_ >> 27;
+  in.random = rng_ * 0x2545f4914f6cdd1dull;
+  if (svc.sched->needs_conn_counts) in.conn_counts = all_counts_;
   const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
   if (i >= svc.backends.size()) {
     *why = Drop::kNoBackend;

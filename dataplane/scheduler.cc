@@ -70,10 +70,166 @@ void prepareMh(ServiceSched& s, const ServiceSched* previous) {
   s.maglev = table.ok() ? std::make_shared<const MaglevTable>(std::move(*table)) : nullptr;
 }
 
+// The connection-count schedulers (ip_vs_lc.c, ip_vs_wlc.c, ip_vs_sed.c, ip_vs_nq.c,
+// ip_vs_fo.c, ip_vs_ovf.c, ip_vs_twos.c): each walks the servers in their index order
+// (sorted by address and port: every appliance with the same servers walks the same
+// order, where the kernel walks its list, newest first) and skips a server of weight
+// 0, as the kernel skips an unavailable one. Connection counts are summed over the
+// workers (PickInput::active).
+
+// ip_vs_dest_conn_overhead: an active connection weighs 256 inactive ones.
+uint64_t connOverhead(const ServiceSched& s, const PickInput& in, uint32_t i) {
+  return (uint64_t{in.active(s.slots[i])} << 8) + in.inactive(s.slots[i]);
+}
+// sed and nq: the active connections a new one would queue behind, itself included.
+uint64_t queueOverhead(const ServiceSched& s, const PickInput& in, uint32_t i) {
+  return uint64_t{in.active(s.slots[i])} + 1;
+}
+
+// ip_vs_lc: the least overhead, the first of equals.
+uint32_t pickLc(const ServiceSched& s, SchedState&, const PickInput& in) {
+  uint32_t least = kNoBackend;
+  uint64_t loh = 0;
+  for (uint32_t i = 0; i < s.weights.size(); ++i) {
+    if (!s.weights[i]) continue;
+    const uint64_t doh = connOverhead(s, in, i);
+    if (least == kNoBackend || doh < loh) least = i, loh = doh;
+  }
+  return least;
+}
+
+// ip_vs_wlc and ip_vs_sed: the least overhead per weight (loh * w_i > doh * w_least,
+// in integers, as the kernel compares), the first of equals.
+template <uint64_t (*Overhead)(const ServiceSched&, const PickInput&, uint32_t)>
+uint32_t pickLeastPerWeight(const ServiceSched& s, SchedState&, const PickInput& in) {
+  const auto n = static_cast<uint32_t>(s.weights.size());
+  uint32_t least = 0;
+  while (least < n && !s.weights[least]) ++least;
+  if (least == n) return kNoBackend;
+  uint64_t loh = Overhead(s, in, least);
+  for (uint32_t i = least + 1; i < n; ++i) {
+    if (!s.weights[i]) continue;
+    const uint64_t doh = Overhead(s, in, i);
+    if (loh * s.weights[i] > doh * s.weights[least]) least = i, loh = doh;
+  }
+  return least;
+}
+
+// ip_vs_nq: an idle server at once (the first); else as sed.
+uint32_t pickNq(const ServiceSched& s, SchedState&, const PickInput& in) {
+  uint32_t least = kNoBackend;
+  uint64_t loh = 0;
+  for (uint32_t i = 0; i < s.weights.size(); ++i) {
+    if (!s.weights[i]) continue;
+    const uint64_t doh = queueOverhead(s, in, i);
+    if (doh == 1) return i;
+    if (least == kNoBackend || loh * s.weights[i] > doh * s.weights[least]) least = i, loh = doh;
+  }
+  return least;
+}
+
+// ip_vs_fo (weighted failover): the highest weight, the first of equals.
+uint32_t pickFo(const ServiceSched& s, SchedState&, const PickInput&) {
+  uint32_t best = kNoBackend, hw = 0;
+  for (uint32_t i = 0; i < s.weights.size(); ++i) {
+    if (s.weights[i] > hw) best = i, hw = s.weights[i];
+  }
+  return best;
+}
+
+// ip_vs_ovf (overflow-connection): the highest weight among the servers whose active
+// connections do not exceed their weight.
+uint32_t pickOvf(const ServiceSched& s, SchedState&, const PickInput& in) {
+  uint32_t best = kNoBackend, hw = 0;
+  for (uint32_t i = 0; i < s.weights.size(); ++i) {
+    const uint32_t w = s.weights[i];
+    if (w == 0 || in.active(s.slots[i]) > w) continue;
+    if (best == kNoBackend || w > hw) best = i, hw = w;
+  }
+  return best;
+}
+
+// ip_vs_twos (power of two choices): two servers drawn at random by weight; the one
+// of lower overhead per weight.
+uint32_t pickTwos(const ServiceSched& s, SchedState&, const PickInput& in) {
+  int64_t total = 0;
+  for (uint32_t w : s.weights) total += w;
+  if (total == 0) return kNoBackend;
+  total += 1;  // as the kernel draws: 0 .. total weight
+  int64_t r1 = static_cast<int64_t>((in.random & 0xffffffffu) % static_cast<uint64_t>(total));
+  int64_t r2 = static_cast<int64_t>((in.random >> 32) % static_cast<uint64_t>(total));
+  uint32_t c1 = kNoBackend, c2 = kNoBackend;
+  for (uint32_t i = 0; i < s.weights.size() && (c1 == kNoBackend || c2 == kNoBackend); ++i) {
+    if (!s.weights[i]) continue;
+    r1 -= s.weights[i];
+    r2 -= s.weights[i];
+    if (r1 <= 0 && c1 == kNoBackend) c1 = i;
+    if (r2 <= 0 && c2 == kNoBackend) c2 = i;
+  }
+  if (connOverhead(s, in, c1) * s.weights[c2] > connOverhead(s, in, c2) * s.weights[c1]) return c2;
+  return c1;
+}
+
+// sh and dh (ip_vs_sh.c, ip_vs_dh.c): 256 buckets of servers, looked up by a hash of
+// the client's address (sh) or the destination's (dh): hash_32(value, 8).
+constexpr uint32_t kHashBuckets = 256;
+uint32_t hash8(uint32_t v) { return (v * 0x61c88647u) >> 24; }
+
+// ip_vs_sh_reassign: the servers in turn, each taking as many buckets in a row as its
+// weight (one at weight 0).
+void prepareSh(ServiceSched& s, const ServiceSched* previous) {
+  if (previous && previous->buckets && previous->keys == s.keys && previous->weights == s.weights) {
+    s.buckets = previous->buckets;
+    return;
+  }
+  const auto n = static_cast<uint32_t>(s.weights.size());
+  auto b = std::make_shared<std::vector<uint32_t>>(kHashBuckets, kNoBackend);
+  for (uint32_t i = 0, at = 0, count = 0; n && i < kHashBuckets; ++i) {
+    (*b)[i] = at;
+    if (++count >= s.weights[at]) at = (at + 1) % n, count = 0;
+  }
+  s.buckets = std::move(b);
+}
+
+// ip_vs_sh_schedule without sh-fallback or sh-port: the client address's bucket,
+// none if its server has weight 0.
+uint32_t pickSh(const ServiceSched& s, SchedState&, const PickInput& in) {
+  if (!s.buckets) return kNoBackend;
+  const uint32_t i = (*s.buckets)[hash8(in.src_fold) & (kHashBuckets - 1)];
+  return i != kNoBackend && s.weights[i] ? i : kNoBackend;
+}
+
+// ip_vs_dh_reassign: the servers in turn, a bucket each, whatever their weight.
+void prepareDh(ServiceSched& s, const ServiceSched* previous) {
+  if (previous && previous->buckets && previous->keys == s.keys) {
+    s.buckets = previous->buckets;
+    return;
+  }
+  const auto n = static_cast<uint32_t>(s.weights.size());
+  auto b = std::make_shared<std::vector<uint32_t>>(kHashBuckets, kNoBackend);
+  for (uint32_t i = 0; n && i < kHashBuckets; ++i) (*b)[i] = i % n;
+  s.buckets = std::move(b);
+}
+
+uint32_t pickDh(const ServiceSched& s, SchedState&, const PickInput& in) {
+  if (!s.buckets) return kNoBackend;
+  const uint32_t i = (*s.buckets)[hash8(in.dst_fold)];
+  return i != kNoBackend && s.weights[i] ? i : kNoBackend;
+}
+
 constexpr std::array kSchedulers = {
     SchedulerDef{"rr", nullptr, pickRr, false},
     SchedulerDef{"wrr", nullptr, pickWrr, false},
+    SchedulerDef{"lc", nullptr, pickLc, true},
+    SchedulerDef{"wlc", nullptr, pickLeastPerWeight<connOverhead>, true},
+    SchedulerDef{"dh", prepareDh, pickDh, false},
+    SchedulerDef{"sh", prepareSh, pickSh, false},
+    SchedulerDef{"sed", nullptr, pickLeastPerWeight<queueOverhead>, true},
+    SchedulerDef{"nq", nullptr, pickNq, true},
+    SchedulerDef{"fo", nullptr, pickFo, false},
+    SchedulerDef{"ovf", nullptr, pickOvf, true},
     SchedulerDef{"mh", prepareMh, pickMh, false},
+    SchedulerDef{"twos", nullptr, pickTwos, true},
 };
 
 }  // namespace

@@ -27,6 +27,7 @@ CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   c.seed = cfg.seed;
   c.conn_counts = cfg.conn_counts;
   c.backend_stats = cfg.backend_stats;
+  c.all_conn_counts = cfg.all_conn_counts;
   return c;
 }
 

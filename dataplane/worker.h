@@ -53,6 +53,8 @@ struct WorkerConfig {
   uint64_t seed = 0;
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, read by control
   BackendStats* backend_stats = nullptr;         // BackendId::kSlots entries, read by control
+  // Every worker's conn_counts, for the connection-count schedulers (CoreConfig).
+  std::vector<const std::atomic<uint32_t>*> all_conn_counts;
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

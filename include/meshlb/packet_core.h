@@ -83,6 +83,9 @@ struct CoreConfig {
   uint32_t flow_capacity = 1024;
   uint64_t seed = 0;                             // the flow table's bucket hash key
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, or null
+  // Every worker's conn_counts (this one's included), which the connection-count
+  // schedulers sum; empty: this worker's alone.
+  std::vector<const std::atomic<uint32_t>*> all_conn_counts;
   BackendStats* backend_stats =
       nullptr;  // BackendId::kSlots entries (null: the core keeps its own)
 };
@@ -224,9 +227,11 @@ class PacketCore {
   BackendStats* const stats_;
   FlowTable4 table_;
   const Snapshot* snap_ = nullptr;
-  uint16_t vxlan_port_ = kVxlanPort;  // the snapshot's, read by every parse
-  std::vector<SchedState> sched_;     // by service slot, kept across snapshots as IPVS keeps
-                                      // them in the service; sized once, never on the packet path
+  uint16_t vxlan_port_ = kVxlanPort;                      // the snapshot's, read by every parse
+  std::vector<const std::atomic<uint32_t>*> all_counts_;  // CoreConfig::all_conn_counts
+  uint64_t rng_;                                          // twos: xorshift64*
+  std::vector<SchedState> sched_;  // by service slot, kept across snapshots as IPVS keeps
+                                   // them in the service; sized once, never on the packet path
   uint32_t snat_next_;
   uint32_t now_ms_ = 0;
   bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())

@@ -28,6 +28,7 @@ struct ServiceSched {
   const SchedulerDef* sched = nullptr;
   std::vector<uint32_t> weights;  // by backend index (IPVS weight; 0 = quiescent)
   std::vector<std::string> keys;  // by backend index: its stable key (backendKey())
+  std::vector<uint32_t> slots;    // by backend index: its BackendId slot (connection counts)
   uint32_t max_weight = 0, weight_gcd = 1;
   // Changes whenever the servers or their weights change, or the slot gets another
   // service (the snapshot generation of the change): scheduler state from before it
@@ -37,6 +38,8 @@ struct ServiceSched {
   // are backend index + 1). Shared between snapshots while the backends are
   // unchanged: a neighbour or route change must not rebuild every Maglev table.
   std::shared_ptr<const MaglevTable> maglev;
+  // sh and dh: the kernel's 256 buckets, each a backend index (kNoBackend: none).
+  std::shared_ptr<const std::vector<uint32_t>> buckets;
 };
 
 // What a worker remembers per service between picks, as IPVS keeps it in the
@@ -51,9 +54,27 @@ struct SchedState {
 // One new connection's inputs beyond the service.
 struct PickInput {
   uint64_t client_hash = 0;  // mh: the client address hash (IPVS mh without mh-port)
-  // This worker's per-backend connection counts (FlowTable::setConnCounts layout),
-  // for schedulers that declare needs_conn_counts; may be null otherwise.
-  const std::atomic<uint32_t>* conn_counts = nullptr;
+  // sh and dh: the client's and the destination's address folded to 32 bits as IPVS
+  // folds them (IPv4: the address in host order), and the client's port (host order).
+  uint32_t src_fold = 0, dst_fold = 0;
+  uint16_t src_port = 0;
+  uint64_t random = 0;  // twos: a fresh random number for each pick
+  // Every worker's per-backend connection counts (FlowTable::setConnCounts layout:
+  // [2 * slot] active, [2 * slot + 1] inactive), this worker's included, for the
+  // schedulers that declare needs_conn_counts; empty otherwise. A pick sums them, so
+  // it sees the other workers' counts as of their last update (docs/ipvsadm.md,
+  // "Schedulers": the bound of that approximation).
+  std::span<const std::atomic<uint32_t>* const> conn_counts;
+  uint32_t active(uint32_t slot) const {
+    uint32_t n = 0;
+    for (const auto* c : conn_counts) n += c[2 * slot].load(std::memory_order_relaxed);
+    return n;
+  }
+  uint32_t inactive(uint32_t slot) const {
+    uint32_t n = 0;
+    for (const auto* c : conn_counts) n += c[2 * slot + 1].load(std::memory_order_relaxed);
+    return n;
+  }
 };
 
 // Sentinel for "no backend" from a pick.
@@ -75,7 +96,9 @@ struct SchedulerDef {
 std::span<const SchedulerDef> schedulers();
 // nullptr for an unknown or unsupported name.
 const SchedulerDef* findScheduler(std::string_view name);
-// "rr, wrr, mh": for error messages.
+// "rr, wrr, ...": for error messages.
 std::string schedulerNames();
+// What ipvsadm uses when -A names no scheduler.
+constexpr char kDefaultScheduler[] = "wlc";
 
 }  // namespace meshlb

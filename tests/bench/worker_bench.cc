@@ -218,6 +218,7 @@ std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
     const BackendId id = BackendId::make(0, t);
     svc.backends.push_back({addr, kVport, 1, id});
     svc.weights.push_back(1);
+    svc.slots.push_back(t);
     s->setBackendLive(id);
     f.neigh.set(0, addr, {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
   }

@@ -294,10 +294,10 @@ test_ping_twin() { client ping -c 2 -W 2 $VIP >/dev/null; }
 test_rejected_command() {
   local before err rc
   before=$(ctl ipvsadm -S -n)
-  err=$(ctl ipvsadm -A -t $VIP:9999 -s lc 2>&1 >/dev/null)
+  err=$(ctl ipvsadm -A -t $VIP:9999 -s lcx 2>&1 >/dev/null)
   rc=$?
   echo "# exit $rc: $err"
-  (( rc == 1 )) && [[ $err == *"scheduler 'lc' is not supported"* ]] &&
+  (( rc == 1 )) && [[ $err == *"scheduler 'lcx' is not supported"* ]] &&
     [[ $(ctl ipvsadm -S -n) == "$before" ]] || return 1
   err=$(ctl ipvsadm -A -t '[2001:db8::1]:80' -s rr 2>&1 >/dev/null)
   rc=$?
@@ -526,6 +526,32 @@ test_kill9_during_changes() {
   ((acked > 10 && acked < 400 && missing == 0)) && (($(echo "$listed" | grep -c .) <= acked + 1))
 }
 
+# wlc (ipvsadm's default scheduler) with two workers: each pick sums both workers'
+# connection counts, so nine connections held open spread 3/3/3 over the tasks
+# (by each worker's own counts alone, a 5/4 split of the nine gives 4/3/2).
+test_wlc_over_two_workers() {
+  ctl ipvsadm -A -t $VIP:7100 || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7100 -r "198.18.1.1$i:80" -m || return 1; done
+  local before
+  before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
+  client /usr/bin/python3 - "$VIP" <<'PY' &
+import socket, sys, time
+held = []
+for _ in range(9):
+    held.append(socket.create_connection((sys.argv[1], 7100), timeout=5))
+    time.sleep(0.05)
+time.sleep(4)
+PY
+  local holder=$! active after
+  sleep 2
+  active=$(ctl ipvsadm -L -n -t $VIP:7100 | awk '$1 == "->" && $2 ~ /^198/ {printf "%s ", $5}')
+  after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
+  wait "$holder"
+  ctl ipvsadm -D -t $VIP:7100
+  echo "# wlc, two workers, nine connections held: ActiveConn $active(new connections per worker: $before -> $after)"
+  [[ $active == "3 3 3 " ]]
+}
+
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
@@ -559,6 +585,8 @@ check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_
 check "kill -9 during a stream of changes: every acknowledged change restored" test_kill9_during_changes
 check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
+check "wlc (the default) over two workers: connections held open spread by both workers' counts" \
+  test_wlc_over_two_workers
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

@@ -744,7 +744,7 @@ TEST(Commands, UnknownAndRejectedChangeNothing) {
   EXPECT_FALSE(c.run(words("ipvsadmm -L"), "", &changed).ok());
   EXPECT_FALSE(c.run(words("stats --xml"), "", &changed).ok());
   EXPECT_EQ(*c.run(words("stats --json"), "", &changed), "{}");
-  EXPECT_FALSE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s lc"), "", &changed).ok());
+  EXPECT_FALSE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s lcx"), "", &changed).ok());
   EXPECT_FALSE(changed);
   EXPECT_EQ(settingsOf(c.saveState()), "ipvsadm --set 900 120 300\n");
 }

@@ -307,6 +307,17 @@ TEST(Ipvsadm, AFailedRestoreIsUndoneInPlaceDownToTheAllocators) {
   EXPECT_EQ((*changed)[1].fwmark, 256u);
 }
 
+// ipvsadm's default scheduler, for -A and -E alike, is wlc.
+TEST(Ipvsadm, WlcIsTheDefaultScheduler) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:80");
+  ok(m, "-A -t 198.18.0.2:80 -s rr");
+  ok(m, "-E -t 198.18.0.2:80");
+  ok(m, "-A -f 7 -s sh");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t 198.18.0.1:80 -s wlc\n-A -t 198.18.0.2:80 -s wlc\n-A -f 7 -s sh\n");
+}
+
 TEST(Ipvsadm, EditAndDelete) {
   ServiceModel m;
   swarm(m);
@@ -372,8 +383,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"", "-a -f 256 -r 198.19.1.2:0 -m", "Destination already exists"},
                       BadCase{"", "-e -f 256 -r 198.19.1.9:0 -m", "No such destination"},
                       BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
-                      BadCase{"", "-A -t 198.18.0.1:80 -s lc", "scheduler 'lc' is not supported"},
-                      BadCase{"", "-A -t 198.18.0.1:80", "default 'wlc'"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s lcx", "scheduler 'lcx' is not supported"},
                       BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i", "-i (IPIP tunnelling) is not"},
                       BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
                       BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},

@@ -7,6 +7,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <memory>
+#include <numeric>
+
 #include "../bench/packets.h"
 #include "appliance.h"
 
@@ -26,21 +30,59 @@ ServiceSched service(const char* sched, std::vector<uint32_t> weights) {
     s.max_weight = std::max(s.max_weight, w);
     g = std::gcd(g, w);
     s.keys.push_back(std::string(1, static_cast<char>('a' + s.keys.size())));
+    s.slots.push_back(static_cast<uint32_t>(s.slots.size() + 1));  // backend i: slot i + 1
   }
   s.weight_gcd = g ? g : 1;
   if (s.sched->prepare) s.sched->prepare(s, nullptr);
   return s;
 }
 
-// Backend numbers (1-based) of `n` picks; 0 for "none".
-std::string picks(const ServiceSched& s, int n) {
+// Connection counts as the workers keep them (FlowTable::setConnCounts layout), on
+// `workers` arrays; a pick's connection is counted active on one worker in turn, and
+// stays, so that the counting schedulers see their own picks.
+struct Counts {
+  explicit Counts(size_t workers = 2) : arrays(workers) {
+    for (auto& a : arrays) a = std::make_unique<std::atomic<uint32_t>[]>(2 * 64);
+    for (auto& a : arrays) ptrs.push_back(a.get());
+  }
+  void add(uint32_t slot, bool active = true) {
+    auto& c = arrays[next++ % arrays.size()][2 * slot + (active ? 0 : 1)];
+    c.store(c.load() + 1);
+  }
+  std::vector<std::unique_ptr<std::atomic<uint32_t>[]>> arrays;
+  std::vector<const std::atomic<uint32_t>*> ptrs;
+  size_t next = 0;
+};
+
+// Backend numbers (1-based) of `n` picks; 0 for "none". Client i has address
+// 198.18.0.0 + i (sh) to destination 198.19.0.0 + i (dh).
+std::string picks(const ServiceSched& s, int n, Counts* counts = nullptr) {
   SchedState st;
   std::string out;
+  Counts own;
+  if (!counts) counts = &own;
+  uint64_t rng = 7;
   for (int i = 0; i < n; ++i) {
     PickInput in;
     in.client_hash = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    in.src_fold = 0xc6120000u + static_cast<uint32_t>(i);
+    in.dst_fold = 0xc6130000u + static_cast<uint32_t>(i);
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    in.random = rng;
+    if (s.sched->needs_conn_counts) in.conn_counts = counts->ptrs;
     const uint32_t b = s.sched->pick(s, st, in);
     out += b == kNoBackend ? '0' : static_cast<char>('1' + b);
+    if (b != kNoBackend) counts->add(s.slots[b]);
+  }
+  return out;
+}
+
+// How many of `seq`'s picks went to each backend (1-based), as "n1 n2 ...".
+std::string shares(const std::string& seq, size_t backends) {
+  std::string out;
+  for (size_t b = 0; b < backends; ++b) {
+    if (b) out += ' ';
+    out += std::to_string(std::count(seq.begin(), seq.end(), static_cast<char>('1' + b)));
   }
   return out;
 }
@@ -62,6 +104,18 @@ TEST(Scheduler, SequencesAsIpvsGivesThem) {
       {"wrr", {4, 3, 2}, "112123123112123123"},
       {"wrr", {2, 2}, "1212"},
       {"wrr", {0, 0, 0}, "000"},
+      // The connection-count schedulers, each connection staying (counted active):
+      {"lc", {1, 1, 1}, "123123"},
+      {"lc", {1, 0, 5}, "1313"},  // lc ignores weights but for 0
+      {"wlc", {3, 1, 1}, "12311123"},
+      {"wlc", {0, 2}, "222"},
+      {"sed", {3, 1, 1}, "111231112"},
+      {"nq", {3, 1, 1}, "123111112"},  // an idle server first, then as sed
+      {"fo", {1, 3, 2, 3}, "2222"},    // the first of the highest weight
+      {"fo", {0, 0}, "00"},
+      {"ovf", {1, 3, 2}, "2222333110"},  // each until its active connections pass its weight
+      {"lc", {}, "0"},
+      {"twos", {0, 0}, "00"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(std::string(c.sched) + " " + c.sequence);
@@ -70,13 +124,65 @@ TEST(Scheduler, SequencesAsIpvsGivesThem) {
 }
 
 TEST(Scheduler, RegistryNamesEveryScheduler) {
-  EXPECT_EQ(schedulerNames(), "rr, wrr, mh");
+  EXPECT_EQ(schedulerNames(), "rr, wrr, lc, wlc, dh, sh, sed, nq, fo, ovf, mh, twos");
   for (const SchedulerDef& d : schedulers()) {
     EXPECT_EQ(findScheduler(d.name), &d);
     EXPECT_NE(d.pick, nullptr);
   }
-  EXPECT_EQ(findScheduler("lc"), nullptr);
+  EXPECT_EQ(findScheduler("lcx"), nullptr);
   EXPECT_EQ(findScheduler(""), nullptr);
+  EXPECT_NE(findScheduler(kDefaultScheduler), nullptr);
+}
+
+// The counting schedulers read every worker's counts: connections another worker
+// holds count as this one's do (IPVS has one count per server).
+TEST(Scheduler, ConnectionCountsAreSummedOverWorkers) {
+  const ServiceSched s = service("lc", {1, 1});
+  Counts counts(3);
+  for (int i = 0; i < 5; ++i) counts.add(1);  // server 1: 5 active, over three workers
+  counts.add(2, false);                       // server 2: 1 inactive (1/256 of an active)
+  EXPECT_EQ(picks(s, 5, &counts), "22222");
+  EXPECT_EQ(picks(s, 2, &counts), "12");  // 5 + 0/256 against 5 + 1/256, then equal: the first
+}
+
+// Long runs against each definition's shares: wlc, sed and nq settle on the
+// weights; twos (two random choices by weight, the less loaded per weight) too.
+TEST(Scheduler, CountingSchedulersShareByWeight) {
+  for (const char* sched : {"wlc", "sed", "twos"}) {
+    SCOPED_TRACE(sched);
+    EXPECT_EQ(shares(picks(service(sched, {2, 1, 1}), 4000), 3), "2000 1000 1000");
+  }
+  EXPECT_EQ(shares(picks(service("lc", {2, 1, 1}), 3000), 3), "1000 1000 1000");
+  // nq: after each server has one connection, as sed.
+  EXPECT_EQ(shares(picks(service("nq", {2, 1, 1}), 4002), 3), "2002 1000 1000");
+}
+
+// sh and dh: the kernel's 256 buckets, the servers in turn for as many buckets as
+// their weight (sh) or one each (dh); a client (sh) or a destination (dh) keeps its
+// server; a server of weight 0 keeps its buckets and serves none of them.
+TEST(Scheduler, SourceAndDestinationHashing) {
+  const ServiceSched sh = service("sh", {2, 1});
+  ASSERT_NE(sh.buckets, nullptr);
+  EXPECT_EQ(std::vector<uint32_t>(sh.buckets->begin(), sh.buckets->begin() + 7),
+            (std::vector<uint32_t>{0, 0, 1, 0, 0, 1, 0}));
+  const std::string seq = picks(sh, 3000);
+  EXPECT_EQ(picks(sh, 3000), seq);  // the same clients, the same servers
+  const auto ones = std::count(seq.begin(), seq.end(), '1');
+  EXPECT_GT(ones, 1800);  // 171 of 256 buckets: 2/3
+  EXPECT_LT(ones, 2200);
+  const std::string drained = picks(service("sh", {0, 1}), 1000);
+  EXPECT_EQ(drained.find('1'), std::string::npos);
+  EXPECT_NE(drained.find('0'), std::string::npos);  // no fallback: its clients get none
+  const ServiceSched dh = service("dh", {5, 1, 1});
+  EXPECT_EQ(std::vector<uint32_t>(dh.buckets->begin(), dh.buckets->begin() + 5),
+            (std::vector<uint32_t>{0, 1, 2, 0, 1}));  // weights do not count
+  const std::string by_dst = picks(dh, 3000);
+  for (char b : {'1', '2', '3'}) {  // a third of the buckets each: about 1000
+    EXPECT_GT(std::count(by_dst.begin(), by_dst.end(), b), 800) << by_dst;
+    EXPECT_LT(std::count(by_dst.begin(), by_dst.end(), b), 1200) << by_dst;
+  }
+  EXPECT_EQ(picks(dh, 3000), by_dst);  // the same destinations, the same servers
+  EXPECT_EQ(picks(service("dh", {}), 2), "00");
 }
 
 // mh: a client address always gets the same backend, weights shape the shares,
