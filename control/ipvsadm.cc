@@ -31,10 +31,141 @@ enum class Cmd {
   kDelDest,
   kList,
   kZero,
-  kSet
+  kSet,
+  kHelp
 };
 
+// ipvsadm's options, in the order of its OPT_ flags and its commands_v_options table.
+enum Opt : uint32_t {
+  kOptNumeric,
+  kOptConnection,
+  kOptService,
+  kOptScheduler,
+  kOptPersistent,
+  kOptNetmask,
+  kOptServer,
+  kOptForward,
+  kOptWeight,
+  kOptUThreshold,
+  kOptLThreshold,
+  kOptMcastInterface,
+  kOptTimeout,
+  kOptDaemon,
+  kOptStats,
+  kOptRate,
+  kOptThresholds,
+  kOptPersistentConn,
+  kOptNoSort,
+  kOptSyncId,
+  kOptExact,
+  kOptOps,
+  kOptPe,
+  kOptSchedFlags,
+  kNumOpts
+};
+constexpr const char* kOptNames[kNumOpts] = {"numeric",
+                                             "connection",
+                                             "service-address",
+                                             "scheduler",
+                                             "persistent",
+                                             "netmask",
+                                             "real-server",
+                                             "forwarding-method",
+                                             "weight",
+                                             "u-threshold",
+                                             "l-threshold",
+                                             "mcast-interface",
+                                             "timeout",
+                                             "daemon",
+                                             "stats",
+                                             "rate",
+                                             "thresholds",
+                                             "persistent-conn",
+                                             "nosort",
+                                             "syncid",
+                                             "exact",
+                                             "ops",
+                                             "pe",
+                                             "sched-flags"};
+
+// ipvsadm's commands_v_options, a row per command and a column per Opt: '+' needed,
+// 'x' refused, '1' at most one of them, ' ' allowed. Indexed by Cmd.
+struct CommandOptions {
+  const char* name;
+  const char* options;
+};
+constexpr CommandOptions kCommandOptions[] = {
+    /*                        -n-csvc-s-p-M-rfwd-w-x-y mc tot dmn st rt thr pc srt sid ex ops pe -b
+     */
+    {"", ""},                                        // kNone
+    {"add-service", "xx+   xxxxxxxxxxxxxxx   "},     // kAddSvc
+    {"edit-service", "xx+   xxxxxxxxxxxxxxx   "},    // kEditSvc
+    {"delete-service", "xx+xxxxxxxxxxxxxxxxxxxxx"},  // kDelSvc
+    {"flush", "xxxxxxxxxxxxxxxxxxxxxxxx"},           // kClear
+    {"restore", "xxxxxxxxxxxxxxxxxxxxxxxx"},         // kRestore
+    {"save", " xxxxxxxxxxxxxxxxxxxxxxx"},            // kSave
+    {"add-server", "xx+xxx+    xxxxxxxxxxxxx"},      // kAddDest
+    {"edit-server", "xx+xxx+    xxxxxxxxxxxxx"},     // kEditDest
+    {"delete-server", "xx+xxx+xxxxxxxxxxxxxxxxx"},   // kDelDest
+    {"list", " 11xxxxxxxxx11       xxx"},            // kList
+    {"zero", "xx xxxxxxxxxxxxxxxxxxxxx"},            // kZero
+    {"set", "xxxxxxxxxxxxxxxxxxxxxxxx"},             // kSet
+    {"help", "                        "},            // kHelp: nothing checked
+};
+
+// ipvsadm -h: what meshlb's ipvsadm takes (ipvsadm's usage, less what is not here).
+constexpr char kUsage[] =
+    "Usage:\n"
+    "  ipvsadm -A|E virtual-service [-s scheduler]\n"
+    "  ipvsadm -D virtual-service\n"
+    "  ipvsadm -C\n"
+    "  ipvsadm -R\n"
+    "  ipvsadm -S [-n]\n"
+    "  ipvsadm -a|e virtual-service -r server-address [options]\n"
+    "  ipvsadm -d virtual-service -r server-address\n"
+    "  ipvsadm -L|l [virtual-service] [options]\n"
+    "  ipvsadm -Z [-t|u|f service-address]\n"
+    "  ipvsadm --set tcp tcpfin udp\n"
+    "  ipvsadm -h\n"
+    "\n"
+    "Commands:\n"
+    "Either long or short options are allowed.\n"
+    "  --add-service     -A        add virtual service with options\n"
+    "  --edit-service    -E        edit virtual service with options\n"
+    "  --delete-service  -D        delete virtual service\n"
+    "  --clear           -C        clear the whole table\n"
+    "  --restore         -R        restore rules from stdin\n"
+    "  --save            -S        save rules to stdout\n"
+    "  --add-server      -a        add real server with options\n"
+    "  --edit-server     -e        edit real server with options\n"
+    "  --delete-server   -d        delete real server\n"
+    "  --list            -L|-l     list the table\n"
+    "  --zero            -Z        zero counters in a service or all services\n"
+    "  --set tcp tcpfin udp        set connection timeout values\n"
+    "  --help            -h        display this help message\n"
+    "\n"
+    "virtual-service:\n"
+    "  --tcp-service|-t  service-address   service-address is host[:port]\n"
+    "  --udp-service|-u  service-address   service-address is host[:port]\n"
+    "  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n"
+    "\n"
+    "Options:\n"
+    "  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|dh|sh|sed|nq|fo|ovf|mh|twos,\n"
+    "                                      the default scheduler is wlc.\n"
+    "  --real-server  -r server-address    server-address is host (and port)\n"
+    "  --gatewaying   -g                   gatewaying (direct routing) (default)\n"
+    "  --masquerading -m                   masquerading (NAT)\n"
+    "  --weight       -w weight            capacity of real server\n"
+    "  --connection   -c                   output of current IPVS connections\n"
+    "  --timeout                           output of timeout (tcp tcpfin udp)\n"
+    "  --stats                             output of statistics information\n"
+    "  --rate                              output of rate information\n"
+    "  --exact                             expand numbers (display exact values)\n"
+    "  --sort                              does nothing, for backwards compatibility\n"
+    "  --numeric      -n                   numeric output of addresses and ports\n";
+
 struct Parsed {
+  uint32_t opts = 0;  // 1 << Opt, each given at most once
   Cmd cmd = Cmd::kNone;
   std::optional<ServiceKey> svc;
   std::string scheduler;
@@ -147,11 +278,54 @@ absl::Status checkRealServer(const ServiceModel& m, const IpAddr& a) {
   return absl::OkStatus();
 }
 
-absl::Status setCmd(Parsed& p, Cmd c, const std::string& opt) {
-  if (p.cmd != Cmd::kNone && p.cmd != c) {
-    return bad(absl::StrCat("option ", opt, " conflicts with the command already given"));
-  }
+absl::Status setCmd(Parsed& p, Cmd c, const std::string&) {
+  if (p.cmd != Cmd::kNone) return bad("multiple commands specified");
   p.cmd = c;
+  return absl::OkStatus();
+}
+
+// ipvsadm's set_option: an option given twice is refused, not the last one taken.
+absl::Status setOpt(Parsed& p, Opt o) {
+  if (p.opts & (1u << o))
+    return bad(absl::StrCat("multiple '", kOptNames[o], "' options specified"));
+  p.opts |= 1u << o;
+  return absl::OkStatus();
+}
+
+// ipvsadm's generic_opt_check, then its own check of the list command's options.
+absl::Status checkOptions(const Parsed& p) {
+  const CommandOptions& row = kCommandOptions[static_cast<int>(p.cmd)];
+  int exclusive = -1;  // the Opt given first of those marked 1
+  for (uint32_t o = 0; o < kNumOpts; ++o) {
+    const bool given = p.opts & (1u << o);
+    const char rule = row.options[o];
+    if (!given && rule == '+') {
+      return bad(absl::StrCat("You need to supply the '", kOptNames[o], "' option for the '",
+                              row.name, "' command"));
+    }
+    if (given && rule == 'x') {
+      return bad(
+          absl::StrCat("Illegal '", kOptNames[o], "' option with the '", row.name, "' command"));
+    }
+    if (given && rule == '1') {
+      if (exclusive >= 0) {
+        return bad(absl::StrCat("The option '", kOptNames[o], "' conflicts with the '",
+                                kOptNames[exclusive], "' option in the '", row.name, "' command"));
+      }
+      exclusive = static_cast<int>(o);
+    }
+  }
+  auto any = [&](std::initializer_list<Opt> os) {
+    for (Opt o : os) {
+      if (p.opts & (1u << o)) return true;
+    }
+    return false;
+  };
+  if (p.cmd == Cmd::kList && ((any({kOptConnection, kOptTimeout, kOptDaemon}) &&
+                               any({kOptStats, kOptRate, kOptThresholds})) ||
+                              (any({kOptTimeout, kOptDaemon}) && any({kOptPersistentConn})))) {
+    return bad("options conflicts in the list command");
+  }
   return absl::OkStatus();
 }
 
@@ -172,8 +346,13 @@ std::vector<std::string> unbundle(const std::vector<std::string>& args) {
 absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
   const std::vector<std::string> args = unbundle(raw);
   Parsed p;
+  if (args.empty()) p.cmd = Cmd::kList;  // as a bare `ipvsadm` does
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {  // ipvsadm prints its usage whatever else is there
+      p.cmd = Cmd::kHelp;
+      return p;
+    }
     auto value = [&](std::string* out) -> absl::Status {
       if (i + 1 >= args.size()) return bad(absl::StrCat("option ", a, " needs a value"));
       *out = args[++i];
@@ -218,7 +397,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
         }
       }
     } else if (a == "-t" || a == "--tcp-service" || a == "-u" || a == "--udp-service") {
-      if (p.svc) return bad("more than one service given");
+      if (auto o = setOpt(p, kOptService); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
       auto ap = parseAddrPort(v, false, "service");
@@ -229,7 +408,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       k.port = *ap->second;
       p.svc = k;
     } else if (a == "-f" || a == "--fwmark-service") {
-      if (p.svc) return bad("more than one service given");
+      if (auto o = setOpt(p, kOptService); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
       uint32_t m;
@@ -238,38 +417,50 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       k.fwmark = m;
       p.svc = k;
     } else if (a == "-s" || a == "--scheduler") {
+      if (auto o = setOpt(p, kOptScheduler); !o.ok()) return o;
       st = value(&p.scheduler);
       p.have_scheduler = true;
     } else if (a == "-r" || a == "--real-server") {
+      if (auto o = setOpt(p, kOptServer); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
       auto ap = parseAddrPort(v, true, "real server");
       if (!ap.ok()) return ap.status();
       p.real = *ap;
-    } else if (a == "-m" || a == "--masquerading") {
-      p.fwd = ForwardMethod::kMasq;
-    } else if (a == "-g" || a == "--gatewaying") {
-      p.fwd = ForwardMethod::kRoute;
-    } else if (a == "-i" || a == "--ipip") {
-      p.fwd = ForwardMethod::kTunnel;
+    } else if (a == "-m" || a == "--masquerading" || a == "-g" || a == "--gatewaying" ||
+               a == "-i" || a == "--ipip") {
+      st = setOpt(p, kOptForward);
+      p.fwd = a == "-m" || a == "--masquerading" ? ForwardMethod::kMasq
+              : a == "-g" || a == "--gatewaying" ? ForwardMethod::kRoute
+                                                 : ForwardMethod::kTunnel;
     } else if (a == "-w" || a == "--weight") {
+      if (auto o = setOpt(p, kOptWeight); !o.ok()) return o;
       st = value(&v);
       uint32_t w;
-      if (st.ok() && (!absl::SimpleAtoi(v, &w) || w > 2147483647u)) {
-        return bad(absl::StrCat("illegal weight '", v, "'"));
+      // ipvsadm: string_to_number(optarg, 0, 65535).
+      if (st.ok() && (!absl::SimpleAtoi(v, &w) || w > 65535u)) {
+        return bad(absl::StrCat("illegal weight specified: '", v, "' (0 to 65535)"));
       }
       if (st.ok()) p.weight = w;
     } else if (a == "-n" || a == "--numeric") {
+      st = setOpt(p, kOptNumeric);
       p.numeric = true;
     } else if (a == "--timeout") {
+      st = setOpt(p, kOptTimeout);
       p.timeout = true;
     } else if (a == "--stats") {
+      st = setOpt(p, kOptStats);
       p.stats = true;
     } else if (a == "--rate") {
+      st = setOpt(p, kOptRate);
       p.rate = true;
     } else if (a == "--exact") {
+      st = setOpt(p, kOptExact);
       p.exact = true;
+    } else if (a == "--sort") {
+      // ipvsadm: sorting is the default; --sort does nothing, for compatibility.
     } else if (a == "-c" || a == "--connection") {
+      st = setOpt(p, kOptConnection);
       p.connections = true;
     } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
                a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "-b" ||
@@ -287,6 +478,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       return bad("no command given (one of -A -E -D -C -R -S -a -e -d -L -Z --set)");
     }
   }
+  if (auto st = checkOptions(p); !st.ok()) return st;
   return p;
 }
 
@@ -440,6 +632,9 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
     ++lineno;
     std::vector<std::string> words =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    // As ipvsadm's restore reads a line: the word "ipvsadm" is dropped wherever it is
+    // (so an `ipvsadm -S` turned into a script, or one with the prefix, restores).
+    std::erase(words, "ipvsadm");
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
     absl::StatusOr<std::string> r = parsed.ok() ? execute(m, *parsed, "", true, IpvsDataplane{})
@@ -458,6 +653,8 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
 absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
                                      const IpvsDataplane& dp) {
   switch (p.cmd) {
+    case Cmd::kHelp:
+      return std::string(kUsage);
     case Cmd::kZero: {
       // The counters of one service's real servers, or of all.
       std::vector<BackendId> ids;
@@ -599,6 +796,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kZero:
     case Cmd::kSave:
     case Cmd::kList:
+    case Cmd::kHelp:
       return readOnly(m, p, dp);
     case Cmd::kNone:
       break;
@@ -610,7 +808,8 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
 
 bool ipvsadmReadsOnly(const std::vector<std::string>& args) {
   auto p = parse(args);
-  return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero);
+  return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero ||
+                    p->cmd == Cmd::kHelp);
 }
 
 bool ipvsadmRestores(const std::vector<std::string>& args) {

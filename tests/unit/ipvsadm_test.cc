@@ -307,6 +307,28 @@ TEST(Ipvsadm, AFailedRestoreIsUndoneInPlaceDownToTheAllocators) {
   EXPECT_EQ((*changed)[1].fwmark, 256u);
 }
 
+// What ipvsadm accepts beside its table: --sort (a no-op), bundled listing options,
+// a weight of 65535; and -R lines that begin with "ipvsadm" (ipvsadm's restore drops
+// the word), as an `ipvsadm -S` turned into a script has them.
+TEST(Ipvsadm, AcceptedAsIpvsadmAcceptsThem) {
+  ServiceModel m;
+  swarm(m);
+  const std::string listing = *run(m, "-L -n");
+  EXPECT_EQ(*run(m, "-L -n --sort"), listing);
+  EXPECT_EQ(*run(m, "-Ln"), listing);
+  EXPECT_EQ(*run(m, ""), listing);  // a bare `ipvsadm` lists (names are never resolved)
+  const std::string usage = *run(m, "-A -h");
+  EXPECT_EQ(usage.rfind("Usage:\n", 0), 0u) << usage;
+  EXPECT_NE(usage.find("the default scheduler is wlc"), std::string::npos);
+  ok(m, "-e -f 256 -r 198.19.1.2:0 -m -w 65535");
+  ASSERT_TRUE(run(m, "-R",
+                  "ipvsadm -A -t 198.18.0.1:80 -s rr\n"
+                  "ipvsadm -a -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2\n")
+                  .ok());
+  EXPECT_NE(run(m, "-S -n")->find("-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2\n"),
+            std::string::npos);
+}
+
 // ipvsadm's default scheduler, for -A and -E alike, is wlc.
 TEST(Ipvsadm, WlcIsTheDefaultScheduler) {
   ServiceModel m;
@@ -391,14 +413,54 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w -1", "illegal weight"},
                       BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 300", "option -p is not supported"},
                       BadCase{"", "-A -t 198.18.0.1:80 -s rr --bogus", "unknown option '--bogus'"},
-                      BadCase{"", "-A -D -f 256", "conflicts"},
-                      BadCase{"", "-A -s rr", "service is required"},
-                      BadCase{"", "-a -f 256 -m", "real server is required"},
+                      BadCase{"", "-A -D -f 256", "multiple commands specified"},
+                      BadCase{"", "-A -s rr",
+                              "You need to supply the 'service-address' option for the "
+                              "'add-service' command"},
+                      BadCase{"", "-a -f 256 -m",
+                              "You need to supply the 'real-server' option for the 'add-server' "
+                              "command"},
                       BadCase{"", "-A -f 0 -s rr", "illegal fwmark"},
                       BadCase{"", "-s", "needs a value"}, BadCase{"", "--set 1 2", "three values"},
                       BadCase{"-A -t 198.18.0.1:80 -s rr",
                               "-a -t 198.18.0.1:80 -r [2001:db8::1]:80 -m", "families differ"},
-                      BadCase{"", "", "no command given"}));
+                      BadCase{"", "-n", "no command given"}));
+
+// Issue 11: ipvsadm refuses what a command does not take (its commands_v_options
+// table), an option given twice, conflicting listing options and weights over
+// 65535; meshlb took them silently (-C -t flushed every service, -w 2 -w 3 took 3).
+INSTANTIATE_TEST_SUITE_P(
+    OptionTable, IpvsadmErrors,
+    ::testing::Values(
+        BadCase{"", "-C -t 198.18.0.1:80",
+                "Illegal 'service-address' option with the 'flush' command"},
+        BadCase{"", "-C -s rr", "Illegal 'scheduler' option with the 'flush' command"},
+        BadCase{"", "-A -f 9 -s rr -r 198.19.1.2:0",
+                "Illegal 'real-server' option with the 'add-service' command"},
+        BadCase{"", "-A -f 9 -s rr -w 3", "Illegal 'weight' option with the 'add-service' command"},
+        BadCase{"", "-E -f 256 -m",
+                "Illegal 'forwarding-method' option with the 'edit-service' command"},
+        BadCase{"", "-D -f 256 -s rr",
+                "Illegal 'scheduler' option with the 'delete-service' command"},
+        BadCase{"", "-d -f 256 -r 198.19.1.2:0 -w 1",
+                "Illegal 'weight' option with the 'delete-server' command"},
+        BadCase{"", "-S -t 198.18.0.1:80",
+                "Illegal 'service-address' option with the 'save' command"},
+        BadCase{"", "-L -s rr", "Illegal 'scheduler' option with the 'list' command"},
+        BadCase{"", "-L -c -f 256",
+                "The option 'service-address' conflicts with the 'connection' option in the 'list' "
+                "command"},
+        BadCase{"", "-L -c --stats", "options conflicts in the list command"},
+        BadCase{"", "-L --timeout --stats", "options conflicts in the list command"},
+        BadCase{"", "-L --timeout -c",
+                "The option 'timeout' conflicts with the 'connection' option"},
+        BadCase{"", "--set 1 2 3 -n", "Illegal 'numeric' option with the 'set' command"},
+        BadCase{"", "-Z -n", "Illegal 'numeric' option with the 'zero' command"},
+        BadCase{"", "-e -f 256 -r 198.19.1.2:0 -m -w 2 -w 3",
+                "multiple 'weight' options specified"},
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -g", "multiple 'forwarding-method' options"},
+        BadCase{"", "-A -t 198.18.0.1:80 -f 9", "multiple 'service-address' options specified"},
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w 65536", "illegal weight specified"}));
 
 // Issue 13, defect 9: careless input that could never work was accepted.
 INSTANTIATE_TEST_SUITE_P(
