@@ -279,7 +279,7 @@ class FlowTable {
     const ConnState cur = e->connState();
     const ConnState s = nextTcpState(cur, dir == FlowDir::kReply, tcp_flags);
     if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
-      const bool moves = (s == ConnState::kEstablished) != (cur == ConnState::kEstablished);
+      const bool moves = countsActive(s) != countsActive(cur);
       if (moves) countConn(*e, -1);
       e->state = static_cast<uint32_t>(s);
       if (moves) countConn(*e, +1);
@@ -288,9 +288,9 @@ class FlowTable {
   }
   void onUdp(Entry* e, uint32_t now_ms) { e->expires_ms = now_ms + timeouts_.of(ConnState::kUdp); }
 
-  // Per-backend connection counts, IPVS's ActiveConn / InActConn: established TCP
-  // connections at [2 * slot], all others (handshake, closing, UDP) at [2 * slot + 1],
-  // slot = BackendId::slot(). Written by this table's thread only; `counts`
+  // Per-backend connection counts, IPVS's ActiveConn / InActConn: TCP connections in
+  // an active state (countsActive) at [2 * slot], all others (closing, UDP) at
+  // [2 * slot + 1], slot = BackendId::slot(). Written by this table's thread only; `counts`
   // (2 * kCountSlots entries) may be read by another thread. nullptr: not counted.
   static constexpr uint32_t kCountSlots = BackendId::kSlots;
   void setConnCounts(std::atomic<uint32_t>* counts) { counts_ = counts; }
@@ -319,10 +319,17 @@ class FlowTable {
     uint32_t ref[kSlots];  // (record index << 1) | direction; 0 = empty
   };
 
+  // The kernel's tcp_state_active_table (ip_vs_proto_tcp.c, since Linux 4.x): the
+  // handshake states count as active as ESTABLISHED does, so a server's ActiveConn
+  // (and what wlc and the like weigh) includes connections being opened.
+  static constexpr uint32_t kActiveStates = 1u << static_cast<int>(ConnState::kEstablished) |
+                                            1u << static_cast<int>(ConnState::kSynSent) |
+                                            1u << static_cast<int>(ConnState::kSynRecv) |
+                                            1u << static_cast<int>(ConnState::kSynAck);
+  static bool countsActive(ConnState s) { return kActiveStates >> static_cast<int>(s) & 1; }
   void countConn(const Entry& e, int delta) {
     if (!counts_) return;
-    const uint32_t i =
-        2 * e.backendId().slot() + (e.connState() == ConnState::kEstablished ? 0 : 1);
+    const uint32_t i = 2 * e.backendId().slot() + (countsActive(e.connState()) ? 0 : 1);
     counts_[i].store(counts_[i].load(std::memory_order_relaxed) + static_cast<uint32_t>(delta),
                      std::memory_order_relaxed);
   }
