@@ -1,5 +1,7 @@
 #include "ipvs_stats.h"
 
+#include <cmath>
+
 namespace meshlb {
 
 IpvsStats::IpvsStats(uint16_t workers) : rates_(BackendId::kSlots, Backing::kLazy) {
@@ -36,13 +38,27 @@ DestCounters IpvsStats::counters(BackendId id) const {
   c.outpkts = t[2] - r.zero[2];
   c.inbytes = t[3] - r.zero[3];
   c.outbytes = t[4] - r.zero[4];
-  c.cps = r.est[0], c.inpps = r.est[1], c.outpps = r.est[2], c.inbps = r.est[3];
-  c.outbps = r.est[4];
+  c.cps = rateOf(r, 0), c.inpps = rateOf(r, 1), c.outpps = rateOf(r, 2);
+  c.inbps = rateOf(r, 3), c.outbps = rateOf(r, 4);
   return c;
 }
 
 void IpvsStats::zero(const std::vector<BackendId>& ids) {
-  for (BackendId id : ids) rates_[id.slot()].zero = raw(id.slot());
+  // ip_vs_zero_stats: the counters count from here, and the estimates start again.
+  for (BackendId id : ids) {
+    Rates& r = rates_[id.slot()];
+    r.zero = r.last = raw(id.slot());
+    r.est = {};
+  }
+}
+
+// The kernel's estimator (ip_vs_est.c) keeps each rate in fixed point: connections
+// and packets per second with 10 fractional bits, bytes per second with 5; each run
+// moves the estimate a quarter of the way to the last interval's rate, and a reading
+// rounds to the nearest integer. (Integer rates lost everything under 4 per second:
+// at 2 connections per second, a quarter of 2 was 0 on every run, so --rate said 0.)
+namespace {
+constexpr int kFracBits[] = {10, 10, 10, 5, 5};  // conns, inpkts, outpkts, inbytes, outbytes
 }
 
 void IpvsStats::estimate(const std::vector<BackendId>& ids, double seconds) {
@@ -51,12 +67,18 @@ void IpvsStats::estimate(const std::vector<BackendId>& ids, double seconds) {
     Rates& r = rates_[id.slot()];
     const Totals t = raw(id.slot());
     for (size_t i = 0; i < t.size(); ++i) {
-      const auto rate = static_cast<int64_t>(static_cast<double>(t[i] - r.last[i]) / seconds);
-      r.est[i] = static_cast<uint64_t>(static_cast<int64_t>(r.est[i]) +
-                                       (rate - static_cast<int64_t>(r.est[i])) / 4);
+      const auto rate = static_cast<int64_t>(
+          std::ldexp(static_cast<double>(t[i] - r.last[i]), kFracBits[i]) / seconds);
+      const auto est = static_cast<int64_t>(r.est[i]);
+      r.est[i] = static_cast<uint64_t>(est + ((rate - est) >> 2));
       r.last[i] = t[i];
     }
   }
+}
+
+uint64_t IpvsStats::rateOf(const Rates& r, size_t i) {
+  const uint64_t half = (uint64_t{1} << kFracBits[i]) / 2 - 1;  // 0x1ff, 0xf: as the kernel reads
+  return (r.est[i] + half) >> kFracBits[i];
 }
 
 }  // namespace meshlb

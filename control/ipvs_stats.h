@@ -39,8 +39,9 @@ class IpvsStats {
   using Totals = std::array<uint64_t, 5>;
   Totals raw(uint32_t slot) const;
   struct Rates {
-    Totals last{}, est{}, zero{};
+    Totals last{}, est{}, zero{};  // est: fixed point (IpvsStats::estimate)
   };
+  static uint64_t rateOf(const Rates& r, size_t i);
   // By BackendId slot: 1M of each, lazily backed (a page costs memory once a real
   // server in it has counted something), so memory follows the servers in use.
   std::vector<HugeArray<std::atomic<uint32_t>>> conn_counts_;  // per worker

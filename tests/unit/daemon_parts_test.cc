@@ -59,6 +59,37 @@ TEST(IpvsStats, SumsWorkersZeroesAndEstimatesRates) {
   EXPECT_EQ(second, first + (200 - first) / 4);
 }
 
+// Issue 11: the kernel's estimator keeps rates in fixed point (10 fractional bits for
+// connections and packets, 5 for bytes) and reads them rounded: 2 connections a
+// second shows 2 (meshlb showed 0: a quarter of 2, in integers, every run). -Z
+// zeroes the rates with the counters, as ip_vs_zero_stats does.
+TEST(IpvsStats, RatesAreFixedPointAsTheKernelsAndZeroedByZ) {
+  IpvsStats s(1);
+  const BackendId id = BackendId::make(1, 9);
+  auto& b = s.backendStats(0)[id.slot()];
+  auto add = [](std::atomic<uint64_t>& c, uint64_t n) { c.store(c.load() + n); };
+  std::vector<uint64_t> cps, inbps;
+  for (int i = 0; i < 8; ++i) {
+    add(b.conns, 4);      // 2 per second
+    add(b.inbytes, 300);  // 150 bytes per second
+    s.estimate({id}, 2.0);
+    cps.push_back(s.counters(id).cps);
+    inbps.push_back(s.counters(id).inbps);
+  }
+  // est: 512, 896, 1184, 1400, 1562, ... of 2048 (2 << 10), read as (est + 511) >> 10.
+  EXPECT_EQ(cps, (std::vector<uint64_t>{0, 1, 1, 1, 2, 2, 2, 2}));
+  // est: 1200, 2100, 2775, 3281, 3661, 3946, 4159, 4319 of 4800 (150 << 5), (est + 15) >> 5.
+  EXPECT_EQ(inbps, (std::vector<uint64_t>{37, 66, 87, 103, 114, 123, 130, 135}));
+  s.zero({id});
+  EXPECT_EQ(s.counters(id).cps, 0u);
+  EXPECT_EQ(s.counters(id).inbps, 0u);
+  s.estimate({id}, 2.0);  // nothing since -Z: still 0, not the totals since the start
+  EXPECT_EQ(s.counters(id).cps, 0u);
+  add(b.conns, 4);
+  s.estimate({id}, 2.0);
+  EXPECT_EQ(s.counters(id).cps, 0u);  // 512: as after the first run above
+}
+
 TEST(Listings, ConnectionEntriesFromAWorkersCopy) {
   Flow<Ipv4Addr> f{};
   inet_pton(AF_INET, "198.18.0.10", &f.client.v);
