@@ -358,6 +358,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
         return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
       }
       *changed = true;
+      tellStatistics(txn.before());
     }
     txn.commit();
     return out;
@@ -379,6 +380,26 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
+}
+
+// The statistics' side of a change: a service keeps what its removed servers counted
+// (IPVS's service counters are its own), and a service new in its slot starts at 0.
+void Commands::tellStatistics(const std::map<ServiceKey, std::optional<Service>>& before) {
+  for (const auto& [key, old] : before) {
+    auto it = config_.services.services().find(key);
+    const Service* now = it == config_.services.services().end() ? nullptr : &it->second;
+    const bool same = old && now && old->slot == now->slot;
+    if (old && ipvs_.removed) {
+      std::vector<BackendId> gone;
+      for (const RealServer& d : old->dests) {
+        const bool kept = same && std::any_of(now->dests.begin(), now->dests.end(),
+                                              [&](const RealServer& n) { return n.id == d.id; });
+        if (!kept) gone.push_back(d.id);
+      }
+      if (!gone.empty() || !same) ipvs_.removed(old->slot, gone);
+    }
+    if (now && !same && ipvs_.added) ipvs_.added(now->slot);
+  }
 }
 
 absl::Status Commands::validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const {

@@ -73,6 +73,7 @@ class Commands {
   // What the services must satisfy beyond each command's own checks: `keys` are the
   // ones to check (those a command touched), all of them when null.
   absl::Status validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const;
+  void tellStatistics(const std::map<ServiceKey, std::optional<Service>>& before);
   Config config_;
   std::string state_file_;
   std::string load_note_;

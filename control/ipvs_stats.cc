@@ -4,7 +4,8 @@
 
 namespace meshlb {
 
-IpvsStats::IpvsStats(uint16_t workers) : rates_(BackendId::kSlots, Backing::kLazy) {
+IpvsStats::IpvsStats(uint16_t workers)
+    : rates_(BackendId::kSlots, Backing::kLazy), services_(kMaxServices, Backing::kLazy) {
   for (uint16_t w = 0; w < workers; ++w) {
     conn_counts_.emplace_back(2 * FlowTable4::kCountSlots, Backing::kLazy);
     backend_stats_.emplace_back(BackendId::kSlots, Backing::kLazy);
@@ -24,15 +25,31 @@ IpvsStats::Totals IpvsStats::raw(uint32_t slot) const {
   return t;
 }
 
-DestCounters IpvsStats::counters(BackendId id) const {
+IpvsStats::Rates& IpvsStats::ratesOf(BackendId id) {
+  Rates& r = rates_[id.slot()];
+  const auto generation = static_cast<uint8_t>(id.generation() + 1);
+  if (r.generation != generation) {
+    // Another server than the slot's last: what its predecessor counted is not its.
+    // (A slot seen for the first time counts from the start: it had no predecessor
+    // the estimator saw, as it sees every server every period.)
+    if (r.generation != 0) {
+      r = Rates{};
+      r.zero = r.last = r.attributed = raw(id.slot());
+    }
+    r.generation = generation;
+  }
+  return r;
+}
+
+DestCounters IpvsStats::counters(BackendId id) {
   const uint32_t slot = id.slot();
   DestCounters c;
   for (const auto& w : conn_counts_) {
     c.active += w[2 * slot].load(std::memory_order_relaxed);
     c.inactive += w[2 * slot + 1].load(std::memory_order_relaxed);
   }
+  const Rates& r = ratesOf(id);
   const Totals t = raw(slot);
-  const Rates& r = rates_[slot];
   c.conns = t[0] - r.zero[0];
   c.inpkts = t[1] - r.zero[1];
   c.outpkts = t[2] - r.zero[2];
@@ -43,14 +60,39 @@ DestCounters IpvsStats::counters(BackendId id) const {
   return c;
 }
 
-void IpvsStats::zero(const std::vector<BackendId>& ids) {
+void IpvsStats::zero(uint32_t service, const std::vector<BackendId>& ids) {
   // ip_vs_zero_stats: the counters count from here, and the estimates start again.
+  attribute(service, ids);
   for (BackendId id : ids) {
-    Rates& r = rates_[id.slot()];
+    Rates& r = ratesOf(id);
     r.zero = r.last = raw(id.slot());
     r.est = {};
   }
+  services_[service].zero = services_[service].sum;
 }
+
+void IpvsStats::attribute(uint32_t service, const std::vector<BackendId>& ids) {
+  ServiceTotals& st = services_[service];
+  for (BackendId id : ids) {
+    Rates& r = ratesOf(id);
+    const Totals t = raw(id.slot());
+    for (size_t i = 0; i < t.size(); ++i) st.sum[i] += t[i] - r.attributed[i];
+    r.attributed = t;
+  }
+}
+
+DestCounters IpvsStats::serviceCounters(uint32_t service) const {
+  const ServiceTotals& st = services_[service];
+  DestCounters c;
+  c.conns = st.sum[0] - st.zero[0];
+  c.inpkts = st.sum[1] - st.zero[1];
+  c.outpkts = st.sum[2] - st.zero[2];
+  c.inbytes = st.sum[3] - st.zero[3];
+  c.outbytes = st.sum[4] - st.zero[4];
+  return c;
+}
+
+void IpvsStats::newService(uint32_t service) { services_[service] = ServiceTotals{}; }
 
 // The kernel's estimator (ip_vs_est.c) keeps each rate in fixed point: connections
 // and packets per second with 10 fractional bits, bytes per second with 5; each run
@@ -64,7 +106,7 @@ constexpr int kFracBits[] = {10, 10, 10, 5, 5};  // conns, inpkts, outpkts, inby
 void IpvsStats::estimate(const std::vector<BackendId>& ids, double seconds) {
   if (seconds <= 0) return;
   for (BackendId id : ids) {
-    Rates& r = rates_[id.slot()];
+    Rates& r = ratesOf(id);
     const Totals t = raw(id.slot());
     for (size_t i = 0; i < t.size(); ++i) {
       const auto rate = static_cast<int64_t>(

@@ -579,6 +579,11 @@ void printService(std::string& out, const Service& s, View view, bool exact,
       total.inbps += c.inbps, total.outbps += c.outbps;
     }
   }
+  if (dp.service_counters) {  // the service's own counts; rates stay its servers' summed
+    const DestCounters own = dp.service_counters(s);
+    total.conns = own.conns, total.inpkts = own.inpkts, total.outpkts = own.outpkts;
+    total.inbytes = own.inbytes, total.outbytes = own.outbytes;
+  }
   switch (view) {
     case View::kRules:
       absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
@@ -656,16 +661,16 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
     case Cmd::kHelp:
       return std::string(kUsage);
     case Cmd::kZero: {
-      // The counters of one service's real servers, or of all.
-      std::vector<BackendId> ids;
-      for (const auto& [k, svc] : m.services()) {
-        if (p.svc && k != *p.svc) continue;
-        for (const RealServer& d : svc.dests) ids.push_back(d.id);
-      }
+      // The counters of one service and its real servers, or of all.
       if (p.svc && m.services().find(*p.svc) == m.services().end()) {
         return absl::NotFoundError("No such service");
       }
-      if (dp.zero) dp.zero(ids);
+      for (const auto& [k, svc] : m.services()) {
+        if (p.svc && k != *p.svc) continue;
+        std::vector<BackendId> ids;
+        for (const RealServer& d : svc.dests) ids.push_back(d.id);
+        if (dp.zero) dp.zero(svc.slot, ids);
+      }
       return std::string();
     }
     case Cmd::kSave:

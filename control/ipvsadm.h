@@ -35,7 +35,15 @@ struct ConnEntry {
 // The daemon's side of ipvsadm: counters by real-server id, -Z, and -L -c.
 struct IpvsDataplane {
   std::function<DestCounters(BackendId real_server)> counters;
-  std::function<void(const std::vector<BackendId>& real_servers)> zero;
+  // A service's own --stats (IPVS keeps them apart from its servers'); unset: the sum
+  // of its real servers'.
+  std::function<DestCounters(const Service& service)> service_counters;
+  // -Z: a service (by slot) and its real servers; called for each service zeroed.
+  std::function<void(uint32_t service, const std::vector<BackendId>& real_servers)> zero;
+  // After a change, before it is published: the real servers a service lost (what
+  // they counted until now stays the service's), and the services new in their slot.
+  std::function<void(uint32_t service, const std::vector<BackendId>& real_servers)> removed;
+  std::function<void(uint32_t service)> added;
   // Every tracked connection. The daemon's workers copy theirs between bursts, so
   // the first call starts that copy and answers kUnavailable; the daemon then
   // runs the command again once the copy is in, without blocking its thread.

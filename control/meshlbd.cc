@@ -129,10 +129,25 @@ class Daemon {
   Daemon(Options o, InterfaceClaims& claims)
       : opt_(std::move(o)),
         claims_(claims),
-        commands_([this](bool json) { return stats(json); },
-                  IpvsDataplane{[this](BackendId id) { return ipvs_->counters(id); },
-                                [this](const std::vector<BackendId>& ids) { ipvs_->zero(ids); },
-                                [this] { return connections(); }, [this] { return vxlanPort(); }}) {
+        commands_([this](bool json) { return stats(json); }, ipvsDataplane()) {}
+
+  IpvsDataplane ipvsDataplane() {
+    IpvsDataplane dp;
+    dp.counters = [this](BackendId id) { return ipvs_->counters(id); };
+    dp.service_counters = [this](const Service& s) {
+      std::vector<BackendId> ids;
+      for (const RealServer& d : s.dests) ids.push_back(d.id);
+      ipvs_->attribute(s.slot, ids);  // up to now
+      return ipvs_->serviceCounters(s.slot);
+    };
+    dp.zero = [this](uint32_t svc, const std::vector<BackendId>& ids) { ipvs_->zero(svc, ids); };
+    dp.removed = [this](uint32_t svc, const std::vector<BackendId>& ids) {
+      ipvs_->attribute(svc, ids);
+    };
+    dp.added = [this](uint32_t svc) { ipvs_->newService(svc); };
+    dp.connections = [this] { return connections(); };
+    dp.vxlan_port = [this] { return vxlanPort(); };
+    return dp;
   }
 
   void setup() {
@@ -350,9 +365,12 @@ class Daemon {
     if (now - last_estimate_ < std::chrono::seconds(IpvsStats::kEstimatePeriodS)) return;
     const double secs = std::chrono::duration<double>(now - last_estimate_).count();
     last_estimate_ = now;
-    std::vector<BackendId> ids;
+    std::vector<BackendId> ids, of_service;
     for (const auto& [key, svc] : commands_.services().services()) {
-      for (const RealServer& d : svc.dests) ids.push_back(d.id);
+      of_service.clear();
+      for (const RealServer& d : svc.dests) of_service.push_back(d.id);
+      ipvs_->attribute(svc.slot, of_service);
+      ids.insert(ids.end(), of_service.begin(), of_service.end());
     }
     ipvs_->estimate(ids, secs);
   }

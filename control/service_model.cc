@@ -65,6 +65,11 @@ std::vector<ServiceKey> ServiceModel::Transaction::touched() const {
   return out;
 }
 
+const std::map<ServiceKey, std::optional<Service>>& ServiceModel::Transaction::before() const {
+  static const std::map<ServiceKey, std::optional<Service>> kNone;
+  return m_.undo_ ? m_.undo_->before : kNone;
+}
+
 bool ServiceModel::Transaction::changed() const {
   if (!m_.undo_) return false;
   if (!(m_.undo_->timeouts == m_.timeouts_)) return true;

@@ -66,6 +66,8 @@ class ServiceModel {
     std::vector<ServiceKey> touched() const;
     // Whether the configuration differs from when the transaction began.
     bool changed() const;
+    // Each touched service as it was (nullopt: it did not exist), by key.
+    const std::map<ServiceKey, std::optional<Service>>& before() const;
 
    private:
     ServiceModel& m_;

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client.h"
 #include "commands.h"
@@ -722,6 +723,33 @@ TEST(Commands, ChangesAreDetectedInTheModels) {
   EXPECT_TRUE(changed);
   ASSERT_TRUE(c.run(words("ipvsadm -S -n"), "", &changed).ok());
   EXPECT_FALSE(changed);
+}
+
+// A change tells the statistics what a service lost (its counters keep what those
+// servers counted) and which services are new in their slot; nothing for a change
+// refused or one that changes no server.
+TEST(Commands, ChangesTellTheStatisticsWhatWentAndWhatCame) {
+  std::vector<std::string> said;
+  IpvsDataplane dp;
+  dp.removed = [&](uint32_t svc, const std::vector<BackendId>& ids) {
+    said.push_back(absl::StrCat("removed ", svc, ":", ids.size()));
+  };
+  dp.added = [&](uint32_t svc) { said.push_back(absl::StrCat("added ", svc)); };
+  Commands c({}, dp);
+  bool changed = false;
+  auto run = [&](const char* l) {
+    said.clear();
+    (void)c.run(words(l), "", &changed);
+    return absl::StrJoin(said, ", ");
+  };
+  EXPECT_EQ(run("ipvsadm -A -t 198.18.0.1:80 -s rr"), "added 0");
+  EXPECT_EQ(run("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m"), "");
+  EXPECT_EQ(run("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.12:80 -m"), "");
+  EXPECT_EQ(run("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.12:80 -m -w 3"), "");
+  EXPECT_EQ(run("ipvsadm -d -t 198.18.0.1:80 -r 198.18.1.12:80"), "removed 0:1");
+  EXPECT_EQ(run("ipvsadm -d -t 198.18.0.1:80 -r 198.18.1.99:80"), "");  // refused
+  EXPECT_EQ(run("ipvsadm -A -t 198.18.0.2:80 -s rr"), "added 1");
+  EXPECT_EQ(run("ipvsadm -C"), "removed 0:1, removed 1:0");
 }
 
 TEST(Commands, Ipv4OnlyDaemonRefusesIpv6Services) {

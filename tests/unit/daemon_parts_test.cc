@@ -43,7 +43,7 @@ TEST(IpvsStats, SumsWorkersZeroesAndEstimatesRates) {
   EXPECT_EQ(c.inactive, 2u);
   EXPECT_EQ(s.counters(other).conns, 0u);
   // -Z: counting starts again from here; connection counts are not statistics.
-  s.zero({id});
+  s.zero(0, {id});
   bump(s.backendStats(1)[id.slot()].conns, 4);
   c = s.counters(id);
   EXPECT_EQ(c.conns, 4u);
@@ -80,7 +80,7 @@ TEST(IpvsStats, RatesAreFixedPointAsTheKernelsAndZeroedByZ) {
   EXPECT_EQ(cps, (std::vector<uint64_t>{0, 1, 1, 1, 2, 2, 2, 2}));
   // est: 1200, 2100, 2775, 3281, 3661, 3946, 4159, 4319 of 4800 (150 << 5), (est + 15) >> 5.
   EXPECT_EQ(inbps, (std::vector<uint64_t>{37, 66, 87, 103, 114, 123, 130, 135}));
-  s.zero({id});
+  s.zero(0, {id});
   EXPECT_EQ(s.counters(id).cps, 0u);
   EXPECT_EQ(s.counters(id).inbps, 0u);
   s.estimate({id}, 2.0);  // nothing since -Z: still 0, not the totals since the start
@@ -88,6 +88,48 @@ TEST(IpvsStats, RatesAreFixedPointAsTheKernelsAndZeroedByZ) {
   add(b.conns, 4);
   s.estimate({id}, 2.0);
   EXPECT_EQ(s.counters(id).cps, 0u);  // 512: as after the first run above
+}
+
+// Issue 11: a service's --stats were the sum of its current servers', so they went
+// back when one was deleted. IPVS keeps a service's counters apart: here each
+// server's counts are the service's while it has the server, and stay when it goes;
+// a server new in a slot starts from zero (not its predecessor's counts), a revived
+// one keeps its own; -Z zeroes a service with its servers.
+TEST(IpvsStats, ServiceCountersNeverGoBack) {
+  IpvsStats s(2);
+  const BackendId a = BackendId::make(1, 5), b = BackendId::make(1, 6);
+  auto add = [&](BackendId id, uint16_t w, uint64_t conns) {
+    auto& c = s.backendStats(w)[id.slot()].conns;
+    c.store(c.load() + conns);
+  };
+  const uint32_t svc = 3;
+  add(a, 0, 10), add(b, 1, 5);
+  s.attribute(svc, {a, b});
+  EXPECT_EQ(s.serviceCounters(svc).conns, 15u);
+  add(a, 1, 2);
+  s.attribute(svc, {a});  // a deleted (the command's side: what it counted stays)
+  add(b, 0, 1);
+  s.attribute(svc, {b});
+  EXPECT_EQ(s.serviceCounters(svc).conns, 18u);  // 12 + 6: a's counts did not go
+  // Another server in a's slot (a new generation) starts at 0, and what a counted
+  // after it went is not given to anyone.
+  add(a, 0, 7);
+  const BackendId a2 = BackendId::make(2, 5);
+  EXPECT_EQ(s.counters(a2).conns, 0u);
+  add(a2, 1, 1);
+  s.attribute(svc, {b, a2});
+  EXPECT_EQ(s.counters(a2).conns, 1u);
+  EXPECT_EQ(s.serviceCounters(svc).conns, 19u);
+  // b revived (the same id): its counts go on.
+  EXPECT_EQ(s.counters(b).conns, 6u);
+  s.zero(svc, {b, a2});
+  EXPECT_EQ(s.serviceCounters(svc).conns, 0u);
+  EXPECT_EQ(s.counters(b).conns, 0u);
+  add(b, 1, 3);
+  s.attribute(svc, {b, a2});
+  EXPECT_EQ(s.serviceCounters(svc).conns, 3u);
+  s.newService(svc);  // the slot to a new service
+  EXPECT_EQ(s.serviceCounters(svc).conns, 0u);
 }
 
 TEST(Listings, ConnectionEntriesFromAWorkersCopy) {

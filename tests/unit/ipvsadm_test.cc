@@ -71,8 +71,8 @@ IpvsDataplane fakeDataplane(const ServiceModel& m, std::map<std::string, DestCou
     auto it = by_id.find(id);
     return it == by_id.end() ? DestCounters{} : it->second;
   };
-  dp.zero = [zeroed](const std::vector<BackendId>& ids) {
-    if (zeroed) *zeroed = ids;
+  dp.zero = [zeroed](uint32_t, const std::vector<BackendId>& ids) {
+    if (zeroed) zeroed->insert(zeroed->end(), ids.begin(), ids.end());
   };
   return dp;
 }
@@ -167,6 +167,7 @@ TEST(Ipvsadm, ZeroAsksTheDataplaneForTheServiceServers) {
   auto dp = fakeDataplane(m, {}, &zeroed);
   ASSERT_TRUE(runIpvsadm(m, {"-Z", "-t", "198.18.0.1:80"}, "", dp).ok());
   EXPECT_EQ(zeroed.size(), 1u);
+  zeroed.clear();
   ASSERT_TRUE(runIpvsadm(m, {"-Z"}, "", dp).ok());
   EXPECT_EQ(zeroed.size(), 4u);
   EXPECT_FALSE(runIpvsadm(m, {"-Z", "-t", "198.18.0.9:80"}, "", dp).ok());
