@@ -172,6 +172,7 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   in.src_port = __builtin_bswap16(key.sport);
   rng_ ^= rng_ >> 12, rng_ ^= rng_ << 25, rng_ ^= rng_ >> 27;
   in.random = rng_ * 0x2545f4914f6cdd1dull;
+  in.now_s = now_ms_ / 1000;
   if (svc.sched->needs_conn_counts) in.conn_counts = all_counts_;
   const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
   if (i >= svc.backends.size()) {

@@ -217,11 +217,126 @@ uint32_t pickDh(const ServiceSched& s, SchedState&, const PickInput& in) {
   return i != kNoBackend && s.weights[i] ? i : kNoBackend;
 }
 
+// lblc and lblcr: the table is the previous snapshot's while the service exists;
+// entries naming a server it no longer has are passed over at the pick.
+void prepareLocality(ServiceSched& s, const ServiceSched* previous) {
+  s.locality =
+      previous && previous->locality ? previous->locality : std::make_shared<LocalityTable>();
+}
+
+uint32_t indexOfSlot(const ServiceSched& s, uint32_t slot) {
+  for (uint32_t i = 0; i < s.slots.size(); ++i) {
+    if (s.slots[i] == slot) return i;
+  }
+  return kNoBackend;
+}
+
+// The kernel's is_overloaded for lblc and lblcr: more active connections than its
+// weight, while another server has fewer than half its weight.
+bool localityOverloaded(const ServiceSched& s, const PickInput& in, uint32_t i) {
+  if (in.active(s.slots[i]) <= s.weights[i]) return false;
+  for (uint32_t j = 0; j < s.weights.size(); ++j) {
+    if (uint64_t{in.active(s.slots[j])} * 2 < s.weights[j]) return true;
+  }
+  return false;
+}
+
+struct EntryLock {
+  explicit EntryLock(LocalityTable::Entry& e) : e_(e) {
+    while (e_.lock.test_and_set(std::memory_order_acquire)) {
+    }
+  }
+  ~EntryLock() { e_.lock.clear(std::memory_order_release); }
+  LocalityTable::Entry& e_;
+};
+
+LocalityTable::Entry& entryOf(const ServiceSched& s, const PickInput& in) {
+  static_assert(LocalityTable::kEntries == 1u << 12);
+  return s.locality->entries[(in.dst_fold * 0x61c88647u) >> 20];  // hash_32(dst, 12)
+}
+
+// The entry of the packet's destination, if it is there and not expired.
+bool localityHit(const LocalityTable::Entry& e, const PickInput& in) {
+  return e.used && e.dst == in.dst_fold && in.now_s - e.lastuse_s <= LocalityTable::kExpirationS;
+}
+
+// ip_vs_lblc_schedule: the destination's server while it is usable and not
+// overloaded; else wlc's pick, which the destination then keeps.
+uint32_t pickLblc(const ServiceSched& s, SchedState& st, const PickInput& in) {
+  if (!s.locality) return kNoBackend;
+  LocalityTable::Entry& e = entryOf(s, in);
+  EntryLock lock(e);
+  if (localityHit(e, in)) {
+    e.lastuse_s = in.now_s;
+    const uint32_t i = indexOfSlot(s, e.slots[0]);
+    if (i != kNoBackend && s.weights[i] && !localityOverloaded(s, in, i)) return i;
+  }
+  const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
+  if (i == kNoBackend) return i;
+  e.used = true, e.dst = in.dst_fold, e.size = 1, e.slots[0] = s.slots[i];
+  e.lastuse_s = e.lastmod_s = in.now_s;
+  return i;
+}
+
+// ip_vs_lblcr_schedule: the least loaded (per weight) of the destination's set;
+// when the set has had more than one server and been unchanged for the expiration,
+// it loses its most loaded; when its least loaded is overloaded, wlc's pick joins it.
+uint32_t pickLblcr(const ServiceSched& s, SchedState& st, const PickInput& in) {
+  if (!s.locality) return kNoBackend;
+  LocalityTable::Entry& e = entryOf(s, in);
+  EntryLock lock(e);
+  if (!localityHit(e, in)) {
+    const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
+    if (i == kNoBackend) return i;
+    e.used = true, e.dst = in.dst_fold, e.size = 1, e.slots[0] = s.slots[i];
+    e.lastuse_s = e.lastmod_s = in.now_s;
+    return i;
+  }
+  e.lastuse_s = in.now_s;
+  // The set's members the service still has, usable ones first considered.
+  uint32_t least = kNoBackend, most = kNoBackend, most_at = 0;
+  uint64_t loh = 0, moh = 0;
+  for (uint32_t k = 0; k < e.size;) {
+    const uint32_t i = indexOfSlot(s, e.slots[k]);
+    if (i == kNoBackend) {  // a server the service no longer has leaves the set
+      e.slots[k] = e.slots[--e.size];
+      continue;
+    }
+    const uint64_t oh = connOverhead(s, in, i);
+    if (s.weights[i] && (least == kNoBackend || loh * s.weights[i] > oh * s.weights[least])) {
+      least = i, loh = oh;
+    }
+    if (most == kNoBackend || oh * s.weights[most] > moh * s.weights[i]) {
+      most = i, most_at = k, moh = oh;
+    }
+    ++k;
+  }
+  if (e.size > 1 && in.now_s - e.lastmod_s > LocalityTable::kExpirationS && most != kNoBackend) {
+    e.slots[most_at] = e.slots[--e.size];
+    e.lastmod_s = in.now_s;
+    if (least == most) least = kNoBackend;
+  }
+  if (least != kNoBackend && !localityOverloaded(s, in, least)) return least;
+  const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
+  if (i == kNoBackend) return i;
+  bool member = false;
+  for (uint32_t k = 0; k < e.size; ++k) member = member || e.slots[k] == s.slots[i];
+  if (!member) {
+    // A full set gives up its most loaded member for the new one.
+    const uint32_t at = e.size < LocalityTable::kMaxSet ? e.size++ : most_at;
+    e.slots[at] = s.slots[i];
+    e.lastmod_s = in.now_s;
+  }
+  return i;
+}
+
 constexpr std::array kSchedulers = {
     SchedulerDef{"rr", nullptr, pickRr, false},
     SchedulerDef{"wrr", nullptr, pickWrr, false},
     SchedulerDef{"lc", nullptr, pickLc, true},
     SchedulerDef{"wlc", nullptr, pickLeastPerWeight<connOverhead>, true},
+    SchedulerDef{"lblc", prepareLocality, pickLblc, true},
+    SchedulerDef{"lblcr", prepareLocality, pickLblcr, true},
     SchedulerDef{"dh", prepareDh, pickDh, false},
     SchedulerDef{"sh", prepareSh, pickSh, false},
     SchedulerDef{"sed", nullptr, pickLeastPerWeight<queueOverhead>, true},

@@ -21,6 +21,29 @@ namespace meshlb {
 
 struct SchedulerDef;
 
+// lblc and lblcr (ip_vs_lblc.c, ip_vs_lblcr.c): by destination address, the servers
+// that served it. Shared by the workers (a destination's connections arrive on any
+// of them) and kept while the service exists: kEntries entries by the destination's
+// hash, direct-mapped (a destination whose entry another takes is scheduled afresh,
+// as after the kernel's expiry), each behind its own spin lock, held for a lookup
+// and its update.
+struct LocalityTable {
+  static constexpr uint32_t kEntries = 4096;
+  static constexpr uint32_t kMaxSet = 4;  // lblcr: servers kept per destination
+  // The kernel's lblc_expiration and lblcr_expiration (sysctls, 24 hours): an entry
+  // unused that long is gone; an lblcr set unchanged that long loses its busiest.
+  static constexpr uint32_t kExpirationS = 24 * 60 * 60;
+  struct alignas(64) Entry {
+    std::atomic_flag lock;
+    bool used = false;
+    uint8_t size = 0;
+    uint32_t dst = 0;
+    uint32_t slots[kMaxSet] = {};  // the servers' BackendId slots
+    uint32_t lastuse_s = 0, lastmod_s = 0;
+  };
+  std::unique_ptr<Entry[]> entries = std::make_unique<Entry[]>(kEntries);
+};
+
 // What a scheduler reads of one service in the snapshot.
 struct ServiceSched {
   uint32_t slot = 0;  // < kMaxServices, stable while the service exists: the workers'
@@ -40,6 +63,8 @@ struct ServiceSched {
   std::shared_ptr<const MaglevTable> maglev;
   // sh and dh: the kernel's 256 buckets, each a backend index (kNoBackend: none).
   std::shared_ptr<const std::vector<uint32_t>> buckets;
+  // lblc and lblcr: written by the workers (its entries' locks), kept across snapshots.
+  std::shared_ptr<LocalityTable> locality;
 };
 
 // What a worker remembers per service between picks, as IPVS keeps it in the
@@ -59,6 +84,7 @@ struct PickInput {
   uint32_t src_fold = 0, dst_fold = 0;
   uint16_t src_port = 0;
   uint64_t random = 0;  // twos: a fresh random number for each pick
+  uint32_t now_s = 0;   // lblc, lblcr: the worker's clock, in seconds
   // Every worker's per-backend connection counts (FlowTable::setConnCounts layout:
   // [2 * slot] active, [2 * slot + 1] inactive), this worker's included, for the
   // schedulers that declare needs_conn_counts; empty otherwise. A pick sums them, so

@@ -124,7 +124,7 @@ TEST(Scheduler, SequencesAsIpvsGivesThem) {
 }
 
 TEST(Scheduler, RegistryNamesEveryScheduler) {
-  EXPECT_EQ(schedulerNames(), "rr, wrr, lc, wlc, dh, sh, sed, nq, fo, ovf, mh, twos");
+  EXPECT_EQ(schedulerNames(), "rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos");
   for (const SchedulerDef& d : schedulers()) {
     EXPECT_EQ(findScheduler(d.name), &d);
     EXPECT_NE(d.pick, nullptr);
@@ -183,6 +183,62 @@ TEST(Scheduler, SourceAndDestinationHashing) {
   }
   EXPECT_EQ(picks(dh, 3000), by_dst);  // the same destinations, the same servers
   EXPECT_EQ(picks(service("dh", {}), 2), "00");
+}
+
+// lblc: a destination keeps the server wlc first gave it, until that server is
+// overloaded (more active connections than its weight while another has under half
+// its own) or the entry goes unused for lblc_expiration; the table is the workers'
+// (shared), and a new snapshot of the service keeps it.
+TEST(Scheduler, LblcKeepsADestinationOnItsServer) {
+  ServiceSched s = service("lblc", {1, 1, 1});
+  Counts counts;
+  auto pick = [&](uint32_t dst, uint32_t now = 100) {
+    PickInput in;
+    in.dst_fold = dst, in.now_s = now, in.conn_counts = counts.ptrs;
+    SchedState st;
+    return s.sched->pick(s, st, in);
+  };
+  const uint32_t d1 = 0xc6130001, d2 = 0xc6130002;
+  // Indexes are the servers' in address order; picks here add no connection.
+  EXPECT_EQ(pick(d1), 0u);  // wlc over idle servers: the first
+  counts.add(s.slots[0]);
+  EXPECT_EQ(pick(d1), 0u);  // kept, though busier than the others (1 active, weight 1)
+  EXPECT_EQ(pick(d2), 1u);  // another destination: wlc's least loaded
+  counts.add(s.slots[0]);   // 2 active > weight 1, while another has none: overloaded
+  EXPECT_EQ(pick(d1), 1u);  // wlc again: the first of the idle ones
+  counts.add(s.slots[1]);
+  EXPECT_EQ(pick(d1), 1u);  // and the destination keeps its new server
+  EXPECT_EQ(pick(d1, 100 + LocalityTable::kExpirationS + 5), 2u);  // expired: wlc afresh
+  ServiceSched next = service("lblc", {1, 1, 1});
+  next.sched->prepare(next, &s);
+  EXPECT_EQ(next.locality, s.locality);
+}
+
+// lblcr: a destination's set of servers grows by wlc's pick when its least loaded
+// member is overloaded, and loses its most loaded member once it has been unchanged
+// for lblcr_expiration.
+TEST(Scheduler, LblcrGrowsAndShrinksADestinationsSet) {
+  ServiceSched s = service("lblcr", {1, 1, 1});
+  Counts counts;
+  auto pick = [&](uint32_t now) {
+    PickInput in;
+    in.dst_fold = 0xc6130009, in.now_s = now, in.conn_counts = counts.ptrs;
+    SchedState st;
+    return s.sched->pick(s, st, in);
+  };
+  EXPECT_EQ(pick(100), 0u);
+  counts.add(s.slots[0]);
+  counts.add(s.slots[0]);    // overloaded
+  EXPECT_EQ(pick(200), 1u);  // wlc's pick joins the set {1, 2}
+  EXPECT_EQ(pick(300), 1u);  // the set's least loaded
+  counts.add(s.slots[1]);
+  EXPECT_EQ(pick(400), 1u);  // 1 active of weight 1: not overloaded, still the least loaded
+  const LocalityTable::Entry& e = s.locality->entries[(0xc6130009u * 0x61c88647u) >> 20];
+  EXPECT_EQ(e.size, 2);
+  pick(50000);  // used, so not expired; the set unchanged since 200
+  EXPECT_EQ(pick(200 + LocalityTable::kExpirationS + 1), 1u);  // the busiest, 0, leaves
+  EXPECT_EQ(e.size, 1);
+  EXPECT_EQ(e.slots[0], s.slots[1]);
 }
 
 // mh: a client address always gets the same backend, weights shape the shares,
