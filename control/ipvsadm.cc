@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "meshlb/proto.h"
 #include "meshlb/scheduler.h"
@@ -116,7 +117,7 @@ constexpr CommandOptions kCommandOptions[] = {
 // ipvsadm -h: what meshlb's ipvsadm takes (ipvsadm's usage, less what is not here).
 constexpr char kUsage[] =
     "Usage:\n"
-    "  ipvsadm -A|E virtual-service [-s scheduler]\n"
+    "  ipvsadm -A|E virtual-service [-s scheduler] [-b sched-flags]\n"
     "  ipvsadm -D virtual-service\n"
     "  ipvsadm -C\n"
     "  ipvsadm -R\n"
@@ -157,6 +158,7 @@ constexpr char kUsage[] =
     "  --real-server  -r server-address    server-address is host (and port)\n"
     "  --gatewaying   -g                   gatewaying (direct routing) (default)\n"
     "  --masquerading -m                   masquerading (NAT)\n"
+    "  --sched-flags  -b flags             scheduler flags (comma-separated)\n"
     "  --weight       -w weight            capacity of real server\n"
     "  --connection   -c                   output of current IPVS connections\n"
     "  --timeout                           output of timeout (tcp tcpfin udp)\n"
@@ -172,6 +174,7 @@ struct Parsed {
   std::optional<ServiceKey> svc;
   std::string scheduler;
   bool have_scheduler = false;
+  std::string sched_flags;  // -b, parsed once the scheduler is known
   std::optional<std::pair<IpAddr, std::optional<uint16_t>>> real;
   std::optional<ForwardMethod> fwd;
   std::optional<uint32_t> weight;
@@ -464,9 +467,12 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     } else if (a == "-c" || a == "--connection") {
       st = setOpt(p, kOptConnection);
       p.connections = true;
+    } else if (a == "-b" || a == "--sched-flags") {
+      if (auto o = setOpt(p, kOptSchedFlags); !o.ok()) return o;
+      st = value(&p.sched_flags);
     } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
-               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "-b" ||
-               a == "--sched-flags" || a == "--pe" || a == "-o" || a == "--ops") {
+               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "--pe" ||
+               a == "-o" || a == "--ops") {
       return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
     } else {
       return bad(absl::StrCat("unknown option '", a, "'"));
@@ -482,6 +488,43 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
   }
   if (auto st = checkOptions(p); !st.ok()) return st;
   return p;
+}
+
+// ipvsadm's parse_sched_flags: comma-separated, sh-* only for sh, mh-* only for mh.
+absl::StatusOr<uint32_t> parseSchedFlags(const std::string& text, const std::string& sched) {
+  uint32_t flags = 0;
+  for (absl::string_view name : absl::StrSplit(text, ',')) {
+    uint32_t bit = 0;
+    absl::string_view only;
+    if (name == "flag-1") {
+      bit = kSchedFlag1;
+    } else if (name == "flag-2") {
+      bit = kSchedFlag2;
+    } else if (name == "flag-3") {
+      bit = kSchedFlag3;
+    } else if (name == "sh-fallback" || name == "mh-fallback") {
+      bit = kSchedFallback, only = name.substr(0, 2);
+    } else if (name == "sh-port" || name == "mh-port") {
+      bit = kSchedPort, only = name.substr(0, 2);
+    } else {
+      return bad(absl::StrCat("invalid scheduler flag `", name, "'"));
+    }
+    if (!only.empty() && sched != only) {
+      return bad(absl::StrCat("incompatible scheduler flag `", name, "'"));
+    }
+    flags |= bit;
+  }
+  return flags;
+}
+
+// ipvsadm's print_sched_flags: the names the service's scheduler gives its flags.
+std::string schedFlagNames(const Service& s) {
+  const bool named = s.scheduler == "sh" || s.scheduler == "mh";
+  std::vector<std::string> out;
+  if (s.sched_flags & kSchedFlag1) out.push_back(named ? s.scheduler + "-fallback" : "flag-1");
+  if (s.sched_flags & kSchedFlag2) out.push_back(named ? s.scheduler + "-port" : "flag-2");
+  if (s.sched_flags & kSchedFlag3) out.push_back("flag-3");
+  return absl::StrJoin(out, ",");
 }
 
 std::string addrPort(const IpAddr& a, uint16_t port) {
@@ -588,10 +631,14 @@ void printService(std::string& out, const Service& s, View view, bool exact,
   }
   switch (view) {
     case View::kRules:
-      absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler, "\n");
+      absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler);
+      if (s.sched_flags) absl::StrAppend(&out, " -b ", schedFlagNames(s));
+      out += "\n";
       break;
     case View::kList:
-      absl::StrAppend(&out, name, " ", s.scheduler, "\n");
+      absl::StrAppend(&out, name, " ", s.scheduler);
+      if (s.sched_flags) absl::StrAppend(&out, " (", schedFlagNames(s), ")");
+      out += "\n";
       break;
     default:
       absl::StrAppend(&out, absl::StrFormat("%-33s", name), numbers(total, view, exact), "\n");
@@ -736,8 +783,15 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       if (auto s = needSvc(); !s.ok()) return s;
       // As ipvsadm does for -A and -E alike: no -s is its default, wlc.
       const std::string sched = p.have_scheduler ? p.scheduler : kDefaultScheduler;
+      uint32_t flags = 0;
+      if (!p.sched_flags.empty()) {
+        auto f = parseSchedFlags(p.sched_flags, sched);
+        if (!f.ok()) return f.status();
+        flags = *f;
+      }
       if (auto s = checkServiceAddress(*p.svc, dp); !s.ok()) return s;
-      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, sched) : m.editService(*p.svc, sched);
+      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, sched, flags)
+                                     : m.editService(*p.svc, sched, flags);
       if (!s.ok()) return s;
       return std::string();
     }

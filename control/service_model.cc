@@ -175,7 +175,8 @@ void ServiceModel::setTrash(const std::tuple<ServiceKey, IpAddr, uint16_t>& k,
   }
 }
 
-absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& scheduler) {
+absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& scheduler,
+                                      uint32_t sched_flags) {
   if (auto s = checkScheduler(scheduler); !s.ok()) return s;
   if (services_.count(key)) return absl::AlreadyExistsError("Service already exists");
   if (services_.size() >= kMaxServices) {
@@ -186,18 +187,20 @@ absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& 
   if (undo_) undo_->before.try_emplace(key);  // did not exist
   service_slot_used_[next_slot_] = true;
   changed(key);
-  services_[key] = Service{key, next_slot_, scheduler, {}, next_version_};
+  services_[key] = Service{key, next_slot_, scheduler, sched_flags, {}, next_version_};
   next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
 }
 
-absl::Status ServiceModel::editService(const ServiceKey& key, const std::string& scheduler) {
+absl::Status ServiceModel::editService(const ServiceKey& key, const std::string& scheduler,
+                                       uint32_t sched_flags) {
   if (auto s = checkScheduler(scheduler); !s.ok()) return s;
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("No such service");
-  if (it->second.scheduler != scheduler) {
+  if (it->second.scheduler != scheduler || it->second.sched_flags != sched_flags) {
     touch(it);
     it->second.scheduler = scheduler;
+    it->second.sched_flags = sched_flags;
     changed(key);
     it->second.version = next_version_;
   }

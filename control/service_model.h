@@ -34,6 +34,7 @@ struct Service {
   ServiceKey key;
   uint32_t slot = 0;              // stable while the service exists: workers' scheduler state index
   std::string scheduler;          // a name in the scheduler registry (meshlb/scheduler.h)
+  uint32_t sched_flags = 0;       // ipvsadm -b: kSchedFlag1..3 (sh-/mh-fallback, -port)
   std::vector<RealServer> dests;  // in insertion order; listings sort
   // Changes whenever anything above does (and only then): the snapshot builder
   // reuses what it built for an unchanged service instead of building it again.
@@ -75,8 +76,10 @@ class ServiceModel {
     bool done_ = false;
   };
 
-  absl::Status addService(const ServiceKey& key, const std::string& scheduler);
-  absl::Status editService(const ServiceKey& key, const std::string& scheduler);
+  absl::Status addService(const ServiceKey& key, const std::string& scheduler,
+                          uint32_t sched_flags = 0);
+  absl::Status editService(const ServiceKey& key, const std::string& scheduler,
+                           uint32_t sched_flags = 0);
   absl::Status deleteService(const ServiceKey& key);
   void clear();
   absl::Status addDest(const ServiceKey& key, RealServer dest);

@@ -78,6 +78,7 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
   ss.version = svc.version;
   ss.slot = svc.slot;
   ss.sched = findScheduler(svc.scheduler);
+  ss.sched_flags = svc.sched_flags;
   ss.fwmark = key.fwmark;
   ss.proto = key.protocol;
   if (!key.fwmark) ss.vip = addrOf<Addr>(key.addr);

@@ -164,9 +164,10 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
     *why = Drop::kFragment;
     return nullptr;
   }
-  // mh hashes the client address alone (IPVS mh without mh-port).
+  // mh hashes the client address, and with mh-port its port too.
   PickInput in;
-  in.client_hash = mum(uint64_t{key.src.v} ^ kHashK0, kHashK1);
+  const uint64_t port = svc.sched_flags & kSchedPort ? uint64_t{key.sport} << 32 : 0;
+  in.client_hash = mum(uint64_t{key.src.v} ^ port ^ kHashK0, kHashK1);
   in.src_fold = __builtin_bswap32(key.src.v);
   in.dst_fold = __builtin_bswap32(key.dst.v);
   in.src_port = __builtin_bswap16(key.sport);

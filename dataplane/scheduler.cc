@@ -191,12 +191,23 @@ void prepareSh(ServiceSched& s, const ServiceSched* previous) {
   s.buckets = std::move(b);
 }
 
-// ip_vs_sh_schedule without sh-fallback or sh-port: the client address's bucket,
-// none if its server has weight 0.
+// ip_vs_sh_schedule: the bucket of the client's address (and port, with sh-port);
+// none if its server has weight 0, unless sh-fallback, which tries the buckets after
+// it (each hashed again with its offset, as ip_vs_sh_get_fallback does).
 uint32_t pickSh(const ServiceSched& s, SchedState&, const PickInput& in) {
   if (!s.buckets) return kNoBackend;
-  const uint32_t i = (*s.buckets)[hash8(in.src_fold) & (kHashBuckets - 1)];
-  return i != kNoBackend && s.weights[i] ? i : kNoBackend;
+  const uint32_t value = in.src_fold + (s.sched_flags & kSchedPort ? in.src_port : 0);
+  const uint32_t first = hash8(value);
+  const uint32_t i = (*s.buckets)[first];
+  if (i == kNoBackend || s.weights[i]) return i;
+  if (!(s.sched_flags & kSchedFallback)) return kNoBackend;
+  for (uint32_t offset = 0; offset < kHashBuckets; ++offset) {
+    const uint32_t roffset = (offset + first) % kHashBuckets;
+    const uint32_t j = (*s.buckets)[(roffset + hash8(value)) & (kHashBuckets - 1)];
+    if (j == kNoBackend) break;
+    if (s.weights[j]) return j;
+  }
+  return kNoBackend;
 }
 
 // ip_vs_dh_reassign: the servers in turn, a bucket each, whatever their weight.

@@ -44,11 +44,17 @@ struct LocalityTable {
   std::unique_ptr<Entry[]> entries = std::make_unique<Entry[]>(kEntries);
 };
 
+// ipvsadm -b: IPVS's scheduler flags (IP_VS_SVC_F_SCHED1..3), named per scheduler.
+constexpr uint32_t kSchedFlag1 = 0x08, kSchedFlag2 = 0x10, kSchedFlag3 = 0x20;
+constexpr uint32_t kSchedFallback = kSchedFlag1;  // sh-fallback, mh-fallback
+constexpr uint32_t kSchedPort = kSchedFlag2;      // sh-port, mh-port
+
 // What a scheduler reads of one service in the snapshot.
 struct ServiceSched {
   uint32_t slot = 0;  // < kMaxServices, stable while the service exists: the workers'
                       // SchedState index
   const SchedulerDef* sched = nullptr;
+  uint32_t sched_flags = 0;       // kSchedFlag*
   std::vector<uint32_t> weights;  // by backend index (IPVS weight; 0 = quiescent)
   std::vector<std::string> keys;  // by backend index: its stable key (backendKey())
   std::vector<uint32_t> slots;    // by backend index: its BackendId slot (connection counts)

@@ -330,6 +330,39 @@ TEST(Ipvsadm, AcceptedAsIpvsadmAcceptsThem) {
             std::string::npos);
 }
 
+// -b, ipvsadm's scheduler flags: sh-fallback and sh-port for sh, mh-fallback and
+// mh-port for mh, flag-1..3 for any; listed as ipvsadm prints them, saved and
+// restored; -E without -b clears them (ipvsadm sets what it is given).
+TEST(Ipvsadm, SchedulerFlags) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:80 -s sh -b sh-fallback,sh-port");
+  ok(m, "-A -t 198.18.0.2:80 -s mh -b mh-port");
+  ok(m, "-A -t 198.18.0.3:80 -s rr -b flag-3");
+  const std::string saved = *run(m, "-S -n");
+  EXPECT_EQ(saved,
+            "-A -t 198.18.0.1:80 -s sh -b sh-fallback,sh-port\n"
+            "-A -t 198.18.0.2:80 -s mh -b mh-port\n"
+            "-A -t 198.18.0.3:80 -s rr -b flag-3\n");
+  EXPECT_NE(run(m, "-L -n")->find("TCP  198.18.0.1:80 sh (sh-fallback,sh-port)\n"),
+            std::string::npos);
+  ok(m, "-C");
+  ASSERT_TRUE(run(m, "-R", saved).ok());
+  EXPECT_EQ(*run(m, "-S -n"), saved);
+  ok(m, "-E -t 198.18.0.1:80 -s sh");
+  EXPECT_EQ(run(m, "-S -n")->substr(0, 27), "-A -t 198.18.0.1:80 -s sh\n-");
+  for (const auto& [line, why] : std::vector<std::pair<const char*, const char*>>{
+           {"-A -t 198.18.0.4:80 -s rr -b sh-port", "incompatible scheduler flag `sh-port'"},
+           {"-A -t 198.18.0.4:80 -b mh-fallback", "incompatible scheduler flag `mh-fallback'"},
+           {"-A -t 198.18.0.4:80 -s sh -b sh-port,bogus", "invalid scheduler flag `bogus'"},
+           {"-A -t 198.18.0.4:80 -s sh -b sh-port -b sh-port", "multiple 'sched-flags' options"},
+           {"-a -t 198.18.0.1:80 -r 198.19.1.2:80 -b sh-port",
+            "Illegal 'sched-flags' option with the 'add-server' command"}}) {
+    auto r = run(m, line);
+    ASSERT_FALSE(r.ok()) << line;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+}
+
 // ipvsadm's default scheduler, for -A and -E alike, is wlc.
 TEST(Ipvsadm, WlcIsTheDefaultScheduler) {
   ServiceModel m;

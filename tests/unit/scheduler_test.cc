@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <memory>
 #include <numeric>
+#include <set>
 
 #include "../bench/packets.h"
 #include "appliance.h"
@@ -185,6 +186,44 @@ TEST(Scheduler, SourceAndDestinationHashing) {
   EXPECT_EQ(picks(service("dh", {}), 2), "00");
 }
 
+// sh's flags: with sh-port a client's connections spread by their source ports;
+// with sh-fallback, a client whose bucket's server has weight 0 goes to the next
+// available one rather than none.
+TEST(Scheduler, ShPortAndFallback) {
+  auto pickFrom = [](const ServiceSched& s, uint32_t src, uint16_t port) {
+    PickInput in;
+    in.src_fold = src, in.src_port = port;
+    SchedState st;
+    return s.sched->pick(s, st, in);
+  };
+  ServiceSched plain = service("sh", {1, 1, 1, 1});
+  ServiceSched by_port = service("sh", {1, 1, 1, 1});
+  by_port.sched_flags = kSchedPort;
+  std::set<uint32_t> plain_picks, port_picks;
+  for (uint16_t port = 40000; port < 40064; ++port) {
+    plain_picks.insert(pickFrom(plain, 0xc612000a, port));
+    port_picks.insert(pickFrom(by_port, 0xc612000a, port));
+  }
+  EXPECT_EQ(plain_picks.size(), 1u);  // one client, one server
+  EXPECT_EQ(port_picks.size(), 4u);   // one client's ports over every server
+  ServiceSched drained = service("sh", {0, 1, 1, 1});
+  ServiceSched fallback = service("sh", {0, 1, 1, 1});
+  fallback.sched_flags = kSchedFallback;
+  int none = 0, moved = 0;
+  for (uint32_t c = 0; c < 400; ++c) {
+    const uint32_t d = pickFrom(drained, 0xc6120000 + c, 0);
+    const uint32_t f = pickFrom(fallback, 0xc6120000 + c, 0);
+    if (d == kNoBackend) {
+      ++none;
+      moved += f != kNoBackend && f != 0;
+    } else {
+      EXPECT_EQ(f, d);  // the others keep their server
+    }
+  }
+  EXPECT_GT(none, 50);     // about a quarter of the clients were the drained server's
+  EXPECT_EQ(moved, none);  // and each of them has another with sh-fallback
+}
+
 // lblc: a destination keeps the server wlc first gave it, until that server is
 // overloaded (more active connections than its weight while another has under half
 // its own) or the entry goes unused for lblc_expiration; the table is the workers'
@@ -270,6 +309,17 @@ std::string tasksThroughCore(Appliance& a, int n, uint32_t client = 0xc612000a) 
 }
 
 TEST(Scheduler, NewConnectionsThroughThePacketCore) {
+  for (const char* sched : {"mh", "sh"}) {
+    // mh and sh hash the client's address: one client, one task; with -b mh-port or
+    // sh-port its source port too, so one client's connections spread over the tasks.
+    SCOPED_TRACE(sched);
+    Appliance a(httpService(sched));
+    const std::string one = tasksThroughCore(a, 30);
+    EXPECT_EQ(one, std::string(30, one[0]));
+    Appliance p(httpService((std::string(sched) + " -b " + sched + "-port").c_str()));
+    const std::string spread = tasksThroughCore(p, 30);
+    for (char t : {'1', '2', '3'}) EXPECT_NE(spread.find(t), std::string::npos) << spread;
+  }
   {
     Appliance a(httpService("rr"));
     EXPECT_EQ(tasksThroughCore(a, 7), "1231231");
