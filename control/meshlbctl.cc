@@ -1,7 +1,11 @@
 // meshlbctl [--socket PATH] ARGS...: sends ARGS to meshlbd, prints the reply on
 // stdout; a rejected command prints the error on stderr and exits 1; a failure to
 // reach the daemon exits 2. Standard input is sent along for `ipvsadm -R`.
+// Invoked under the name `ipvsadm` (a link to it), it is that command: `ipvsadm -L
+// -n` is `meshlbctl ipvsadm -L -n`, so scripts and tools that run ipvsadm work
+// unchanged. The socket is --socket's, else $MESHLB_SOCKET's, else the default.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <iterator>
@@ -17,7 +21,8 @@ constexpr char kUsage[] =
     "  ipvsadm ...      IPVS services and real servers (ipvsadm 1.31 syntax)\n"
     "  iptables ...     -t nat POSTROUTING SNAT/MASQUERADE rules (iptables syntax)\n"
     "  stats [--json]   per-port and per-worker counters, every drop by reason\n"
-    "default socket: /run/meshlb/meshlb.sock\n";
+    "default socket: $MESHLB_SOCKET, else /run/meshlb/meshlb.sock\n"
+    "as `ipvsadm` (a link named so): the ipvsadm command itself\n";
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "meshlbctl: %s\n", msg.c_str());
@@ -35,16 +40,22 @@ bool readsStdin(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string path = "/run/meshlb/meshlb.sock";
+  const char* env = std::getenv("MESHLB_SOCKET");
+  std::string path = env && *env ? env : "/run/meshlb/meshlb.sock";
   meshlb::Request req;
   int i = 1;
-  if (i < argc && (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0)) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  if (i + 1 < argc && std::strcmp(argv[i], "--socket") == 0) {
-    path = argv[i + 1];
-    i += 2;
+  const char* slash = std::strrchr(argv[0], '/');
+  if (std::strcmp(slash ? slash + 1 : argv[0], "ipvsadm") == 0) {
+    req.args.emplace_back("ipvsadm");  // everything after is ipvsadm's, -h included
+  } else {
+    if (i < argc && (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0)) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 < argc && std::strcmp(argv[i], "--socket") == 0) {
+      path = argv[i + 1];
+      i += 2;
+    }
   }
   for (; i < argc; ++i) req.args.emplace_back(argv[i]);
   if (req.args.empty()) {

@@ -513,6 +513,22 @@ test_restart_keeps_state() {
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
+# meshlbctl under the name ipvsadm (a link) is the ipvsadm command, for scripts and
+# tools that run ipvsadm; the socket from $MESHLB_SOCKET.
+test_as_ipvsadm() {
+  mkdir -p "$MLB_RUN/bin" && ln -sf "$MLB_BUILD/control/meshlbctl" "$MLB_RUN/bin/ipvsadm" || return 1
+  local as bare want
+  want=$(ctl ipvsadm -L -n)
+  as=$(MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -L -n) || return 1
+  bare=$(MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm") || return 1
+  MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -h | grep -q '^Usage:' || return 1
+  MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -A -t $VIP:7200 -s sh -b sh-port &&
+    [[ $(ctl ipvsadm -S -n | grep 7200) == "-A -t $VIP:7200 -s sh -b sh-port" ]] || return 1
+  ctl ipvsadm -D -t $VIP:7200
+  echo "# as ipvsadm: $(grep -c . <<<"$as") lines of -L -n, the same as meshlbctl's"
+  [[ $as == "$want" && $bare == "$want" ]]
+}
+
 # kill -9 while changes stream in: every change meshlbctl saw acknowledged is there
 # after the restart (each is appended to the state file, and counted, before the
 # answer), and at most the one in flight besides.
@@ -597,6 +613,7 @@ check "a second meshlbd (same socket, same ports, same twins) refuses; the first
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted
 check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_released
+check "meshlbctl under the name ipvsadm is ipvsadm (-L -n, bare, -h, -A with -b)" test_as_ipvsadm
 check "kill -9 during a stream of changes: every acknowledged change restored" test_kill9_during_changes
 check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
