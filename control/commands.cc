@@ -58,6 +58,7 @@ std::vector<std::string> saveIpvsadm(const Config& c) {
   for (absl::string_view line : absl::StrSplit(*rules, '\n', absl::SkipEmpty())) {
     out.emplace_back(line);
   }
+  for (std::string& line : ipvsadmThresholdRules(c.services)) out.push_back(std::move(line));
   const IpvsTimeouts& t = c.services.timeouts();
   out.push_back(absl::StrCat("--set ", t.tcp, " ", t.tcpfin, " ", t.udp));
   return out;

@@ -5,7 +5,9 @@
 namespace meshlb {
 
 IpvsStats::IpvsStats(uint16_t workers)
-    : rates_(BackendId::kSlots, Backing::kLazy), services_(kMaxServices, Backing::kLazy) {
+    : rates_(BackendId::kSlots, Backing::kLazy),
+      services_(kMaxServices, Backing::kLazy),
+      overload_(BackendId::kSlots, Backing::kLazy) {
   for (uint16_t w = 0; w < workers; ++w) {
     conn_counts_.emplace_back(2 * FlowTable4::kCountSlots, Backing::kLazy);
     backend_stats_.emplace_back(BackendId::kSlots, Backing::kLazy);

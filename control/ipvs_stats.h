@@ -23,6 +23,8 @@ class IpvsStats {
 
   std::atomic<uint32_t>* connCounts(uint16_t worker) { return conn_counts_[worker].get(); }
   BackendStats* backendStats(uint16_t worker) { return backend_stats_[worker].get(); }
+  // The servers' overload flags (thresholds), shared by every worker.
+  std::atomic<uint8_t>* overload() { return overload_.get(); }
 
   // Everything ipvsadm shows of a real server. A server new in its slot (another
   // generation than the slot last had) starts from zero; a revived one (the same id,
@@ -69,6 +71,7 @@ class IpvsStats {
   std::vector<HugeArray<BackendStats>> backend_stats_;         // per worker
   HugeArray<Rates> rates_;
   HugeArray<ServiceTotals> services_;  // by service slot
+  HugeArray<std::atomic<uint8_t>> overload_;
 };
 
 }  // namespace meshlb

@@ -160,11 +160,14 @@ constexpr char kUsage[] =
     "  --masquerading -m                   masquerading (NAT)\n"
     "  --sched-flags  -b flags             scheduler flags (comma-separated)\n"
     "  --weight       -w weight            capacity of real server\n"
+    "  --u-threshold  -x uthreshold        upper threshold of connections\n"
+    "  --l-threshold  -y lthreshold        lower threshold of connections\n"
     "  --connection   -c                   output of current IPVS connections\n"
     "  --timeout                           output of timeout (tcp tcpfin udp)\n"
     "  --stats                             output of statistics information\n"
     "  --rate                              output of rate information\n"
     "  --exact                             expand numbers (display exact values)\n"
+    "  --thresholds                        output of thresholds information\n"
     "  --sort                              does nothing, for backwards compatibility\n"
     "  --numeric      -n                   numeric output of addresses and ports\n";
 
@@ -178,6 +181,8 @@ struct Parsed {
   std::optional<std::pair<IpAddr, std::optional<uint16_t>>> real;
   std::optional<ForwardMethod> fwd;
   std::optional<uint32_t> weight;
+  uint32_t u_threshold = 0, l_threshold = 0;
+  bool thresholds = false;  // --thresholds
   bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
   bool connections = false;
   std::vector<uint32_t> set_values;
@@ -470,8 +475,20 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     } else if (a == "-b" || a == "--sched-flags") {
       if (auto o = setOpt(p, kOptSchedFlags); !o.ok()) return o;
       st = value(&p.sched_flags);
-    } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "-x" ||
-               a == "--u-threshold" || a == "-y" || a == "--l-threshold" || a == "--pe" ||
+    } else if (a == "-x" || a == "--u-threshold" || a == "-y" || a == "--l-threshold") {
+      const bool upper = a == "-x" || a == "--u-threshold";
+      if (auto o = setOpt(p, upper ? kOptUThreshold : kOptLThreshold); !o.ok()) return o;
+      st = value(&v);
+      uint32_t t;
+      // ipvsadm: string_to_number(optarg, 0, INT_MAX).
+      if (st.ok() && (!absl::SimpleAtoi(v, &t) || t > 2147483647u)) {
+        return bad(absl::StrCat("illegal ", upper ? "u" : "l", "_threshold specified"));
+      }
+      if (st.ok()) (upper ? p.u_threshold : p.l_threshold) = t;
+    } else if (a == "--thresholds") {
+      st = setOpt(p, kOptThresholds);
+      p.thresholds = true;
+    } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "--pe" ||
                a == "-o" || a == "--ops") {
       return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
     } else {
@@ -583,7 +600,7 @@ std::vector<RealServer> sortedDests(const Service& s) {
   return d;
 }
 
-enum class View { kList, kRules, kStats, kRate };
+enum class View { kList, kRules, kStats, kRate, kThresholds };
 
 // ipvsadm's print_largenum: 9 columns, scaled K/M/G/T past 100 million unless --exact.
 std::string largeNum(uint64_t i, bool exact) {
@@ -635,6 +652,7 @@ void printService(std::string& out, const Service& s, View view, bool exact,
       if (s.sched_flags) absl::StrAppend(&out, " -b ", schedFlagNames(s));
       out += "\n";
       break;
+    case View::kThresholds:  // ipvsadm prints the service as -L does
     case View::kList:
       absl::StrAppend(&out, name, " ", s.scheduler);
       if (s.sched_flags) absl::StrAppend(&out, " (", schedFlagNames(s), ")");
@@ -657,6 +675,10 @@ void printService(std::string& out, const Service& s, View view, bool exact,
       absl::StrAppend(&out,
                       absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
                                       d.weight, counters[i].active, counters[i].inactive));
+    } else if (view == View::kThresholds) {
+      absl::StrAppend(&out,
+                      absl::StrFormat("  -> %-28s %-10u %-10u %-10u %-10u\n", dname, d.u_threshold,
+                                      d.l_threshold, counters[i].active, counters[i].inactive));
     } else {
       absl::StrAppend(&out, absl::StrFormat("  -> %-28s", dname), numbers(counters[i], view, exact),
                       "\n");
@@ -665,6 +687,11 @@ void printService(std::string& out, const Service& s, View view, bool exact,
 }
 
 std::string title(View v) {
+  if (v == View::kThresholds) {
+    return absl::StrFormat("%-33s %-10s %-10s %-10s %-10s\n  -> RemoteAddress:Port\n",
+                           "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn",
+                           "InActConn");
+  }
   if (v == View::kList) {
     return "Prot LocalAddress:Port Scheduler Flags\n"
            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
@@ -727,6 +754,7 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
       const View view = p.cmd == Cmd::kSave ? View::kRules
                         : p.stats           ? View::kStats
                         : p.rate            ? View::kRate
+                        : p.thresholds      ? View::kThresholds
                                             : View::kList;
       if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
       if (p.connections && view == View::kList) {
@@ -817,6 +845,11 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       d.addr = p.real->first;
       d.port = port;
       d.weight = p.weight.value_or(1);
+      d.u_threshold = p.u_threshold, d.l_threshold = p.l_threshold;
+      if (d.l_threshold > d.u_threshold) {  // the kernel's ip_vs_add_dest/edit_dest: -ERANGE
+        return bad(absl::StrCat("lower threshold ", d.l_threshold,
+                                " is higher than the upper threshold ", d.u_threshold));
+      }
       // ipvsadm's default forwarding method is direct routing (-g).
       d.fwd = p.fwd.value_or(ForwardMethod::kRoute);
       if (d.fwd == ForwardMethod::kTunnel) {
@@ -871,6 +904,19 @@ bool ipvsadmReadsOnly(const std::vector<std::string>& args) {
   auto p = parse(args);
   return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero ||
                     p->cmd == Cmd::kHelp);
+}
+
+std::vector<std::string> ipvsadmThresholdRules(const ServiceModel& model) {
+  std::vector<std::string> out;
+  for (const Service* s : sortedServices(model)) {
+    for (const RealServer& d : sortedDests(*s)) {
+      if (!d.u_threshold && !d.l_threshold) continue;
+      out.push_back(absl::StrCat("-e ", serviceName(s->key, true), " -r ", addrPort(d.addr, d.port),
+                                 " ", fwdSwitch(d.fwd), " -w ", d.weight, " -x ", d.u_threshold,
+                                 " -y ", d.l_threshold));
+    }
+  }
+  return out;
 }
 
 bool ipvsadmRestores(const std::vector<std::string>& args) {

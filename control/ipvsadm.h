@@ -60,6 +60,9 @@ absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<st
 // True for the commands that change no configuration (listings, -S, -Z): they run
 // on the live model, outside any transaction.
 bool ipvsadmReadsOnly(const std::vector<std::string>& args);
+// ipvsadm -S leaves out the real servers' thresholds, as ipvsadm does: these -e
+// lines, after it, put them back (what the state file saves).
+std::vector<std::string> ipvsadmThresholdRules(const ServiceModel& model);
 // Whether `args` is a -R (its input then holds the commands).
 bool ipvsadmRestores(const std::vector<std::string>& args);
 // A command for which ipvsadmReadsOnly() holds, on a model it cannot change.

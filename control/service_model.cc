@@ -289,10 +289,13 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   if (it == services_.end()) return absl::NotFoundError("Service not defined");
   for (RealServer& d : it->second.dests) {
     if (d.addr == dest.addr && d.port == dest.port) {
-      if (d.weight != dest.weight || d.fwd != dest.fwd) {
+      if (d.weight != dest.weight || d.fwd != dest.fwd || d.u_threshold != dest.u_threshold ||
+          d.l_threshold != dest.l_threshold) {
         touch(it);  // copies the service: `d` still points into it
         d.weight = dest.weight;
         d.fwd = dest.fwd;
+        d.u_threshold = dest.u_threshold;
+        d.l_threshold = dest.l_threshold;
         changed(key);
         it->second.version = next_version_;
       }

@@ -24,6 +24,10 @@ struct RealServer {
   uint16_t port = 0;  // host order; 0 keeps the packet's destination port
   uint32_t weight = 1;
   ForwardMethod fwd = ForwardMethod::kMasq;
+  // ipvsadm -x/-y: IPVS's connection thresholds, 0 = none (the server is overloaded,
+  // taking no new connection, from u_threshold connections until under l_threshold,
+  // or under 3/4 of u_threshold without one).
+  uint32_t u_threshold = 0, l_threshold = 0;
   BackendId id;  // stable while the real server exists: the dataplane's backend id
 };
 

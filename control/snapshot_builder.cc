@@ -103,6 +103,18 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
     g = std::gcd(g, b.weight);
   }
   ss.weight_gcd = g ? g : 1;
+  // Thresholds, by backend index, where any server has one.
+  for (const RealServer& d : svc.dests) {
+    if (d.u_threshold || d.l_threshold) {
+      for (const BackendSnap<Addr>& b : ss.backends) {
+        const auto it = std::find_if(svc.dests.begin(), svc.dests.end(),
+                                     [&](const RealServer& r) { return r.id == b.id; });
+        ss.u_thresholds.push_back(it->u_threshold);
+        ss.l_thresholds.push_back(it->l_threshold);
+      }
+      break;
+    }
+  }
   // An fwmark service with no server of this family is the other family's.
   if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) return nullptr;
   if (prev && prev->sched != ss.sched) prev = nullptr;

@@ -23,6 +23,8 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       stats_(cfg.backend_stats ? cfg.backend_stats : own_stats_.get()),
       table_(cfg.flow_capacity, cfg.seed),
       all_counts_(cfg.all_conn_counts),
+      own_overload_(cfg.overload ? 0 : BackendId::kSlots, Backing::kLazy),
+      overload_(cfg.overload ? cfg.overload : own_overload_.get()),
       rng_((cfg.seed ^ 0x9e3779b97f4a7c15ull) | 1),
       sched_(kMaxServices) {
   snat_next_ = firstSnatPort();
@@ -174,7 +176,8 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   rng_ ^= rng_ >> 12, rng_ ^= rng_ << 25, rng_ ^= rng_ >> 27;
   in.random = rng_ * 0x2545f4914f6cdd1dull;
   in.now_s = now_ms_ / 1000;
-  if (svc.sched->needs_conn_counts) in.conn_counts = all_counts_;
+  if (svc.sched->needs_conn_counts || !svc.u_thresholds.empty()) in.conn_counts = all_counts_;
+  if (!svc.u_thresholds.empty()) in.overload = overload_;
   const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
   if (i >= svc.backends.size()) {
     *why = Drop::kNoBackend;

@@ -8,15 +8,43 @@ namespace meshlb {
 
 namespace {
 
+// IP_VS_DEST_F_OVERLOAD, as ip_vs_bind_dest sets it and ip_vs_unbind_dest clears it
+// (there at each connection; here at each pick, from the counts summed over the
+// workers): from u_threshold connections, until under l_threshold, or under 3/4 of
+// u_threshold without one.
+bool overloaded(const ServiceSched& s, const PickInput& in, uint32_t i) {
+  if (s.u_thresholds.empty() || !in.overload) return false;
+  const uint32_t u = s.u_thresholds[i], l = s.l_thresholds[i];
+  std::atomic<uint8_t>& flag = in.overload[s.slots[i]];
+  bool over = flag.load(std::memory_order_relaxed) != 0;
+  if (!u && !l) {
+    over = false;
+  } else {
+    const uint64_t total = uint64_t{in.active(s.slots[i])} + in.inactive(s.slots[i]);
+    if (u && total >= u) {
+      over = true;
+    } else if (over && (l ? total < l : total * 4 < uint64_t{u} * 3)) {
+      over = false;
+    }
+  }
+  flag.store(over ? 1 : 0, std::memory_order_relaxed);
+  return over;
+}
+
+// A server a new connection may go to: weight above 0 and not overloaded.
+bool available(const ServiceSched& s, const PickInput& in, uint32_t i) {
+  return s.weights[i] && !overloaded(s, in, i);
+}
+
 // ip_vs_rr: the next server after the last one, skipping weight 0.
-uint32_t pickRr(const ServiceSched& s, SchedState& st, const PickInput&) {
+uint32_t pickRr(const ServiceSched& s, SchedState& st, const PickInput& in) {
   const auto n = static_cast<uint32_t>(s.weights.size());
   if (n == 0 || s.max_weight == 0) return kNoBackend;
   if (st.last != SchedState::kNone && st.last >= n) st.last = n - 1;  // servers were removed
   uint32_t i = st.last == SchedState::kNone ? n - 1 : st.last;
   for (uint32_t k = 0; k < n; ++k) {
     i = (i + 1) % n;
-    if (s.weights[i]) return st.last = i;
+    if (available(s, in, i)) return st.last = i;
   }
   return kNoBackend;
 }
@@ -25,7 +53,7 @@ uint32_t pickRr(const ServiceSched& s, SchedState& st, const PickInput&) {
 // weights each time round; serve the first at or above it. When the servers or
 // weights change the walk starts again (ip_vs_wrr_dest_changed): a current weight
 // above the new maximum would otherwise find no server for many rounds.
-uint32_t pickWrr(const ServiceSched& s, SchedState& st, const PickInput&) {
+uint32_t pickWrr(const ServiceSched& s, SchedState& st, const PickInput& in) {
   const auto n = static_cast<uint32_t>(s.weights.size());
   if (st.epoch != s.epoch) st = SchedState{.epoch = s.epoch};
   if (n == 0 || s.max_weight == 0) return kNoBackend;
@@ -37,16 +65,24 @@ uint32_t pickWrr(const ServiceSched& s, SchedState& st, const PickInput&) {
       st.cw -= s.weight_gcd;
       if (st.cw <= 0) st.cw = s.max_weight;
     }
-    if (s.weights[i] >= st.cw) return st.last = i;
+    if (s.weights[i] >= st.cw && !overloaded(s, in, i)) return st.last = i;
   }
   return kNoBackend;
 }
 
 // mh: the Maglev table (built by prepareMh) over the client address hash.
+// A server the table gives that is overloaded is none, unless mh-fallback, which
+// looks again with the hash moved on, as ip_vs_mh_get_fallback does with its offsets.
 uint32_t pickMh(const ServiceSched& s, SchedState&, const PickInput& in) {
   if (!s.maglev) return kNoBackend;
   const uint32_t id = s.maglev->lookup(in.client_hash);
-  return id ? id - 1 : kNoBackend;
+  if (!id || !overloaded(s, in, id - 1)) return id ? id - 1 : kNoBackend;
+  if (!(s.sched_flags & kSchedFallback)) return kNoBackend;
+  for (uint64_t k = 1; k <= s.maglev->size(); ++k) {
+    const uint32_t other = s.maglev->lookup(in.client_hash + k * 0x9e3779b97f4a7c15ull);
+    if (other && !overloaded(s, in, other - 1)) return other - 1;
+  }
+  return kNoBackend;
 }
 
 void prepareMh(ServiceSched& s, const ServiceSched* previous) {
@@ -91,7 +127,7 @@ uint32_t pickLc(const ServiceSched& s, SchedState&, const PickInput& in) {
   uint32_t least = kNoBackend;
   uint64_t loh = 0;
   for (uint32_t i = 0; i < s.weights.size(); ++i) {
-    if (!s.weights[i]) continue;
+    if (!available(s, in, i)) continue;
     const uint64_t doh = connOverhead(s, in, i);
     if (least == kNoBackend || doh < loh) least = i, loh = doh;
   }
@@ -104,11 +140,11 @@ template <uint64_t (*Overhead)(const ServiceSched&, const PickInput&, uint32_t)>
 uint32_t pickLeastPerWeight(const ServiceSched& s, SchedState&, const PickInput& in) {
   const auto n = static_cast<uint32_t>(s.weights.size());
   uint32_t least = 0;
-  while (least < n && !s.weights[least]) ++least;
+  while (least < n && !available(s, in, least)) ++least;
   if (least == n) return kNoBackend;
   uint64_t loh = Overhead(s, in, least);
   for (uint32_t i = least + 1; i < n; ++i) {
-    if (!s.weights[i]) continue;
+    if (!available(s, in, i)) continue;
     const uint64_t doh = Overhead(s, in, i);
     if (loh * s.weights[i] > doh * s.weights[least]) least = i, loh = doh;
   }
@@ -120,7 +156,7 @@ uint32_t pickNq(const ServiceSched& s, SchedState&, const PickInput& in) {
   uint32_t least = kNoBackend;
   uint64_t loh = 0;
   for (uint32_t i = 0; i < s.weights.size(); ++i) {
-    if (!s.weights[i]) continue;
+    if (!available(s, in, i)) continue;
     const uint64_t doh = queueOverhead(s, in, i);
     if (doh == 1) return i;
     if (least == kNoBackend || loh * s.weights[i] > doh * s.weights[least]) least = i, loh = doh;
@@ -129,10 +165,10 @@ uint32_t pickNq(const ServiceSched& s, SchedState&, const PickInput& in) {
 }
 
 // ip_vs_fo (weighted failover): the highest weight, the first of equals.
-uint32_t pickFo(const ServiceSched& s, SchedState&, const PickInput&) {
+uint32_t pickFo(const ServiceSched& s, SchedState&, const PickInput& in) {
   uint32_t best = kNoBackend, hw = 0;
   for (uint32_t i = 0; i < s.weights.size(); ++i) {
-    if (s.weights[i] > hw) best = i, hw = s.weights[i];
+    if (s.weights[i] > hw && !overloaded(s, in, i)) best = i, hw = s.weights[i];
   }
   return best;
 }
@@ -143,7 +179,7 @@ uint32_t pickOvf(const ServiceSched& s, SchedState&, const PickInput& in) {
   uint32_t best = kNoBackend, hw = 0;
   for (uint32_t i = 0; i < s.weights.size(); ++i) {
     const uint32_t w = s.weights[i];
-    if (w == 0 || in.active(s.slots[i]) > w) continue;
+    if (w == 0 || in.active(s.slots[i]) > w || overloaded(s, in, i)) continue;
     if (best == kNoBackend || w > hw) best = i, hw = w;
   }
   return best;
@@ -152,20 +188,26 @@ uint32_t pickOvf(const ServiceSched& s, SchedState&, const PickInput& in) {
 // ip_vs_twos (power of two choices): two servers drawn at random by weight; the one
 // of lower overhead per weight.
 uint32_t pickTwos(const ServiceSched& s, SchedState&, const PickInput& in) {
+  // Which servers may be drawn, taken once: the draw and the walk must agree.
+  std::vector<uint8_t> usable(s.weights.size());
   int64_t total = 0;
-  for (uint32_t w : s.weights) total += w;
+  for (uint32_t i = 0; i < s.weights.size(); ++i) {
+    usable[i] = available(s, in, i);
+    if (usable[i]) total += s.weights[i];
+  }
   if (total == 0) return kNoBackend;
   total += 1;  // as the kernel draws: 0 .. total weight
   int64_t r1 = static_cast<int64_t>((in.random & 0xffffffffu) % static_cast<uint64_t>(total));
   int64_t r2 = static_cast<int64_t>((in.random >> 32) % static_cast<uint64_t>(total));
   uint32_t c1 = kNoBackend, c2 = kNoBackend;
   for (uint32_t i = 0; i < s.weights.size() && (c1 == kNoBackend || c2 == kNoBackend); ++i) {
-    if (!s.weights[i]) continue;
+    if (!usable[i]) continue;
     r1 -= s.weights[i];
     r2 -= s.weights[i];
     if (r1 <= 0 && c1 == kNoBackend) c1 = i;
     if (r2 <= 0 && c2 == kNoBackend) c2 = i;
   }
+  if (c1 == kNoBackend || c2 == kNoBackend) return c1;
   if (connOverhead(s, in, c1) * s.weights[c2] > connOverhead(s, in, c2) * s.weights[c1]) return c2;
   return c1;
 }
@@ -199,13 +241,13 @@ uint32_t pickSh(const ServiceSched& s, SchedState&, const PickInput& in) {
   const uint32_t value = in.src_fold + (s.sched_flags & kSchedPort ? in.src_port : 0);
   const uint32_t first = hash8(value);
   const uint32_t i = (*s.buckets)[first];
-  if (i == kNoBackend || s.weights[i]) return i;
+  if (i == kNoBackend || available(s, in, i)) return i;
   if (!(s.sched_flags & kSchedFallback)) return kNoBackend;
   for (uint32_t offset = 0; offset < kHashBuckets; ++offset) {
     const uint32_t roffset = (offset + first) % kHashBuckets;
     const uint32_t j = (*s.buckets)[(roffset + hash8(value)) & (kHashBuckets - 1)];
     if (j == kNoBackend) break;
-    if (s.weights[j]) return j;
+    if (available(s, in, j)) return j;
   }
   return kNoBackend;
 }
@@ -225,7 +267,7 @@ void prepareDh(ServiceSched& s, const ServiceSched* previous) {
 uint32_t pickDh(const ServiceSched& s, SchedState&, const PickInput& in) {
   if (!s.buckets) return kNoBackend;
   const uint32_t i = (*s.buckets)[hash8(in.dst_fold)];
-  return i != kNoBackend && s.weights[i] ? i : kNoBackend;
+  return i != kNoBackend && available(s, in, i) ? i : kNoBackend;
 }
 
 // lblc and lblcr: the table is the previous snapshot's while the service exists;
@@ -314,7 +356,8 @@ uint32_t pickLblcr(const ServiceSched& s, SchedState& st, const PickInput& in) {
       continue;
     }
     const uint64_t oh = connOverhead(s, in, i);
-    if (s.weights[i] && (least == kNoBackend || loh * s.weights[i] > oh * s.weights[least])) {
+    if (available(s, in, i) &&
+        (least == kNoBackend || loh * s.weights[i] > oh * s.weights[least])) {
       least = i, loh = oh;
     }
     if (most == kNoBackend || oh * s.weights[most] > moh * s.weights[i]) {

@@ -28,6 +28,7 @@ CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   c.conn_counts = cfg.conn_counts;
   c.backend_stats = cfg.backend_stats;
   c.all_conn_counts = cfg.all_conn_counts;
+  c.overload = cfg.overload;
   return c;
 }
 

@@ -86,6 +86,9 @@ struct CoreConfig {
   // Every worker's conn_counts (this one's included), which the connection-count
   // schedulers sum; empty: this worker's alone.
   std::vector<const std::atomic<uint32_t>*> all_conn_counts;
+  // By BackendId slot, the servers' overload flags every worker shares (thresholds);
+  // null: the core keeps its own.
+  std::atomic<uint8_t>* overload = nullptr;
   BackendStats* backend_stats =
       nullptr;  // BackendId::kSlots entries (null: the core keeps its own)
 };
@@ -229,7 +232,9 @@ class PacketCore {
   const Snapshot* snap_ = nullptr;
   uint16_t vxlan_port_ = kVxlanPort;                      // the snapshot's, read by every parse
   std::vector<const std::atomic<uint32_t>*> all_counts_;  // CoreConfig::all_conn_counts
-  uint64_t rng_;                                          // twos: xorshift64*
+  HugeArray<std::atomic<uint8_t>> own_overload_;          // when the caller keeps none
+  std::atomic<uint8_t>* overload_;
+  uint64_t rng_;                   // twos: xorshift64*
   std::vector<SchedState> sched_;  // by service slot, kept across snapshots as IPVS keeps
                                    // them in the service; sized once, never on the packet path
   uint32_t snat_next_;

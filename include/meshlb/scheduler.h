@@ -58,6 +58,8 @@ struct ServiceSched {
   std::vector<uint32_t> weights;  // by backend index (IPVS weight; 0 = quiescent)
   std::vector<std::string> keys;  // by backend index: its stable key (backendKey())
   std::vector<uint32_t> slots;    // by backend index: its BackendId slot (connection counts)
+  // By backend index, ipvsadm -x/-y (0: none); both empty when no server has one.
+  std::vector<uint32_t> u_thresholds, l_thresholds;
   uint32_t max_weight = 0, weight_gcd = 1;
   // Changes whenever the servers or their weights change, or the slot gets another
   // service (the snapshot generation of the change): scheduler state from before it
@@ -97,6 +99,10 @@ struct PickInput {
   // it sees the other workers' counts as of their last update (docs/ipvsadm.md,
   // "Schedulers": the bound of that approximation).
   std::span<const std::atomic<uint32_t>* const> conn_counts;
+  // By BackendId slot, IPVS's IP_VS_DEST_F_OVERLOAD, shared by the workers: set at a
+  // pick when a server with thresholds has u_threshold connections, cleared under
+  // l_threshold (or 3/4 of u_threshold); null: no thresholds anywhere.
+  std::atomic<uint8_t>* overload = nullptr;
   uint32_t active(uint32_t slot) const {
     uint32_t n = 0;
     for (const auto* c : conn_counts) n += c[2 * slot].load(std::memory_order_relaxed);

@@ -557,6 +557,38 @@ test_kill9_during_changes() {
   ((acked > 10 && acked < 400 && missing == 0)) && (($(echo "$listed" | grep -c .) <= acked + 1))
 }
 
+# N connections to VIP:PORT opened 50 ms apart and held for 4 s (run in the background).
+hold_connections() {  # port, n
+  client /usr/bin/python3 - "$VIP" "$1" "$2" <<'PY'
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[3])):
+    held.append(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5))
+    time.sleep(0.05)
+time.sleep(4)
+PY
+}
+
+# Thresholds (-x) over two workers: a server with an upper threshold of 1 takes one
+# of six connections held open, the others the rest (the overload flag and the counts
+# are every worker's).
+test_thresholds() {
+  ctl ipvsadm -A -t $VIP:7300 -s rr || return 1
+  ctl ipvsadm -a -t $VIP:7300 -r 198.18.1.11:80 -m -x 1 || return 1
+  for i in 2 3; do ctl ipvsadm -a -t $VIP:7300 -r "198.18.1.1$i:80" -m || return 1; done
+  hold_connections 7300 6 &
+  local holder=$! active listed
+  sleep 2
+  active=$(ctl ipvsadm -L -n -t $VIP:7300 | awk '$1 == "->" && $2 ~ /^198/ {printf "%s ", $5}')
+  listed=$(ctl ipvsadm -L -n --thresholds -t $VIP:7300 | grep -F 198.18.1.11)
+  wait "$holder"
+  ctl ipvsadm -D -t $VIP:7300
+  echo "# -x 1 on the first of three, six connections held: ActiveConn $active; $listed"
+  local total=0 n
+  for n in $active; do total=$((total + n)); done
+  [[ $active == "1 "* ]] && ((total == 6)) && [[ $listed == *" 1 "*" 0 "*" 1 "* ]]
+}
+
 # wlc (ipvsadm's default scheduler) with two workers: each pick sums both workers'
 # connection counts, so nine connections held open spread 3/3/3 over the tasks
 # (by each worker's own counts alone, a 5/4 split of the nine gives 4/3/2).
@@ -565,14 +597,7 @@ test_wlc_over_two_workers() {
   for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7100 -r "198.18.1.1$i:80" -m || return 1; done
   local before
   before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
-  client /usr/bin/python3 - "$VIP" <<'PY' &
-import socket, sys, time
-held = []
-for _ in range(9):
-    held.append(socket.create_connection((sys.argv[1], 7100), timeout=5))
-    time.sleep(0.05)
-time.sleep(4)
-PY
+  hold_connections 7100 9 &
   local holder=$! active after
   sleep 2
   active=$(ctl ipvsadm -L -n -t $VIP:7100 | awk '$1 == "->" && $2 ~ /^198/ {printf "%s ", $5}')
@@ -619,6 +644,8 @@ check "restart with 2 workers restores the state file (a cut copy is refused); S
 check "two workers: 200 sequential connections" test_two_workers
 check "wlc (the default) over two workers: connections held open spread by both workers' counts" \
   test_wlc_over_two_workers
+check "thresholds (-x) over two workers: an overloaded server takes no new connection" \
+  test_thresholds
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

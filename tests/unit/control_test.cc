@@ -472,6 +472,33 @@ TEST_F(StateFile, AChangeAppendsItselfAndTheFileIsRewrittenWhenTheRecordsOutgrow
             20000u);
 }
 
+// Thresholds, which ipvsadm -S leaves out, are saved (an -e after the -S lines) and
+// restored, in the base and in a change record alike.
+TEST_F(StateFile, ThresholdsAreSavedAndRestored) {
+  bool changed = false;
+  {
+    Commands c;
+    ASSERT_TRUE(c.run(words("ipvsadm -A -t 198.18.0.1:80 -s rr"), "", &changed).ok());
+    ASSERT_TRUE(
+        c.run(words("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m -x 9 -y 3"), "", &changed)
+            .ok());
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    ASSERT_TRUE(
+        c.run(words("ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.12:80 -m -x 4"), "", &changed).ok());
+  }
+  EXPECT_NE(read().find("ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 1 -x 9 -y 3\n"),
+            std::string::npos)
+      << read();
+  Commands again;
+  ASSERT_TRUE(again.useStateFile(path_).ok());
+  const auto& dests = again.services().services().begin()->second.dests;
+  ASSERT_EQ(dests.size(), 2u);
+  EXPECT_EQ(dests[0].u_threshold, 9u);
+  EXPECT_EQ(dests[0].l_threshold, 3u);
+  EXPECT_EQ(dests[1].u_threshold, 4u);
+  EXPECT_EQ(again.saveState(), read());
+}
+
 // A change the state file cannot take is not applied, and undone in place: the
 // configuration is as it was, ids and all; the next change writes the file whole.
 TEST_F(StateFile, AChangeThatCannotBeSavedIsUndone) {

@@ -363,6 +363,43 @@ TEST(Ipvsadm, SchedulerFlags) {
   }
 }
 
+// -x/-y: a real server's thresholds, listed by --thresholds in ipvsadm's format; -S
+// leaves them out, as ipvsadm's does; -e sets them as it sets everything (0 when not
+// given); a lower threshold above the upper is refused, as the kernel refuses it.
+TEST(Ipvsadm, Thresholds) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:80 -s rr");
+  ok(m, "-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2 -x 100 -y 50");
+  ok(m, "-a -t 198.18.0.1:80 -r 198.19.1.3:80 -m");
+  auto dp = fakeDataplane(m, {{"198.19.1.2", DestCounters{.active = 7, .inactive = 3}}});
+  EXPECT_EQ(*runIpvsadm(m, {"-L", "-n", "--thresholds"}, "", dp),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn \n"
+            "  -> RemoteAddress:Port\n"
+            "TCP  198.18.0.1:80 rr\n"
+            "  -> 198.19.1.2:80                100        50         7          3         \n"
+            "  -> 198.19.1.3:80                0          0          0          0         \n");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t 198.18.0.1:80 -s rr\n"
+            "-a -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2\n"
+            "-a -t 198.18.0.1:80 -r 198.19.1.3:80 -m -w 1\n");
+  EXPECT_EQ(ipvsadmThresholdRules(m),
+            std::vector<std::string>{"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2 -x 100 -y 50"});
+  ok(m, "-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2");
+  EXPECT_TRUE(ipvsadmThresholdRules(m).empty());
+  for (const auto& [line, why] : std::vector<std::pair<const char*, const char*>>{
+           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x 5 -y 6",
+            "lower threshold 6 is higher than the upper threshold 5"},
+           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -y 1", "is higher than the upper"},
+           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x -3", "illegal u_threshold specified"},
+           {"-A -t 198.18.0.2:80 -x 3", "Illegal 'u-threshold' option with the 'add-service'"},
+           {"-L -n --thresholds -c", "options conflicts in the list command"}}) {
+    auto r = run(m, line);
+    ASSERT_FALSE(r.ok()) << line;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+}
+
 // ipvsadm's default scheduler, for -A and -E alike, is wlc.
 TEST(Ipvsadm, WlcIsTheDefaultScheduler) {
   ServiceModel m;

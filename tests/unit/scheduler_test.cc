@@ -186,6 +186,69 @@ TEST(Scheduler, SourceAndDestinationHashing) {
   EXPECT_EQ(picks(service("dh", {}), 2), "00");
 }
 
+// Thresholds (ipvsadm -x/-y): a server takes no new connection from u_threshold
+// connections (active and inactive) on, until it is under l_threshold, or under 3/4
+// of u_threshold without one (IPVS's IP_VS_DEST_F_OVERLOAD), whatever the scheduler.
+TEST(Scheduler, ThresholdsOverloadAServer) {
+  std::vector<std::atomic<uint8_t>> overload(64);
+  Counts counts;
+  auto set = [&](uint32_t slot, uint32_t active, uint32_t inactive) {
+    counts.arrays[0][2 * slot].store(active);        // one worker's
+    counts.arrays[1][2 * slot + 1].store(inactive);  // the other's
+  };
+  auto pick = [&](const ServiceSched& s) {
+    PickInput in;
+    in.conn_counts = counts.ptrs;
+    in.overload = overload.data();
+    in.client_hash = 77;
+    SchedState st;
+    const uint32_t b = s.sched->pick(s, st, in);
+    return b == kNoBackend ? 0 : static_cast<int>(b) + 1;
+  };
+  auto with = [](const char* sched, std::vector<uint32_t> weights, std::vector<uint32_t> u,
+                 std::vector<uint32_t> l) {
+    ServiceSched s = service(sched, std::move(weights));
+    s.u_thresholds = std::move(u);
+    s.l_thresholds = std::move(l);
+    return s;
+  };
+  // fo: the first (highest weight) unless it is overloaded. u 4, l 2.
+  const ServiceSched fo = with("fo", {2, 1}, {4, 0}, {2, 0});
+  set(1, 2, 1);
+  EXPECT_EQ(pick(fo), 1);  // 3 connections
+  set(1, 2, 2);
+  EXPECT_EQ(pick(fo), 2);  // 4: overloaded
+  set(1, 1, 1);
+  EXPECT_EQ(pick(fo), 2);  // 2: not under l
+  set(1, 1, 0);
+  EXPECT_EQ(pick(fo), 1);  // 1: cleared
+  // Without l: cleared under 3/4 of u.
+  const ServiceSched fo4 = with("fo", {2, 1}, {4, 0}, {0, 0});
+  set(1, 4, 0);
+  EXPECT_EQ(pick(fo4), 2);
+  set(1, 3, 0);
+  EXPECT_EQ(pick(fo4), 2);  // 3 * 4 = 12: not under 3/4 of 4 * 4
+  set(1, 2, 0);
+  EXPECT_EQ(pick(fo4), 1);
+  // rr skips an overloaded server; with every server overloaded, none.
+  const ServiceSched rr = with("rr", {1, 1}, {1, 1}, {0, 0});
+  set(1, 1, 0), set(2, 0, 0);
+  EXPECT_EQ(pick(rr), 2);
+  set(2, 0, 1);
+  EXPECT_EQ(pick(rr), 0);
+  // mh: the client's server overloaded is none, unless mh-fallback.
+  set(1, 0, 0), set(2, 0, 0);
+  ServiceSched mh = with("mh", {1, 1, 1}, {1, 1, 1}, {0, 0, 0});
+  const int mine = pick(mh);
+  ASSERT_NE(mine, 0);
+  set(static_cast<uint32_t>(mine), 1, 0);
+  EXPECT_EQ(pick(mh), 0);
+  mh.sched_flags = kSchedFallback;
+  const int other = pick(mh);
+  EXPECT_NE(other, 0);
+  EXPECT_NE(other, mine);
+}
+
 // sh's flags: with sh-port a client's connections spread by their source ports;
 // with sh-fallback, a client whose bucket's server has weight 0 goes to the next
 // available one rather than none.
