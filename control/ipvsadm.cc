@@ -1,6 +1,7 @@
 #include "ipvsadm.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 
 #include <algorithm>
 #include <cstring>
@@ -195,9 +196,25 @@ constexpr uint32_t kMaxSetTimeout = 86400 * 31;
 constexpr uint32_t kMaxKernelTimeout = 2147483;
 
 // "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
+// A port's number, or its name in /etc/services for `protocol` (ipvsadm's
+// service_to_port: `ipvsadm -S` without -n writes names, and -R reads them back).
+std::optional<uint16_t> portNumber(const std::string& port, uint8_t protocol) {
+  uint32_t v;
+  if (absl::SimpleAtoi(port, &v)) return v <= 65535 ? std::optional<uint16_t>(v) : std::nullopt;
+  servent entry{}, *found = nullptr;
+  char buf[1024];
+  if (getservbyname_r(port.c_str(), protocol == kProtoUdp ? "udp" : "tcp", &entry, buf, sizeof(buf),
+                      &found) == 0 &&
+      found) {
+    return ntohs(static_cast<uint16_t>(found->s_port));
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const std::string& s,
                                                                          bool allow_no_port,
-                                                                         const char* what) {
+                                                                         const char* what,
+                                                                         uint8_t protocol) {
   std::string host = s, port;
   if (!s.empty() && s[0] == '[') {
     auto close = s.find(']');
@@ -216,11 +233,8 @@ absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const s
   if (!addr.ok()) return bad(absl::StrCat("illegal ", what, " address '", s, "'"));
   std::optional<uint16_t> p;
   if (!port.empty()) {
-    uint32_t v;
-    if (!absl::SimpleAtoi(port, &v) || v > 65535) {
-      return bad(absl::StrCat("illegal ", what, " port '", port, "'"));
-    }
-    p = static_cast<uint16_t>(v);
+    p = portNumber(port, protocol);
+    if (!p) return bad(absl::StrCat("illegal ", what, " port '", port, "'"));
   } else if (!allow_no_port) {
     return bad(absl::StrCat(what, " '", s, "' needs a port"));
   }
@@ -410,7 +424,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       if (auto o = setOpt(p, kOptService); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
-      auto ap = parseAddrPort(v, false, "service");
+      const uint8_t proto = (a == "-t" || a == "--tcp-service") ? kProtoTcp : kProtoUdp;
+      auto ap = parseAddrPort(v, false, "service", proto);
       if (!ap.ok()) return ap.status();
       ServiceKey k;
       k.protocol = (a == "-t" || a == "--tcp-service") ? 6 : 17;
@@ -434,7 +449,8 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       if (auto o = setOpt(p, kOptServer); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
-      auto ap = parseAddrPort(v, true, "real server");
+      auto ap = parseAddrPort(v, true, "real server",
+                              p.svc && !p.svc->fwmark ? p.svc->protocol : kProtoTcp);
       if (!ap.ok()) return ap.status();
       p.real = *ap;
     } else if (a == "-m" || a == "--masquerading" || a == "-g" || a == "--gatewaying" ||
@@ -544,15 +560,32 @@ std::string schedFlagNames(const Service& s) {
   return absl::StrJoin(out, ",");
 }
 
-std::string addrPort(const IpAddr& a, uint16_t port) {
-  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", port)
-                                   : absl::StrCat(a.str(), ":", port);
+// ipvsadm's port_to_anyname: without -n, a TCP or UDP port's name in /etc/services
+// (getservbyport), else its number. (Addresses stay numeric, as ipvsadm prints an
+// address without a name: the control thread never waits on a DNS lookup.)
+std::string portName(uint16_t port, uint8_t protocol, bool numeric) {
+  if (!numeric && (protocol == kProtoTcp || protocol == kProtoUdp)) {
+    servent entry{}, *found = nullptr;
+    char buf[1024];
+    if (getservbyport_r(htons(port), protocol == kProtoTcp ? "tcp" : "udp", &entry, buf,
+                        sizeof(buf), &found) == 0 &&
+        found) {
+      return found->s_name;
+    }
+  }
+  return std::to_string(port);
+}
+
+std::string addrPort(const IpAddr& a, uint16_t port, uint8_t protocol = 0, bool numeric = true) {
+  const std::string p = portName(port, protocol, numeric);
+  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", p)
+                                   : absl::StrCat(a.str(), ":", p);
 }
 
 // ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
-std::string serviceName(const ServiceKey& k, bool rule) {
+std::string serviceName(const ServiceKey& k, bool rule, bool numeric = true) {
   if (k.fwmark) return rule ? absl::StrCat("-f ", k.fwmark) : absl::StrCat("FWM  ", k.fwmark);
-  std::string vname = addrPort(k.addr, k.port);
+  std::string vname = addrPort(k.addr, k.port, k.protocol, numeric);
   if (rule) return absl::StrCat(k.protocol == 6 ? "-t " : "-u ", vname);
   std::string s = absl::StrCat(k.protocol == 6 ? "TCP" : "UDP", "  ", vname);
   if (k.addr.family != Family::kIpv6 && s.size() > 33) s.resize(33);
@@ -623,10 +656,10 @@ std::string numbers(const DestCounters& c, View v, bool exact) {
   return out;
 }
 
-void printService(std::string& out, const Service& s, View view, bool exact,
+void printService(std::string& out, const Service& s, View view, bool exact, bool numeric,
                   const IpvsDataplane& dp) {
   const bool rule = view == View::kRules;
-  const std::string name = serviceName(s.key, rule);
+  const std::string name = serviceName(s.key, rule, numeric);
   const auto dests = sortedDests(s);
   std::vector<DestCounters> counters(dests.size());
   DestCounters total;
@@ -663,7 +696,7 @@ void printService(std::string& out, const Service& s, View view, bool exact,
   }
   for (size_t i = 0; i < dests.size(); ++i) {
     const RealServer& d = dests[i];
-    std::string dname = addrPort(d.addr, d.port);
+    std::string dname = addrPort(d.addr, d.port, s.key.protocol, numeric);
     if (rule) {
       absl::StrAppend(&out, "-a ", name, " -r ", dname, " ", fwdSwitch(d.fwd), " -w ", d.weight,
                       "\n");
@@ -784,14 +817,16 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
         auto it = m.services().find(*p.svc);
         if (it == m.services().end()) return absl::NotFoundError("No such service");
         if (view != View::kRules) out += title(view);
-        printService(out, it->second, view, p.exact, dp);
+        printService(out, it->second, view, p.exact, p.numeric, dp);
         return out;
       }
       if (view != View::kRules) {
         out = "IP Virtual Server version 1.2.1 (size=4096)\n";
         out += title(view);
       }
-      for (const Service* s : sortedServices(m)) printService(out, *s, view, p.exact, dp);
+      for (const Service* s : sortedServices(m)) {
+        printService(out, *s, view, p.exact, p.numeric, dp);
+      }
       return out;
     }
     default:

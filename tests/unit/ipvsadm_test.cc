@@ -317,7 +317,7 @@ TEST(Ipvsadm, AcceptedAsIpvsadmAcceptsThem) {
   const std::string listing = *run(m, "-L -n");
   EXPECT_EQ(*run(m, "-L -n --sort"), listing);
   EXPECT_EQ(*run(m, "-Ln"), listing);
-  EXPECT_EQ(*run(m, ""), listing);  // a bare `ipvsadm` lists (names are never resolved)
+  EXPECT_EQ(*run(m, ""), *run(m, "-L"));  // a bare `ipvsadm` lists, as -L does
   const std::string usage = *run(m, "-A -h");
   EXPECT_EQ(usage.rfind("Usage:\n", 0), 0u) << usage;
   EXPECT_NE(usage.find("the default scheduler is wlc"), std::string::npos);
@@ -398,6 +398,32 @@ TEST(Ipvsadm, Thresholds) {
     ASSERT_FALSE(r.ok()) << line;
     EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
   }
+}
+
+// Without -n, ipvsadm names ports by /etc/services (addresses stay numbers where
+// they have no name), in listings and in -S alike, and reads names back: `ipvsadm -S
+// > f; ipvsadm -R < f` works without -n. (netbase's /etc/services: scripts/setup.)
+TEST(Ipvsadm, PortNamesWithoutNumeric) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.1:http -s rr");
+  ok(m, "-a -t 198.18.0.1:http -r 198.19.1.2:http-alt -m");
+  ok(m, "-A -u 198.18.0.1:domain -s rr");
+  ok(m, "-A -f 5 -s rr");
+  ok(m, "-a -f 5 -r 198.19.1.3:0 -m");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.1.2:8080 -m -w 1\n"
+            "-A -u 198.18.0.1:53 -s rr\n-A -f 5 -s rr\n-a -f 5 -r 198.19.1.3:0 -m -w 1\n");
+  const std::string named = *run(m, "-S");
+  EXPECT_EQ(named,
+            "-A -t 198.18.0.1:http -s rr\n-a -t 198.18.0.1:http -r 198.19.1.2:http-alt -m -w 1\n"
+            "-A -u 198.18.0.1:domain -s rr\n-A -f 5 -s rr\n-a -f 5 -r 198.19.1.3:0 -m -w 1\n");
+  EXPECT_NE(run(m, "-L")->find("TCP  198.18.0.1:http rr\n  -> 198.19.1.2:http-alt"),
+            std::string::npos);
+  const std::string numeric = *run(m, "-S -n");
+  ok(m, "-C");
+  ASSERT_TRUE(run(m, "-R", named).ok());
+  EXPECT_EQ(*run(m, "-S -n"), numeric);
+  EXPECT_FALSE(run(m, "-A -t 198.18.0.1:no-such-service -s rr").ok());
 }
 
 // ipvsadm's default scheduler, for -A and -E alike, is wlc.
