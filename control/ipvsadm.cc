@@ -504,6 +504,12 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     } else if (a == "--thresholds") {
       st = setOpt(p, kOptThresholds);
       p.thresholds = true;
+    } else if (a == "--start-daemon" || a == "--stop-daemon" || a == "--daemon" ||
+               a == "--mcast-interface" || a == "--syncid" || a == "--mcast-group" ||
+               a == "--mcast-port" || a == "--mcast-ttl" || a == "--sync-maxlen") {
+      return bad(absl::StrCat(
+          "option ", a,
+          ": IPVS connection synchronisation (the sync daemon) is not supported by meshlb yet"));
     } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "--pe" ||
                a == "-o" || a == "--ops") {
       return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));

@@ -557,7 +557,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "multiple 'weight' options specified"},
         BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -g", "multiple 'forwarding-method' options"},
         BadCase{"", "-A -t 198.18.0.1:80 -f 9", "multiple 'service-address' options specified"},
-        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w 65536", "illegal weight specified"}));
+        BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w 65536", "illegal weight specified"},
+        BadCase{"", "--start-daemon master --mcast-interface eth0",
+                "connection synchronisation (the sync daemon) is not supported by meshlb yet"},
+        BadCase{"", "-L --daemon", "the sync daemon"}));
 
 // Issue 13, defect 9: careless input that could never work was accepted.
 INSTANTIATE_TEST_SUITE_P(
