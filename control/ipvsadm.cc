@@ -619,22 +619,74 @@ const char* fwdSwitch(ForwardMethod f) {
   }
 }
 
+// ipvsadm sorts with libipvs' comparisons, which subtract unsigned fields into an
+// int: two addresses (or marks) 2^31 or more apart compare the wrong way round
+// (198.18.0.1 sorts before 10.0.0.1), and with three or more such the comparison is
+// not even an order, so the result is whatever glibc's qsort (a top-down merge sort
+// in Debian 12's glibc 2.36) makes of it. Listings byte for byte as ipvsadm's take
+// the same comparisons and the same merge.
+int wrapped(uint32_t a, uint32_t b) { return static_cast<int>(a - b); }
+
+int addrCompare(const IpAddr& a, const IpAddr& b) {
+  if (a.family != Family::kIpv6) return wrapped(ntohl(a.v4().v), ntohl(b.v4().v));
+  const Ipv6Addr x = a.v6(), y = b.v6();
+  int r = 0;
+  for (int i = 0; !r && i < 4; ++i) {
+    uint32_t wx, wy;
+    std::memcpy(&wx, x.b + 4 * i, 4);
+    std::memcpy(&wy, y.b + 4 * i, 4);
+    r = wrapped(ntohl(wx), ntohl(wy));
+  }
+  return r;
+}
+
+// glibc's msort_with_tmp: halves (the first n/2), each sorted, merged taking from the
+// first half while cmp <= 0.
+template <class T, class Cmp>
+void glibcMergeSort(std::vector<T>& v, Cmp cmp) {
+  std::vector<T> tmp(v.size());
+  auto sort = [&](auto& self, size_t lo, size_t n) -> void {
+    if (n <= 1) return;
+    const size_t n1 = n / 2;
+    self(self, lo, n1);
+    self(self, lo + n1, n - n1);
+    size_t i = lo, j = lo + n1, k = 0;
+    const size_t end1 = lo + n1, end2 = lo + n;
+    while (i < end1 && j < end2) tmp[k++] = cmp(v[i], v[j]) <= 0 ? v[i++] : v[j++];
+    while (i < end1) tmp[k++] = v[i++];
+    while (j < end2) tmp[k++] = v[j++];
+    std::copy(tmp.begin(), tmp.begin() + static_cast<ptrdiff_t>(n),
+              v.begin() + static_cast<ptrdiff_t>(lo));
+  };
+  sort(sort, 0, v.size());
+}
+
 // libipvs ipvs_cmp_services: fwmark, family, protocol, address, port.
 std::vector<const Service*> sortedServices(const ServiceModel& m) {
   std::vector<const Service*> v;
   for (const auto& [k, s] : m.services()) v.push_back(&s);
-  std::sort(v.begin(), v.end(), [](const Service* a, const Service* b) {
+  glibcMergeSort(v, [](const Service* a, const Service* b) {
     const ServiceKey &x = a->key, &y = b->key;
-    return std::tie(x.fwmark, x.addr.family, x.protocol, x.addr, x.port) <
-           std::tie(y.fwmark, y.addr.family, y.protocol, y.addr, y.port);
+    if (int r = wrapped(x.fwmark, y.fwmark)) return r;
+    if (int r = static_cast<int>(x.addr.family) - static_cast<int>(y.addr.family)) return r;
+    if (int r = static_cast<int>(x.protocol) - static_cast<int>(y.protocol)) return r;
+    if (!x.fwmark) {
+      if (int r = addrCompare(x.addr, y.addr)) return r;
+    }
+    return static_cast<int>(x.port) - static_cast<int>(y.port);
   });
   return v;
 }
 
+// libipvs ipvs_cmp_dests: address, port; over the kernel's list, newest first.
 std::vector<RealServer> sortedDests(const Service& s) {
-  std::vector<RealServer> d = s.dests;
-  std::sort(d.begin(), d.end(), [](const RealServer& a, const RealServer& b) {
-    return std::tie(a.addr.family, a.addr, a.port) < std::tie(b.addr.family, b.addr, b.port);
+  std::vector<RealServer> d(s.dests.rbegin(), s.dests.rend());
+  glibcMergeSort(d, [](const RealServer& a, const RealServer& b) {
+    if (a.addr.family != b.addr.family) {
+      return static_cast<int>(a.addr.family) - static_cast<int>(b.addr.family);
+    }
+    if (int r = addrCompare(a.addr, b.addr)) return r;
+    return static_cast<int>(a.port) - static_cast<int>(b.port);
   });
   return d;
 }

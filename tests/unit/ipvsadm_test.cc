@@ -426,6 +426,30 @@ TEST(Ipvsadm, PortNamesWithoutNumeric) {
   EXPECT_FALSE(run(m, "-A -t 198.18.0.1:no-such-service -s rr").ok());
 }
 
+// ipvsadm's order: libipvs subtracts addresses into an int, so two 2^31 or more
+// apart compare the wrong way round (198.18.0.1 before 10.0.0.1), within a 2^31
+// window in numeric order, all through glibc's merge sort; real servers likewise,
+// from the kernel's list (newest first).
+TEST(Ipvsadm, OrderAsIpvsadmsOverflowingComparisonGivesIt) {
+  ServiceModel m;
+  ok(m, "-A -t 10.0.0.1:80 -s rr");
+  ok(m, "-A -t 198.18.0.1:80 -s rr");
+  ok(m, "-A -t 198.18.0.1:443 -s rr");
+  ok(m, "-a -t 10.0.0.1:80 -r 10.0.0.9:80 -m");
+  ok(m, "-a -t 10.0.0.1:80 -r 198.19.1.2:80 -m");
+  ok(m, "-a -t 10.0.0.1:80 -r 100.64.0.1:80 -m");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t 198.18.0.1:80 -s rr\n"
+            "-A -t 198.18.0.1:443 -s rr\n"
+            "-A -t 10.0.0.1:80 -s rr\n"
+            // From the list [100.64.0.1, 198.19.1.2, 10.0.0.9]: 198.19.1.2 - 10.0.0.9 is
+            // negative as an int (kept), then 100.64.0.1 - 198.19.1.2 is negative too:
+            // 100.64.0.1 first, though the three are in no order.
+            "-a -t 10.0.0.1:80 -r 100.64.0.1:80 -m -w 1\n"
+            "-a -t 10.0.0.1:80 -r 198.19.1.2:80 -m -w 1\n"
+            "-a -t 10.0.0.1:80 -r 10.0.0.9:80 -m -w 1\n");
+}
+
 // ipvsadm's default scheduler, for -A and -E alike, is wlc.
 TEST(Ipvsadm, WlcIsTheDefaultScheduler) {
   ServiceModel m;
