@@ -513,6 +513,34 @@ test_restart_keeps_state() {
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
+# Direct routing (-g, ipvsadm's default method) on the L2 segment: the task holds the VIP
+# on lo without answering ARP for it (as every LVS-DR real server must), the appliance
+# only rewrites the MAC, and the task answers the client from the VIP, seeing the
+# client's own address (its reply is routed back: the appliance is its gateway).
+test_dsr_l2() {
+  ip netns exec mlb-t3 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+  ip -n mlb-t3 addr add $VIP/32 dev lo 2>/dev/null
+  local dir=$MLB_RUN/dsr
+  mkdir -p "$dir" && echo "processed by task 3 directly" >"$dir/index.html"
+  (ip netns exec mlb-t3 /usr/bin/python3 -u -m http.server 8081 --bind $VIP --directory "$dir" \
+    >"$MLB_RUN/http-dsr.log" 2>&1 &)
+  for _ in $(seq 50); do
+    ip netns exec mlb-t3 bash -c "echo > /dev/tcp/$VIP/8081" 2>/dev/null && break
+    sleep 0.1
+  done
+  ctl ipvsadm -A -t $VIP:8081 -s rr && ctl ipvsadm -a -t $VIP:8081 -r 198.18.1.13 || return 1
+  local ok=0 method peers
+  method=$(ctl ipvsadm -L -n -t $VIP:8081 | awk '$1 == "->" && $2 ~ /^198/ {print $3}')
+  for _ in 1 2 3; do
+    [[ $(client curl -s -m 5 "http://$VIP:8081/") == "processed by task 3 directly" ]] && ok=$((ok + 1))
+  done
+  peers=$(awk '/GET \/ /{print $1}' "$MLB_RUN/http-dsr.log" | sort -u | tr '\n' ' ')
+  ctl ipvsadm -D -t $VIP:8081
+  ip -n mlb-t3 addr del $VIP/32 dev lo
+  echo "# -g (as $method) on L2: $ok/3 answered by task 3 from the VIP; it saw $peers"
+  ((ok == 3)) && [[ $method == Route && $peers == "198.18.0.10 " ]]
+}
+
 # meshlbctl under the name ipvsadm (a link) is the ipvsadm command, for scripts and
 # tools that run ipvsadm; the socket from $MESHLB_SOCKET.
 test_as_ipvsadm() {
@@ -639,6 +667,8 @@ check "a second meshlbd (same socket, same ports, same twins) refuses; the first
 check "SIGHUP: meshlbd stays, its twins untouched, still serving" test_sighup
 check "a twin deleted under meshlbd is made again, logged; serving once re-addressed" test_twin_deleted
 check "hugepages come back when meshlbd ends (SIGTERM, kill -9)" test_hugepages_released
+check "direct routing (-g, the default) on the L2 segment: the task answers the client itself" \
+  test_dsr_l2
 check "meshlbctl under the name ipvsadm is ipvsadm (-L -n, bare, -h, -A with -b)" test_as_ipvsadm
 check "kill -9 during a stream of changes: every acknowledged change restored" test_kill9_during_changes
 check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
