@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -391,11 +392,13 @@ void Commands::tellStatistics(const std::map<ServiceKey, std::optional<Service>>
     const Service* now = it == config_.services.services().end() ? nullptr : &it->second;
     const bool same = old && now && old->slot == now->slot;
     if (old && ipvs_.removed) {
+      absl::flat_hash_set<uint32_t> kept;  // O(servers), not O(servers^2), for a big service
+      if (same) {
+        for (const RealServer& n : now->dests) kept.insert(n.id.raw());
+      }
       std::vector<BackendId> gone;
       for (const RealServer& d : old->dests) {
-        const bool kept = same && std::any_of(now->dests.begin(), now->dests.end(),
-                                              [&](const RealServer& n) { return n.id == d.id; });
-        if (!kept) gone.push_back(d.id);
+        if (!kept.contains(d.id.raw())) gone.push_back(d.id);
       }
       if (!gone.empty() || !same) ipvs_.removed(old->slot, gone);
     }

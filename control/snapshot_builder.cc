@@ -104,15 +104,14 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
   }
   ss.weight_gcd = g ? g : 1;
   // Thresholds, by backend index, where any server has one.
-  for (const RealServer& d : svc.dests) {
-    if (d.u_threshold || d.l_threshold) {
-      for (const BackendSnap<Addr>& b : ss.backends) {
-        const auto it = std::find_if(svc.dests.begin(), svc.dests.end(),
-                                     [&](const RealServer& r) { return r.id == b.id; });
-        ss.u_thresholds.push_back(it->u_threshold);
-        ss.l_thresholds.push_back(it->l_threshold);
-      }
-      break;
+  if (std::any_of(svc.dests.begin(), svc.dests.end(),
+                  [](const RealServer& d) { return d.u_threshold || d.l_threshold; })) {
+    absl::flat_hash_map<uint32_t, const RealServer*> by_id;
+    for (const RealServer& d : svc.dests) by_id[d.id.raw()] = &d;
+    for (const BackendSnap<Addr>& b : ss.backends) {
+      const RealServer* d = by_id.at(b.id.raw());
+      ss.u_thresholds.push_back(d->u_threshold);
+      ss.l_thresholds.push_back(d->l_threshold);
     }
   }
   // An fwmark service with no server of this family is the other family's.

@@ -313,6 +313,16 @@ bool localityHit(const LocalityTable::Entry& e, const PickInput& in) {
   return e.used && e.dst == in.dst_fold && in.now_s - e.lastuse_s <= LocalityTable::kExpirationS;
 }
 
+// The destination's entry, (re)started with wlc's pick as its one server.
+uint32_t startEntry(const ServiceSched& s, SchedState& st, const PickInput& in,
+                    LocalityTable::Entry& e) {
+  const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
+  if (i == kNoBackend) return i;
+  e.used = true, e.dst = in.dst_fold, e.size = 1, e.slots[0] = s.slots[i];
+  e.lastuse_s = e.lastmod_s = in.now_s;
+  return i;
+}
+
 // ip_vs_lblc_schedule: the destination's server while it is usable and not
 // overloaded; else wlc's pick, which the destination then keeps.
 uint32_t pickLblc(const ServiceSched& s, SchedState& st, const PickInput& in) {
@@ -324,11 +334,7 @@ uint32_t pickLblc(const ServiceSched& s, SchedState& st, const PickInput& in) {
     const uint32_t i = indexOfSlot(s, e.slots[0]);
     if (i != kNoBackend && s.weights[i] && !localityOverloaded(s, in, i)) return i;
   }
-  const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
-  if (i == kNoBackend) return i;
-  e.used = true, e.dst = in.dst_fold, e.size = 1, e.slots[0] = s.slots[i];
-  e.lastuse_s = e.lastmod_s = in.now_s;
-  return i;
+  return startEntry(s, st, in, e);
 }
 
 // ip_vs_lblcr_schedule: the least loaded (per weight) of the destination's set;
@@ -338,13 +344,7 @@ uint32_t pickLblcr(const ServiceSched& s, SchedState& st, const PickInput& in) {
   if (!s.locality) return kNoBackend;
   LocalityTable::Entry& e = entryOf(s, in);
   EntryLock lock(e);
-  if (!localityHit(e, in)) {
-    const uint32_t i = pickLeastPerWeight<connOverhead>(s, st, in);
-    if (i == kNoBackend) return i;
-    e.used = true, e.dst = in.dst_fold, e.size = 1, e.slots[0] = s.slots[i];
-    e.lastuse_s = e.lastmod_s = in.now_s;
-    return i;
-  }
+  if (!localityHit(e, in)) return startEntry(s, st, in, e);
   e.lastuse_s = in.now_s;
   // The set's members the service still has, usable ones first considered.
   uint32_t least = kNoBackend, most = kNoBackend, most_at = 0;

@@ -22,6 +22,15 @@ void ok(ServiceModel& m, const std::string& line) {
   ASSERT_TRUE(r.ok()) << line << ": " << r.status();
 }
 
+// Each line refused, with its reason in the message.
+void refused(ServiceModel& m, const std::vector<std::pair<const char*, const char*>>& cases) {
+  for (const auto& [line, why] : cases) {
+    auto r = run(m, line);
+    ASSERT_FALSE(r.ok()) << line;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+}
+
 // What Docker Swarm programs for a published port with three tasks.
 void swarm(ServiceModel& m) {
   ok(m, "-A -f 256 -s rr");
@@ -350,17 +359,12 @@ TEST(Ipvsadm, SchedulerFlags) {
   EXPECT_EQ(*run(m, "-S -n"), saved);
   ok(m, "-E -t 198.18.0.1:80 -s sh");
   EXPECT_EQ(run(m, "-S -n")->substr(0, 27), "-A -t 198.18.0.1:80 -s sh\n-");
-  for (const auto& [line, why] : std::vector<std::pair<const char*, const char*>>{
-           {"-A -t 198.18.0.4:80 -s rr -b sh-port", "incompatible scheduler flag `sh-port'"},
-           {"-A -t 198.18.0.4:80 -b mh-fallback", "incompatible scheduler flag `mh-fallback'"},
-           {"-A -t 198.18.0.4:80 -s sh -b sh-port,bogus", "invalid scheduler flag `bogus'"},
-           {"-A -t 198.18.0.4:80 -s sh -b sh-port -b sh-port", "multiple 'sched-flags' options"},
-           {"-a -t 198.18.0.1:80 -r 198.19.1.2:80 -b sh-port",
-            "Illegal 'sched-flags' option with the 'add-server' command"}}) {
-    auto r = run(m, line);
-    ASSERT_FALSE(r.ok()) << line;
-    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
-  }
+  refused(m, {{"-A -t 198.18.0.4:80 -s rr -b sh-port", "incompatible scheduler flag `sh-port'"},
+              {"-A -t 198.18.0.4:80 -b mh-fallback", "incompatible scheduler flag `mh-fallback'"},
+              {"-A -t 198.18.0.4:80 -s sh -b sh-port,bogus", "invalid scheduler flag `bogus'"},
+              {"-A -t 198.18.0.4:80 -s sh -b sh-port -b sh-port", "multiple 'sched-flags' options"},
+              {"-a -t 198.18.0.1:80 -r 198.19.1.2:80 -b sh-port",
+               "Illegal 'sched-flags' option with the 'add-server' command"}});
 }
 
 // -x/-y: a real server's thresholds, listed by --thresholds in ipvsadm's format; -S
@@ -387,17 +391,12 @@ TEST(Ipvsadm, Thresholds) {
             std::vector<std::string>{"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2 -x 100 -y 50"});
   ok(m, "-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -w 2");
   EXPECT_TRUE(ipvsadmThresholdRules(m).empty());
-  for (const auto& [line, why] : std::vector<std::pair<const char*, const char*>>{
-           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x 5 -y 6",
-            "lower threshold 6 is higher than the upper threshold 5"},
-           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -y 1", "is higher than the upper"},
-           {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x -3", "illegal u_threshold specified"},
-           {"-A -t 198.18.0.2:80 -x 3", "Illegal 'u-threshold' option with the 'add-service'"},
-           {"-L -n --thresholds -c", "options conflicts in the list command"}}) {
-    auto r = run(m, line);
-    ASSERT_FALSE(r.ok()) << line;
-    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
-  }
+  refused(m, {{"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x 5 -y 6",
+               "lower threshold 6 is higher than the upper threshold 5"},
+              {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -y 1", "is higher than the upper"},
+              {"-e -t 198.18.0.1:80 -r 198.19.1.2:80 -m -x -3", "illegal u_threshold specified"},
+              {"-A -t 198.18.0.2:80 -x 3", "Illegal 'u-threshold' option with the 'add-service'"},
+              {"-L -n --thresholds -c", "options conflicts in the list command"}});
 }
 
 // Without -n, ipvsadm names ports by /etc/services (addresses stay numbers where
