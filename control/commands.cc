@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "ipvsadm.h"
 #include "meshlb/hash.h"
+#include "sysctl.h"
 
 namespace meshlb {
 
@@ -76,6 +77,10 @@ std::vector<std::string> saveIptables(const Config& c) {
 absl::Status statusOf(const absl::StatusOr<std::string>& r) { return r.status(); }
 
 constexpr StateSection kStateSections[] = {
+    {"sysctl", [](const Config& c) { return sysctlSettings(c.services); },
+     [](Config& c, const std::vector<std::string>& a) {
+       return statusOf(runSysctl(c.services, a));
+     }},
     {"ipvsadm", saveIpvsadm,
      [](Config& c, const std::vector<std::string>& a) {
        return statusOf(runIpvsadm(c.services, a));
@@ -330,7 +335,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
                                           const std::string& input, bool* changed) {
   *changed = false;
   if (args.empty()) {
-    return absl::InvalidArgumentError("no command: use ipvsadm, iptables or stats");
+    return absl::InvalidArgumentError("no command: use ipvsadm, iptables, sysctl or stats");
   }
   const std::string& tool = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -345,13 +350,15 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     }
     return stats_ ? stats_(json) : std::string();
   }
-  if (tool == "ipvsadm") {
+  if (tool == "ipvsadm" || tool == "sysctl") {
+    const bool ipvsadm = tool == "ipvsadm";
     // Listings change nothing: they read the live configuration.
-    if (ipvsadmReadsOnly(rest)) return runIpvsadm(config_.services, rest, input, ipvs_);
+    if (ipvsadm && ipvsadmReadsOnly(rest)) return runIpvsadm(config_.services, rest, input, ipvs_);
     // Applied in place, undone unless everything (the command, the checks, the state
     // file) succeeds: nothing is copied, so a change costs what it touches.
     ServiceModel::Transaction txn(config_.services);
-    auto out = runIpvsadm(config_.services, rest, input, ipvs_);
+    auto out = ipvsadm ? runIpvsadm(config_.services, rest, input, ipvs_)
+                       : runSysctl(config_.services, rest);
     if (!out.ok()) return out;
     const std::vector<ServiceKey> touched = txn.touched();
     if (auto st = validate(config_.services, &touched); !st.ok()) return st;
@@ -381,7 +388,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     return out;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables or stats"));
+      absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables, sysctl or stats"));
 }
 
 // The statistics' side of a change: a service keeps what its removed servers counted

@@ -63,6 +63,16 @@ enum Opt : uint32_t {
   kOptOps,
   kOptPe,
   kOptSchedFlags,
+  kOptMcastGroup,
+  kOptMcastPort,
+  kOptMcastTtl,
+  kOptSyncMaxlen,
+  kOptTunInfo,
+  kOptTunType,
+  kOptTunPort,
+  kOptTunNoCsum,
+  kOptTunCsum,
+  kOptTunRemCsum,
   kNumOpts
 };
 constexpr const char* kOptNames[kNumOpts] = {"numeric",
@@ -88,7 +98,17 @@ constexpr const char* kOptNames[kNumOpts] = {"numeric",
                                              "exact",
                                              "ops",
                                              "pe",
-                                             "sched-flags"};
+                                             "sched-flags",
+                                             "mcast-group",
+                                             "mcast-port",
+                                             "mcast-ttl",
+                                             "sync-maxlen",
+                                             "tun-info",
+                                             "tun-type",
+                                             "tun-port",
+                                             "tun-nocsum",
+                                             "tun-csum",
+                                             "tun-remcsum"};
 
 // ipvsadm's commands_v_options, a row per command and a column per Opt: '+' needed,
 // 'x' refused, '1' at most one of them, ' ' allowed. Indexed by Cmd.
@@ -97,28 +117,28 @@ struct CommandOptions {
   const char* options;
 };
 constexpr CommandOptions kCommandOptions[] = {
-    /*                        -n-csvc-s-p-M-rfwd-w-x-y mc tot dmn st rt thr pc srt sid ex ops pe -b
-     */
-    {"", ""},                                        // kNone
-    {"add-service", "xx+   xxxxxxxxxxxxxxx   "},     // kAddSvc
-    {"edit-service", "xx+   xxxxxxxxxxxxxxx   "},    // kEditSvc
-    {"delete-service", "xx+xxxxxxxxxxxxxxxxxxxxx"},  // kDelSvc
-    {"flush", "xxxxxxxxxxxxxxxxxxxxxxxx"},           // kClear
-    {"restore", "xxxxxxxxxxxxxxxxxxxxxxxx"},         // kRestore
-    {"save", " xxxxxxxxxxxxxxxxxxxxxxx"},            // kSave
-    {"add-server", "xx+xxx+    xxxxxxxxxxxxx"},      // kAddDest
-    {"edit-server", "xx+xxx+    xxxxxxxxxxxxx"},     // kEditDest
-    {"delete-server", "xx+xxx+xxxxxxxxxxxxxxxxx"},   // kDelDest
-    {"list", " 11xxxxxxxxx11       xxx"},            // kList
-    {"zero", "xx xxxxxxxxxxxxxxxxxxxxx"},            // kZero
-    {"set", "xxxxxxxxxxxxxxxxxxxxxxxx"},             // kSet
-    {"help", "                        "},            // kHelp: nothing checked
+    /* -n-csvc-s-p-M-rfwd-w-x-y mc tot dmn st rt thr pc srt sid ex ops pe -b grp port ttl size
+       tinf type tprt nocs csum remc */
+    {"", ""},                                                  // kNone
+    {"add-service", "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx"},     // kAddSvc
+    {"edit-service", "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx"},    // kEditSvc
+    {"delete-service", "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},  // kDelSvc
+    {"flush", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},           // kClear
+    {"restore", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},         // kRestore
+    {"save", " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},            // kSave
+    {"add-server", "xx+xxx+    xxxxxxxxxxxxxxxxxx     "},      // kAddDest
+    {"edit-server", "xx+xxx+    xxxxxxxxxxxxxxxxxx     "},     // kEditDest
+    {"delete-server", "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx"},   // kDelDest
+    {"list", " 11xxxxxxxxx11       xxxxxxx xxxxx"},            // kList
+    {"zero", "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},            // kZero
+    {"set", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},             // kSet
+    {"help", "                                  "},            // kHelp: nothing checked
 };
 
 // ipvsadm -h: what meshlb's ipvsadm takes (ipvsadm's usage, less what is not here).
 constexpr char kUsage[] =
     "Usage:\n"
-    "  ipvsadm -A|E virtual-service [-s scheduler] [-b sched-flags]\n"
+    "  ipvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]\n"
     "  ipvsadm -D virtual-service\n"
     "  ipvsadm -C\n"
     "  ipvsadm -R\n"
@@ -157,8 +177,17 @@ constexpr char kUsage[] =
     "                                      twos,\n"
     "                                      the default scheduler is wlc.\n"
     "  --real-server  -r server-address    server-address is host (and port)\n"
+    "  --persistent   -p [timeout]         persistent service\n"
+    "  --netmask      -M netmask           persistent granularity mask\n"
     "  --gatewaying   -g                   gatewaying (direct routing) (default)\n"
+    "  --ipip         -i                   ipip encapsulation (tunneling)\n"
     "  --masquerading -m                   masquerading (NAT)\n"
+    "  --tun-type      type                one of ipip|gue|gre,\n"
+    "                                      the default tunnel type is ipip.\n"
+    "  --tun-port      port                tunnel destination port\n"
+    "  --tun-nocsum                        tunnel encapsulation without checksum\n"
+    "  --tun-csum                          tunnel encapsulation with checksum\n"
+    "  --tun-remcsum                       tunnel encapsulation with remote checksum\n"
     "  --sched-flags  -b flags             scheduler flags (comma-separated)\n"
     "  --weight       -w weight            capacity of real server\n"
     "  --u-threshold  -x uthreshold        upper threshold of connections\n"
@@ -169,11 +198,15 @@ constexpr char kUsage[] =
     "  --rate                              output of rate information\n"
     "  --exact                             expand numbers (display exact values)\n"
     "  --thresholds                        output of thresholds information\n"
+    "  --persistent-conn                   output of persistent connection info\n"
+    "  --tun-info                          output of tunnel information\n"
+    "  --nosort                            disable sorting output of service/server entries\n"
     "  --sort                              does nothing, for backwards compatibility\n"
+    "  --ops          -o                   one-packet scheduling\n"
     "  --numeric      -n                   numeric output of addresses and ports\n";
 
 struct Parsed {
-  uint32_t opts = 0;  // 1 << Opt, each given at most once
+  uint64_t opts = 0;  // 1 << Opt, each given at most once
   Cmd cmd = Cmd::kNone;
   std::optional<ServiceKey> svc;
   std::string scheduler;
@@ -184,6 +217,13 @@ struct Parsed {
   std::optional<uint32_t> weight;
   uint32_t u_threshold = 0, l_threshold = 0;
   bool thresholds = false;  // --thresholds
+  bool persistent_conn = false, tun_info = false, nosort = false;
+  std::optional<uint32_t> persistent;  // -p: seconds
+  std::string netmask;                 // -M, parsed once the service's family is known
+  bool ops = false;                    // -o
+  TunnelType tun_type = TunnelType::kIpip;
+  uint16_t tun_port = 0;
+  TunnelCsum tun_csum = TunnelCsum::kNone;
   bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
   bool connections = false;
   std::vector<uint32_t> set_values;
@@ -194,6 +234,8 @@ absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg
 // --set limits: ipvsadm's parse (86400 * 31) and the kernel's (INT_MAX / HZ, HZ = 1000).
 constexpr uint32_t kMaxSetTimeout = 86400 * 31;
 constexpr uint32_t kMaxKernelTimeout = 2147483;
+// -p without a value: IPVS_SVC_PERSISTENT_TIMEOUT.
+constexpr uint32_t kDefaultPersistence = 300;
 
 // "ADDR:PORT", "[V6]:PORT", or with allow_no_port also a bare address.
 // A port's number, or its name in /etc/services for `protocol` (ipvsadm's
@@ -266,12 +308,13 @@ const char* unusableAddress(const IpAddr& a) {
 // A virtual service's address and port must be one clients can reach (issue 13:
 // services on 0.0.0.0, broadcast, multicast, loopback or port 0 were accepted and
 // never served; a UDP service on VXLAN's port was taken for overlay traffic).
-absl::Status checkServiceAddress(const ServiceKey& k, const IpvsDataplane& dp) {
+absl::Status checkServiceAddress(const ServiceKey& k, bool persistent, const IpvsDataplane& dp) {
   if (k.fwmark) return absl::OkStatus();
   if (const char* why = unusableAddress(k.addr)) {
     return bad(absl::StrCat("service address ", k.addr.str(), " ", why));
   }
-  if (k.port == 0) return bad("Zero port specified for non-persistent service");
+  // Port 0 is the kernel's catch-all (every port of the address), persistent only.
+  if (k.port == 0 && !persistent) return bad("Zero port specified for non-persistent service");
   const uint16_t vxlan = dp.vxlan_port ? dp.vxlan_port() : kVxlanPort;
   if (k.protocol == kProtoUdp && (k.port == kVxlanPort || k.port == vxlan)) {
     return bad(absl::StrCat("UDP port ", k.port,
@@ -310,9 +353,9 @@ absl::Status setCmd(Parsed& p, Cmd c, const std::string&) {
 
 // ipvsadm's set_option: an option given twice is refused, not the last one taken.
 absl::Status setOpt(Parsed& p, Opt o) {
-  if (p.opts & (1u << o))
+  if (p.opts & (1ull << o))
     return bad(absl::StrCat("multiple '", kOptNames[o], "' options specified"));
-  p.opts |= 1u << o;
+  p.opts |= 1ull << o;
   return absl::OkStatus();
 }
 
@@ -321,7 +364,7 @@ absl::Status checkOptions(const Parsed& p) {
   const CommandOptions& row = kCommandOptions[static_cast<int>(p.cmd)];
   int exclusive = -1;  // the Opt given first of those marked 1
   for (uint32_t o = 0; o < kNumOpts; ++o) {
-    const bool given = p.opts & (1u << o);
+    const bool given = p.opts & (1ull << o);
     const char rule = row.options[o];
     if (!given && rule == '+') {
       return bad(absl::StrCat("You need to supply the '", kOptNames[o], "' option for the '",
@@ -341,7 +384,7 @@ absl::Status checkOptions(const Parsed& p) {
   }
   auto any = [&](std::initializer_list<Opt> os) {
     for (Opt o : os) {
-      if (p.opts & (1u << o)) return true;
+      if (p.opts & (1ull << o)) return true;
     }
     return false;
   };
@@ -510,9 +553,67 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       return bad(absl::StrCat(
           "option ", a,
           ": IPVS connection synchronisation (the sync daemon) is not supported by meshlb yet"));
-    } else if (a == "-p" || a == "--persistent" || a == "-M" || a == "--netmask" || a == "--pe" ||
-               a == "-o" || a == "--ops") {
-      return bad(absl::StrCat("option ", a, " is not supported by meshlb yet"));
+    } else if (a == "-p" || a == "--persistent") {
+      if (auto o = setOpt(p, kOptPersistent); !o.ok()) return o;
+      // popt's optional argument: the next word, unless it is an option.
+      uint32_t t = kDefaultPersistence;
+      if (i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-') {
+        // ipvsadm's parse_timeout(optarg, 1, MAX_TIMEOUT).
+        if (!absl::SimpleAtoi(args[i + 1], &t) || t < 1 || t > kMaxSetTimeout) {
+          return bad("invalid timeout value `" + args[i + 1] + "' specified");
+        }
+        ++i;
+      }
+      p.persistent = t;
+    } else if (a == "-M" || a == "--netmask") {
+      if (auto o = setOpt(p, kOptNetmask); !o.ok()) return o;
+      st = value(&p.netmask);
+    } else if (a == "-o" || a == "--ops") {
+      st = setOpt(p, kOptOps);
+      p.ops = true;
+    } else if (a == "--pe") {
+      return bad(
+          absl::StrCat("option --pe: persistence engines (the kernel's one is sip, which reads SIP "
+                       "Call-IDs) are not supported by meshlb; -p persists by client address"));
+    } else if (a == "--persistent-conn") {
+      st = setOpt(p, kOptPersistentConn);
+      p.persistent_conn = true;
+    } else if (a == "--tun-info") {
+      st = setOpt(p, kOptTunInfo);
+      p.tun_info = true;
+    } else if (a == "--nosort") {
+      st = setOpt(p, kOptNoSort);
+      p.nosort = true;
+    } else if (a == "--tun-type") {
+      if (auto o = setOpt(p, kOptTunType); !o.ok()) return o;
+      st = value(&v);
+      if (!st.ok()) return st;
+      if (v == "ipip") {
+        p.tun_type = TunnelType::kIpip;
+      } else if (v == "gue") {
+        p.tun_type = TunnelType::kGue;
+      } else if (v == "gre") {
+        p.tun_type = TunnelType::kGre;
+      } else {
+        return bad("illegal tunnel type specified");
+      }
+    } else if (a == "--tun-port") {
+      if (auto o = setOpt(p, kOptTunPort); !o.ok()) return o;
+      st = value(&v);
+      uint32_t port;
+      if (st.ok() && (!absl::SimpleAtoi(v, &port) || port < 1 || port > 65535)) {
+        return bad("illegal tunnel port specified");
+      }
+      if (st.ok()) p.tun_port = static_cast<uint16_t>(port);
+    } else if (a == "--tun-nocsum" || a == "--tun-csum" || a == "--tun-remcsum") {
+      const bool no = a == "--tun-nocsum", yes = a == "--tun-csum";
+      st = setOpt(p, no ? kOptTunNoCsum : yes ? kOptTunCsum : kOptTunRemCsum);
+      p.tun_csum = no ? TunnelCsum::kNone : yes ? TunnelCsum::kCsum : TunnelCsum::kRemote;
+    } else if (a == "ops" && p.cmd == Cmd::kAddSvc) {
+      // ipvsadm -S writes one-packet scheduling as a bare " ops" (its print_service_entry),
+      // which its own -R cannot read back; meshlb's takes it, so that a save restores.
+      st = setOpt(p, kOptOps);
+      p.ops = true;
     } else {
       return bad(absl::StrCat("unknown option '", a, "'"));
     }
@@ -691,7 +792,56 @@ std::vector<RealServer> sortedDests(const Service& s) {
   return d;
 }
 
-enum class View { kList, kRules, kStats, kRate, kThresholds };
+enum class View { kList, kRules, kStats, kRate, kThresholds, kPersistConn, kTunInfo };
+
+// ipvsadm's " persistent 300 mask 255.255.255.0" (-L) or " -p 300 -M 255.255.255.0" (-S);
+// " ops" follows, inside the persistent part for -L and after it for -S, as ipvsadm
+// prints them (-S without a dash: ipvsadm's own -R cannot read it back, meshlb's can).
+std::string persistence(const Service& s, bool rule) {
+  std::string out;
+  const bool v6 = !s.key.fwmark && s.key.addr.family == Family::kIpv6;
+  if (s.persistent) {
+    absl::StrAppend(&out, rule ? " -p " : " persistent ", s.persistent);
+    if (v6 && s.netmask != 128) absl::StrAppend(&out, rule ? " -M " : " mask ", s.netmask);
+    if (!v6 && s.netmask != 0xffffffff) {
+      in_addr mask{htonl(s.netmask)};
+      absl::StrAppend(&out, rule ? " -M " : " mask ", inet_ntoa(mask));
+    }
+    if (!rule && s.ops) out += " ops";
+  }
+  if (rule && s.ops) out += " ops";
+  return out;
+}
+
+// ipvsadm --tun-info's column: "ipip", "gue:PORT:FLAGS", "gre:FLAGS", or "n/a".
+std::string tunnelInfo(const RealServer& d) {
+  static constexpr const char* kFlags[] = {"-c", "+c", "r+c"};
+  if (d.fwd != ForwardMethod::kTunnel) return "n/a";
+  const char* flags = kFlags[static_cast<int>(d.tun_csum)];
+  switch (d.tun_type) {
+    case TunnelType::kGue:
+      return absl::StrCat("gue:", d.tun_port, ":", flags);
+    case TunnelType::kGre:
+      return absl::StrCat("gre:", flags);
+    default:
+      return "ipip";
+  }
+}
+
+// ipvsadm -S's tunnel options after "-i -w W" (print_tunnel_rule).
+std::string tunnelRule(const RealServer& d) {
+  static constexpr const char* kFlags[] = {"--tun-nocsum", "--tun-csum", "--tun-remcsum"};
+  if (d.fwd != ForwardMethod::kTunnel) return "";
+  const char* flags = kFlags[static_cast<int>(d.tun_csum)];
+  switch (d.tun_type) {
+    case TunnelType::kGue:
+      return absl::StrCat(" --tun-type gue --tun-port ", d.tun_port, " ", flags);
+    case TunnelType::kGre:
+      return absl::StrCat(" --tun-type gre ", flags);
+    default:
+      return " --tun-type ipip";
+  }
+}
 
 // ipvsadm's print_largenum: 9 columns, scaled K/M/G/T past 100 million unless --exact.
 std::string largeNum(uint64_t i, bool exact) {
@@ -715,10 +865,11 @@ std::string numbers(const DestCounters& c, View v, bool exact) {
 }
 
 void printService(std::string& out, const Service& s, View view, bool exact, bool numeric,
-                  const IpvsDataplane& dp) {
+                  bool sort, const IpvsDataplane& dp) {
   const bool rule = view == View::kRules;
   const std::string name = serviceName(s.key, rule, numeric);
-  const auto dests = sortedDests(s);
+  const auto dests =
+      sort ? sortedDests(s) : std::vector<RealServer>(s.dests.rbegin(), s.dests.rend());
   std::vector<DestCounters> counters(dests.size());
   DestCounters total;
   if (dp.counters) {
@@ -741,13 +892,15 @@ void printService(std::string& out, const Service& s, View view, bool exact, boo
     case View::kRules:
       absl::StrAppend(&out, "-A ", name, " -s ", s.scheduler);
       if (s.sched_flags) absl::StrAppend(&out, " -b ", schedFlagNames(s));
-      out += "\n";
+      absl::StrAppend(&out, persistence(s, true), "\n");
       break;
     case View::kThresholds:  // ipvsadm prints the service as -L does
+    case View::kPersistConn:
+    case View::kTunInfo:
     case View::kList:
       absl::StrAppend(&out, name, " ", s.scheduler);
       if (s.sched_flags) absl::StrAppend(&out, " (", schedFlagNames(s), ")");
-      out += "\n";
+      absl::StrAppend(&out, persistence(s, false), "\n");
       break;
     default:
       absl::StrAppend(&out, absl::StrFormat("%-33s", name), numbers(total, view, exact), "\n");
@@ -757,7 +910,7 @@ void printService(std::string& out, const Service& s, View view, bool exact, boo
     std::string dname = addrPort(d.addr, d.port, s.key.protocol, numeric);
     if (rule) {
       absl::StrAppend(&out, "-a ", name, " -r ", dname, " ", fwdSwitch(d.fwd), " -w ", d.weight,
-                      "\n");
+                      tunnelRule(d), "\n");
       continue;
     }
     if (s.key.addr.family != Family::kIpv6 && d.addr.family != Family::kIpv6 && dname.size() > 28)
@@ -766,6 +919,14 @@ void printService(std::string& out, const Service& s, View view, bool exact, boo
       absl::StrAppend(&out,
                       absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
                                       d.weight, counters[i].active, counters[i].inactive));
+    } else if (view == View::kPersistConn) {
+      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-9u %-11u %-10u %-10u\n", dname, d.weight,
+                                            counters[i].persistconns, counters[i].active,
+                                            counters[i].inactive));
+    } else if (view == View::kTunInfo) {
+      absl::StrAppend(
+          &out, absl::StrFormat("  -> %-28s %-7s %-13s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
+                                tunnelInfo(d), d.weight, counters[i].active, counters[i].inactive));
     } else if (view == View::kThresholds) {
       absl::StrAppend(&out,
                       absl::StrFormat("  -> %-28s %-10u %-10u %-10u %-10u\n", dname, d.u_threshold,
@@ -783,6 +944,15 @@ std::string title(View v) {
                            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn",
                            "InActConn");
   }
+  if (v == View::kPersistConn) {
+    return absl::StrFormat("%-33s %-9s %-11s %-10s %-10s\n  -> RemoteAddress:Port\n",
+                           "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn",
+                           "InActConn");
+  }
+  if (v == View::kTunInfo) {
+    return "Prot LocalAddress:Port Scheduler Flags\n"
+           "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n";
+  }
   if (v == View::kList) {
     return "Prot LocalAddress:Port Scheduler Flags\n"
            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n";
@@ -796,6 +966,46 @@ std::string title(View v) {
 
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
                                     bool nested, const IpvsDataplane& dp);
+
+constexpr const char* kTunnelNames[] = {"ipip", "gue", "gre"};
+
+// ipvsadm's checks of the tunnel options: only with -i, and its tunnel_types_v_options
+// table (tun-port, tun-nocsum, tun-csum, tun-remcsum per type).
+absl::Status checkTunnel(const Parsed& p, ForwardMethod fwd) {
+  constexpr Opt kTunOpts[] = {kOptTunPort, kOptTunNoCsum, kOptTunCsum, kOptTunRemCsum};
+  constexpr const char* kTable[] = {"xxxx", "+111", "x11x"};  // ipip, gue, gre
+  uint64_t tun = 1ull << kOptTunType;
+  for (Opt o : kTunOpts) tun |= 1ull << o;
+  if ((p.opts & tun) && fwd != ForwardMethod::kTunnel) {
+    return bad("Tunnel options conflict with forward method");
+  }
+  const int type = static_cast<int>(p.tun_type);
+  int last = -1;
+  for (int j = 0; j < 4; ++j) {
+    const Opt o = kTunOpts[j];
+    const char rule = kTable[type][j];
+    if (!(p.opts & (1ull << o))) {
+      if (rule == '+') {
+        return bad(absl::StrCat("You need to supply the '", kOptNames[o], "' option for the '",
+                                kTunnelNames[type], "' tunnel type"));
+      }
+      continue;
+    }
+    if (rule == 'x') {
+      return bad(absl::StrCat("Illegal '", kOptNames[o], "' option with the '", kTunnelNames[type],
+                              "' tunnel type"));
+    }
+    if (rule == '1') {
+      if (last >= 0) {
+        return bad(absl::StrCat("The option '", kOptNames[o], "' conflicts with the '",
+                                kOptNames[last], "' option in the '", kTunnelNames[type],
+                                "' tunnel type"));
+      }
+      last = o;
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
   ServiceModel::Transaction all_or_nothing(m);
@@ -846,26 +1056,43 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
                         : p.stats           ? View::kStats
                         : p.rate            ? View::kRate
                         : p.thresholds      ? View::kThresholds
+                        : p.persistent_conn ? View::kPersistConn
+                        : p.tun_info        ? View::kTunInfo
                                             : View::kList;
       if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
-      if (p.connections && view == View::kList) {
-        // ipvsadm's list_conn / print_conn.
+      if (p.connections) {
+        // ipvsadm's list_conn / print_conn (persistence templates included, as the
+        // kernel lists them: client port 0, protocol IP for a firewall mark's).
         std::string out = "IPVS connection entries\n";
-        out += absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
-                               "destination");
+        out += p.persistent_conn
+                   ? absl::StrFormat("pro expire %-11s %-18s %-18s %-18s %-16s %s\n", "state",
+                                     "source", "virtual", "destination", "pe name", "pe_data")
+                   : absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source",
+                                     "virtual", "destination");
         absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
         if (dp.connections) conns = dp.connections();
         if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
         for (const ConnEntry& c : *conns) {
           absl::StrAppend(
               &out,
-              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n", c.protocol == 6 ? "TCP" : "UDP",
+              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
+                              c.protocol == kProtoTcp   ? "TCP"
+                              : c.protocol == kProtoUdp ? "UDP"
+                                                        : "IP",
                               absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
                               c.state, addrPort(c.client, c.cport), addrPort(c.virt, c.vport),
                               addrPort(c.dest, c.dport)));
         }
         return out;
       }
+      // --persistent-conn's counts are gathered once for the listing.
+      struct Listing {
+        const std::function<void(bool)>* hook;
+        ~Listing() {
+          if (hook) (*hook)(false);
+        }
+      } listing{view == View::kPersistConn && dp.listing ? &dp.listing : nullptr};
+      if (listing.hook) (*listing.hook)(true);
       if (p.timeout) {
         const auto& t = m.timeouts();
         return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
@@ -875,15 +1102,23 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
         auto it = m.services().find(*p.svc);
         if (it == m.services().end()) return absl::NotFoundError("No such service");
         if (view != View::kRules) out += title(view);
-        printService(out, it->second, view, p.exact, p.numeric, dp);
+        printService(out, it->second, view, p.exact, p.numeric, !p.nosort, dp);
         return out;
       }
       if (view != View::kRules) {
         out = "IP Virtual Server version 1.2.1 (size=4096)\n";
         out += title(view);
       }
-      for (const Service* s : sortedServices(m)) {
-        printService(out, *s, view, p.exact, p.numeric, dp);
+      std::vector<const Service*> services;
+      if (p.nosort) {  // --nosort: in the order they were added (their slots' order)
+        for (const auto& [k, s] : m.services()) services.push_back(&s);
+        std::sort(services.begin(), services.end(),
+                  [](const Service* a, const Service* b) { return a->slot < b->slot; });
+      } else {
+        services = sortedServices(m);
+      }
+      for (const Service* s : services) {
+        printService(out, *s, view, p.exact, p.numeric, !p.nosort, dp);
       }
       return out;
     }
@@ -903,16 +1138,35 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kEditSvc: {
       if (auto s = needSvc(); !s.ok()) return s;
       // As ipvsadm does for -A and -E alike: no -s is its default, wlc.
-      const std::string sched = p.have_scheduler ? p.scheduler : kDefaultScheduler;
-      uint32_t flags = 0;
+      ServiceOptions o;
+      o.scheduler = p.have_scheduler ? p.scheduler : kDefaultScheduler;
       if (!p.sched_flags.empty()) {
-        auto f = parseSchedFlags(p.sched_flags, sched);
+        auto f = parseSchedFlags(p.sched_flags, o.scheduler);
         if (!f.ok()) return f.status();
-        flags = *f;
+        o.sched_flags = *f;
       }
-      if (auto s = checkServiceAddress(*p.svc, dp); !s.ok()) return s;
-      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, sched, flags)
-                                     : m.editService(*p.svc, sched, flags);
+      o.persistent = p.persistent.value_or(0);
+      const bool v6 = !p.svc->fwmark && p.svc->addr.family == Family::kIpv6;
+      o.netmask = v6 ? 128 : 0xffffffff;
+      if (!p.netmask.empty()) {
+        if (v6) {  // ipvsadm: a prefix length, 1 to 128
+          if (!absl::SimpleAtoi(p.netmask, &o.netmask) || o.netmask < 1 || o.netmask > 128) {
+            return bad("illegal ipv6 netmask specified");
+          }
+        } else {
+          in_addr mask{};
+          if (inet_aton(p.netmask.c_str(), &mask) == 0) {
+            return bad("illegal virtual server persistent mask specified");
+          }
+          o.netmask = ntohl(mask.s_addr);
+        }
+      }
+      o.ops = p.ops;
+      if (o.ops && !p.svc->fwmark && p.svc->protocol != kProtoUdp) {
+        return bad("One-Packet Scheduling is only for UDP virtual services");
+      }
+      if (auto s = checkServiceAddress(*p.svc, o.persistent != 0, dp); !s.ok()) return s;
+      auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, o) : m.editService(*p.svc, o);
       if (!s.ok()) return s;
       return std::string();
     }
@@ -945,10 +1199,9 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       }
       // ipvsadm's default forwarding method is direct routing (-g).
       d.fwd = p.fwd.value_or(ForwardMethod::kRoute);
+      if (auto s = checkTunnel(p, d.fwd); !s.ok()) return s;
       if (d.fwd == ForwardMethod::kTunnel) {
-        return bad(
-            "forwarding method -i (IPIP tunnelling) is not supported by meshlb; use -m "
-            "(masquerading) or -g (direct routing, also over a VXLAN overlay)");
+        d.tun_type = p.tun_type, d.tun_port = p.tun_port, d.tun_csum = p.tun_csum;
       }
       // As the kernel does (ip_vs_add_dest): only masquerading rewrites the port, so
       // any other method's real server has the service's port.

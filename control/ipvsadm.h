@@ -19,11 +19,13 @@ namespace meshlb {
 // (per second, IPVS's 2-second estimator).
 struct DestCounters {
   uint32_t active = 0, inactive = 0;
+  uint32_t persistconns = 0;  // persistence templates naming it (--persistent-conn)
   uint64_t conns = 0, inpkts = 0, outpkts = 0, inbytes = 0, outbytes = 0;
   uint64_t cps = 0, inpps = 0, outpps = 0, inbps = 0, outbps = 0;
 };
 
-// One tracked connection, for -L -c.
+// One tracked connection, or a persistence template (protocol 0 for a firewall
+// mark's, client port 0), for -L -c.
 struct ConnEntry {
   uint8_t protocol = 0;
   IpAddr client, virt, dest;
@@ -51,6 +53,9 @@ struct IpvsDataplane {
   // The UDP port the dataplane takes for VXLAN now (the first overlay's, as a Swarm
   // --data-path-port sets it; 4789 without one): no UDP service may use it.
   std::function<uint16_t()> vxlan_port;
+  // Around a listing of real servers: true before (what counters() reads may be
+  // gathered once), false after.
+  std::function<void(bool begins)> listing;
 };
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

@@ -1,9 +1,51 @@
 #include "listings.h"
 
+#include <arpa/inet.h>
+
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace meshlb {
+
+void appendTemplates(const PersistTable& templates, const ServiceModel& model, uint32_t now_ms,
+                     std::vector<ConnEntry>& out) {
+  absl::flat_hash_map<uint32_t, const Service*> by_slot;
+  templates.forEach(now_ms, [&](const PersistTable::Entry& e) {
+    if (by_slot.empty()) {
+      for (const auto& [k, svc] : model.services()) by_slot[svc.slot] = &svc;
+    }
+    auto it = by_slot.find(e.key.service);
+    if (it == by_slot.end()) return;  // its service is gone
+    const Service& svc = *it->second;
+    const RealServer* d = nullptr;
+    for (const RealServer& r : svc.dests) {
+      if (r.id.raw() == e.backend) d = &r;
+    }
+    if (!d) return;  // its server is gone: the next connection schedules afresh
+    const bool any_port = svc.key.fwmark || svc.key.port == 0;
+    ConnEntry c;
+    c.protocol = svc.key.fwmark ? 0 : svc.key.protocol;
+    Ipv4Addr net;
+    std::memcpy(&net.v, e.key.net, 4);
+    c.client = IpAddr::of(net);
+    c.virt = svc.key.fwmark ? IpAddr::of(Ipv4Addr{htonl(svc.key.fwmark)}) : svc.key.addr;
+    c.vport = any_port ? 0 : svc.key.port;
+    c.dest = d->addr;
+    c.dport = any_port ? 0 : d->port;
+    c.state = c.protocol == kProtoUdp ? "UDP" : "NONE";
+    c.expires_s = PersistTable::secondsLeft(e, now_ms);
+    out.push_back(std::move(c));
+  });
+}
+
+absl::flat_hash_map<uint32_t, uint32_t> templateCounts(const PersistTable& templates,
+                                                       uint32_t now_ms) {
+  absl::flat_hash_map<uint32_t, uint32_t> n;
+  templates.forEach(now_ms, [&](const PersistTable::Entry& e) { ++n[e.backend]; });
+  return n;
+}
 
 StatsGroup workerStats(uint16_t worker, unsigned lcore, const WorkerCounters& c) {
   StatsGroup g;

@@ -8,9 +8,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "ipvsadm.h"
 #include "meshlb/counters.h"
 #include "meshlb/flow_table.h"
+#include "meshlb/persist.h"
+#include "service_model.h"
 
 namespace meshlb {
 
@@ -31,6 +34,18 @@ void appendConnEntries(const Flow<Addr>* flows, uint32_t count, uint32_t now_ms,
     out.push_back(std::move(c));
   }
 }
+
+// The persistence templates, as /proc/net/ip_vs_conn lists them: the masked client
+// address with port 0; the service's address and port (0 for a port-0 service, the
+// mark as an address for a firewall mark's, whose protocol is IP); the real server's
+// (port 0 for those two); state NONE (UDP for a UDP service's, as the kernel names
+// state 0 of each protocol).
+void appendTemplates(const PersistTable& templates, const ServiceModel& model, uint32_t now_ms,
+                     std::vector<ConnEntry>& out);
+// By real server (BackendId::raw()), how many live templates name it: ipvsadm
+// --persistent-conn's PersistConn.
+absl::flat_hash_map<uint32_t, uint32_t> templateCounts(const PersistTable& templates,
+                                                       uint32_t now_ms);
 
 // `meshlbctl stats`: named groups of named counters.
 struct StatsGroup {

@@ -20,6 +20,7 @@ constexpr char kUsage[] =
     "usage: meshlbctl [--socket PATH] COMMAND [ARGS...]\n"
     "  ipvsadm ...      IPVS services and real servers (ipvsadm 1.31 syntax)\n"
     "  iptables ...     -t nat POSTROUTING SNAT/MASQUERADE rules (iptables syntax)\n"
+    "  sysctl ...       IPVS's net.ipv4.vs.* settings (sysctl syntax: NAME[=VALUE], -a, -n)\n"
     "  stats [--json]   per-port and per-worker counters, every drop by reason\n"
     "default socket: $MESHLB_SOCKET, else /run/meshlb/meshlb.sock\n"
     "as `ipvsadm` (a link named so): the ipvsadm command itself\n";

@@ -133,7 +133,16 @@ class Daemon {
 
   IpvsDataplane ipvsDataplane() {
     IpvsDataplane dp;
-    dp.counters = [this](BackendId id) { return ipvs_->counters(id); };
+    dp.counters = [this](BackendId id) {
+      DestCounters c = ipvs_->counters(id);
+      c.persistconns = persist_conns_ ? persist_conns_->count(id.raw()) : 0;
+      return c;
+    };
+    dp.listing = [this](bool begins) {
+      // --persistent-conn's counts, once per listing: one walk of the templates.
+      persist_conns_.reset();
+      if (begins) persist_conns_ = templateCounts(templates_, nowMs());
+    };
     dp.service_counters = [this](const Service& s) {
       std::vector<BackendId> ids;
       for (const RealServer& d : s.dests) ids.push_back(d.id);
@@ -216,6 +225,9 @@ class Daemon {
                          ipvs_->connCounts(static_cast<uint16_t>(w)),
                          ipvs_->backendStats(static_cast<uint16_t>(w)),
                          all_counts};
+      // Shared by every worker: the servers' overload flags and the persistence templates.
+      worker_cfgs_[w].overload = ipvs_->overload();
+      worker_cfgs_[w].templates = &templates_;
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;
@@ -341,7 +353,13 @@ class Daemon {
       if (d.done.load(std::memory_order_acquire) != dump_request_) continue;  // a stuck worker
       appendConnEntries(d.flows.data(), d.count, d.now_ms, out);
     }
+    appendTemplates(templates_, commands_.services(), nowMs(), out);
     return out;
+  }
+
+  // The workers' clock (Worker::now_ms_): milliseconds of the timer every lcore shares.
+  static uint32_t nowMs() {
+    return static_cast<uint32_t>(rte_get_timer_cycles() / (rte_get_timer_hz() / 1000));
   }
 
   void finishDump() {
@@ -361,6 +379,9 @@ class Daemon {
   }
 
   void estimateRates() {
+    // run_estimation=0: the rates stay as they are (the kernel's estimator stops); once
+    // it is back, the first estimate spans the pause.
+    if (!commands_.services().sysctls().run_estimation) return;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_estimate_ < std::chrono::seconds(IpvsStats::kEstimatePeriodS)) return;
     const double secs = std::chrono::duration<double>(now - last_estimate_).count();
@@ -399,7 +420,11 @@ class Daemon {
                 {"twin_tx_full", ports_.counters().twin_tx_full.load()},
                 {"twins_recreated", ports_.counters().twins_recreated.load()},
                 {"snapshots_published", publisher_->published()},
-                {"netlink_resyncs", mirror_.resyncs()}};
+                {"netlink_resyncs", mirror_.resyncs()},
+                {"persist_templates_created", templates_.counters().created.load()},
+                {"persist_templates_reused", templates_.counters().reused.load()},
+                {"persist_templates_evicted", templates_.counters().evicted.load()},
+                {"persist_templates_full", templates_.counters().full.load()}};
     groups.push_back(std::move(c));
     return renderStats(groups, json);
   }
@@ -427,6 +452,9 @@ class Daemon {
   NetlinkMirror mirror_;
   Ports ports_;
   std::unique_ptr<IpvsStats> ipvs_;
+  // The persistence templates every worker shares (262,144 at most, lazily backed).
+  PersistTable templates_{1u << 16};
+  std::optional<absl::flat_hash_map<uint32_t, uint32_t>> persist_conns_;
   std::unique_ptr<SnapshotPublisher> publisher_;
   std::unique_ptr<ControlServer> server_;
   std::vector<WorkerConfig> worker_cfgs_;

@@ -32,6 +32,7 @@ ServiceModel::Transaction::Transaction(ServiceModel& m) : m_(m), owner_(!m.undo_
   m_.undo_.emplace();
   Undo& u = *m_.undo_;
   u.timeouts = m_.timeouts_;
+  u.sysctls = m_.sysctls_;
   u.next_slot_hint = m_.next_slot_hint_;
   u.next_slot = m_.next_slot_;
   u.log_size = m_.log_.size();
@@ -72,7 +73,7 @@ const std::map<ServiceKey, std::optional<Service>>& ServiceModel::Transaction::b
 
 bool ServiceModel::Transaction::changed() const {
   if (!m_.undo_) return false;
-  if (!(m_.undo_->timeouts == m_.timeouts_)) return true;
+  if (!(m_.undo_->timeouts == m_.timeouts_) || !(m_.undo_->sysctls == m_.sysctls_)) return true;
   for (const auto& [key, old] : m_.undo_->before) {
     auto it = m_.services_.find(key);
     if (it == m_.services_.end() || !old) {
@@ -115,6 +116,7 @@ void ServiceModel::rollback() {
     }
   }
   timeouts_ = u.timeouts;
+  sysctls_ = u.sysctls;
   next_slot_hint_ = u.next_slot_hint;
   next_slot_ = u.next_slot;
   // The versions handed out stay used (they only ever grow); the changes logged go.
@@ -175,9 +177,8 @@ void ServiceModel::setTrash(const std::tuple<ServiceKey, IpAddr, uint16_t>& k,
   }
 }
 
-absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& scheduler,
-                                      uint32_t sched_flags) {
-  if (auto s = checkScheduler(scheduler); !s.ok()) return s;
+absl::Status ServiceModel::addService(const ServiceKey& key, const ServiceOptions& options) {
+  if (auto s = checkScheduler(options.scheduler); !s.ok()) return s;
   if (services_.count(key)) return absl::AlreadyExistsError("Service already exists");
   if (services_.size() >= kMaxServices) {
     return absl::ResourceExhaustedError(absl::StrCat("at most ", kMaxServices, " services"));
@@ -187,20 +188,23 @@ absl::Status ServiceModel::addService(const ServiceKey& key, const std::string& 
   if (undo_) undo_->before.try_emplace(key);  // did not exist
   service_slot_used_[next_slot_] = true;
   changed(key);
-  services_[key] = Service{key, next_slot_, scheduler, sched_flags, {}, next_version_};
+  Service svc;
+  static_cast<ServiceOptions&>(svc) = options;
+  svc.key = key;
+  svc.slot = next_slot_;
+  svc.version = next_version_;
+  services_[key] = std::move(svc);
   next_slot_ = (next_slot_ + 1) % kMaxServices;
   return absl::OkStatus();
 }
 
-absl::Status ServiceModel::editService(const ServiceKey& key, const std::string& scheduler,
-                                       uint32_t sched_flags) {
-  if (auto s = checkScheduler(scheduler); !s.ok()) return s;
+absl::Status ServiceModel::editService(const ServiceKey& key, const ServiceOptions& options) {
+  if (auto s = checkScheduler(options.scheduler); !s.ok()) return s;
   auto it = services_.find(key);
   if (it == services_.end()) return absl::NotFoundError("No such service");
-  if (it->second.scheduler != scheduler || it->second.sched_flags != sched_flags) {
+  if (!(static_cast<const ServiceOptions&>(it->second) == options)) {
     touch(it);
-    it->second.scheduler = scheduler;
-    it->second.sched_flags = sched_flags;
+    static_cast<ServiceOptions&>(it->second) = options;
     changed(key);
     it->second.version = next_version_;
   }
@@ -289,13 +293,11 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
   if (it == services_.end()) return absl::NotFoundError("Service not defined");
   for (RealServer& d : it->second.dests) {
     if (d.addr == dest.addr && d.port == dest.port) {
-      if (d.weight != dest.weight || d.fwd != dest.fwd || d.u_threshold != dest.u_threshold ||
-          d.l_threshold != dest.l_threshold) {
+      RealServer edited = dest;
+      edited.id = d.id;
+      if (!(edited == d)) {
         touch(it);  // copies the service: `d` still points into it
-        d.weight = dest.weight;
-        d.fwd = dest.fwd;
-        d.u_threshold = dest.u_threshold;
-        d.l_threshold = dest.l_threshold;
+        d = edited;
         changed(key);
         it->second.version = next_version_;
       }

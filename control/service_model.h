@@ -12,11 +12,17 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "meshlb/sysctls.h"
 #include "meshlb/types.h"
 
 namespace meshlb {
 
 enum class ForwardMethod : uint8_t { kMasq, kRoute, kTunnel };
+
+// ipvsadm -i --tun-type (IPVS's IP_VS_CONN_F_TUNNEL_TYPE_*) and its checksum flags
+// (IP_VS_TUNNEL_ENCAP_FLAG_*: ipvsadm lists them by these numbers).
+enum class TunnelType : uint8_t { kIpip, kGue, kGre };
+enum class TunnelCsum : uint8_t { kNone, kCsum, kRemote };
 
 struct RealServer {
   friend bool operator==(const RealServer&, const RealServer&) = default;
@@ -28,17 +34,31 @@ struct RealServer {
   // taking no new connection, from u_threshold connections until under l_threshold,
   // or under 3/4 of u_threshold without one).
   uint32_t u_threshold = 0, l_threshold = 0;
+  // -i: how packets are encapsulated to it (tun_port: GUE's UDP port, host order).
+  TunnelType tun_type = TunnelType::kIpip;
+  uint16_t tun_port = 0;
+  TunnelCsum tun_csum = TunnelCsum::kNone;
   BackendId id;  // stable while the real server exists: the dataplane's backend id
 };
 
 constexpr uint32_t kMaxRealServers = BackendId::kMaxLive;  // live ones, over all services
 
-struct Service {
+// What ipvsadm -A and -E set of a service besides its key.
+struct ServiceOptions {
+  friend bool operator==(const ServiceOptions&, const ServiceOptions&) = default;
+  std::string scheduler;     // a name in the scheduler registry (meshlb/scheduler.h)
+  uint32_t sched_flags = 0;  // ipvsadm -b: kSchedFlag1..3 (sh-/mh-fallback, -port)
+  // -p: persistence, the template timeout in seconds (0: not persistent); -M: the
+  // persistence granularity, an IPv4 mask (host order) or an IPv6 prefix length.
+  uint32_t persistent = 0;
+  uint32_t netmask = 0xffffffff;
+  bool ops = false;  // -o: one-packet scheduling (UDP)
+};
+
+struct Service : ServiceOptions {
   friend bool operator==(const Service&, const Service&) = default;
   ServiceKey key;
   uint32_t slot = 0;              // stable while the service exists: workers' scheduler state index
-  std::string scheduler;          // a name in the scheduler registry (meshlb/scheduler.h)
-  uint32_t sched_flags = 0;       // ipvsadm -b: kSchedFlag1..3 (sh-/mh-fallback, -port)
   std::vector<RealServer> dests;  // in insertion order; listings sort
   // Changes whenever anything above does (and only then): the snapshot builder
   // reuses what it built for an unchanged service instead of building it again.
@@ -80,16 +100,17 @@ class ServiceModel {
     bool done_ = false;
   };
 
-  absl::Status addService(const ServiceKey& key, const std::string& scheduler,
-                          uint32_t sched_flags = 0);
-  absl::Status editService(const ServiceKey& key, const std::string& scheduler,
-                           uint32_t sched_flags = 0);
+  absl::Status addService(const ServiceKey& key, const ServiceOptions& options);
+  absl::Status editService(const ServiceKey& key, const ServiceOptions& options);
   absl::Status deleteService(const ServiceKey& key);
   void clear();
   absl::Status addDest(const ServiceKey& key, RealServer dest);
   absl::Status editDest(const ServiceKey& key, const RealServer& dest);
   absl::Status deleteDest(const ServiceKey& key, const IpAddr& addr, uint16_t port);
   void setTimeouts(const IpvsTimeouts& t) { timeouts_ = t; }
+  // net.ipv4.vs.* (meshlbctl sysctl), undone with a failed transaction as --set is.
+  void setSysctls(const IpvsSysctls& s) { sysctls_ = s; }
+  const IpvsSysctls& sysctls() const { return sysctls_; }
 
   const std::map<ServiceKey, Service>& services() const { return services_; }
   const IpvsTimeouts& timeouts() const { return timeouts_; }
@@ -111,6 +132,7 @@ class ServiceModel {
   struct Undo {
     std::map<ServiceKey, std::optional<Service>> before;  // first touch: as it was
     IpvsTimeouts timeouts;
+    IpvsSysctls sysctls;
     uint32_t next_slot_hint, next_slot;  // all set by Transaction
     size_t log_size;
     uint64_t log_floor;
@@ -141,6 +163,7 @@ class ServiceModel {
   InstanceId id_;
   std::map<ServiceKey, Service> services_;
   IpvsTimeouts timeouts_;
+  IpvsSysctls sysctls_;
   std::optional<Undo> undo_;
   // (version, key) of each change, oldest first; versions up to log_floor_ are gone.
   std::vector<std::pair<uint64_t, ServiceKey>> log_;

@@ -85,15 +85,38 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
   ss.vport = htons(key.port);
   for (const RealServer& d : svc.dests) {
     if (d.addr.family != familyOf<Addr>()) continue;
-    ss.backends.push_back(
-        {addrOf<Addr>(d.addr), htons(d.port), d.weight, d.id,
-         d.fwd == ForwardMethod::kRoute ? Forwarding::kDirect : Forwarding::kMasq});
+    BackendSnap<Addr> b{addrOf<Addr>(d.addr),
+                        htons(d.port),
+                        d.weight,
+                        d.id,
+                        d.fwd == ForwardMethod::kRoute    ? Forwarding::kDirect
+                        : d.fwd == ForwardMethod::kTunnel ? Forwarding::kTunnel
+                                                          : Forwarding::kMasq,
+                        {}};
+    b.tunnel.type = static_cast<TunnelSnap::Type>(d.tun_type);
+    b.tunnel.csum = static_cast<TunnelSnap::Csum>(d.tun_csum);
+    b.tunnel.port = htons(d.tun_port);
+    ss.backends.push_back(b);
   }
+  if (svc.persistent) {
+    ss.persist_ms = static_cast<uint32_t>(std::min<uint64_t>(svc.persistent, 2147483) * 1000);
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      ss.persist_mask = Ipv4Addr{htonl(svc.netmask)};
+    } else {
+      Ipv6Addr ones;
+      std::memset(ones.b, 0xff, sizeof(ones.b));
+      ss.persist_mask = Prefix<Ipv6Addr>::make(ones, static_cast<uint8_t>(svc.netmask)).net;
+    }
+  }
+  ss.ops = svc.ops;
   std::sort(ss.backends.begin(), ss.backends.end(),
             [](const BackendSnap<Addr>& a, const BackendSnap<Addr>& b) {
               if (!(a.addr == b.addr)) return lessAddr(a.addr, b.addr);
               return ntohs(a.port) < ntohs(b.port);
             });
+  if (ss.persist_ms) {
+    for (uint32_t i = 0; i < ss.backends.size(); ++i) ss.index_of[ss.backends[i].id.raw()] = i;
+  }
   uint32_t g = 0;
   for (const BackendSnap<Addr>& b : ss.backends) {
     ss.weights.push_back(b.weight);
@@ -126,15 +149,59 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
 // The family's services: from the previous snapshot's table, the services the model
 // changed since (`changed`) rebuilt; or, without those, every service (each still
 // shared when unchanged).
+// The -i real servers' encapsulation (Snapshot::tunnels), from the snapshot before's
+// with what the changed services took out and put in: copied only when one of them
+// has a tunnel, so a configuration without any costs nothing.
+class TunnelMap {
+ public:
+  using Map = absl::flat_hash_map<uint32_t, TunnelSnap>;
+  explicit TunnelMap(std::shared_ptr<const Map> base) : base_(std::move(base)) {}
+  template <class Addr>
+  void remove(const ServiceSnap<Addr>* s) {
+    if (!s) return;
+    for (const BackendSnap<Addr>& b : s->backends) {
+      if (b.fwd == Forwarding::kTunnel) own().erase(b.id.raw());
+    }
+  }
+  template <class Addr>
+  void add(const ServiceSnap<Addr>* s) {
+    if (!s) return;
+    for (const BackendSnap<Addr>& b : s->backends) {
+      if (b.fwd == Forwarding::kTunnel) own()[b.id.raw()] = b.tunnel;
+    }
+  }
+  std::shared_ptr<const Map> result() {
+    if (own_) return own_->empty() ? nullptr : std::shared_ptr<const Map>(std::move(own_));
+    return base_;
+  }
+
+ private:
+  Map& own() {
+    if (!own_) own_ = base_ ? std::make_unique<Map>(*base_) : std::make_unique<Map>();
+    return *own_;
+  }
+  std::shared_ptr<const Map> base_;
+  std::unique_ptr<Map> own_;
+};
+
 template <class Addr>
 void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
                    const FamilySnap<Addr>* previous,
-                   const std::optional<std::vector<ServiceKey>>& changed, uint64_t generation) {
+                   const std::optional<std::vector<ServiceKey>>& changed, uint64_t generation,
+                   TunnelMap& tunnels) {
   auto update = [&](const ServiceKey& key, const Service* svc) {
     const uint64_t k = snapKey<Addr>(key);
     auto built = svc ? buildService<Addr>(*svc, previous ? previous->services.findPtr(k) : nullptr,
                                           generation)
                      : nullptr;
+    // What was there (in the table derived from the snapshot before) goes out.
+    const ServiceSnap<Addr>* old = fam.services.find(k);
+    auto portZero = [](const ServiceSnap<Addr>* x) { return x && !x->fwmark && x->vport == 0; };
+    fam.port_zero_services += portZero(built.get()) - portZero(old);
+    if (old != built.get()) {
+      tunnels.remove(old);
+      tunnels.add(built.get());
+    }
     if (built) {
       fam.services.put(k, std::move(built));
     } else {
@@ -143,6 +210,7 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
   };
   if (previous && changed) {
     fam.services = previous->services.derive();
+    fam.port_zero_services = previous->port_zero_services;
     for (const ServiceKey& key : *changed) {
       auto it = model.services().find(key);
       update(key, it == model.services().end() ? nullptr : &it->second);
@@ -355,8 +423,11 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   std::optional<std::vector<ServiceKey>> changed;
   if (previous && previous->model_id == model.id())
     changed = model.changedSince(previous->model_version);
-  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation);
-  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation);
+  TunnelMap tunnels(previous && changed ? previous->tunnels : nullptr);
+  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation, tunnels);
+  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation, tunnels);
+  s->tunnels = tunnels.result();
+  s->sysctls = model.sysctls();
   buildKernel(s->v4, nat, kernel, ports);
   buildKernel(s->v6, nat, kernel, ports);
   return s;

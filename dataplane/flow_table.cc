@@ -281,6 +281,7 @@ template <class Addr>
 void FlowTable<Addr>::removeIndex(uint32_t idx) {
   Entry& e = flows_[idx];
   countConn(e, -1);
+  if (e.flags & kFlowPersist && release_) release_(release_ctx_, idx);
   clearRef(e.originalKey(), idx << 1);
   clearRef(e.replyKey(), (idx << 1) | 1);
   e.state = kFreeState;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "meshlb/bytes.h"
 #include "meshlb/checksum.h"
@@ -26,9 +27,13 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       own_overload_(cfg.overload ? 0 : BackendId::kSlots, Backing::kLazy),
       overload_(cfg.overload ? cfg.overload : own_overload_.get()),
       rng_((cfg.seed ^ 0x9e3779b97f4a7c15ull) | 1),
-      sched_(kMaxServices) {
+      sched_(kMaxServices),
+      own_templates_(cfg.templates ? nullptr : std::make_unique<PersistTable>(1024)),
+      templates_(cfg.templates ? cfg.templates : own_templates_.get()),
+      template_of_(cfg.flow_capacity + 1, Backing::kLazy) {
   snat_next_ = firstSnatPort();
   table_.setConnCounts(cfg.conn_counts);
+  table_.setReleaseHook(&PacketCore::releaseTemplate, this);
   if (all_counts_.empty() && cfg.conn_counts) all_counts_.push_back(cfg.conn_counts);
 }
 
@@ -140,7 +145,7 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
     }
     // DNAT to an address that is not the appliance's: the connection is NAT'd to it
     // as conntrack would, replies un-NAT'd; POSTROUTING rules without --ipvs apply.
-    const BackendSnap<Ipv4Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq};
+    const BackendSnap<Ipv4Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq, {}};
     e = admit(m.p, key, b, dport, /*ipvs=*/false, &why);
   } else if (!svc) {
     *v = key.proto == kProtoUdp && snap_->hasOverlayPort(hton16(key.dport))
@@ -154,11 +159,29 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
   return e;
 }
 
+void PacketCore::releaseTemplate(void* self, uint32_t record) {
+  auto* core = static_cast<PacketCore*>(self);
+  core->templates_->release(std::exchange(core->template_of_[record], 0), core->now_ms_);
+}
+
+// conn_reuse_mode (ip_vs_in's is_new_conn_expected): a SYN on a connection in TIME_WAIT
+// or CLOSE (with bit 1, also FIN_WAIT of one the appliance sees one way only: -g, -i)
+// ends it and starts a new one; never one a persistence template holds.
+bool PacketCore::reusable(const Flow<Ipv4Addr>& e) const {
+  const uint32_t mode = snap_->sysctls.conn_reuse_mode;
+  if (!mode || e.flags & kFlowPersist) return false;
+  const ConnState s = e.connState();
+  return s == ConnState::kTimeWait || s == ConnState::kClose ||
+         (mode & 2 && s == ConnState::kFinWait && e.flags & (kFlowDirect | kFlowTunnel));
+}
+
 Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
                                           const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why) {
   // Before scheduling, so that what is refused moves no scheduler: IPVS schedules TCP
-  // only on a SYN (sloppy_tcp=0), and never a fragment.
-  if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
+  // only on a SYN (with sloppy_tcp, on anything but a RST), and never a fragment.
+  const bool sloppy = snap_->sysctls.sloppy_tcp;
+  if (key.proto == kProtoTcp &&
+      (sloppy ? p.tcp_flags & kTcpRst : (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)) {
     *why = Drop::kTcpNotSyn;
     return nullptr;
   }
@@ -178,20 +201,69 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   in.now_s = now_ms_ / 1000;
   if (svc.sched->needs_conn_counts || !svc.u_thresholds.empty()) in.conn_counts = all_counts_;
   if (!svc.u_thresholds.empty()) in.overload = overload_;
-  const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
-  if (i >= svc.backends.size()) {
+  if (svc.locality) {
+    in.expiration_s = std::strcmp(svc.sched->name, "lblcr") == 0 ? snap_->sysctls.lblcr_expiration
+                                                                 : snap_->sysctls.lblc_expiration;
+  }
+  const bool untracked = svc.ops && key.proto == kProtoUdp;
+  if (!svc.persist_ms) {
+    const uint32_t i = svc.sched->pick(svc, sched_[svc.slot], in);
+    if (i >= svc.backends.size()) {
+      *why = Drop::kNoBackend;
+      return nullptr;
+    }
+    return admit(p, key, svc.backends[i], dport, /*ipvs=*/true, why, untracked);
+  }
+  // Persistence (ip_vs_sched_persist): the real server the client's template names,
+  // while it is still the service's (and, with expire_quiescent_template, not
+  // quiescent); else the scheduler's, which a new template remembers.
+  PersistTable::Key tk;
+  tk.service = svc.slot;
+  const uint32_t net = key.src.v & svc.persist_mask.v;
+  std::memcpy(tk.net, &net, sizeof(net));
+  const bool void_quiescent = snap_->sysctls.expire_quiescent_template;
+  uint32_t i = kNoBackend;
+  PersistTable::Ref ref = 0;
+  const uint32_t raw = templates_->bind(
+      tk, now_ms_, svc.persist_ms, /*hold=*/!untracked,
+      [&](uint32_t backend) {
+        auto it = svc.index_of.find(backend);
+        if (it == svc.index_of.end() || (void_quiescent && svc.weights[it->second] == 0)) {
+          return false;
+        }
+        i = it->second;
+        return true;
+      },
+      [&]() -> uint32_t {
+        i = svc.sched->pick(svc, sched_[svc.slot], in);
+        return i < svc.backends.size() ? svc.backends[i].id.raw() : 0;
+      },
+      &ref);
+  if (!raw) {
     *why = Drop::kNoBackend;
     return nullptr;
   }
-  return admit(p, key, svc.backends[i], dport, /*ipvs=*/true, why);
+  BackendSnap<Ipv4Addr> b = svc.backends[i];
+  // A port-0 or firewall-mark service's connections keep the packet's port (its
+  // templates have none).
+  if (svc.vport == 0) b.port = 0;
+  Flow<Ipv4Addr>* e = admit(p, key, b, dport, /*ipvs=*/true, why, untracked);
+  if (e && ref) {
+    e->flags |= kFlowPersist;
+    template_of_[table_.indexOf(e)] = ref;
+  } else {
+    templates_->release(ref, now_ms_);
+  }
+  return e;
 }
 
 // Tracks a new connection of `key` to backend `b` (its port 0: keep `dport`, the
 // destination port IPVS saw), with the SNAT a POSTROUTING rule gives it.
 Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
                                   const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs,
-                                  Drop* why) {
-  if (key.proto == kProtoTcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
+                                  Drop* why, bool untracked) {
+  if (key.proto == kProtoTcp && !snap_->sysctls.sloppy_tcp &&
+      (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
     *why = Drop::kTcpNotSyn;  // no connection starts without a SYN (sloppy_tcp=0)
     return nullptr;
   }
@@ -207,7 +279,9 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
   f.backend = b.addr;
   f.bport = b.port ? b.port : dport;
   f.backend_id = b.id.raw();
-  f.flags = b.fwd == Forwarding::kDirect ? kFlowDirect : 0;
+  f.flags = b.fwd == Forwarding::kDirect   ? kFlowDirect
+            : b.fwd == Forwarding::kTunnel ? kFlowTunnel
+                                           : 0;
   f.udp = key.proto == kProtoUdp;
   f.state = static_cast<uint32_t>(f.udp ? ConnState::kUdp : ConnState::kNone);
   f.local = f.client;
@@ -215,7 +289,16 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
 
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   Ipv4Addr snat{};
-  const SnatRule<Ipv4Addr>* rule = f.flags & kFlowDirect ? nullptr : fam.snatRule(b.addr, ipvs);
+  if (untracked) {
+    // -o: scheduled, counted, rewritten like any connection's first packet, and
+    // forgotten (the kernel's IP_VS_CONN_F_ONE_PACKET): replies are not translated
+    // back, and no SNAT port is taken.
+    untracked_ = f;
+    bump(c_.new_connections);
+    bump(stats_[b.id.slot()].conns);
+    return &untracked_;
+  }
+  const SnatRule<Ipv4Addr>* rule = f.flags ? nullptr : fam.snatRule(b.addr, ipvs);
   if (rule && rule->masquerade) {
     // The first address of the device the packet leaves through: a twin or a vxlan device.
     if (const RouteSnap<Ipv4Addr>* rt = fam.route(b.addr); rt && rt->overlay >= 0) {
@@ -286,6 +369,94 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
   if (!under_mac) bump(c_.neigh_unresolved_to_kernel);
   v.head_adjust = -static_cast<int16_t>(kVxlanEncapLen);
   v.length = static_cast<uint16_t>(kVxlanEncapLen + inner_len);
+  return v;
+}
+
+// ipvsadm -i (ip_vs_tunnel_xmit): the client's packet as it came (its TTL too) inside
+// an outer IPv4 header from the egress twin's address to the real server, with the
+// inner TOS and TTL and its DF; for GUE a UDP header (source port from the flow's
+// hash, as udp_flow_src_port spreads flows) and a 4-byte GUE header naming IPIP, for
+// GRE a GRE header naming IPv4. Checksums (GUE's UDP, GRE's) only with --tun-csum or
+// --tun-remcsum: remote checksum offload applies only to packets whose checksum the
+// sender left partial, which a forwarded packet never is, so the kernel sends the
+// option with none of them either. Written into the headroom in front of the frame.
+Verdict PacketCore::tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
+                           const RouteSnap<Ipv4Addr>* rt) {
+  const TunnelSnap* t = nullptr;
+  if (snap_->tunnels) {
+    auto it = snap_->tunnels->find(e.backend_id);
+    if (it != snap_->tunnels->end()) t = &it->second;
+  }
+  if (!t || !rt || rt->overlay >= 0) return drop(Drop::kNoRoute);
+  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+  if (!fam.port_has_addr[rt->port]) return drop(Drop::kTunnelNoSource);
+  const bool csum = t->csum != TunnelSnap::kNone;
+  const uint32_t hlen = 20 + (t->type == TunnelSnap::kGue   ? 8 + 4
+                              : t->type == TunnelSnap::kGre ? (csum ? 8 : 4)
+                                                            : 0);
+  const uint32_t l3 = m.p.ip.l3_offset;
+  const uint32_t inner_len = m.p.ip.l3_length;
+  const uint8_t* inner = frame + l3;
+  const uint32_t mtu = rt->port < snap_->port_mtu.size() ? snap_->port_mtu[rt->port] : 1500;
+  // pmtu_disc (always on): a DF packet that no longer fits learns the tunnel's MTU.
+  if (inner_len + hlen > mtu) return tooBig(frame, m, static_cast<uint16_t>(mtu - hlen));
+  if (m.headroom < hlen) return drop(Drop::kNoHeadroom);
+  uint8_t* out = frame - hlen;
+  std::memmove(out, frame, l3);  // the Ethernet header moves to the new front
+  uint8_t* ip = out + l3;
+  const bool df = inner[6] & 0x40;
+  ip[0] = 0x45;
+  ip[1] = inner[1];  // the inner TOS
+  storeBe16(ip + 2, static_cast<uint16_t>(hlen + inner_len));
+  // As ip_select_ident: 0 with DF, else a counter.
+  storeBe16(ip + 4, df ? 0 : ++tunnel_id_);
+  storeBe16(ip + 6, df ? 0x4000 : 0);
+  ip[8] = inner[8];  // the inner TTL
+  ip[9] = t->type == TunnelSnap::kGue ? kProtoUdp : t->type == TunnelSnap::kGre ? 47 : 4;
+  store16(ip + 10, 0);
+  store32(ip + 12, fam.port_addr[rt->port].v);
+  store32(ip + 16, e.backend.v);
+  store16(ip + 10, csumFull(ip, 20));
+  uint8_t* h = ip + 20;
+  if (t->type == TunnelSnap::kGue) {
+    const auto h32 = static_cast<uint32_t>(m.hash >> 32);
+    storeBe16(h, static_cast<uint16_t>(32768 + ((uint64_t{h32} * (61000 - 32768)) >> 32)));
+    store16(h + 2, t->port);
+    storeBe16(h + 4, static_cast<uint16_t>(8 + 4 + inner_len));
+    store16(h + 6, 0);
+    h[8] = 0, h[9] = 4, h[10] = 0, h[11] = 0;  // version 0, no options, IPIP, no flags
+    if (csum) {
+      // The pseudo-header (addresses, protocol, length) and the datagram.
+      uint64_t sum = csumAdd(ip + 12, 8);
+      sum += hton16(kProtoUdp);
+      sum += load16(h + 4);
+      const uint16_t c = csumFull(h, 8 + 4 + inner_len, sum);
+      store16(h + 6, c ? c : 0xffff);
+    }
+  } else if (t->type == TunnelSnap::kGre) {
+    storeBe16(h, csum ? 0x8000 : 0);  // C, version 0
+    storeBe16(h + 2, 0x0800);
+    if (csum) {
+      store32(h + 4, 0);
+      store16(h + 4, csumFull(h, 8 + inner_len));
+    }
+  }
+  rewrote_ = true;
+  bump(c_.tunnel_encap);
+  const auto* mac = fam.neigh.find(rt->port, rt->has_gateway ? rt->gateway : e.backend);
+  const auto& port_mac = snap_->port_mac[rt->port];
+  Verdict v = Verdict::transmit(rt->port);
+  if (mac) {
+    std::memcpy(out, mac->data(), 6);
+  } else {
+    // The kernel resolves the next hop (and forwards this one), as forward() does.
+    bump(c_.neigh_unresolved_to_kernel);
+    std::memcpy(out, port_mac.data(), 6);
+    v = Verdict::toKernel(rt->port);
+  }
+  std::memcpy(out + 6, port_mac.data(), 6);
+  v.head_adjust = -static_cast<int16_t>(hlen);
+  v.length = static_cast<uint16_t>(l3 + hlen + inner_len);
   return v;
 }
 

@@ -310,7 +310,7 @@ LocalityTable::Entry& entryOf(const ServiceSched& s, const PickInput& in) {
 
 // The entry of the packet's destination, if it is there and not expired.
 bool localityHit(const LocalityTable::Entry& e, const PickInput& in) {
-  return e.used && e.dst == in.dst_fold && in.now_s - e.lastuse_s <= LocalityTable::kExpirationS;
+  return e.used && e.dst == in.dst_fold && in.now_s - e.lastuse_s <= in.expiration_s;
 }
 
 // The destination's entry, (re)started with wlc's pick as its one server.
@@ -365,7 +365,7 @@ uint32_t pickLblcr(const ServiceSched& s, SchedState& st, const PickInput& in) {
     }
     ++k;
   }
-  if (e.size > 1 && in.now_s - e.lastmod_s > LocalityTable::kExpirationS && most != kNoBackend) {
+  if (e.size > 1 && in.now_s - e.lastmod_s > in.expiration_s && most != kNoBackend) {
     e.slots[most_at] = e.slots[--e.size];
     e.lastmod_s = in.now_s;
     if (least == most) least = kNoBackend;

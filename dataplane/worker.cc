@@ -29,6 +29,7 @@ CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   c.backend_stats = cfg.backend_stats;
   c.all_conn_counts = cfg.all_conn_counts;
   c.overload = cfg.overload;
+  c.templates = cfg.templates;
   return c;
 }
 

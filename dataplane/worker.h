@@ -56,6 +56,7 @@ struct WorkerConfig {
   // Every worker's conn_counts, for the connection-count schedulers (CoreConfig).
   std::vector<const std::atomic<uint32_t>*> all_conn_counts;
   std::atomic<uint8_t>* overload = nullptr;  // every worker's, by BackendId slot (CoreConfig)
+  PersistTable* templates = nullptr;         // every worker's (CoreConfig)
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

@@ -245,6 +245,16 @@ class Agent {
       log(absl::StrCat(vx.name, ": VNI ", vx.vni, " port ", vx.port, " local ", vx.local.str(),
                        ", ", vx.addr.str(), "/", int(vx.prefix), " (", changes, " changes)"));
 
+    // IPVS's settings as Docker sets them for its routing mesh (libnetwork's ingress
+    // sandbox): a removed task's connections end on their next packet, a persistent
+    // client leaves a task drained to weight 0, and a reused port is not rescheduled.
+    // (Unchanged settings are not written again.)
+    const std::vector<std::string> settings = {"sysctl", "net.ipv4.vs.expire_nodest_conn=1",
+                                               "net.ipv4.vs.expire_quiescent_template=1",
+                                               "net.ipv4.vs.conn_reuse_mode=0"};
+    if (auto r = callDaemon(a_.socket, Request{settings, ""}); !r.ok() || !r->ok) {
+      return r.ok() ? absl::InternalError(absl::StrCat("sysctl: ", r->text)) : r.status();
+    }
     std::string listing[3];
     const std::vector<std::string> reads[3] = {{"ipvsadm", "-L", "-n"},
                                                {"iptables", "-t", "mangle", "-S"},

@@ -29,7 +29,10 @@ namespace meshlb {
   X(vxlan_encap)                \
   X(vxlan_decap)                \
   X(icmp_too_big_sent)          \
-  X(neigh_unresolved_to_kernel)
+  X(neigh_unresolved_to_kernel) \
+  X(tunnel_encap)               \
+  X(conn_reused)                \
+  X(persist_reused)
 
 // X(enumerator, label): why a packet was dropped.
 #define MESHLB_DROP_REASONS(X)                        \
@@ -48,7 +51,9 @@ namespace meshlb {
   X(kOverlayNoFdb, "drop_overlay_no_fdb")             \
   X(kVxlanUnknownVni, "drop_vxlan_unknown_vni")       \
   X(kNoHeadroom, "drop_no_headroom")                  \
-  X(kTooBigNoDf, "drop_too_big_no_df")
+  X(kTooBigNoDf, "drop_too_big_no_df")                \
+  X(kNodest, "drop_nodest")                           \
+  X(kTunnelNoSource, "drop_tunnel_no_source")
 
 enum class Drop : uint8_t {
 #define MESHLB_X(name, label) name,

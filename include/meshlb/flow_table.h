@@ -85,7 +85,7 @@ inline constexpr ConnState kTcpStates[2][4][11] = {
         /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
         /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
         /*fin*/ {sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW},
-        /*ack*/ {sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+        /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
         /*rst*/ {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR},
     },
     {
@@ -129,6 +129,11 @@ inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
 
 // Flow::flags: the real server is reached by direct routing (ipvsadm -g): no NAT.
 constexpr uint32_t kFlowDirect = 1;
+// The connection holds a persistence template (PersistTable::Ref, kept by the
+// caller by record index): the table tells the caller when it frees it.
+constexpr uint32_t kFlowPersist = 2;
+// The real server is reached through a tunnel (ipvsadm -i): no NAT, encapsulated.
+constexpr uint32_t kFlowTunnel = 4;
 
 // Ports in network byte order, as parsed.
 template <class Addr>
@@ -149,7 +154,7 @@ struct Flow {
   uint32_t backend_id : BackendId::kBits;  // BackendId::raw(): the real server
   uint32_t state : 4;                      // ConnState; kFreeState when unused
   uint32_t udp : 1;                        // proto: 1 = UDP, 0 = TCP
-  uint32_t flags : 3;                      // kFlowDirect
+  uint32_t flags : 3;                      // kFlowDirect, kFlowPersist, kFlowTunnel
 
   ConnState connState() const { return static_cast<ConnState>(state); }
   BackendId backendId() const { return BackendId::fromRaw(backend_id); }
@@ -296,6 +301,12 @@ class FlowTable {
   void setConnCounts(std::atomic<uint32_t>* counts) { counts_ = counts; }
   const std::atomic<uint32_t>* connCounts() const { return counts_; }
 
+  // Called as a kFlowPersist connection is freed (removed, expired, evicted), with its
+  // record index (indexOf()).
+  using ReleaseHook = void (*)(void* ctx, uint32_t record);
+  void setReleaseHook(ReleaseHook hook, void* ctx) { release_ = hook, release_ctx_ = ctx; }
+  uint32_t indexOf(const Entry* e) const { return static_cast<uint32_t>(e - flows_.get()); }
+
   ConnTimeouts& timeouts() { return timeouts_; }
   const FlowTableCounters& counters() const { return counters_; }
   uint32_t size() const { return size_; }
@@ -384,6 +395,8 @@ class FlowTable {
   ConnTimeouts timeouts_;
   FlowTableCounters counters_;
   std::atomic<uint32_t>* counts_ = nullptr;
+  ReleaseHook release_ = nullptr;
+  void* release_ctx_ = nullptr;
 };
 
 template <>

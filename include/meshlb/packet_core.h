@@ -25,6 +25,7 @@
 #include "meshlb/flow_table.h"
 #include "meshlb/nat.h"
 #include "meshlb/parse.h"
+#include "meshlb/persist.h"
 #include "meshlb/snapshot.h"
 #include "meshlb/types.h"
 #include "meshlb/vxlan.h"
@@ -91,6 +92,8 @@ struct CoreConfig {
   std::atomic<uint8_t>* overload = nullptr;
   BackendStats* backend_stats =
       nullptr;  // BackendId::kSlots entries (null: the core keeps its own)
+  // The persistence templates every worker shares (null: the core keeps its own).
+  PersistTable* templates = nullptr;
 };
 
 // What the first stage learns of a packet (parse, flow key and hash) and the
@@ -111,6 +114,9 @@ struct PacketMeta {
 class PacketCore {
  public:
   PacketCore(WorkerCounters& counters, const CoreConfig& cfg);
+  // The flow table calls back into this object (templates): it stays where it is.
+  PacketCore(const PacketCore&) = delete;
+  PacketCore& operator=(const PacketCore&) = delete;
 
   // Read once per burst by the shell; timeouts follow the snapshot.
   void setSnapshot(const Snapshot* s) {
@@ -197,7 +203,8 @@ class PacketCore {
   Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
                                 const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why);
   Flow<Ipv4Addr>* admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
-                        const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs, Drop* why);
+                        const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs, Drop* why,
+                        bool untracked = false);
   uint32_t firstSnatPort() const;
   // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
   // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane
@@ -214,6 +221,12 @@ class PacketCore {
   }
   Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
                       Ipv4Addr nexthop);
+  // ipvsadm -i: the packet, unchanged, inside IPIP, GUE or GRE to its real server.
+  Verdict tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
+                 const RouteSnap<Ipv4Addr>* rt);
+  // A SYN on a connection that has ended (conn_reuse_mode): whether it starts anew.
+  bool reusable(const Flow<Ipv4Addr>& e) const;
+  static void releaseTemplate(void* self, uint32_t record);
   Verdict decapsulate(uint8_t* frame, const PacketMeta& m);
   Verdict decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t udp_port);
   // ICMP "fragmentation needed" to the sender of a packet the overlay cannot carry.
@@ -238,6 +251,11 @@ class PacketCore {
   std::vector<SchedState> sched_;  // by service slot, kept across snapshots as IPVS keeps
                                    // them in the service; sized once, never on the packet path
   uint32_t snat_next_;
+  std::unique_ptr<PersistTable> own_templates_;  // when the caller keeps none
+  PersistTable* templates_;
+  HugeArray<PersistTable::Ref> template_of_;  // by flow record: the template it holds
+  Flow<Ipv4Addr> untracked_{};                // -o: the datagram's connection, never inserted
+  uint16_t tunnel_id_ = 0;                    // outer IPv4 ids of tunnelled packets without DF
   uint32_t now_ms_ = 0;
   bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())
   uint8_t scratch_[kTooBigMaxLen];
@@ -268,12 +286,22 @@ template <class Addr, Encap kEncap>
     Flow<Ipv4Addr>* e = hit.flow;
     if (e) {
       if (!snap_->backendLive(e->backendId())) {
-        // expire_nodest_conn=1 (Swarm's setting): the real server is gone, so the
-        // connection is expired and its packet dropped.
+        // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection
+        // is expired too, else it waits (the server may come back from IPVS's trash).
+        if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
         table_.remove(e);
         return drop(Drop::kNodestExpired);
       }
-    } else {
+      if (__builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
+          key.proto == kProtoTcp && reusable(*e)) {
+        // conn_reuse_mode: a client reusing the ports of a connection that has ended
+        // starts a new one, scheduled afresh.
+        table_.remove(e);
+        bump(c_.conn_reused);
+        e = nullptr;
+      }
+    }
+    if (!e) {
       Verdict v;
       e = onMiss(frame, m, &v);
       if (!e) return v;
@@ -300,8 +328,11 @@ template <class Addr, Encap kEncap>
       bump(c_.nat_original);
       bump(bs.inpkts);
       bump(bs.inbytes, p.ip.l3_length);
-      // -g: the packet goes as it is, only to the real server's MAC (DSR).
-      if (__builtin_expect(e->flags & kFlowDirect, 0)) return forward(frame, m, rt, to);
+      // -g: the packet goes as it is, only to the real server's MAC (DSR); -i: inside a
+      // tunnel to it.
+      if (__builtin_expect(e->flags & (kFlowDirect | kFlowTunnel), 0)) {
+        return e->flags & kFlowTunnel ? tunnel(frame, m, *e, rt) : forward(frame, m, rt, to);
+      }
     } else {
       bump(c_.nat_reply);
       bump(bs.outpkts);

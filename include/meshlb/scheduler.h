@@ -30,8 +30,9 @@ struct SchedulerDef;
 struct LocalityTable {
   static constexpr uint32_t kEntries = 4096;
   static constexpr uint32_t kMaxSet = 4;  // lblcr: servers kept per destination
-  // The kernel's lblc_expiration and lblcr_expiration (sysctls, 24 hours): an entry
-  // unused that long is gone; an lblcr set unchanged that long loses its busiest.
+  // The kernel's lblc_expiration and lblcr_expiration (sysctls, 24 hours by default,
+  // PickInput::expiration_s): an entry unused that long is gone; an lblcr set
+  // unchanged that long loses its busiest.
   static constexpr uint32_t kExpirationS = 24 * 60 * 60;
   struct alignas(64) Entry {
     std::atomic_flag lock;
@@ -93,6 +94,8 @@ struct PickInput {
   uint16_t src_port = 0;
   uint64_t random = 0;  // twos: a fresh random number for each pick
   uint32_t now_s = 0;   // lblc, lblcr: the worker's clock, in seconds
+  // lblc, lblcr: the sysctl lblc_expiration or lblcr_expiration, in seconds.
+  uint32_t expiration_s = LocalityTable::kExpirationS;
   // Every worker's per-backend connection counts (FlowTable::setConnCounts layout:
   // [2 * slot] active, [2 * slot + 1] inactive), this worker's included, for the
   // schedulers that declare needs_conn_counts; empty otherwise. A pick sums them, so

@@ -23,6 +23,7 @@
 #include "meshlb/maglev.h"
 #include "meshlb/proto.h"
 #include "meshlb/scheduler.h"
+#include "meshlb/sysctls.h"
 #include "meshlb/types.h"
 
 namespace meshlb {
@@ -32,6 +33,17 @@ enum class Forwarding : uint8_t {
   kMasq,    // -m: DNAT (and SNAT where a rule says), replies come back through meshlb
   kDirect,  // -g: the packet goes to the server unchanged but for its MAC (or its VXLAN
             // encapsulation); the server has the VIP and answers the client itself (DSR)
+  kTunnel,  // -i: the packet goes to the server inside IPIP, GUE or GRE (TunnelSnap); the
+            // server decapsulates it, has the VIP and answers the client itself
+};
+
+// How a -i real server's packets are encapsulated (ipvsadm --tun-type and options).
+struct TunnelSnap {
+  enum Type : uint8_t { kIpip, kGue, kGre };
+  enum Csum : uint8_t { kNone, kCsum, kRemote };  // --tun-nocsum, --tun-csum, --tun-remcsum
+  Type type = kIpip;
+  Csum csum = kNone;
+  uint16_t port = 0;  // GUE's UDP destination port, network order
 };
 
 template <class Addr>
@@ -41,6 +53,7 @@ struct BackendSnap {
   uint32_t weight = 0;
   BackendId id;
   Forwarding fwd = Forwarding::kMasq;
+  TunnelSnap tunnel{};  // fwd == kTunnel
 };
 
 // A backend's stable identity for Maglev: its address bytes, then its port, both
@@ -64,6 +77,12 @@ struct ServiceSnap : ServiceSched {
   Addr vip;
   uint16_t vport = 0;                       // network order
   std::vector<BackendSnap<Addr>> backends;  // sorted by address and port; weights[i] is theirs
+  // -p: persistence (0: none), the template timeout; -M as a mask of the client's address.
+  uint32_t persist_ms = 0;
+  Addr persist_mask{};
+  // Persistent services: a backend's index by its BackendId::raw() (for a template).
+  absl::flat_hash_map<uint32_t, uint32_t> index_of;
+  bool ops = false;  // -o: one-packet scheduling (UDP): every datagram scheduled, none tracked
 };
 
 // The services of a family by key (FamilySnap::serviceKey or fwmarkKey), in a fixed
@@ -359,11 +378,18 @@ struct FamilySnap {
   }
   static uint64_t fwmarkKey(uint32_t mark) { return (uint64_t{1} << 63) | mark; }
 
+  // ip_vs_service_find(): the service on the address and port, else the address's
+  // port-0 (catch-all, persistent) service.
   const ServiceSnap<Addr>* findService(uint8_t proto, const Addr& vip, uint16_t vport) const {
+    if (const ServiceSnap<Addr>* s = findExact(proto, vip, vport)) return s;
+    return port_zero_services && vport ? findExact(proto, vip, 0) : nullptr;
+  }
+  const ServiceSnap<Addr>* findExact(uint8_t proto, const Addr& vip, uint16_t vport) const {
     const ServiceSnap<Addr>* s = services.find(serviceKey(proto, vip, vport));
     if (!s) return nullptr;
     return !s->fwmark && s->vip == vip && s->vport == vport && s->proto == proto ? s : nullptr;
   }
+  uint32_t port_zero_services = 0;  // how many services are on port 0
   const ServiceSnap<Addr>* findFwmark(uint32_t mark) const {
     return services.find(fwmarkKey(mark));
   }
@@ -485,6 +511,10 @@ struct Snapshot {
   // configuration's size).
   std::vector<uint8_t> live_backend = std::vector<uint8_t>(BackendId::kSlots, 0);
   ConnTimeouts timeouts;
+  IpvsSysctls sysctls;
+  // The -i real servers' encapsulation, by BackendId::raw() (null: none), for the
+  // packets of their connections; shared with the snapshot before while unchanged.
+  std::shared_ptr<const absl::flat_hash_map<uint32_t, TunnelSnap>> tunnels;
 
   void setBackendLive(BackendId id) {
     live_backend[id.slot()] = static_cast<uint8_t>(BackendId::kLiveBit | id.generation());

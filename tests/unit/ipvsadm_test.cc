@@ -474,6 +474,164 @@ TEST(Ipvsadm, EditAndDelete) {
   EXPECT_EQ(*run(m, "-S -n"), "");
 }
 
+// Issue 11: -p, -M, port-0 and firewall-mark persistence and -o, listed and saved as
+// ipvsadm 1.31 prints them (its print_service_entry: " ops" inside the persistent
+// part for -L, after it and without a dash for -S), and a save restores.
+TEST(Ipvsadm, PersistenceAndOnePacketListedAndSavedAsIpvsadm) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.100:443 -s rr -p");
+  ok(m, "-a -t 198.18.0.100:443 -r 198.19.1.2");
+  ok(m, "-A -t 198.18.0.100:0 -s wlc -p 10800 -M 255.255.255.0");
+  ok(m, "-a -t 198.18.0.100:0 -r 198.19.1.3 -m");
+  ok(m, "-A -u 198.18.0.100:53 -s rr -o");
+  ok(m, "-A -f 7 -s sh -p 60 -o");
+  EXPECT_EQ(*run(m, "-L -n"),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "TCP  198.18.0.100:0 wlc persistent 10800 mask 255.255.255.0\n"
+            "  -> 198.19.1.3:0                 Masq    1      0          0         \n"
+            "TCP  198.18.0.100:443 rr persistent 300\n"
+            "  -> 198.19.1.2:443               Route   1      0          0         \n"
+            "UDP  198.18.0.100:53 rr\n"
+            "FWM  7 sh persistent 60 ops\n");
+  const std::string saved = *run(m, "-S -n");
+  EXPECT_EQ(saved,
+            "-A -t 198.18.0.100:0 -s wlc -p 10800 -M 255.255.255.0\n"
+            "-a -t 198.18.0.100:0 -r 198.19.1.3:0 -m -w 1\n"
+            "-A -t 198.18.0.100:443 -s rr -p 300\n"
+            "-a -t 198.18.0.100:443 -r 198.19.1.2:443 -g -w 1\n"
+            "-A -u 198.18.0.100:53 -s rr ops\n"
+            "-A -f 7 -s sh -p 60 ops\n");
+  ok(m, "-C");
+  ASSERT_TRUE(run(m, "-R", saved).ok());
+  EXPECT_EQ(*run(m, "-S -n"), saved);
+  // -E replaces the options: without -p the service is no longer persistent, and port 0
+  // then is refused as ipvsadm refuses it.
+  ok(m, "-E -t 198.18.0.100:443 -s rr");
+  EXPECT_EQ(*run(m, "-L -n -t 198.18.0.100:443"),
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "TCP  198.18.0.100:443 rr\n"
+            "  -> 198.19.1.2:443               Route   1      0          0         \n");
+  refused(m, {{"-E -t 198.18.0.100:0 -s wlc", "Zero port specified for non-persistent service"}});
+}
+
+// keepalived's and kube-proxy's shapes restored and listed back identically: DR with
+// persistence and a netmask (keepalived's persistence_timeout, persistence_granularity),
+// and ClientIP session affinity (kube-proxy's -p 10800 with rr, NAT).
+TEST(Ipvsadm, KeepalivedAndKubeProxyDumpsRestore) {
+  ServiceModel m;
+  const std::string dump =
+      "-A -t 198.18.0.10:80 -s wlc -p 50 -M 255.255.255.0\n"
+      "-a -t 198.18.0.10:80 -r 198.19.1.11:80 -g -w 1\n"
+      "-a -t 198.18.0.10:80 -r 198.19.1.12:80 -g -w 2\n"
+      "-A -t 198.18.0.20:443 -s rr -p 10800\n"
+      "-a -t 198.18.0.20:443 -r 198.19.2.5:8443 -m -w 1\n"
+      "-a -t 198.18.0.20:443 -r 198.19.2.6:8443 -m -w 1\n"
+      "-A -u 198.18.0.20:53 -s rr -p 10800\n"
+      "-a -u 198.18.0.20:53 -r 198.19.2.7:53 -m -w 1\n";
+  ASSERT_TRUE(run(m, "-R", dump).ok());
+  EXPECT_EQ(*run(m, "-S -n"), dump);
+}
+
+TEST(Ipvsadm, TunnelsListedAndSavedAsIpvsadm) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.100:80 -s rr");
+  ok(m, "-a -t 198.18.0.100:80 -r 198.19.1.2 -i");
+  ok(m, "-a -t 198.18.0.100:80 -r 198.19.1.3 -i --tun-type gue --tun-port 6080 --tun-csum");
+  ok(m, "-a -t 198.18.0.100:80 -r 198.19.1.4:9999 -i --tun-type gre");
+  ok(m, "-a -t 198.18.0.100:80 -r 198.19.1.5 -m");
+  EXPECT_EQ(
+      *run(m, "-L -n --tun-info"),
+      "IP Virtual Server version 1.2.1 (size=4096)\n"
+      "Prot LocalAddress:Port Scheduler Flags\n"
+      "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn "
+      "InActConn\n"
+      "TCP  198.18.0.100:80 rr\n"
+      "  -> 198.19.1.2:80                Tunnel  ipip          1      0          0         \n"
+      "  -> 198.19.1.3:80                Tunnel  gue:6080:+c   1      0          0         \n"
+      "  -> 198.19.1.4:80                Tunnel  gre:-c        1      0          0         \n"
+      "  -> 198.19.1.5:80                Masq    n/a           1      0          0         \n");
+  const std::string saved = *run(m, "-S -n");
+  EXPECT_EQ(saved,
+            "-A -t 198.18.0.100:80 -s rr\n"
+            "-a -t 198.18.0.100:80 -r 198.19.1.2:80 -i -w 1 --tun-type ipip\n"
+            "-a -t 198.18.0.100:80 -r 198.19.1.3:80 -i -w 1 --tun-type gue --tun-port 6080 "
+            "--tun-csum\n"
+            "-a -t 198.18.0.100:80 -r 198.19.1.4:80 -i -w 1 --tun-type gre --tun-nocsum\n"
+            "-a -t 198.18.0.100:80 -r 198.19.1.5:80 -m -w 1\n");
+  ok(m, "-C");
+  ASSERT_TRUE(run(m, "-R", saved).ok());
+  EXPECT_EQ(*run(m, "-S -n"), saved);
+  // -e changes the encapsulation.
+  ok(m, "-e -t 198.18.0.100:80 -r 198.19.1.3 -i --tun-type gue --tun-port 7000 --tun-remcsum");
+  EXPECT_NE(run(m, "-L -n --tun-info")->find("gue:7000:r+c"), std::string::npos);
+}
+
+TEST(Ipvsadm, PersistentConnShowsTemplatesPerServer) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.100:443 -s rr -p");
+  ok(m, "-a -t 198.18.0.100:443 -r 198.19.1.2 -m");
+  ok(m, "-a -t 198.18.0.100:443 -r 198.19.1.4 -m -w 3");
+  IpvsDataplane dp;
+  int listings = 0;
+  dp.listing = [&](bool begins) { listings += begins ? 1 : 0; };
+  dp.counters = [&](BackendId id) {
+    DestCounters c;
+    const bool first = id == m.services().begin()->second.dests[0].id;
+    c.persistconns = first ? 2 : 0;
+    c.active = first ? 0 : 1;
+    return c;
+  };
+  EXPECT_EQ(*runIpvsadm(m, {"-L", "-n", "--persistent-conn"}, "", dp),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n"
+            "  -> RemoteAddress:Port\n"
+            "TCP  198.18.0.100:443 rr persistent 300\n"
+            "  -> 198.19.1.2:443               1         2           0          0         \n"
+            "  -> 198.19.1.4:443               3         0           1          0         \n");
+  EXPECT_EQ(listings, 1);
+  // -c --persistent-conn: ipvsadm's header with the persistence engine's columns; a
+  // firewall mark's template has protocol IP.
+  dp.connections = []() -> absl::StatusOr<std::vector<ConnEntry>> {
+    ConnEntry t;
+    t.protocol = 0;
+    t.client = *IpAddr::parse("198.18.0.0");
+    t.virt = *IpAddr::parse("0.0.0.7");
+    t.dest = *IpAddr::parse("198.19.1.2");
+    t.state = "NONE";
+    t.expires_s = 299;
+    return std::vector<ConnEntry>{t};
+  };
+  EXPECT_EQ(*runIpvsadm(m, {"-L", "-n", "-c", "--persistent-conn"}, "", dp),
+            "IPVS connection entries\n"
+            "pro expire state       source             virtual            destination        pe "
+            "name          pe_data\n"
+            "IP  04:59  NONE        198.18.0.0:0       0.0.0.7:0          198.19.1.2:0\n");
+}
+
+TEST(Ipvsadm, NoSortListsInTheKernelsOrder) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.200:80 -s rr");
+  ok(m, "-a -t 198.18.0.200:80 -r 198.19.1.2 -m");
+  ok(m, "-a -t 198.18.0.200:80 -r 198.19.1.9 -m");
+  ok(m, "-a -t 198.18.0.200:80 -r 198.19.1.5 -m");
+  ok(m, "-A -t 198.18.0.100:80 -s rr");
+  // Services as they were added; a service's servers newest first, as the kernel's list.
+  EXPECT_EQ(*run(m, "-L -n --nosort"),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "TCP  198.18.0.200:80 rr\n"
+            "  -> 198.19.1.5:80                Masq    1      0          0         \n"
+            "  -> 198.19.1.9:80                Masq    1      0          0         \n"
+            "  -> 198.19.1.2:80                Masq    1      0          0         \n"
+            "TCP  198.18.0.100:80 rr\n");
+  EXPECT_EQ(run(m, "-S -n")->substr(0, 27), "-A -t 198.18.0.100:80 -s rr");
+  refused(m, {{"-S --nosort", "Illegal 'nosort' option with the 'save' command"}});
+}
+
 TEST(Ipvsadm, TimeoutsSetAndShown) {
   ServiceModel m;
   EXPECT_EQ(*run(m, "-L --timeout"), "Timeout (tcp tcpfin udp): 900 120 300\n");
@@ -526,12 +684,38 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"", "-e -f 256 -r 198.19.1.9:0 -m", "No such destination"},
                       BadCase{"", "-d -f 256 -r 198.19.1.9:0", "No such destination"},
                       BadCase{"", "-A -t 198.18.0.1:80 -s lcx", "scheduler 'lcx' is not supported"},
-                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i", "-i (IPIP tunnelling) is not"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m --tun-type gre",
+                              "Tunnel options conflict with forward method"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i --tun-type gue",
+                              "You need to supply the 'tun-port' option for the 'gue' tunnel "
+                              "type"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i --tun-type gre --tun-port 6080",
+                              "Illegal 'tun-port' option with the 'gre' tunnel type"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i --tun-type ipip --tun-csum",
+                              "Illegal 'tun-csum' option with the 'ipip' tunnel type"},
+                      BadCase{"",
+                              "-a -f 256 -r 198.19.1.9:0 -i --tun-type gue --tun-port 1 "
+                              "--tun-csum --tun-nocsum",
+                              "The option 'tun-csum' conflicts with the 'tun-nocsum' option in "
+                              "the 'gue' tunnel type"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i --tun-type vxlan",
+                              "illegal tunnel type specified"},
+                      BadCase{"", "-a -f 256 -r 198.19.1.9:0 -i --tun-type gue --tun-port 0",
+                              "illegal tunnel port specified"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -o",
+                              "One-Packet Scheduling is only for UDP virtual services"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -p -M 255.255.x.0",
+                              "illegal virtual server persistent mask specified"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr --pe sip", "persistence engines"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 0", "invalid timeout value `0'"},
+                      BadCase{"", "-A -t 198.18.0.1:0 -s rr",
+                              "Zero port specified for non-persistent service"},
                       BadCase{"", "-A -t 198.18.0.999:80 -s rr", "illegal service address"},
                       BadCase{"", "-A -t 198.18.0.1 -s rr", "needs a port"},
                       BadCase{"", "-A -t 198.18.0.1:99999 -s rr", "illegal service port"},
                       BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w -1", "illegal weight"},
-                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 300", "option -p is not supported"},
+                      BadCase{"", "-A -t 198.18.0.1:80 -s rr -p 2678401",
+                              "invalid timeout value `2678401' specified"},
                       BadCase{"", "-A -t 198.18.0.1:80 -s rr --bogus", "unknown option '--bogus'"},
                       BadCase{"", "-A -D -f 256", "multiple commands specified"},
                       BadCase{"", "-A -s rr",
