@@ -39,6 +39,9 @@ struct ApplianceOptions {
   bool second_overlay = false;
   // Their UDP ports (Swarm's --data-path-port; 4789 unless set).
   uint16_t overlay_port = 4789, second_overlay_port = 4789;
+  // Persistence templates shared with other appliances' cores (as meshlbd's workers
+  // share them); null: the core keeps its own.
+  PersistTable* templates = nullptr;
 };
 
 class Appliance {
@@ -136,6 +139,7 @@ class Appliance {
     c.workers = o.workers;
     c.flow_capacity = o.flow_capacity;
     c.seed = 1;
+    c.templates = o.templates;
     return c;
   }
   void publish() {

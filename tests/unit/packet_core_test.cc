@@ -546,5 +546,292 @@ TEST(PacketCore, SpoofedSynsCannotHoldSnatPorts) {
   EXPECT_EQ(t.fromTask(kept, kTcpAck), Verdict::transmit(0));
 }
 
+
+// ---- Issue 11: persistence, one-packet scheduling, tunnels, sysctls ------------------
+
+// A client's TCP SYN (or, with `flags`, another segment) to VIP:dport from `client`:sport.
+Bytes tcpTo(const char* client, uint16_t sport, uint16_t dport = 8080, uint8_t flags = kTcpSyn) {
+  Bytes f(kPktSize);
+  buildTcp(f.data(), test::v4(client).v, test::v4("198.18.0.100").v, htons(sport), htons(dport),
+           flags);
+  return f;
+}
+
+// A UDP datagram from `client`:sport to VIP:dport.
+Bytes udpTo(const char* client, uint16_t sport, uint16_t dport) {
+  Bytes f = tcpTo(client, sport, dport);
+  uint8_t* ip = f.data() + 14;
+  ip[9] = kProtoUdp;
+  storeBe16(ip + 2, 28);
+  store16(ip + 10, 0);
+  store16(ip + 10, csumFull(ip, 20));
+  storeBe16(ip + 24, 8);
+  store16(ip + 26, 0);  // no checksum
+  f.resize(14 + 28);
+  return f;
+}
+
+// The task a packet went to: its destination address's last byte (198.19.1.N), or 'x'.
+char taskOf(const Verdict& v, const Bytes& out) {
+  return v == Verdict::transmit(1) ? static_cast<char>('0' + out[33]) : 'x';
+}
+
+std::vector<std::string> persistentService(const char* options, const char* proto = "-t",
+                                           const char* port = "8080") {
+  const std::string svc = std::string(proto) + " 198.18.0.100:" + port;
+  std::vector<std::string> c{"ipvsadm -A " + svc + " -s rr " + options};
+  for (int t = 1; t <= 3; ++t) {
+    c.push_back("ipvsadm -a " + svc + " -r 198.19.1." + std::to_string(t) + " -m");
+  }
+  c.push_back(
+      "iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.19.0.0/16 -j SNAT --to-source "
+      "198.19.0.1");
+  return c;
+}
+
+TEST(Persistence, AClientKeepsItsTaskAcrossConnectionsAndWorkers) {
+  // Two cores with one template table, as meshlbd's workers: a client's connections
+  // arrive on either (the owner is a hash of its address and port).
+  PersistTable shared(64);
+  ApplianceOptions o;
+  o.templates = &shared;
+  Appliance a(persistentService("-p 300"), o), b(persistentService("-p 300"), o);
+  std::string seen;
+  for (uint16_t i = 0; i < 8; ++i) {
+    Appliance& core = i % 2 ? b : a;
+    Bytes f = tcpTo("198.18.0.10", static_cast<uint16_t>(41000 + i));
+    seen += taskOf(core.send(f, 0), f);
+  }
+  EXPECT_EQ(seen, "11111111");
+  // Another client is scheduled (core a's rr moves on) and then keeps its own task,
+  // on the other core too.
+  Bytes f = tcpTo("198.18.0.11", 42000);
+  const char other = taskOf(a.send(f, 0), f);
+  EXPECT_EQ(other, '2');
+  f = tcpTo("198.18.0.11", 42001);
+  EXPECT_EQ(taskOf(b.send(f, 0), f), other);
+  EXPECT_EQ(shared.counters().created.load(), 2u);
+  EXPECT_EQ(shared.counters().reused.load(), 8u);
+
+  // Without -p, rr spreads one client's connections.
+  Appliance plain(persistentService(""));
+  seen.clear();
+  for (uint16_t i = 0; i < 3; ++i) {
+    f = tcpTo("198.18.0.10", static_cast<uint16_t>(41000 + i));
+    seen += taskOf(plain.send(f, 0), f);
+  }
+  EXPECT_EQ(seen, "123");
+}
+
+TEST(Persistence, NetmaskGroupsClientsAndPortZeroKeepsThePort) {
+  Appliance a(persistentService("-p 60 -M 255.255.255.0", "-t", "0"));
+  // 198.18.0.10 and .20 share the template of 198.18.0.0/24, whatever port they reach.
+  std::string seen;
+  const char* clients[] = {"198.18.0.10", "198.18.0.20", "198.18.0.10"};
+  const uint16_t ports[] = {8080, 9090, 443};
+  for (int i = 0; i < 3; ++i) {
+    Bytes f = tcpTo(clients[i], static_cast<uint16_t>(41000 + i), ports[i]);
+    seen += taskOf(a.send(f, 0), f);
+    EXPECT_EQ(loadBe16(f.data() + 36), ports[i]) << "the port-0 service keeps the packet's port";
+  }
+  EXPECT_EQ(seen, "111");
+  // A port nothing else serves is the catch-all's; another address is not.
+  Bytes other = tcpTo("198.18.0.10", 41010, 22);
+  other[14 + 19] = 1;  // to 198.18.0.1, the twin's own address: the kernel's
+  store16(other.data() + 24, 0);
+  store16(other.data() + 24, csumFull(other.data() + 14, 20));
+  EXPECT_EQ(a.send(other, 0), Verdict::toKernel(0));
+}
+
+TEST(Persistence, TemplateOutlivesItsTimeoutWhileItsConnectionsLast) {
+  // UDP: a flow lasts the udp timeout (1000 s here), the template 10 s.
+  std::vector<std::string> c = persistentService("-p 10", "-u", "53");
+  c.push_back("ipvsadm --set 0 0 1000");
+  Appliance a(c);
+  Bytes f = udpTo("198.18.0.10", 5000, 53);
+  EXPECT_EQ(taskOf(a.send(f, 0, 1000), f), '1');
+  // 500 s later the template's own timeout is long gone, but its connection is open.
+  f = udpTo("198.18.0.10", 5001, 53);
+  EXPECT_EQ(taskOf(a.send(f, 0, 500000), f), '1');
+  // Both connections end (the sweep frees them): the template with them; the client is
+  // scheduled afresh (rr's next).
+  a.core().setNow(1600000);
+  a.core().expireSome(1024);
+  f = udpTo("198.18.0.10", 5002, 53);
+  EXPECT_EQ(taskOf(a.send(f, 0, 1600001), f), '2');
+}
+
+TEST(Persistence, TemplateWithoutConnectionsEndsAtItsTimeout) {
+  Appliance a(persistentService("-p 300"));
+  auto openAndReset = [&](uint16_t port, uint32_t at_ms) {
+    Bytes f = tcpTo("198.18.0.10", port);
+    const char task = taskOf(a.send(f, 0, at_ms), f);
+    f = tcpTo("198.18.0.10", port, 8080, kTcpRst);  // SYN_RECV stays; then CLOSE, 10 s
+    a.send(f, 0, at_ms);
+    f = tcpTo("198.18.0.10", port, 8080, kTcpAck);
+    a.send(f, 0, at_ms);
+    f = tcpTo("198.18.0.10", port, 8080, kTcpRst);
+    a.send(f, 0, at_ms);
+    a.core().setNow(at_ms + 20000);  // the connection is gone
+    a.core().expireSome(1024);
+    EXPECT_EQ(a.core().table().size(), 0u);
+    return task;
+  };
+  EXPECT_EQ(openAndReset(41000, 1000), '1');
+  // 250 s later, no connection open: the template still names task 1 (its 300 s run
+  // from its last connection)...
+  EXPECT_EQ(openAndReset(41001, 251000), '1');
+  // ...and each new connection runs it again from there (251 s + 300 s)...
+  EXPECT_EQ(openAndReset(41002, 500000), '1');
+  // ...until 300 s pass without one: the client is scheduled afresh.
+  EXPECT_EQ(openAndReset(41003, 810000), '2');
+}
+
+TEST(Persistence, QuiescentAndDeletedServers) {
+  Appliance a(persistentService("-p 300"));
+  Bytes f = tcpTo("198.18.0.10", 41000);
+  EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+  // Weight 0: the kernel's default keeps sending the persistent client there.
+  a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.1 -m -w 0");
+  f = tcpTo("198.18.0.10", 41001);
+  EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+  // expire_quiescent_template=1 (Swarm's): its template is void, the client moves.
+  a.run("sysctl net.ipv4.vs.expire_quiescent_template=1");
+  f = tcpTo("198.18.0.10", 41002);
+  const char moved = taskOf(a.send(f, 0), f);
+  EXPECT_NE(moved, '1');
+  EXPECT_NE(moved, 'x');
+  f = tcpTo("198.18.0.10", 41003);
+  EXPECT_EQ(taskOf(a.send(f, 0), f), moved);
+  // Its server deleted: whatever the sysctl, the client is scheduled again.
+  a.run(std::string("ipvsadm -d -t 198.18.0.100:8080 -r 198.19.1.") + moved);
+  f = tcpTo("198.18.0.10", 41004);
+  const char again = taskOf(a.send(f, 0), f);
+  EXPECT_NE(again, moved);
+  EXPECT_NE(again, '1');
+}
+
+TEST(OnePacket, EveryDatagramScheduledNoneTracked) {
+  Appliance a(persistentService("-o", "-u", "53"));
+  std::string seen;
+  for (int i = 0; i < 4; ++i) {
+    Bytes f = udpTo("198.18.0.10", 5000, 53);  // the same five-tuple each time
+    seen += taskOf(a.send(f, 0), f);
+  }
+  EXPECT_EQ(seen, "1231");
+  EXPECT_EQ(a.core().table().size(), 0u);
+  EXPECT_EQ(a.counters().new_connections.load(), 4u);
+  // With -p, one-packet datagrams follow the template and hold none of it.
+  Appliance p(persistentService("-p 30 -o", "-u", "53"));
+  seen.clear();
+  for (int i = 0; i < 3; ++i) {
+    Bytes f = udpTo("198.18.0.10", 5000, 53);
+    seen += taskOf(p.send(f, 0), f);
+  }
+  EXPECT_EQ(seen, "111");
+  EXPECT_EQ(p.core().table().size(), 0u);
+}
+
+TEST(Sysctl, ConnReuseModeReschedulesAClosedConnectionsPorts) {
+  for (const char* mode : {"1", "0"}) {
+    SCOPED_TRACE(mode);
+    std::vector<std::string> c = persistentService("");
+    c.push_back(std::string("sysctl net.ipv4.vs.conn_reuse_mode=") + mode);
+    Appliance a(c);
+    Bytes f = tcpTo("198.18.0.10", 41000);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+    f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+    f = tcpTo("198.18.0.10", 41000, 8080, kTcpRst);  // ESTABLISHED -> CLOSE
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+    // The client opens again from the same port: mode 1 schedules it afresh (rr's next),
+    // mode 0 (Swarm's) sends it on along the old connection.
+    f = tcpTo("198.18.0.10", 41000);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), *mode == '1' ? '2' : '1');
+    EXPECT_EQ(a.counters().conn_reused.load(), *mode == '1' ? 1u : 0u);
+  }
+}
+
+TEST(Sysctl, SloppyTcpStartsAConnectionOnAnyPacket) {
+  Appliance a(persistentService(""));
+  Bytes f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
+  EXPECT_EQ(a.send(f, 0), Verdict::drop(Drop::kTcpNotSyn));
+  a.run("sysctl net.ipv4.vs.sloppy_tcp=1");
+  f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
+  EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+  EXPECT_EQ(a.core().table().size(), 1u);
+  a.core().table().forEach([](const Flow<Ipv4Addr>& e) {
+    EXPECT_EQ(e.connState(), ConnState::kEstablished);  // the kernel's INPUT ack from NONE
+  });
+  f = tcpTo("198.18.0.10", 41001, 8080, kTcpRst);  // never on a RST
+  EXPECT_EQ(a.send(f, 0), Verdict::drop(Drop::kTcpNotSyn));
+}
+
+// -i: the frame task 1 receives, byte for byte (scapy's, tests/data/gen_golden.py).
+TEST(Tunnel, IpipGreAndGueFramesAsTheKernelBuildsThem) {
+  struct Case {
+    const char* options;
+    const char* golden;
+  } cases[] = {{"--tun-type ipip", "core_tun_ipip.out"},
+               {"--tun-type gre", "core_tun_gre.out"},
+               {"--tun-type gre --tun-csum", "core_tun_gre_csum.out"},
+               {"--tun-type gue --tun-port 6080", "core_tun_gue.out"},
+               {"--tun-type gue --tun-port 6080 --tun-csum", "core_tun_gue.out"},
+               {"--tun-type gue --tun-port 6080 --tun-remcsum", "core_tun_gue.out"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.options);
+    Appliance a({"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+                 std::string("ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1 -i ") + c.options});
+    Bytes f = golden("core_tun.in");
+    const Verdict v = a.send(f, 0);
+    ASSERT_EQ(v, Verdict::transmit(1));
+    const Bytes& want = golden(c.golden);
+    ASSERT_EQ(f.size(), want.size());
+    if (std::string(c.golden) != "core_tun_gue.out") {
+      EXPECT_EQ(test::toHex(f), test::toHex(want));
+      continue;
+    }
+    // GUE: the UDP source port is the flow's hash (in 32768-60999, the same for every
+    // packet of the flow); the checksum covers it, so it is checked by recomputing.
+    const uint16_t sport = loadBe16(f.data() + 34);
+    EXPECT_GE(sport, 32768);
+    EXPECT_LT(sport, 61000);
+    const bool csum = std::string(c.options).find("csum") != std::string::npos;
+    const uint8_t* ip = f.data() + 14;
+    if (csum) {
+      ASSERT_NE(load16(f.data() + 40), 0);
+      uint64_t pseudo = csumAdd(ip + 12, 8) + hton16(kProtoUdp) + load16(ip + 20 + 4);
+      EXPECT_EQ(csumFold(csumAdd(ip + 20, f.size() - 34, pseudo)), 0xffff);
+    } else {
+      EXPECT_EQ(load16(f.data() + 40), 0);
+    }
+    Bytes masked = f;
+    masked[34] = want[34], masked[35] = want[35], masked[40] = want[40], masked[41] = want[41];
+    EXPECT_EQ(test::toHex(masked), test::toHex(want));
+    Bytes again = golden("core_tun.in");
+    a.send(again, 0);
+    EXPECT_EQ(loadBe16(again.data() + 34), sport);
+  }
+}
+
+TEST(Tunnel, TooBigForThePathGetsFragmentationNeeded) {
+  Appliance a({"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+               "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1 -i"});
+  // A 1500-byte DF packet does not fit in 1500 with 20 bytes of IPIP in front.
+  Bytes f(14 + 1500, 0);
+  const Bytes in = golden("core_tun.in");
+  std::copy(in.begin(), in.end(), f.begin());
+  uint8_t* ip = f.data() + 14;
+  storeBe16(ip + 2, 1500);
+  store16(ip + 10, 0);
+  store16(ip + 10, csumFull(ip, 20));
+  const Verdict v = a.send(f, 0);
+  EXPECT_EQ(v, Verdict::transmit(0));  // back to the client
+  EXPECT_EQ(f[14 + 9], kProtoIcmp);
+  EXPECT_EQ(f[34], 3);
+  EXPECT_EQ(f[35], 4);
+  EXPECT_EQ(loadBe16(f.data() + 40), 1480);
+}
+
 }  // namespace
 }  // namespace meshlb
