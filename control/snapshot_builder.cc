@@ -149,46 +149,47 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
 // The family's services: from the previous snapshot's table, the services the model
 // changed since (`changed`) rebuilt; or, without those, every service (each still
 // shared when unchanged).
-// The -i real servers' encapsulation (Snapshot::tunnels), from the snapshot before's
-// with what the changed services took out and put in: copied only when one of them
-// has a tunnel, so a configuration without any costs nothing.
-class TunnelMap {
- public:
-  using Map = absl::flat_hash_map<uint32_t, TunnelSnap>;
-  explicit TunnelMap(std::shared_ptr<const Map> base) : base_(std::move(base)) {}
-  template <class Addr>
-  void remove(const ServiceSnap<Addr>* s) {
-    if (!s) return;
-    for (const BackendSnap<Addr>& b : s->backends) {
-      if (b.fwd == Forwarding::kTunnel) own().erase(b.id.raw());
+// What a snapshot indexes by real server beyond the services (the -i servers'
+// encapsulation, the -m servers' endpoints), updated for each service that changed:
+// out with its servers as the snapshot before had them, in with its new ones.
+template <class Addr>
+void unindex(const ServiceSnap<Addr>* s, FamilySnap<Addr>& fam, Snapshot& snap) {
+  if (!s) return;
+  for (const BackendSnap<Addr>& b : s->backends) {
+    if (b.fwd == Forwarding::kTunnel) snap.tunnels.erase(b.id.raw());
+    if (b.fwd != Forwarding::kMasq) continue;
+    for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
+      if (!s->fwmark && proto != s->proto) continue;
+      const uint64_t k = FamilySnap<Addr>::realServerKey(proto, b.addr, b.port);
+      const uint32_t* n = fam.masq_servers.findValue(k);
+      if (n && *n > 1) {
+        fam.masq_servers.put(k, *n - 1);
+      } else {
+        fam.masq_servers.erase(k);
+      }
     }
   }
-  template <class Addr>
-  void add(const ServiceSnap<Addr>* s) {
-    if (!s) return;
-    for (const BackendSnap<Addr>& b : s->backends) {
-      if (b.fwd == Forwarding::kTunnel) own()[b.id.raw()] = b.tunnel;
+}
+template <class Addr>
+void index(const ServiceSnap<Addr>* s, FamilySnap<Addr>& fam, Snapshot& snap) {
+  if (!s) return;
+  for (const BackendSnap<Addr>& b : s->backends) {
+    if (b.fwd == Forwarding::kTunnel) snap.tunnels.put(b.id.raw(), b.tunnel);
+    if (b.fwd != Forwarding::kMasq) continue;
+    for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
+      if (!s->fwmark && proto != s->proto) continue;
+      const uint64_t k = FamilySnap<Addr>::realServerKey(proto, b.addr, b.port);
+      const uint32_t* n = fam.masq_servers.findValue(k);
+      fam.masq_servers.put(k, n ? *n + 1 : 1);
     }
   }
-  std::shared_ptr<const Map> result() {
-    if (own_) return own_->empty() ? nullptr : std::shared_ptr<const Map>(std::move(own_));
-    return base_;
-  }
-
- private:
-  Map& own() {
-    if (!own_) own_ = base_ ? std::make_unique<Map>(*base_) : std::make_unique<Map>();
-    return *own_;
-  }
-  std::shared_ptr<const Map> base_;
-  std::unique_ptr<Map> own_;
-};
+}
 
 template <class Addr>
 void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
                    const FamilySnap<Addr>* previous,
                    const std::optional<std::vector<ServiceKey>>& changed, uint64_t generation,
-                   TunnelMap& tunnels) {
+                   Snapshot& snap) {
   auto update = [&](const ServiceKey& key, const Service* svc) {
     const uint64_t k = snapKey<Addr>(key);
     auto built = svc ? buildService<Addr>(*svc, previous ? previous->services.findPtr(k) : nullptr,
@@ -199,8 +200,8 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
     auto portZero = [](const ServiceSnap<Addr>* x) { return x && !x->fwmark && x->vport == 0; };
     fam.port_zero_services += portZero(built.get()) - portZero(old);
     if (old != built.get()) {
-      tunnels.remove(old);
-      tunnels.add(built.get());
+      unindex(old, fam, snap);
+      index(built.get(), fam, snap);
     }
     if (built) {
       fam.services.put(k, std::move(built));
@@ -211,6 +212,7 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
   if (previous && changed) {
     fam.services = previous->services.derive();
     fam.port_zero_services = previous->port_zero_services;
+    fam.masq_servers = previous->masq_servers.derive();
     for (const ServiceKey& key : *changed) {
       auto it = model.services().find(key);
       update(key, it == model.services().end() ? nullptr : &it->second);
@@ -423,10 +425,9 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   std::optional<std::vector<ServiceKey>> changed;
   if (previous && previous->model_id == model.id())
     changed = model.changedSince(previous->model_version);
-  TunnelMap tunnels(previous && changed ? previous->tunnels : nullptr);
-  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation, tunnels);
-  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation, tunnels);
-  s->tunnels = tunnels.result();
+  if (previous && changed) s->tunnels = previous->tunnels.derive();
+  buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation, *s);
+  buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation, *s);
   s->sysctls = model.sysctls();
   buildKernel(s->v4, nat, kernel, ports);
   buildKernel(s->v6, nat, kernel, ports);

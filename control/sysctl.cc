@@ -89,8 +89,8 @@ constexpr Refused kRefused[] = {
 absl::StatusOr<std::string> nameOf(std::string full) {
   std::replace(full.begin(), full.end(), '/', '.');
   if (!absl::StartsWith(full, kPrefix)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sysctl: '", full, "' is not an IPVS setting: meshlb has net.ipv4.vs.* only"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sysctl: '", full, "' is not an IPVS setting: meshlb has net.ipv4.vs.* only"));
   }
   return full.substr(sizeof(kPrefix) - 1);
 }
@@ -107,9 +107,9 @@ absl::StatusOr<const Setting*> settingOf(const std::string& name) {
   }
   std::vector<std::string> names;
   for (const Setting& s : kSettings) names.emplace_back(s.name);
-  return absl::NotFoundError(absl::StrCat("sysctl: cannot stat /proc/sys/net/ipv4/vs/", name,
-                                          ": no such IPVS setting (meshlb has: ",
-                                          absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat("sysctl: cannot stat /proc/sys/net/ipv4/vs/", name,
+                   ": no such IPVS setting (meshlb has: ", absl::StrJoin(names, ", "), ")"));
 }
 
 std::string line(const Setting& s, const IpvsSysctls& v, bool value_only) {
@@ -162,9 +162,9 @@ absl::StatusOr<std::string> runSysctl(ServiceModel& model, const std::vector<std
       // proc_dointvec: a non-negative int (negative values are refused by meshlb: none
       // of these means anything below 0).
       if (!absl::SimpleAtoi(text, &x) || x > 2147483647u) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sysctl: setting key \"", kPrefix, *name, "\": Invalid argument ('", text,
-            "' is not a number from 0 to 2147483647)"));
+        return absl::InvalidArgumentError(absl::StrCat("sysctl: setting key \"", kPrefix, *name,
+                                                       "\": Invalid argument ('", text,
+                                                       "' is not a number from 0 to 2147483647)"));
       }
       v.*(*s)->field = x;
     }

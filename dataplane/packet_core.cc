@@ -382,11 +382,7 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
 // option with none of them either. Written into the headroom in front of the frame.
 Verdict PacketCore::tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
                            const RouteSnap<Ipv4Addr>* rt) {
-  const TunnelSnap* t = nullptr;
-  if (snap_->tunnels) {
-    auto it = snap_->tunnels->find(e.backend_id);
-    if (it != snap_->tunnels->end()) t = &it->second;
-  }
+  const TunnelSnap* t = snap_->tunnels.findValue(e.backend_id);
   if (!t || !rt || rt->overlay >= 0) return drop(Drop::kNoRoute);
   const FamilySnap<Ipv4Addr>& fam = snap_->v4;
   if (!fam.port_has_addr[rt->port]) return drop(Drop::kTunnelNoSource);

@@ -85,66 +85,57 @@ struct ServiceSnap : ServiceSched {
   bool ops = false;  // -o: one-packet scheduling (UDP): every datagram scheduled, none tracked
 };
 
-// The services of a family by key (FamilySnap::serviceKey or fwmarkKey), in a fixed
-// number of chunks by the key's hash. A snapshot built from the one before starts
-// from its chunks (derive()) and copies just those it changes, so publishing one
-// change costs a chunk (the services / kChunks around it) and a pointer per chunk,
-// not the whole table; every service itself is shared while it does not change.
-template <class Addr>
-class ServiceTable {
+// A map from 64-bit keys to values, in a fixed number of chunks by the key's hash. A
+// table built from the one before starts from its chunks (derive()) and copies just
+// those it changes, so publishing one change costs a chunk (the entries / kChunks
+// around it) and a pointer per chunk, not the whole table.
+template <class V>
+class ChunkedTable {
  public:
-  using Ptr = std::shared_ptr<const ServiceSnap<Addr>>;
   static constexpr uint32_t kChunkBits = 10;
   static constexpr uint32_t kChunks = 1u << kChunkBits;
 
-  ServiceTable() : chunks_(kChunks, emptyChunk()) {}
+  ChunkedTable() : chunks_(kChunks, emptyChunk()) {}
   // A copy shares the chunks and owns none of them: changing it copies what it changes.
-  ServiceTable(const ServiceTable& o) : chunks_(o.chunks_), size_(o.size_) {}
-  ServiceTable& operator=(const ServiceTable& o) {
+  ChunkedTable(const ChunkedTable& o) : chunks_(o.chunks_), size_(o.size_) {}
+  ChunkedTable& operator=(const ChunkedTable& o) {
     chunks_ = o.chunks_;
     owned_.clear();
     size_ = o.size_;
     return *this;
   }
-  ServiceTable(ServiceTable&&) = default;
-  ServiceTable& operator=(ServiceTable&&) = default;
+  ChunkedTable(ChunkedTable&&) = default;
+  ChunkedTable& operator=(ChunkedTable&&) = default;
 
-  const ServiceSnap<Addr>* find(uint64_t key) const {
-    const auto& m = chunks_[chunkOf(key)]->by_key;
-    auto it = m.find(key);
-    return it == m.end() ? nullptr : it->second.get();
-  }
-  const Ptr* findPtr(uint64_t key) const {
+  const V* findValue(uint64_t key) const {
     const auto& m = chunks_[chunkOf(key)]->by_key;
     auto it = m.find(key);
     return it == m.end() ? nullptr : &it->second;
   }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  // Every service, in no particular order (control thread, tests).
-  std::vector<const ServiceSnap<Addr>*> all() const {
-    std::vector<const ServiceSnap<Addr>*> out;
-    out.reserve(size_);
+  // Every entry, in no particular order (control thread, tests).
+  template <class F>
+  void forEach(F&& f) const {
     for (const auto& c : chunks_) {
-      for (const auto& [k, s] : c->by_key) out.push_back(s.get());
+      for (const auto& [k, v] : c->by_key) f(k, v);
     }
-    return out;
   }
 
   // Building (control thread, before publishing): a table starting as this one.
-  ServiceTable derive() const { return *this; }
-  void put(uint64_t key, Ptr s) {
+  ChunkedTable derive() const { return *this; }
+  void put(uint64_t key, V v) {
     auto& m = own(chunkOf(key)).by_key;
-    size_ += m.insert_or_assign(key, std::move(s)).second ? 1 : 0;
+    size_ += m.insert_or_assign(key, std::move(v)).second ? 1 : 0;
   }
   void erase(uint64_t key) {
-    if (!find(key)) return;
+    if (!findValue(key)) return;
     size_ -= own(chunkOf(key)).by_key.erase(key);
   }
 
  private:
   struct Chunk {
-    absl::flat_hash_map<uint64_t, Ptr> by_key;
+    absl::flat_hash_map<uint64_t, V> by_key;
   };
   static const std::shared_ptr<Chunk>& emptyChunk() {
     static const std::shared_ptr<Chunk> e = std::make_shared<Chunk>();
@@ -165,6 +156,26 @@ class ServiceTable {
   std::vector<std::shared_ptr<Chunk>> chunks_;  // never changed once published
   std::vector<bool> owned_;                     // while building: chunks this table made
   size_t size_ = 0;
+};
+
+// The services of a family by key (FamilySnap::serviceKey or fwmarkKey); every service
+// itself is shared while it does not change.
+template <class Addr>
+class ServiceTable : public ChunkedTable<std::shared_ptr<const ServiceSnap<Addr>>> {
+ public:
+  using Ptr = std::shared_ptr<const ServiceSnap<Addr>>;
+  const ServiceSnap<Addr>* find(uint64_t key) const {
+    const Ptr* p = this->findValue(key);
+    return p ? p->get() : nullptr;
+  }
+  const Ptr* findPtr(uint64_t key) const { return this->findValue(key); }
+  std::vector<const ServiceSnap<Addr>*> all() const {
+    std::vector<const ServiceSnap<Addr>*> out;
+    out.reserve(this->size());
+    this->forEach([&](uint64_t, const Ptr& s) { out.push_back(s.get()); });
+    return out;
+  }
+  ServiceTable derive() const { return *this; }
 };
 
 // Address prefixes of either family; a prefix of length 0 matches everything.
@@ -390,6 +401,15 @@ struct FamilySnap {
     return !s->fwmark && s->vip == vip && s->vport == vport && s->proto == proto ? s : nullptr;
   }
   uint32_t port_zero_services = 0;  // how many services are on port 0
+  // The masquerading (-m) real servers, by realServerKey(), each with how many services
+  // have it: nat_icmp_send answers their packets that match no connection.
+  ChunkedTable<uint32_t> masq_servers;
+  static uint64_t realServerKey(uint8_t proto, Ipv4Addr addr, uint16_t port) {
+    return serviceKey(proto, addr, port);
+  }
+  static uint64_t realServerKey(uint8_t proto, const Ipv6Addr& addr, uint16_t port) {
+    return serviceKey(proto, addr, port);
+  }
   const ServiceSnap<Addr>* findFwmark(uint32_t mark) const {
     return services.find(fwmarkKey(mark));
   }
@@ -512,9 +532,9 @@ struct Snapshot {
   std::vector<uint8_t> live_backend = std::vector<uint8_t>(BackendId::kSlots, 0);
   ConnTimeouts timeouts;
   IpvsSysctls sysctls;
-  // The -i real servers' encapsulation, by BackendId::raw() (null: none), for the
-  // packets of their connections; shared with the snapshot before while unchanged.
-  std::shared_ptr<const absl::flat_hash_map<uint32_t, TunnelSnap>> tunnels;
+  // The -i real servers' encapsulation, by BackendId::raw(), for the packets of their
+  // connections.
+  ChunkedTable<TunnelSnap> tunnels;
 
   void setBackendLive(BackendId id) {
     live_backend[id.slot()] = static_cast<uint8_t>(BackendId::kLiveBit | id.generation());

@@ -128,19 +128,38 @@ test_quiescent() {
   (( size == 64 << 20 ))
 }
 
-# 3b. -d: later packets of the task's connections are dropped and the connection
-# expired (expire_nodest_conn=1), so the download stalls and fails.
+# 3b. -d: with the kernel's default expire_nodest_conn=0 the task's packets are dropped
+# (drop_nodest) and its connection kept, so the download resumes once the task is added
+# back (IPVS's trash gives it its id again); with expire_nodest_conn=1 (Swarm's) the
+# connection is expired on its next packet, and the download fails.
+nodest_drops() {  # counter
+  ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w[sys.argv[1]] for w in json.load(sys.stdin)["workers"]))' "$1"
+}
 test_nodest() {
-  local t before after
-  before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
+  local t before after size
+  [[ $(ctl sysctl -n net.ipv4.vs.expire_nodest_conn) == 0 ]] || { echo "# not the kernel's default"; return 1; }
+  before=$(nodest_drops drop_nodest)
   slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
-  echo "# long download on task $t; deleting it"
+  ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
+  sleep 1.5
+  after=$(nodest_drops drop_nodest)
+  ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1 || return 1
+  wait "$DL_PID" || { echo "# the download did not resume"; return 1; }
+  size=$(stat -c %s "$MLB_RUN/dl2")
+  echo "# expire_nodest_conn=0: task $t deleted 1.5 s, drop_nodest $before -> $after, added back: download completed, $size bytes"
+  ((after > before && size == 64 << 20)) || return 1
+
+  ctl sysctl net.ipv4.vs.expire_nodest_conn=1 >/dev/null || return 1
+  before=$(nodest_drops drop_nodest_expired)
+  slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
+  t=$DL_TASK
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
   if wait "$DL_PID"; then echo "# download still completed"; return 1; fi
-  after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w["drop_nodest_expired"] for w in json.load(sys.stdin)["workers"]))')
-  echo "# drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
+  after=$(nodest_drops drop_nodest_expired)
+  echo "# expire_nodest_conn=1: drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
+  ctl sysctl net.ipv4.vs.expire_nodest_conn=0 >/dev/null
   (( after > before ))
 }
 
@@ -460,18 +479,20 @@ test_two_workers() {
   (( ok == 200 )) || return 1
   # ipvsadm -L -n -c: both workers' copies, answered through the control thread's
   # deferred reply (it does not wait on the workers).
-  # Every connection the workers made since the restart (a client port reused while
-  # in TIME_WAIT continues its connection, so fewer than 200), each worker some.
+  # Every connection the workers made since the restart and still track, each worker
+  # some (a client port reused while its connection is in TIME_WAIT ends that one and
+  # starts another: conn_reuse_mode=1, the kernel's default).
   local listed made
   listed=$(ctl ipvsadm -L -n -c | grep -c " 198.18.0.1:8080 ")
-  made=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; n=[x["new_connections"] for x in w]; print(sum(n) if all(n) else 0)')
-  echo "# ipvsadm -L -n -c lists $listed connections to 198.18.0.1:8080; the workers made $made"
+  made=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; n=[x["new_connections"] for x in w]; print(sum(n) - sum(x["conn_reused"] for x in w) if all(n) else 0)')
+  echo "# ipvsadm -L -n -c lists $listed connections to 198.18.0.1:8080; the workers made $made (less those reused)"
   (( made > 0 && listed == made ))
 }
 
 # State file: a restart loses no configuration (connection counts start afresh); SIGTERM exits 0 and removes the socket.
 config_of() {
-  ctl ipvsadm -S -n && ctl ipvsadm --timeout && ctl iptables -t mangle -S && ctl iptables -t nat -S
+  ctl ipvsadm -S -n && ctl ipvsadm --timeout && ctl iptables -t mangle -S &&
+    ctl iptables -t nat -S && ctl sysctl -a
 }
 
 # SIGHUP (log rotation, a terminal gone) neither kills meshlbd nor touches its twins
@@ -637,6 +658,195 @@ test_wlc_over_two_workers() {
   [[ $active == "3 3 3 " ]]
 }
 
+# Persistence (-p) over two workers: one client's connections, from ports either
+# worker owns, all reach one task; the template is listed by -c and counted by
+# --persistent-conn; a port-0 service is persistent per client whatever the port; a
+# task at weight 0 keeps its persistent client until expire_quiescent_template=1.
+test_persistence() {
+  ctl ipvsadm -A -t $VIP:7400 -s rr -p 60 || return 1
+  local i
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7400 -r "198.18.1.1$i:80" -m || return 1; done
+  local before after seq="" t
+  before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
+  for _ in $(seq 12); do
+    seq+=$(client curl -s -m 5 "http://$VIP:7400/" | sed -n 's/^processed by task //p')
+  done
+  after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
+  t=${seq:0:1}
+  echo "# -p 60: 12 connections answered by tasks $seq (new connections per worker: $before -> $after)"
+  [[ $seq == "$(printf "$t%.0s" $(seq 12))" ]] || return 1
+  read -r b0 b1 <<<"$before"
+  read -r a0 a1 <<<"$after"
+  ((a0 > b0 && a1 > b1)) || { echo "# not both workers"; return 1; }
+  local tmpl pc
+  tmpl=$(ctl ipvsadm -L -n -c | grep -E "^TCP [0-9:]+ +NONE +198\.18\.0\.10:0 +$VIP:7400 +198\.18\.1\.1$t:80$")
+  pc=$(ctl ipvsadm -L -n --persistent-conn -t $VIP:7400 | awk -v d="198.18.1.1$t:80" '$2 == d {print $4}')
+  echo "# template: $tmpl; PersistConn $pc"
+  [[ -n $tmpl && $pc == 1 ]] || return 1
+  # Weight 0: the persistent client stays (the kernel's default); with
+  # expire_quiescent_template=1 (Swarm's) it moves, and stays where it moved.
+  ctl ipvsadm -e -t $VIP:7400 -r "198.18.1.1$t:80" -m -w 0 || return 1
+  local stay moved
+  stay=$(client curl -s -m 5 "http://$VIP:7400/" | sed -n 's/^processed by task //p')
+  ctl sysctl net.ipv4.vs.expire_quiescent_template=1 >/dev/null || return 1
+  moved=$(for _ in 1 2 3; do client curl -s -m 5 "http://$VIP:7400/" | sed -n 's/^processed by task //p'; done | tr -d '\n')
+  ctl sysctl net.ipv4.vs.expire_quiescent_template=0 >/dev/null
+  ctl ipvsadm -D -t $VIP:7400
+  echo "# task $t at weight 0: next connection to $stay; with expire_quiescent_template=1: $moved"
+  [[ $stay == "$t" && ${#moved} == 3 && $moved != *$t* && $moved == "${moved:0:1}${moved:0:1}${moved:0:1}" ]] || return 1
+  # Port 0: the address's catch-all (ports without a service of their own), persistent
+  # per client across ports: HTTP on :80, and iperf3's :5201 of the same task.
+  ctl ipvsadm -A -t $VIP:0 -s rr -p 30 || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:0 -r "198.18.1.1$i" -m || return 1; done
+  seq=$(for _ in 1 2 3 4; do client curl -s -m 5 "http://$VIP:80/" | sed -n 's/^processed by task //p'; done | tr -d '\n')
+  client bash -c "exec 3<>/dev/tcp/$VIP/5201" || return 1
+  local own iperf
+  own=$(client curl -s -m 5 "http://$VIP:8080/" | sed -n 's/^processed by task //p')
+  iperf=$(ctl ipvsadm -L -n -c | awk '$5 == "'$VIP':5201" {print $6}' | sort -u)
+  ctl ipvsadm -D -t $VIP:0
+  echo "# port 0 -p 30: VIP:80 answered by $seq, VIP:5201 went to $iperf; VIP:8080 (its own service) by $own"
+  [[ ${#seq} == 4 && $seq == "${seq:0:1}${seq:0:1}${seq:0:1}${seq:0:1}" && -n $own &&
+    $iperf == "198.18.1.1${seq:0:1}:5201" ]]
+}
+
+# One-packet scheduling (-o): every datagram of one UDP socket scheduled on its own (rr
+# over the tasks), none tracked; replies are not translated back (as the kernel's),
+# so they come from the tasks' own addresses.
+test_one_packet() {
+  ctl ipvsadm -A -u $VIP:7600 -s rr -o || return 1
+  local i
+  for i in 1 2 3; do ctl ipvsadm -a -u $VIP:7600 -r "198.18.1.1$i:7" -m || return 1; done
+  local answers listed
+  answers=$(client /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+out = []
+for n in range(6):
+    s.sendto(b"ops %d" % n, ("'$VIP'", 7600))
+    data, peer = s.recvfrom(2048)
+    out.append(data.decode().split(":")[0][-1])
+print("".join(out))
+') || return 1
+  listed=$(ctl ipvsadm -L -n -c | grep -c ":7600 " || true)
+  ctl ipvsadm -D -u $VIP:7600
+  echo "# -o: six datagrams from one socket answered by tasks $answers; $listed tracked"
+  [[ $answers =~ ^(123|231|312)(123|231|312)$ && ${answers:0:3} == "${answers:3:3}" && $listed == 0 ]]
+}
+
+# conn_reuse_mode: a client opening again from the port of a connection that has just
+# closed (TIME_WAIT in the appliance) is scheduled afresh with the kernel's default 1,
+# and kept on the old connection's task with 0 (Swarm's).
+test_conn_reuse_mode() {
+  ctl ipvsadm -A -t $VIP:7700 -s rr || return 1
+  local i
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7700 -r "198.18.1.1$i:80" -m || return 1; done
+  twice() {  # mode: the tasks of two connections in a row from one client port
+    ctl sysctl net.ipv4.vs.conn_reuse_mode=$1 >/dev/null || return 1
+    local port=$((45000 + $1))
+    client curl -s -m 5 --local-port $port "http://$VIP:7700/" | sed -n 's/^processed by task //p'
+    sleep 0.2
+    client curl -s -m 5 --local-port $port "http://$VIP:7700/" | sed -n 's/^processed by task //p'
+  }
+  local r1 r0
+  r1=$(twice 1 | tr -d '\n')
+  r0=$(twice 0 | tr -d '\n')
+  ctl sysctl net.ipv4.vs.conn_reuse_mode=1 >/dev/null
+  ctl ipvsadm -D -t $VIP:7700
+  echo "# one client port, two connections in a row: mode 1 tasks $r1, mode 0 tasks $r0"
+  [[ ${#r1} == 2 && ${r1:0:1} != "${r1:1:1}" && ${#r0} == 2 && ${r0:0:1} == "${r0:1:1}" ]]
+}
+
+# Tunnelling (-i): the frame task 3 receives for a client's SYN, byte for byte: scapy
+# builds what the kernel's ip_vs_tunnel_xmit sends (outer IPv4 from lb1 with the inner
+# TOS, TTL and DF, id 0; GRE; UDP + GUE) around the SYN as the client sent it. (The
+# tasks' kernel has no IPIP or GRE module: the frames are captured, not decapsulated.)
+sniff_one() {  # namespace, interface, pcap, kind (syn PORT | tunnel)
+  ip netns exec "$1" /usr/bin/python3 - "$2" "$3" "$4" "${5:-0}" <<'PY' &
+import sys
+from scapy.all import IP, TCP, UDP, AsyncSniffer, wrpcap
+iface, out, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+def want(p):
+    if IP not in p:
+        return False
+    if kind == "syn":
+        return TCP in p and p[TCP].dport == int(sys.argv[4]) and p[TCP].flags == "S"
+    return p[IP].proto in (4, 47) or (UDP in p and p[UDP].dport == 6080)
+s = AsyncSniffer(iface=iface, lfilter=want, count=1, timeout=6)
+s.start()
+open(out + ".ready", "w").close()
+s.join()
+wrpcap(out, s.results or [])
+PY
+}
+test_tunnels() {
+  ctl ipvsadm -A -t $VIP:7500 -s rr || return 1
+  local lbmac t3mac spec ok=0 n=0
+  lbmac=$(ip -n mlb-lb -br link show lb1 | awk '{print $3}')
+  t3mac=$(ip -n mlb-t3 -br link show eth0 | awk '{print $3}')
+  # Task 3's MAC resolved (and mirrored) first: an unresolved next hop's packet is the
+  # kernel's to forward, which would lower its TTL.
+  lbx ping -c 1 -W 2 198.18.1.13 >/dev/null || return 1
+  for spec in "ipip" "gre" "gre --tun-csum" "gue --tun-port 6080" "gue --tun-port 6080 --tun-csum"; do
+    n=$((n + 1))
+    ctl ipvsadm -a -t $VIP:7500 -r 198.18.1.13 -i --tun-type $spec || return 1
+    rm -f "$MLB_RUN"/tun.pcap* "$MLB_RUN"/syn.pcap*
+    sniff_one mlb-t3 eth0 "$MLB_RUN/tun.pcap" tunnel
+    local at_task=$!
+    sniff_one mlb-client c0 "$MLB_RUN/syn.pcap" syn 7500
+    local at_client=$!
+    for _ in $(seq 50); do [[ -e $MLB_RUN/tun.pcap.ready && -e $MLB_RUN/syn.pcap.ready ]] && break; sleep 0.1; done
+    sleep 0.3
+    client curl -s -m 1 "http://$VIP:7500/" >/dev/null
+    wait "$at_task" "$at_client"
+    ctl ipvsadm -d -t $VIP:7500 -r 198.18.1.13
+    local verdict
+    verdict=$(/usr/bin/python3 - "$MLB_RUN/syn.pcap" "$MLB_RUN/tun.pcap" "$lbmac" "$t3mac" $spec <<'PY'
+import sys
+from scapy.all import GRE, IP, UDP, Ether, Raw, raw, rdpcap
+syn, tun = rdpcap(sys.argv[1]), rdpcap(sys.argv[2])
+if not syn or not tun:
+    print("nothing captured (client %d, task %d)" % (len(syn), len(tun))); sys.exit()
+inner = syn[0][IP]
+got = raw(tun[0])
+kind, csum = sys.argv[5], "--tun-csum" in sys.argv[5:]
+outer = Ether(src=sys.argv[3], dst=sys.argv[4]) / IP(
+    src="198.18.1.1", dst="198.18.1.13", tos=inner.tos, ttl=inner.ttl,
+    id=0 if inner.flags.DF else tun[0][IP].id, flags="DF" if inner.flags.DF else 0)
+if kind == "ipip":
+    want = outer / inner
+elif kind == "gre":
+    want = outer / (GRE(chksum_present=1, proto=0x0800) if csum else GRE(proto=0x0800)) / inner
+else:
+    sport = tun[0][UDP].sport
+    want = outer / UDP(sport=sport, dport=6080, chksum=None if csum else 0) / \
+        Raw(b"\x00\x04\x00\x00") / inner
+want = raw(want)
+print("identical" if got == want else "differs: got %s want %s" % (got.hex(), want.hex()))
+PY
+)
+    echo "# -i --tun-type $spec: the frame task 3 received is $verdict"
+    [[ $verdict == identical ]] && ok=$((ok + 1))
+  done
+  ctl ipvsadm -D -t $VIP:7500
+  ((ok == n))
+}
+
+# meshlbctl sysctl: the names meshlb takes (sysctl -a), set and read back as sysctl
+# prints them; the kernel's others refused with the reason; bad values refused.
+test_sysctl_command() {
+  local all set refused bad
+  all=$(ctl sysctl -a) || return 1
+  set=$(ctl sysctl -w net.ipv4.vs.lblc_expiration=600 net/ipv4/vs/sloppy_tcp=0) || return 1
+  refused=$(ctl sysctl net.ipv4.vs.sync_threshold 2>&1)
+  bad=$(ctl sysctl net.ipv4.vs.sloppy_tcp=yes 2>&1)
+  echo "# $(grep -c . <<<"$all") settings; $(tr '\n' ';' <<<"$set") refused: $refused; bad: $bad"
+  ctl sysctl net.ipv4.vs.lblc_expiration=86400 >/dev/null
+  [[ $all == *"net.ipv4.vs.conn_reuse_mode = 1"* && $all == *"net.ipv4.vs.expire_nodest_conn = 0"* &&
+    $set == $'net.ipv4.vs.lblc_expiration = 600\nnet.ipv4.vs.sloppy_tcp = 0' &&
+    $refused == *"sync daemon"* && $bad == *"Invalid argument"* ]]
+}
+
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
@@ -648,7 +858,7 @@ check "iperf3 TCP through the appliance" test_iperf_tcp
 check "UDP request/response, every task" test_udp_echo
 check "ICMP port unreachable from a task reaches the client, translated" test_icmp_unreachable
 check "weight 0: no new connections, the running download completes" test_quiescent
-check "-d: the deleted task's connections are expired (expire_nodest_conn)" test_nodest
+check "-d: expire_nodest_conn=0 keeps the connection for the task's return; =1 expires it" test_nodest
 check "ipvsadm -Z, then --stats counts the new connections" test_stats_and_zero
 check "-S -n, -C, -R restores an identical -L -n" test_save_restore
 check "full NAT: tasks see the appliance as the client" test_full_nat_peer
@@ -677,6 +887,15 @@ check "wlc (the default) over two workers: connections held open spread by both 
   test_wlc_over_two_workers
 check "thresholds (-x) over two workers: an overloaded server takes no new connection" \
   test_thresholds
+check "persistence (-p) over two workers, its template listed; port 0; quiescent templates" \
+  test_persistence
+check "one-packet scheduling (-o): each datagram of one socket scheduled, none tracked" \
+  test_one_packet
+check "conn_reuse_mode: a closed connection's port rescheduled (1) or kept (0)" \
+  test_conn_reuse_mode
+check "tunnels (-i ipip, gre, gue): the task's frames byte for byte as the kernel sends them" \
+  test_tunnels
+check "meshlbctl sysctl: -a, -w, names with / or ., refusals with reasons" test_sysctl_command
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

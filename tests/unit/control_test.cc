@@ -887,7 +887,8 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
   for (int step = 0; step < 400; ++step) {
     const uint32_t i = rng() % 60, j = rng() % 8;
     const std::string svc = i < 50 ? absl::StrCat("-t ", vip(i)) : absl::StrCat("-f ", i);
-    const std::string real = absl::StrCat(" -r 198.19.", i, ".", j + 1, i < 50 ? ":80" : ":0");
+    // Real servers shared by several services (the -m index counts them).
+    const std::string real = absl::StrCat(" -r 198.19.", i % 7, ".", j + 1, i < 50 ? ":80" : ":0");
     std::string cmd;
     switch (rng() % 9) {
       case 0:
@@ -900,9 +901,16 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
         cmd = absl::StrCat("-E ", svc, " -s ", rng() % 2 ? "mh" : "wrr");
         break;
       case 3:
-      case 4:
-        cmd = absl::StrCat("-a ", svc, real, " -m -w ", rng() % 4);
+      case 4: {
+        // -m mostly; some -i (Snapshot::tunnels) and -g (in neither index).
+        const uint32_t how = rng() % 6;
+        cmd = absl::StrCat("-a ", svc, real,
+                           how == 0   ? " -i --tun-type gue --tun-port 6080"
+                           : how == 1 ? " -g"
+                                      : " -m",
+                           " -w ", rng() % 4);
         break;
+      }
       case 5:
         cmd = absl::StrCat("-e ", svc, real, " -m -w ", rng() % 4);
         break;
@@ -945,9 +953,22 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
       }
     }
     EXPECT_EQ(next->live_backend, whole->live_backend) << step;
+    // The real-server indexes too: the -m endpoints with their service counts, the -i
+    // servers' encapsulation.
+    auto entries = [](const auto& table) {
+      std::map<uint64_t, std::string> out;
+      table.forEach([&](uint64_t k, const auto& v) {
+        out[k] = std::string(reinterpret_cast<const char*>(&v), sizeof(v));
+      });
+      return out;
+    };
+    EXPECT_EQ(entries(next->v4.masq_servers), entries(whole->v4.masq_servers)) << step;
+    EXPECT_EQ(entries(next->tunnels), entries(whole->tunnels)) << step;
     snap = std::move(next);
   }
   EXPECT_GT(snap->v4.services.size(), 10u);
+  EXPECT_GT(snap->v4.masq_servers.size(), 10u);
+  EXPECT_GT(snap->tunnels.size(), 0u);
   // From another model's snapshot (another id), a build is whole.
   Commands other;
   ASSERT_TRUE(other.run(words("ipvsadm -A -f 7 -s rr"), "", &changed).ok());

@@ -546,7 +546,6 @@ TEST(PacketCore, SpoofedSynsCannotHoldSnatPorts) {
   EXPECT_EQ(t.fromTask(kept, kTcpAck), Verdict::transmit(0));
 }
 
-
 // ---- Issue 11: persistence, one-packet scheduling, tunnels, sysctls ------------------
 
 // A client's TCP SYN (or, with `flags`, another segment) to VIP:dport from `client`:sport.
