@@ -50,6 +50,7 @@ absl::StatusOr<Reply> callDaemon(const std::string& path, const Request& req) {
       whole.text += part->text;
       if (!part->more) {
         whole.ok = part->ok;
+        whole.exit_status = part->exit_status;
         return whole;
       }
       continue;

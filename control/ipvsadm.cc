@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "meshlb/proto.h"
 #include "meshlb/scheduler.h"
+#include "protocol.h"
 
 namespace meshlb {
 
@@ -230,6 +231,13 @@ struct Parsed {
 };
 
 absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+// What ipvsadm refuses itself (its fail(2, ...)): exit status 2. Everything else a
+// command is refused for is what the kernel would refuse: 255 (ipvsadm's -1).
+absl::Status own(const std::string& msg) { return withExitStatus(bad(msg), 2); }
+absl::Status kernelsUnlessOwn(absl::Status st) {
+  if (st.ok() || st.GetPayload(kExitPayload)) return st;
+  return withExitStatus(std::move(st), 255);
+}
 
 // --set limits: ipvsadm's parse (86400 * 31) and the kernel's (INT_MAX / HZ, HZ = 1000).
 constexpr uint32_t kMaxSetTimeout = 86400 * 31;
@@ -314,7 +322,7 @@ absl::Status checkServiceAddress(const ServiceKey& k, bool persistent, const Ipv
     return bad(absl::StrCat("service address ", k.addr.str(), " ", why));
   }
   // Port 0 is the kernel's catch-all (every port of the address), persistent only.
-  if (k.port == 0 && !persistent) return bad("Zero port specified for non-persistent service");
+  if (k.port == 0 && !persistent) return own("Zero port specified for non-persistent service");
   const uint16_t vxlan = dp.vxlan_port ? dp.vxlan_port() : kVxlanPort;
   if (k.protocol == kProtoUdp && (k.port == kVxlanPort || k.port == vxlan)) {
     return bad(absl::StrCat("UDP port ", k.port,
@@ -647,10 +655,10 @@ absl::StatusOr<uint32_t> parseSchedFlags(const std::string& text, const std::str
     } else if (name == "sh-port" || name == "mh-port") {
       bit = kSchedPort, only = name.substr(0, 2);
     } else {
-      return bad(absl::StrCat("invalid scheduler flag `", name, "'"));
+      return own(absl::StrCat("invalid scheduler flag `", name, "'"));
     }
     if (!only.empty() && sched != only) {
-      return bad(absl::StrCat("incompatible scheduler flag `", name, "'"));
+      return own(absl::StrCat("incompatible scheduler flag `", name, "'"));
     }
     flags |= bit;
   }
@@ -977,7 +985,7 @@ absl::Status checkTunnel(const Parsed& p, ForwardMethod fwd) {
   uint64_t tun = 1ull << kOptTunType;
   for (Opt o : kTunOpts) tun |= 1ull << o;
   if ((p.opts & tun) && fwd != ForwardMethod::kTunnel) {
-    return bad("Tunnel options conflict with forward method");
+    return own("Tunnel options conflict with forward method");
   }
   const int type = static_cast<int>(p.tun_type);
   int last = -1;
@@ -986,18 +994,18 @@ absl::Status checkTunnel(const Parsed& p, ForwardMethod fwd) {
     const char rule = kTable[type][j];
     if (!(p.opts & (1ull << o))) {
       if (rule == '+') {
-        return bad(absl::StrCat("You need to supply the '", kOptNames[o], "' option for the '",
+        return own(absl::StrCat("You need to supply the '", kOptNames[o], "' option for the '",
                                 kTunnelNames[type], "' tunnel type"));
       }
       continue;
     }
     if (rule == 'x') {
-      return bad(absl::StrCat("Illegal '", kOptNames[o], "' option with the '", kTunnelNames[type],
+      return own(absl::StrCat("Illegal '", kOptNames[o], "' option with the '", kTunnelNames[type],
                               "' tunnel type"));
     }
     if (rule == '1') {
       if (last >= 0) {
-        return bad(absl::StrCat("The option '", kOptNames[o], "' conflicts with the '",
+        return own(absl::StrCat("The option '", kOptNames[o], "' conflicts with the '",
                                 kOptNames[last], "' option in the '", kTunnelNames[type],
                                 "' tunnel type"));
       }
@@ -1019,12 +1027,14 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
     std::erase(words, "ipvsadm");
     if (words.empty() || words[0][0] == '#') continue;
     auto parsed = parse(words);
-    absl::StatusOr<std::string> r = parsed.ok() ? execute(m, *parsed, "", true, IpvsDataplane{})
-                                                : absl::StatusOr<std::string>(parsed.status());
+    absl::StatusOr<std::string> r =
+        parsed.ok() ? execute(m, *parsed, "", true, IpvsDataplane{})
+                    : absl::StatusOr<std::string>(withExitStatus(parsed.status(), 2));
     if (!r.ok()) {
-      return absl::Status(
-          r.status().code(),
-          absl::StrCat("line ", lineno, ": ", r.status().message(), "; nothing was restored"));
+      return withExitStatus(
+          absl::Status(r.status().code(), absl::StrCat("line ", lineno, ": ", r.status().message(),
+                                                       "; nothing was restored")),
+          exitStatusOf(kernelsUnlessOwn(r.status())));
     }
   }
   all_or_nothing.commit();
@@ -1059,7 +1069,7 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
                         : p.persistent_conn ? View::kPersistConn
                         : p.tun_info        ? View::kTunInfo
                                             : View::kList;
-      if (p.stats && p.rate) return bad("--stats and --rate exclude each other");
+      if (p.stats && p.rate) return own("--stats and --rate exclude each other");
       if (p.connections) {
         // ipvsadm's list_conn / print_conn (persistence templates included, as the
         // kernel lists them: client port 0, protocol IP for a firewall mark's).
@@ -1100,7 +1110,9 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
       std::string out;
       if (p.svc) {
         auto it = m.services().find(*p.svc);
-        if (it == m.services().end()) return absl::NotFoundError("No such service");
+        if (it == m.services().end()) {
+          return withExitStatus(absl::NotFoundError("No such service"), 1);  // list_service
+        }
         if (view != View::kRules) out += title(view);
         printService(out, it->second, view, p.exact, p.numeric, !p.nosort, dp);
         return out;
@@ -1131,7 +1143,7 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
 absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std::string& input,
                                     bool nested, const IpvsDataplane& dp) {
   auto needSvc = [&]() -> absl::Status {
-    return p.svc ? absl::OkStatus() : bad("a service is required (-t, -u or -f)");
+    return p.svc ? absl::OkStatus() : own("a service is required (-t, -u or -f)");
   };
   switch (p.cmd) {
     case Cmd::kAddSvc:
@@ -1151,19 +1163,19 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       if (!p.netmask.empty()) {
         if (v6) {  // ipvsadm: a prefix length, 1 to 128
           if (!absl::SimpleAtoi(p.netmask, &o.netmask) || o.netmask < 1 || o.netmask > 128) {
-            return bad("illegal ipv6 netmask specified");
+            return own("illegal ipv6 netmask specified");
           }
         } else {
           in_addr mask{};
           if (inet_aton(p.netmask.c_str(), &mask) == 0) {
-            return bad("illegal virtual server persistent mask specified");
+            return own("illegal virtual server persistent mask specified");
           }
           o.netmask = ntohl(mask.s_addr);
         }
       }
       o.ops = p.ops;
       if (o.ops && !p.svc->fwmark && p.svc->protocol != kProtoUdp) {
-        return bad("One-Packet Scheduling is only for UDP virtual services");
+        return own("One-Packet Scheduling is only for UDP virtual services");
       }
       if (auto s = checkServiceAddress(*p.svc, o.persistent != 0, dp); !s.ok()) return s;
       auto s = p.cmd == Cmd::kAddSvc ? m.addService(*p.svc, o) : m.editService(*p.svc, o);
@@ -1182,7 +1194,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
     case Cmd::kEditDest:
     case Cmd::kDelDest: {
       if (auto s = needSvc(); !s.ok()) return s;
-      if (!p.real) return bad("a real server is required (-r)");
+      if (!p.real) return own("a real server is required (-r)");
       const uint16_t port = p.real->second ? *p.real->second : (p.svc->fwmark ? 0 : p.svc->port);
       if (p.cmd == Cmd::kDelDest) {
         if (auto s = m.deleteDest(*p.svc, p.real->first, port); !s.ok()) return s;
@@ -1207,7 +1219,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       // any other method's real server has the service's port.
       if (d.fwd != ForwardMethod::kMasq) d.port = p.svc->fwmark ? 0 : p.svc->port;
       if (!p.svc->fwmark && d.addr.family != p.svc->addr.family) {
-        return bad("real server and service address families differ");
+        return own("real server and service address families differ");
       }
       if (auto s = checkRealServer(m, d.addr); !s.ok()) return s;
       auto s = p.cmd == Cmd::kAddDest ? m.addDest(*p.svc, d) : m.editDest(*p.svc, d);
@@ -1231,7 +1243,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       return std::string();
     }
     case Cmd::kRestore:
-      if (nested) return bad("-R cannot be nested");
+      if (nested) return own("-R cannot be nested");
       return restore(m, input);
     case Cmd::kZero:
     case Cmd::kSave:
@@ -1274,15 +1286,23 @@ absl::StatusOr<std::string> listIpvsadm(const ServiceModel& model,
                                         const std::vector<std::string>& args,
                                         const IpvsDataplane& dp) {
   auto p = parse(args);
-  if (!p.ok()) return p.status();
-  return readOnly(model, *p, dp);
+  if (!p.ok()) return withExitStatus(p.status(), 2);
+  auto out = readOnly(model, *p, dp);
+  if (!out.ok() && out.status().code() != absl::StatusCode::kUnavailable) {
+    return kernelsUnlessOwn(out.status());
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
                                        const std::string& input, const IpvsDataplane& dp) {
   auto p = parse(args);
-  if (!p.ok()) return p.status();
-  return execute(model, *p, input, false, dp);
+  if (!p.ok()) return withExitStatus(p.status(), 2);
+  auto out = execute(model, *p, input, false, dp);
+  if (!out.ok() && out.status().code() != absl::StatusCode::kUnavailable) {
+    return kernelsUnlessOwn(out.status());
+  }
+  return out;
 }
 
 }  // namespace meshlb

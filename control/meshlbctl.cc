@@ -1,6 +1,8 @@
 // meshlbctl [--socket PATH] ARGS...: sends ARGS to meshlbd, prints the reply on
-// stdout; a rejected command prints the error on stderr and exits 1; a failure to
-// reach the daemon exits 2. Standard input is sent along for `ipvsadm -R`.
+// stdout; a rejected command prints the error on stderr and exits 1 (an ipvsadm
+// command as ipvsadm exits: 2 for a command line it refuses itself, 255 for what the
+// kernel would refuse, 1 for a listing of no such service); a failure to reach the
+// daemon exits 2. Standard input is sent along for `ipvsadm -R`.
 // Invoked under the name `ipvsadm` (a link to it), it is that command: `ipvsadm -L
 // -n` is `meshlbctl ipvsadm -L -n`, so scripts and tools that run ipvsadm work
 // unchanged. The socket is --socket's, else $MESHLB_SOCKET's, else the default.
@@ -72,7 +74,7 @@ int main(int argc, char** argv) {
   if (!reply->ok) {
     std::fprintf(stderr, "%s%s", reply->text.c_str(),
                  reply->text.empty() || reply->text.back() != '\n' ? "\n" : "");
-    return 1;
+    return reply->exit_status;
   }
   std::fputs(reply->text.c_str(), stdout);
   return 0;

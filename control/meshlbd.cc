@@ -279,8 +279,7 @@ class Daemon {
       deferred_.push_back({req, ticket});  // answered by finishDump()
       return std::nullopt;
     }
-    if (!out.ok()) return Reply{false, std::string(out.status().message())};
-    return Reply{true, *out};
+    return replyOf(out);
   }
 
   // A twin deleted under meshlbd (`ip link del lb0`) would black-hole what the kernel
@@ -372,8 +371,7 @@ class Daemon {
     for (const Deferred& d : std::exchange(deferred_, {})) {
       bool changed = false;
       auto out = commands_.run(d.req.args, d.req.input, &changed);
-      server_->complete(d.ticket, out.ok() ? Reply{true, *out}
-                                           : Reply{false, std::string(out.status().message())});
+      server_->complete(d.ticket, replyOf(out));
     }
     dump_ = DumpState::kIdle;
   }

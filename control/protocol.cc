@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace meshlb {
@@ -59,8 +60,26 @@ std::string encodeRequest(const Request& r) {
   return frame(body);
 }
 
-// Reply status bytes: the last frame's says ok or rejected; kMore says more follow.
-constexpr char kOk = '\0', kRejected = '\1', kMore = '\2';
+// Reply status bytes: the last frame's says ok or rejected (with exit status 1, 2 or
+// 255); kMore says more follow.
+constexpr char kOk = '\0', kRejected = '\1', kMore = '\2', kRejected2 = '\3', kRejected255 = '\4';
+
+int exitStatusOf(const absl::Status& st) {
+  const auto v = st.GetPayload(kExitPayload);
+  return v && *v == "2" ? 2 : v && *v == "255" ? 255 : 1;
+}
+
+absl::Status withExitStatus(absl::Status st, int code) {
+  st.SetPayload(kExitPayload, absl::Cord(std::to_string(code)));
+  return st;
+}
+
+Reply replyOf(const absl::StatusOr<std::string>& out) {
+  if (out.ok()) return Reply{true, *out};
+  Reply r{false, std::string(out.status().message())};
+  r.exit_status = exitStatusOf(out.status());
+  return r;
+}
 
 std::string encodeReply(const Reply& r) {
   constexpr size_t kRoom = kMaxFrame - 1;
@@ -69,7 +88,11 @@ std::string encodeReply(const Reply& r) {
   for (; r.text.size() - off > kRoom; off += kRoom) {
     out += frame(std::string(1, kMore) + r.text.substr(off, kRoom));
   }
-  out += frame(std::string(1, r.ok ? kOk : kRejected) + r.text.substr(off));
+  const char last = r.ok                   ? kOk
+                    : r.exit_status == 2   ? kRejected2
+                    : r.exit_status == 255 ? kRejected255
+                                           : kRejected;
+  out += frame(std::string(1, last) + r.text.substr(off));
   return out;
 }
 
@@ -102,10 +125,13 @@ absl::StatusOr<Request> decodeRequest(const std::string& body) {
 
 absl::StatusOr<Reply> decodeReply(const std::string& body) {
   if (body.empty()) return absl::InvalidArgumentError("malformed reply: empty");
-  if (body[0] != kOk && body[0] != kRejected && body[0] != kMore) {
+  const char s = body[0];
+  if (s != kOk && s != kRejected && s != kMore && s != kRejected2 && s != kRejected255) {
     return absl::InvalidArgumentError("malformed reply");
   }
-  return Reply{body[0] != kRejected, body.substr(1), body[0] == kMore};
+  Reply r{s == kOk || s == kMore, body.substr(1), s == kMore};
+  r.exit_status = s == kRejected2 ? 2 : s == kRejected255 ? 255 : 1;
+  return r;
 }
 
 }  // namespace meshlb

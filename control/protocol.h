@@ -29,7 +29,18 @@ struct Reply {
   bool ok = false;
   std::string text;   // stdout when ok, the error message otherwise
   bool more = false;  // decoded from a frame that more frames of the same reply follow
+  // A rejected command's exit status for the client: 1, or as ipvsadm exits, 2 for its
+  // own refusals of a command line and 255 for the kernel's refusals.
+  int exit_status = 1;
 };
+
+// The exit status a command's error asks for (kExitPayload; 1 without one), and the
+// error with one set.
+constexpr char kExitPayload[] = "meshlb.exit";
+int exitStatusOf(const absl::Status& st);
+absl::Status withExitStatus(absl::Status st, int code);
+// The reply to a command that gave `out`.
+Reply replyOf(const absl::StatusOr<std::string>& out);
 
 std::string encodeRequest(const Request& r);
 // One frame, or several for a text over a frame's room (all but the last "more").

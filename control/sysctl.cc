@@ -27,7 +27,9 @@ constexpr Setting kSettings[] = {
     {"expire_quiescent_template", &IpvsSysctls::expire_quiescent_template},
     {"lblc_expiration", &IpvsSysctls::lblc_expiration},
     {"lblcr_expiration", &IpvsSysctls::lblcr_expiration},
+    {"nat_icmp_send", &IpvsSysctls::nat_icmp_send},
     {"run_estimation", &IpvsSysctls::run_estimation},
+    {"schedule_icmp", &IpvsSysctls::schedule_icmp},
     {"sloppy_tcp", &IpvsSysctls::sloppy_tcp},
 };
 
@@ -72,12 +74,6 @@ constexpr Refused kRefused[] = {
      "meshlb always behaves as its default, 1: a DF packet too big for a -g/-i path gets ICMP "
      "fragmentation needed; it never fragments"},
     {"sloppy_sctp", "meshlb has no SCTP services"},
-    {"nat_icmp_send",
-     "meshlb does not yet answer a masqueraded real server's packet without a connection with "
-     "ICMP port unreachable (it forwards it as a router would)"},
-    {"schedule_icmp",
-     "meshlb does not yet schedule a client's ICMP error that matches no connection (it is the "
-     "kernel's, as with the default 0)"},
     {"debug_level", "meshlb logs through meshlbd's output, not IPVS's debug levels"},
     {"est_cpulist", "meshlb's rate estimator runs on the control thread, not kernel threads"},
     {"est_nice", "meshlb's rate estimator runs on the control thread, not kernel threads"},

@@ -102,7 +102,33 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
   if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) return Verdict::handOff(owner);
   auto hit = table_.lookup(key, now_ms_);
   Flow<Ipv4Addr>* e = hit.flow;
-  if (!e) return Verdict::toKernel(m.in_port);
+  if (!e) {
+    // schedule_icmp: an error from a client about a packet of a connection this
+    // appliance has not seen (a -g or -i server's reply, or one ECMP sent elsewhere) is
+    // scheduled as the connection's first packet would be, so it reaches the server that
+    // sent it (with sh or mh, the same one). TCP as tcp_conn_schedule: the quoted
+    // segment's SYN (or sloppy_tcp), never its RST.
+    if (!svc || !snap_->sysctls.schedule_icmp) return Verdict::toKernel(m.in_port);
+    ParsedPacket q = p;
+    q.ip.fragment = false;
+    q.tcp_flags = 0;
+    if (in.l4_proto == kProtoTcp && p.ip.l3_offset + p.ip.l3_length >= in.l4_offset + 14) {
+      const uint8_t flags = frame[in.l4_offset + 13];
+      if (!(flags & kTcpRst)) q.tcp_flags = flags & kTcpSyn ? kTcpSyn : kTcpAck;
+    }
+    Drop why;
+    e = newConnection(q, *svc, key, key.dport, &why);
+    if (!e) return Verdict::toKernel(m.in_port);
+    bump(c_.icmp_scheduled);
+    hit.dir = FlowDir::kOriginal;
+  }
+  if (e->flags & (kFlowDirect | kFlowTunnel) && hit.dir == FlowDir::kOriginal) {
+    // The client's error about what a -g or -i server sent it: to that server as it is
+    // (ip_vs_in_icmp with the connection's own transmitter).
+    bump(c_.icmp_translated);
+    const RouteSnap<Ipv4Addr>* rt = snap_->v4.route(e->backend);
+    return e->flags & kFlowTunnel ? tunnel(frame, m, *e, rt) : forward(frame, m, rt, e->backend);
+  }
   Rewrite4 outer, inner;
   if (hit.dir == FlowDir::kReply) {
     // From the task's side, about LB->task: to the client, about client->VIP.
@@ -137,6 +163,16 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
   Drop why;
   Flow<Ipv4Addr>* e = nullptr;
   if (!local) {
+    if (__builtin_expect(snap_->sysctls.nat_icmp_send, 0) && !dnat &&
+        fam.masq_servers.findValue(
+            FamilySnap<Ipv4Addr>::realServerKey(key.proto, key.src, key.sport))) {
+      // nat_icmp_send (ip_vs_out): a masquerading real server's packet that no
+      // connection has (the appliance restarted, the connection expired) is dropped, and
+      // unless it is a RST its server learns so: ICMP port unreachable.
+      *v = key.proto == kProtoTcp && m.p.tcp_flags & kTcpRst ? drop(Drop::kMasqNoConn)
+                                                             : unreachable(frame, m);
+      return nullptr;
+    }
     if (!dnat) {
       // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
       *v = forward</*kTransit=*/true>(frame, m);
@@ -495,6 +531,24 @@ Verdict PacketCore::decapsulate(uint8_t* frame, const PacketMeta& m) {
   } else if (v.action == Verdict::kToKernel) {
     v.target = m.in_port;  // whole, as it came
   }
+  return v;
+}
+
+Verdict PacketCore::unreachable(uint8_t* frame, const PacketMeta& m) {
+  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+  // The error quotes the packet (up to 576 bytes in all): at most 28 bytes more than
+  // it, which the buffer must have after it.
+  if (!fam.port_has_addr[m.in_port] || m.tailroom < kIpv4MinHdrLen + kIcmpHdrLen) {
+    return drop(Drop::kMasqNoConn);
+  }
+  bump(c_.drop(Drop::kMasqNoConn));  // the packet itself goes no further
+  const uint32_t n = buildTooBig(frame, m.p, 0, snap_->port_mac[m.in_port].data(),
+                                 reinterpret_cast<const uint8_t*>(&fam.port_addr[m.in_port].v),
+                                 scratch_, kIcmpCodePortUnreach);
+  std::memcpy(frame, scratch_, n);
+  bump(c_.icmp_port_unreach_sent);
+  Verdict v = Verdict::transmit(m.in_port);
+  v.length = static_cast<uint16_t>(n);
   return v;
 }
 

@@ -57,7 +57,7 @@ uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel&
 }
 
 uint32_t buildTooBig(const uint8_t* frame, const ParsedPacket& p, uint32_t mtu,
-                     const uint8_t* src_mac, const uint8_t* src_addr, uint8_t* out) {
+                     const uint8_t* src_mac, const uint8_t* src_addr, uint8_t* out, uint8_t code) {
   // L2: the original header (VLAN tags kept) with the MACs swapped towards the sender.
   const uint32_t l2 = p.ip.l3_offset;
   std::memcpy(out, frame, l2);
@@ -81,7 +81,7 @@ uint32_t buildTooBig(const uint8_t* frame, const ParsedPacket& p, uint32_t mtu,
     store16(ip + 10, csumFull(ip, kIpv4MinHdrLen));
     uint8_t* icmp = ip + kIpv4MinHdrLen;
     icmp[0] = kIcmpDestUnreach;
-    icmp[1] = kIcmpCodeFragNeeded;
+    icmp[1] = code;
     store16(icmp + 2, 0);
     storeBe16(icmp + 4, 0);
     storeBe16(icmp + 6, static_cast<uint16_t>(mtu));

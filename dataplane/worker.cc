@@ -205,6 +205,7 @@ class Worker {
       m.in_port = mb->port;
       m.handed = handed;
       m.headroom = rte_pktmbuf_headroom(mb);
+      m.tailroom = rte_pktmbuf_tailroom(mb);
       if (mb->nb_segs != 1) {  // multi-segment frames are the kernel's
         m.tracked = false;
         m.r = ParseResult::kNotIp;

@@ -31,6 +31,8 @@ namespace meshlb {
   X(icmp_too_big_sent)          \
   X(neigh_unresolved_to_kernel) \
   X(tunnel_encap)               \
+  X(icmp_port_unreach_sent)     \
+  X(icmp_scheduled)             \
   X(conn_reused)                \
   X(persist_reused)
 
@@ -53,7 +55,8 @@ namespace meshlb {
   X(kNoHeadroom, "drop_no_headroom")                  \
   X(kTooBigNoDf, "drop_too_big_no_df")                \
   X(kNodest, "drop_nodest")                           \
-  X(kTunnelNoSource, "drop_tunnel_no_source")
+  X(kTunnelNoSource, "drop_tunnel_no_source")         \
+  X(kMasqNoConn, "drop_masq_no_conn")
 
 enum class Drop : uint8_t {
 #define MESHLB_X(name, label) name,

@@ -108,6 +108,7 @@ struct PacketMeta {
   uint32_t cand = 0;      // the record the first bucket names (stage 2), checked in full
   uint16_t in_port = 0;   // the data port it arrived on (its twin takes what the kernel gets)
   uint16_t headroom = 0;  // bytes free in front of the frame (VXLAN needs kVxlanEncapLen)
+  uint16_t tailroom = 0;  // bytes free after it (an ICMP error longer than the packet)
   bool handed = false;    // from another worker's hand-off: not handed on again
 };
 
@@ -167,12 +168,13 @@ class PacketCore {
 
   // All three stages for one frame.
   Verdict process(uint8_t* frame, uint32_t len, uint16_t in_port, bool handed = false,
-                  uint16_t headroom = 0) {
+                  uint16_t headroom = 0, uint16_t tailroom = 0) {
     PacketMeta m;
     prepare(frame, len, m);
     m.in_port = in_port;
     m.handed = handed;
     m.headroom = headroom;
+    m.tailroom = tailroom;
     prefetchRecord(m);
     prefetchSecondRecord(m);
     return handle(frame, m);
@@ -231,6 +233,9 @@ class PacketCore {
   Verdict decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t udp_port);
   // ICMP "fragmentation needed" to the sender of a packet the overlay cannot carry.
   Verdict tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu);
+  // ICMP port unreachable to the sender of a packet, from the address of the port it
+  // came in on (nat_icmp_send).
+  Verdict unreachable(uint8_t* frame, const PacketMeta& m);
   Verdict drop(Drop why) {
     bump(c_.drop(why));
     return Verdict::drop(why);

@@ -49,6 +49,7 @@ constexpr uint8_t kIcmpDestUnreach = 3;
 constexpr uint8_t kIcmpEchoRequest = 8;
 constexpr uint8_t kIcmpTimeExceeded = 11;
 constexpr uint8_t kIcmpParamProblem = 12;
+constexpr uint8_t kIcmpCodePortUnreach = 3;
 constexpr uint8_t kIcmpCodeFragNeeded = 4;
 
 constexpr uint8_t kIcmpv6DestUnreach = 1;

@@ -15,6 +15,10 @@ struct IpvsSysctls {
   uint32_t conn_reuse_mode = 1;            // a SYN on a closing connection: bit 0 reschedules,
                                            // bit 1 also FIN_WAIT of -g/-i connections
   uint32_t sloppy_tcp = 0;                 // 1: any TCP packet may start a connection
+  uint32_t nat_icmp_send = 0;              // 1: a -m server's packet no connection has gets
+                                           // ICMP port unreachable (and is dropped)
+  uint32_t schedule_icmp = 0;              // 1: a client's ICMP error no connection has is
+                                           // scheduled to a real server
   uint32_t lblc_expiration = 24 * 60 * 60, lblcr_expiration = 24 * 60 * 60;  // seconds
   uint32_t run_estimation = 1;  // 0: --rate is not estimated (control thread)
 };

@@ -41,12 +41,14 @@ uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel&
 
 // Builds, at `out` (room for kTooBigMaxLen bytes), an Ethernet frame carrying
 // ICMP type 3 code 4 (IPv4) or ICMPv6 type 2 (IPv6) to the sender of the
-// packet `p` parsed from `frame`, advertising `mtu`. The reply goes from
+// packet `p` parsed from `frame`, advertising `mtu` (IPv4: another code of destination
+// unreachable with `code`, mtu 0). The reply goes from
 // `src_mac` to the packet's source MAC and from `src_addr` (4 or 16 bytes) to
 // the packet's source address; it quotes as much of the packet as RFC 1812
 // (576 bytes in all) or RFC 4443 (1280) allow. Returns the frame length.
 constexpr uint32_t kTooBigMaxLen = kEthHdrLen + 2 * kVlanTagLen + 1280;
 uint32_t buildTooBig(const uint8_t* frame, const ParsedPacket& p, uint32_t mtu,
-                     const uint8_t* src_mac, const uint8_t* src_addr, uint8_t* out);
+                     const uint8_t* src_mac, const uint8_t* src_addr, uint8_t* out,
+                     uint8_t code = kIcmpCodeFragNeeded);
 
 }  // namespace meshlb

@@ -329,7 +329,14 @@ test_rejected_command() {
   err=$(ctl ipvsadm -A -t $VIP:9999 -s lcx 2>&1 >/dev/null)
   rc=$?
   echo "# exit $rc: $err"
-  (( rc == 1 )) && [[ $err == *"scheduler 'lcx' is not supported"* ]] &&
+  # As ipvsadm exits: 255 for what the kernel refuses (no such scheduler), 2 for a
+  # command line ipvsadm refuses itself; 1 for meshlb's own refusals (IPv6, below).
+  (( rc == 255 )) && [[ $err == *"scheduler 'lcx' is not supported"* ]] &&
+    [[ $(ctl ipvsadm -S -n) == "$before" ]] || return 1
+  err=$(ctl ipvsadm -A -t $VIP:9999 -s rr -w 3 2>&1 >/dev/null)
+  rc=$?
+  echo "# exit $rc: $err"
+  (( rc == 2 )) && [[ $err == "Illegal 'weight' option with the 'add-service' command" ]] &&
     [[ $(ctl ipvsadm -S -n) == "$before" ]] || return 1
   err=$(ctl ipvsadm -A -t '[2001:db8::1]:80' -s rr 2>&1 >/dev/null)
   rc=$?
@@ -340,7 +347,7 @@ test_rejected_command() {
   err=$(ctl ipvsadm -a -t $VIP:8080 -r $VIP:80 -m 2>&1 >/dev/null)
   rc=$?
   echo "# exit $rc: $err"
-  (( rc == 1 )) && [[ $err == *"is a virtual service's address"* ]] &&
+  (( rc == 255 )) && [[ $err == *"is a virtual service's address"* ]] &&
     [[ $(ctl ipvsadm -S -n) == "$before" ]] && client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
 
@@ -832,6 +839,79 @@ PY
   ((ok == n))
 }
 
+# Captures in namespace $1 on $2 what the Python expression $3 (over a packet p) accepts,
+# for $4 seconds, once $MLB_RUN/$5.ready exists... and prints how many it saw.
+count_seen() {  # namespace, interface, condition, seconds, name
+  ip netns exec "$1" /usr/bin/python3 - "$2" "$3" "$4" "$MLB_RUN/$5" <<'PY' &
+import sys
+from scapy.all import ICMP, IP, TCP, AsyncSniffer
+cond = eval("lambda p: " + sys.argv[2])
+s = AsyncSniffer(iface=sys.argv[1], lfilter=lambda p: IP in p and cond(p), timeout=float(sys.argv[3]))
+s.start()
+open(sys.argv[4] + ".ready", "w").close()
+s.join()
+open(sys.argv[4], "w").write(str(len(s.results or [])))
+PY
+}
+wait_ready() { for _ in $(seq 50); do [[ -e $MLB_RUN/$1.ready ]] && return 0; sleep 0.1; done; return 1; }
+
+# nat_icmp_send: a segment from a masqueraded task's service port that no connection has
+# (198.18.1.11:80 to the client) is routed to the client by default; with
+# nat_icmp_send=1 it is dropped and the task gets ICMP port unreachable from lb1.
+test_nat_icmp_send() {
+  local mode got=""
+  for mode in 0 1; do
+    ctl sysctl net.ipv4.vs.nat_icmp_send=$mode >/dev/null || return 1
+    rm -f "$MLB_RUN"/nis-*
+    count_seen mlb-client c0 'TCP in p and p[TCP].sport == 80 and p[TCP].dport == 40999' 3 nis-client
+    local at_client=$!
+    count_seen mlb-t1 eth0 'ICMP in p and p[ICMP].type == 3 and p[ICMP].code == 3 and p[IP].src == "198.18.1.1"' 3 nis-task
+    local at_task=$!
+    wait_ready nis-client && wait_ready nis-task || return 1
+    sleep 0.3
+    ip netns exec mlb-t1 /usr/bin/python3 -c '
+from scapy.all import IP, TCP, send
+send(IP(src="198.18.1.11", dst="198.18.0.10") / TCP(sport=80, dport=40999, flags="PA", seq=7) / b"stray", verbose=0)'
+    wait "$at_client" "$at_task"
+    got+="nat_icmp_send=$mode: the client saw $(cat "$MLB_RUN/nis-client"), the task got $(cat "$MLB_RUN/nis-task") port unreachable; "
+  done
+  ctl sysctl net.ipv4.vs.nat_icmp_send=0 >/dev/null
+  echo "# $got"
+  [[ $got == "nat_icmp_send=0: the client saw 1, the task got 0 port unreachable; nat_icmp_send=1: the client saw 0, the task got 1 port unreachable; " ]]
+}
+
+# schedule_icmp: a client's "fragmentation needed" about a -g server's segment (which
+# the appliance never saw) is the kernel's by default; with schedule_icmp=1 it is
+# scheduled and reaches that server as it came.
+test_schedule_icmp() {
+  ip -n mlb-t3 addr add $VIP/32 dev lo 2>/dev/null
+  # Task 3's MAC known first (a packet to the VIP for an unresolved next hop would be
+  # the kernel's, which takes it for itself).
+  lbx ping -c 1 -W 2 198.18.1.13 >/dev/null || return 1
+  sleep 0.3
+  ctl ipvsadm -A -t $VIP:8082 -s rr && ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.13 || return 1
+  local mode got=""
+  for mode in 0 1; do
+    ctl sysctl net.ipv4.vs.schedule_icmp=$mode >/dev/null || return 1
+    rm -f "$MLB_RUN"/si-*
+    count_seen mlb-t3 eth0 'ICMP in p and p[ICMP].type == 3 and p[ICMP].code == 4 and p[IP].src == "198.18.0.10"' 3 si-task
+    local at_task=$!
+    wait_ready si-task || return 1
+    sleep 0.3
+    client /usr/bin/python3 -c '
+from scapy.all import ICMP, IP, IPerror, TCPerror, send
+send(IP(src="198.18.0.10", dst="'$VIP'") / ICMP(type=3, code=4, nexthopmtu=1400) /
+     IPerror(src="'$VIP'", dst="198.18.0.10", flags="DF") / TCPerror(sport=8082, dport=41999, flags="SA"), verbose=0)'
+    wait "$at_task"
+    got+="schedule_icmp=$mode: task 3 got $(cat "$MLB_RUN/si-task"); "
+  done
+  ctl sysctl net.ipv4.vs.schedule_icmp=0 >/dev/null
+  ctl ipvsadm -D -t $VIP:8082
+  ip -n mlb-t3 addr del $VIP/32 dev lo
+  echo "# $got"
+  [[ $got == "schedule_icmp=0: task 3 got 0; schedule_icmp=1: task 3 got 1; " ]]
+}
+
 # meshlbctl sysctl: the names meshlb takes (sysctl -a), set and read back as sysctl
 # prints them; the kernel's others refused with the reason; bad values refused.
 test_sysctl_command() {
@@ -870,7 +950,8 @@ check "wrr: IPVS's weighted sequence" test_wrr_sequence
 check "mh: one client, one task" test_mh_sticky
 check "malformed frames are counted drops by reason; service goes on" test_malformed_frames
 check "ping to the twin address is answered by the kernel" test_ping_twin
-check "a rejected command: error on stderr, exit 1, nothing applied" test_rejected_command
+check "a rejected command: error on stderr, ipvsadm's exit status (2, 255) or 1, nothing applied" \
+  test_rejected_command
 check "a hostile control client stalls nothing" test_hostile_client
 check "a -R of 50000 services (3.6 MB): the twins' traffic does not wait on it, listings of it are read whole" test_twins_during_commands
 check "a second meshlbd (same socket, same ports, same twins) refuses; the first serves on" test_second_instance_refused
@@ -896,6 +977,10 @@ check "conn_reuse_mode: a closed connection's port rescheduled (1) or kept (0)" 
 check "tunnels (-i ipip, gre, gue): the task's frames byte for byte as the kernel sends them" \
   test_tunnels
 check "meshlbctl sysctl: -a, -w, names with / or ., refusals with reasons" test_sysctl_command
+check "nat_icmp_send: a -m task's stray segment routed (0), or answered port unreachable (1)" \
+  test_nat_icmp_send
+check "schedule_icmp: a client's ICMP error about a -g server's segment scheduled to it (1)" \
+  test_schedule_icmp
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

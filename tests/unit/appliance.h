@@ -113,13 +113,13 @@ class Appliance {
   // leaves in it what goes out: moved and cut as the verdict says.
   Verdict send(Bytes& frame, uint16_t in_port, uint32_t now_ms = 1000) {
     core_.setNow(now_ms);
-    constexpr size_t kHeadroom = 128;
-    Bytes buf(kHeadroom + frame.size());
+    constexpr size_t kHeadroom = 128, kTailroom = 1024;
+    Bytes buf(kHeadroom + frame.size() + kTailroom);
     std::copy(frame.begin(), frame.end(), buf.begin() + kHeadroom);
     const Verdict v = core_.process(buf.data() + kHeadroom, static_cast<uint32_t>(frame.size()),
-                                    in_port, false, kHeadroom);
+                                    in_port, false, kHeadroom, kTailroom);
     const size_t start = kHeadroom + static_cast<ptrdiff_t>(v.head_adjust);
-    const size_t len = v.length ? v.length : buf.size() - start;
+    const size_t len = v.length ? v.length : buf.size() - kTailroom - start;
     frame.assign(buf.begin() + static_cast<ptrdiff_t>(start),
                  buf.begin() + static_cast<ptrdiff_t>(start + len));
     return v;

@@ -40,6 +40,15 @@ TEST(Protocol, RoundTrip) {
   ASSERT_TRUE(reply.ok());
   EXPECT_FALSE(reply->ok);
   EXPECT_EQ(reply->text, "No such service");
+  EXPECT_EQ(reply->exit_status, 1);
+  // A rejection's exit status (ipvsadm's 2 and 255) travels in the last frame's status.
+  for (int code : {1, 2, 255}) {
+    auto r2 = decodeReply(
+        encodeReply(replyOf(withExitStatus(absl::InvalidArgumentError("x"), code))).substr(4));
+    ASSERT_TRUE(r2.ok());
+    EXPECT_FALSE(r2->ok);
+    EXPECT_EQ(r2->exit_status, code);
+  }
 }
 
 // Issue 13, defect 7: a listing over the 1 MiB frame could not be read. It now comes

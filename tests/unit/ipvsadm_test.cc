@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "protocol.h"
 
 namespace meshlb {
 namespace {
@@ -630,6 +631,30 @@ TEST(Ipvsadm, NoSortListsInTheKernelsOrder) {
             "TCP  198.18.0.100:80 rr\n");
   EXPECT_EQ(run(m, "-S -n")->substr(0, 27), "-A -t 198.18.0.100:80 -s rr");
   refused(m, {{"-S --nosort", "Illegal 'nosort' option with the 'save' command"}});
+}
+
+// ipvsadm's exit statuses: 2 for what it refuses itself (fail(2, ...)), 255 for the
+// kernel's refusals (its -1), 1 for a listing of no such service (list_service).
+TEST(Ipvsadm, ExitStatusesAsIpvsadms) {
+  ServiceModel m;
+  swarm(m);
+  auto exitOf = [&](const char* line) { return exitStatusOf(run(m, line).status()); };
+  EXPECT_EQ(exitOf("-A -f 9 -s rr -w 3"), 2);
+  EXPECT_EQ(exitOf("-A -t 198.18.0.1:0 -s rr"), 2);
+  EXPECT_EQ(exitOf("-A -t 198.18.0.1:80 -s sh -b mh-port"), 2);
+  EXPECT_EQ(exitOf("-A -t 198.18.0.1:80 -s rr -o"), 2);
+  EXPECT_EQ(exitOf("-a -f 256 -r 198.19.1.9:0 -i --tun-type gue"), 2);
+  EXPECT_EQ(exitOf("--bogus"), 2);
+  EXPECT_EQ(exitOf("-A -f 256 -s rr"), 255);  // Service already exists
+  EXPECT_EQ(exitOf("-A -t 198.18.0.1:80 -s lcx"), 255);
+  EXPECT_EQ(exitOf("-d -f 256 -r 198.19.1.9:0"), 255);
+  EXPECT_EQ(exitOf("-a -f 256 -r 198.19.1.9:0 -m -x 1 -y 2"), 255);
+  EXPECT_EQ(exitOf("--set 2147484 0 0"), 255);
+  EXPECT_EQ(exitOf("-L -n -t 198.18.0.9:80"), 1);
+  EXPECT_EQ(exitOf("-Z -t 198.18.0.9:80"), 255);
+  // -R: the failing line's own.
+  EXPECT_EQ(exitStatusOf(run(m, "-R", "-A -f 7 -s rr\n-A -f 7 -s rr -w 1\n").status()), 2);
+  EXPECT_EQ(exitStatusOf(run(m, "-R", "-A -f 7 -s rr\n-A -f 7 -s rr\n").status()), 255);
 }
 
 TEST(Ipvsadm, TimeoutsSetAndShown) {
