@@ -676,8 +676,7 @@ std::string schedFlagNames(const Service& s) {
 }
 
 // ipvsadm's port_to_anyname: without -n, a TCP or UDP port's name in /etc/services
-// (getservbyport), else its number. (Addresses stay numeric, as ipvsadm prints an
-// address without a name: the control thread never waits on a DNS lookup.)
+// (getservbyport), else its number.
 std::string portName(uint16_t port, uint8_t protocol, bool numeric) {
   if (!numeric && (protocol == kProtoTcp || protocol == kProtoUdp)) {
     servent entry{}, *found = nullptr;
@@ -691,16 +690,36 @@ std::string portName(uint16_t port, uint8_t protocol, bool numeric) {
   return std::to_string(port);
 }
 
-std::string addrPort(const IpAddr& a, uint16_t port, uint8_t protocol = 0, bool numeric = true) {
-  const std::string p = portName(port, protocol, numeric);
-  return a.family == Family::kIpv6 ? absl::StrCat("[", a.str(), "]:", p)
-                                   : absl::StrCat(a.str(), ":", p);
+// How a listing names addresses and ports: numbers (-n), or names as ipvsadm's
+// addrport_to_anyname gives them (the address's host name, else its number). Names
+// come from the daemon's resolver (IpvsDataplane::host_name), which never makes the
+// control thread wait: an address it has not resolved yet is `missing`, and the
+// listing is run again once it has.
+struct Naming {
+  bool numeric = true;
+  const IpvsDataplane* dp = nullptr;
+  mutable bool missing = false;
+  std::string host(const IpAddr& a) const {
+    if (!numeric && dp && dp->host_name) {
+      if (auto name = dp->host_name(a)) return *name;
+      missing = true;
+    }
+    return a.str();
+  }
+};
+const Naming kNumeric;
+
+std::string addrPort(const IpAddr& a, uint16_t port, uint8_t protocol = 0,
+                     const Naming& n = kNumeric) {
+  const std::string p = portName(port, protocol, n.numeric);
+  return a.family == Family::kIpv6 ? absl::StrCat("[", n.host(a), "]:", p)
+                                   : absl::StrCat(n.host(a), ":", p);
 }
 
 // ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
-std::string serviceName(const ServiceKey& k, bool rule, bool numeric = true) {
+std::string serviceName(const ServiceKey& k, bool rule, const Naming& n = kNumeric) {
   if (k.fwmark) return rule ? absl::StrCat("-f ", k.fwmark) : absl::StrCat("FWM  ", k.fwmark);
-  std::string vname = addrPort(k.addr, k.port, k.protocol, numeric);
+  std::string vname = addrPort(k.addr, k.port, k.protocol, n);
   if (rule) return absl::StrCat(k.protocol == 6 ? "-t " : "-u ", vname);
   std::string s = absl::StrCat(k.protocol == 6 ? "TCP" : "UDP", "  ", vname);
   if (k.addr.family != Family::kIpv6 && s.size() > 33) s.resize(33);
@@ -872,7 +891,7 @@ std::string numbers(const DestCounters& c, View v, bool exact) {
   return out;
 }
 
-void printService(std::string& out, const Service& s, View view, bool exact, bool numeric,
+void printService(std::string& out, const Service& s, View view, bool exact, const Naming& numeric,
                   bool sort, const IpvsDataplane& dp) {
   const bool rule = view == View::kRules;
   const std::string name = serviceName(s.key, rule, numeric);
@@ -1041,6 +1060,82 @@ absl::StatusOr<std::string> restore(ServiceModel& m, const std::string& input) {
   return std::string();
 }
 
+// ipvsadm -L and -S (readOnly()).
+absl::StatusOr<std::string> list(const ServiceModel& m, const Parsed& p, const IpvsDataplane& dp,
+                                 const Naming& naming) {
+  const View view = p.cmd == Cmd::kSave ? View::kRules
+                    : p.stats           ? View::kStats
+                    : p.rate            ? View::kRate
+                    : p.thresholds      ? View::kThresholds
+                    : p.persistent_conn ? View::kPersistConn
+                    : p.tun_info        ? View::kTunInfo
+                                        : View::kList;
+  if (p.stats && p.rate) return own("--stats and --rate exclude each other");
+  if (p.connections) {
+    // ipvsadm's list_conn / print_conn (persistence templates included, as the
+    // kernel lists them: client port 0, protocol IP for a firewall mark's).
+    std::string out = "IPVS connection entries\n";
+    out += p.persistent_conn
+               ? absl::StrFormat("pro expire %-11s %-18s %-18s %-18s %-16s %s\n", "state", "source",
+                                 "virtual", "destination", "pe name", "pe_data")
+               : absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual",
+                                 "destination");
+    absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
+    if (dp.connections) conns = dp.connections();
+    if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
+    for (const ConnEntry& c : *conns) {
+      absl::StrAppend(
+          &out, absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
+                                c.protocol == kProtoTcp   ? "TCP"
+                                : c.protocol == kProtoUdp ? "UDP"
+                                                          : "IP",
+                                absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
+                                c.state, addrPort(c.client, c.cport, c.protocol, naming),
+                                addrPort(c.virt, c.vport, c.protocol, naming),
+                                addrPort(c.dest, c.dport, c.protocol, naming)));
+    }
+    return out;
+  }
+  // --persistent-conn's counts are gathered once for the listing.
+  struct Listing {
+    const std::function<void(bool)>* hook;
+    ~Listing() {
+      if (hook) (*hook)(false);
+    }
+  } listing{view == View::kPersistConn && dp.listing ? &dp.listing : nullptr};
+  if (listing.hook) (*listing.hook)(true);
+  if (p.timeout) {
+    const auto& t = m.timeouts();
+    return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
+  }
+  std::string out;
+  if (p.svc) {
+    auto it = m.services().find(*p.svc);
+    if (it == m.services().end()) {
+      return withExitStatus(absl::NotFoundError("No such service"), 1);  // list_service
+    }
+    if (view != View::kRules) out += title(view);
+    printService(out, it->second, view, p.exact, naming, !p.nosort, dp);
+    return out;
+  }
+  if (view != View::kRules) {
+    out = "IP Virtual Server version 1.2.1 (size=4096)\n";
+    out += title(view);
+  }
+  std::vector<const Service*> services;
+  if (p.nosort) {  // --nosort: in the order they were added (their slots' order)
+    for (const auto& [k, s] : m.services()) services.push_back(&s);
+    std::sort(services.begin(), services.end(),
+              [](const Service* a, const Service* b) { return a->slot < b->slot; });
+  } else {
+    services = sortedServices(m);
+  }
+  for (const Service* s : services) {
+    printService(out, *s, view, p.exact, naming, !p.nosort, dp);
+  }
+  return out;
+}
+
 // The commands that change no configuration: listings, -S, and -Z (counters).
 absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
                                      const IpvsDataplane& dp) {
@@ -1062,76 +1157,10 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
     }
     case Cmd::kSave:
     case Cmd::kList: {
-      const View view = p.cmd == Cmd::kSave ? View::kRules
-                        : p.stats           ? View::kStats
-                        : p.rate            ? View::kRate
-                        : p.thresholds      ? View::kThresholds
-                        : p.persistent_conn ? View::kPersistConn
-                        : p.tun_info        ? View::kTunInfo
-                                            : View::kList;
-      if (p.stats && p.rate) return own("--stats and --rate exclude each other");
-      if (p.connections) {
-        // ipvsadm's list_conn / print_conn (persistence templates included, as the
-        // kernel lists them: client port 0, protocol IP for a firewall mark's).
-        std::string out = "IPVS connection entries\n";
-        out += p.persistent_conn
-                   ? absl::StrFormat("pro expire %-11s %-18s %-18s %-18s %-16s %s\n", "state",
-                                     "source", "virtual", "destination", "pe name", "pe_data")
-                   : absl::StrFormat("pro expire %-11s %-18s %-18s %s\n", "state", "source",
-                                     "virtual", "destination");
-        absl::StatusOr<std::vector<ConnEntry>> conns = std::vector<ConnEntry>{};
-        if (dp.connections) conns = dp.connections();
-        if (!conns.ok()) return conns.status();  // kUnavailable: the dump is not in yet
-        for (const ConnEntry& c : *conns) {
-          absl::StrAppend(
-              &out,
-              absl::StrFormat("%-3s %-6s %-11s %-18s %-18s %s\n",
-                              c.protocol == kProtoTcp   ? "TCP"
-                              : c.protocol == kProtoUdp ? "UDP"
-                                                        : "IP",
-                              absl::StrFormat("%02u:%02u", c.expires_s / 60, c.expires_s % 60),
-                              c.state, addrPort(c.client, c.cport), addrPort(c.virt, c.vport),
-                              addrPort(c.dest, c.dport)));
-        }
-        return out;
-      }
-      // --persistent-conn's counts are gathered once for the listing.
-      struct Listing {
-        const std::function<void(bool)>* hook;
-        ~Listing() {
-          if (hook) (*hook)(false);
-        }
-      } listing{view == View::kPersistConn && dp.listing ? &dp.listing : nullptr};
-      if (listing.hook) (*listing.hook)(true);
-      if (p.timeout) {
-        const auto& t = m.timeouts();
-        return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
-      }
-      std::string out;
-      if (p.svc) {
-        auto it = m.services().find(*p.svc);
-        if (it == m.services().end()) {
-          return withExitStatus(absl::NotFoundError("No such service"), 1);  // list_service
-        }
-        if (view != View::kRules) out += title(view);
-        printService(out, it->second, view, p.exact, p.numeric, !p.nosort, dp);
-        return out;
-      }
-      if (view != View::kRules) {
-        out = "IP Virtual Server version 1.2.1 (size=4096)\n";
-        out += title(view);
-      }
-      std::vector<const Service*> services;
-      if (p.nosort) {  // --nosort: in the order they were added (their slots' order)
-        for (const auto& [k, s] : m.services()) services.push_back(&s);
-        std::sort(services.begin(), services.end(),
-                  [](const Service* a, const Service* b) { return a->slot < b->slot; });
-      } else {
-        services = sortedServices(m);
-      }
-      for (const Service* s : services) {
-        printService(out, *s, view, p.exact, p.numeric, !p.nosort, dp);
-      }
+      const Naming naming{p.numeric, &dp};
+      auto out = list(m, p, dp, naming);
+      // Some address has no name yet: the daemon runs the listing again once it has.
+      if (out.ok() && naming.missing) return absl::UnavailableError("resolving host names");
       return out;
     }
     default:

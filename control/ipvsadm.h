@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,10 @@ struct IpvsDataplane {
   // Around a listing of real servers: true before (what counters() reads may be
   // gathered once), false after.
   std::function<void(bool begins)> listing;
+  // An address's host name for a listing without -n (its number when it has none), or
+  // nullopt while it is being resolved: the listing is then answered kUnavailable and
+  // run again once the resolver has answered.
+  std::function<std::optional<std::string>(const IpAddr&)> host_name;
 };
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,

@@ -6,6 +6,10 @@
 // Invoked under the name `ipvsadm` (a link to it), it is that command: `ipvsadm -L
 // -n` is `meshlbctl ipvsadm -L -n`, so scripts and tools that run ipvsadm work
 // unchanged. The socket is --socket's, else $MESHLB_SOCKET's, else the default.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +44,62 @@ bool readsStdin(const std::vector<std::string>& args) {
   return false;
 }
 
+// ipvsadm takes a host name wherever it takes an address (-t, -u, -r host[:port]),
+// looking it up as ipvsadm's host_to_addr does (IPv4). meshlbctl looks such names up
+// here, in the client, and sends the address: meshlbd's control thread never waits on
+// DNS. A name that does not resolve is sent as it is, for meshlbd to refuse.
+std::string resolveHostPort(const std::string& v) {
+  const size_t colon = v.rfind(':');
+  if (v.empty() || v[0] == '[' || (colon != std::string::npos && v.find(':') != colon)) return v;
+  const std::string host = v.substr(0, colon);
+  in_addr a{};
+  if (host.empty() || inet_pton(AF_INET, host.c_str(), &a) == 1) return v;
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) return v;
+  char text[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, text, sizeof(text));
+  freeaddrinfo(res);
+  return std::string(text) + (colon == std::string::npos ? "" : v.substr(colon));
+}
+
+void resolveHosts(std::vector<std::string>& words) {
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    const std::string& w = words[i];
+    if (w == "-t" || w == "--tcp-service" || w == "-u" || w == "--udp-service" || w == "-r" ||
+        w == "--real-server") {
+      words[i + 1] = resolveHostPort(words[i + 1]);
+    }
+  }
+}
+
+// -R's input, line by line, with its host names looked up as the arguments' are.
+std::string resolveHostsInLines(const std::string& input) {
+  std::string out;
+  size_t at = 0;
+  while (at < input.size()) {
+    size_t end = input.find('\n', at);
+    if (end == std::string::npos) end = input.size();
+    std::vector<std::string> words;
+    std::string word;
+    for (size_t k = at; k <= end; ++k) {
+      const char ch = k < end ? input[k] : ' ';
+      if (ch == ' ' || ch == '\t') {
+        if (!word.empty()) words.push_back(std::move(word));
+        word.clear();
+      } else {
+        word += ch;
+      }
+    }
+    resolveHosts(words);
+    for (size_t k = 0; k < words.size(); ++k) out += (k ? " " : "") + words[k];
+    out += '\n';
+    at = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,7 +127,9 @@ int main(int argc, char** argv) {
   }
   if (readsStdin(req.args)) {
     req.input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    req.input = resolveHostsInLines(req.input);
   }
+  if (req.args[0] == "ipvsadm") resolveHosts(req.args);
 
   auto reply = meshlb::callDaemon(path, req);
   if (!reply.ok()) return fail(std::string(reply.status().message()));

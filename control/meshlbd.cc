@@ -30,6 +30,7 @@
 #include "control_server.h"
 #include "ipvs_stats.h"
 #include "listings.h"
+#include "names.h"
 #include "netlink_mirror.h"
 #include "ports.h"
 #include "publisher.h"
@@ -156,6 +157,11 @@ class Daemon {
     dp.added = [this](uint32_t svc) { ipvs_->newService(svc); };
     dp.connections = [this] { return connections(); };
     dp.vxlan_port = [this] { return vxlanPort(); };
+    dp.host_name = [this](const IpAddr& a) -> std::optional<std::string> {
+      auto name = names_.lookup(a);
+      if (!name && names_by_number_) return a.str();
+      return name;
+    };
     return dp;
   }
 
@@ -241,7 +247,7 @@ class Daemon {
       fds.clear();
       fds.push_back({mirror_.fd(), POLLIN, 0});
       server_->appendPollFds(fds);
-      const bool waiting = dump_ == DumpState::kCollecting;
+      const bool waiting = !deferred_.empty();
       const int r = ::poll(fds.data(), fds.size(), waiting ? 1 : 10);
       if (r > 0) server_->service(fds);
       server_->expire();
@@ -256,7 +262,7 @@ class Daemon {
         publish();
       }
       publisher_->reclaim(false);
-      if (waiting) finishDump();
+      if (waiting) serveDeferred();
       estimateRates();
     }
     shutdown();
@@ -275,8 +281,17 @@ class Daemon {
     bool changed = false;
     auto out = commands_.run(req.args, req.input, &changed);
     if (changed) publish();
-    if (!out.ok() && absl::IsUnavailable(out.status()) && dump_ == DumpState::kCollecting) {
-      deferred_.push_back({req, ticket});  // answered by finishDump()
+    auto waits = [&] {
+      return !out.ok() && absl::IsUnavailable(out.status()) &&
+             (dump_ == DumpState::kCollecting || names_.pending());
+    };
+    // A listing's names may all have come in meanwhile: then it runs again at once.
+    for (int i = 0; i < 3 && !out.ok() && absl::IsUnavailable(out.status()) && !waits(); ++i) {
+      out = commands_.run(req.args, req.input, &changed);
+    }
+    if (waits()) {
+      if (deferred_.empty()) names_deadline_ = std::chrono::steady_clock::now() + kNamesDeadline;
+      deferred_.push_back({req, ticket});  // answered by serveDeferred()
       return std::nullopt;
     }
     return replyOf(out);
@@ -336,7 +351,7 @@ class Daemon {
 
   // ipvsadm -L -c, without blocking the control thread: the first call asks every
   // worker for a copy of its connections and answers kUnavailable (the request is
-  // deferred); finishDump() runs the deferred requests again once every copy is in.
+  // deferred); serveDeferred() runs the deferred requests again once every copy is in.
   absl::StatusOr<std::vector<ConnEntry>> connections() {
     if (dump_ == DumpState::kIdle) {
       dump_request_ = dp_.dump_request.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -361,18 +376,28 @@ class Daemon {
     return static_cast<uint32_t>(rte_get_timer_cycles() / (rte_get_timer_hz() / 1000));
   }
 
-  void finishDump() {
-    bool all = true;
-    for (uint16_t w = 0; w < dp_.num_workers; ++w) {
-      all = all && dp_.dumps[w].done.load(std::memory_order_acquire) == dump_request_;
+  // Runs the deferred listings again once what they wait for is in: every worker's
+  // connection copy (or a second passed), and the host names being resolved (or
+  // kNamesDeadline passed: the addresses still without one are listed by number).
+  void serveDeferred() {
+    if (deferred_.empty()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (dump_ == DumpState::kCollecting) {
+      bool all = true;
+      for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+        all = all && dp_.dumps[w].done.load(std::memory_order_acquire) == dump_request_;
+      }
+      if (!all && now < dump_deadline_) return;
+      dump_ = DumpState::kReady;
     }
-    if (!all && std::chrono::steady_clock::now() < dump_deadline_) return;
-    dump_ = DumpState::kReady;
+    if (names_.pending() && now < names_deadline_) return;
+    names_by_number_ = names_.pending();
     for (const Deferred& d : std::exchange(deferred_, {})) {
       bool changed = false;
       auto out = commands_.run(d.req.args, d.req.input, &changed);
       server_->complete(d.ticket, replyOf(out));
     }
+    names_by_number_ = false;
     dump_ = DumpState::kIdle;
   }
 
@@ -463,6 +488,11 @@ class Daemon {
   uint32_t dump_request_ = 0;
   std::chrono::steady_clock::time_point dump_deadline_;
   std::vector<Deferred> deferred_;
+  // Host names for listings without -n; how long a deferred listing waits for them.
+  static constexpr auto kNamesDeadline = std::chrono::seconds(3);
+  NameResolver names_;
+  std::chrono::steady_clock::time_point names_deadline_;
+  bool names_by_number_ = false;
   std::string fatal_;
 };
 

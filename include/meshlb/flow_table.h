@@ -71,8 +71,10 @@ struct ConnTimeouts {
 // it runs for every TCP packet.
 namespace detail {
 
-// The kernel's tcp_states[] (net/netfilter/ipvs/ip_vs_proto_tcp.c), INPUT and
-// OUTPUT halves; rows syn, fin, ack, rst; columns in ConnState order (no UDP).
+// The kernel's tcp_states[] (net/netfilter/ipvs/ip_vs_proto_tcp.c): INPUT, OUTPUT and
+// INPUT-ONLY (a -g or -i connection, whose replies the appliance never sees: the
+// kernel's IP_VS_CONN_F_NOOUTPUT); rows syn, fin, ack, rst; columns in ConnState order
+// (no UDP).
 // No transition leads to NONE or SYNACK; the names are kept for the column headers.
 [[maybe_unused]] inline constexpr ConnState sNO = ConnState::kNone, sSA = ConnState::kSynAck;
 inline constexpr ConnState sES = ConnState::kEstablished, sSS = ConnState::kSynSent,
@@ -80,7 +82,7 @@ inline constexpr ConnState sES = ConnState::kEstablished, sSS = ConnState::kSynS
                            sTW = ConnState::kTimeWait, sCL = ConnState::kClose,
                            sCW = ConnState::kCloseWait, sLA = ConnState::kLastAck,
                            sLI = ConnState::kListen;
-inline constexpr ConnState kTcpStates[2][4][11] = {
+inline constexpr ConnState kTcpStates[3][4][11] = {
     {
         /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
         /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
@@ -94,7 +96,15 @@ inline constexpr ConnState kTcpStates[2][4][11] = {
         /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
         /*rst*/ {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
     },
+    {
+        /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
+        /*fin*/ {sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW},
+        /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
+        /*rst*/ {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
+    },
 };
+// kTcpStates' first index.
+enum TcpDir : unsigned { kTcpInput = 0, kTcpOutput = 1, kTcpInputOnly = 2 };
 
 // tcp_state_idx(): the row for a segment's flags, rst winning, then syn, fin,
 // ack; 4 = none of them (no transition). Indexed by RST|SYN|FIN in bits 0-2 and
@@ -119,12 +129,12 @@ inline uint32_t sigMask(const uint32_t* sigs, uint32_t sig) {
 
 }  // namespace detail
 
-inline ConnState nextTcpState(ConnState cur, bool reply, uint8_t flags) {
+inline ConnState nextTcpState(ConnState cur, unsigned dir, uint8_t flags) {
   const unsigned row =
       detail::kTcpRow[(flags & (kTcpRst | kTcpSyn | kTcpFin)) | ((flags & kTcpAck) >> 1)];
   const auto c = static_cast<unsigned>(cur);
   if (row == 4 || c >= 11) return cur;
-  return detail::kTcpStates[reply][row][c];
+  return detail::kTcpStates[dir][row][c];
 }
 
 // Flow::flags: the real server is reached by direct routing (ipvsadm -g): no NAT.
@@ -282,7 +292,11 @@ class FlowTable {
   // Applies a TCP segment to the state machine and re-arms the timeout.
   void onTcp(Entry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_ms) {
     const ConnState cur = e->connState();
-    const ConnState s = nextTcpState(cur, dir == FlowDir::kReply, tcp_flags);
+    // A -g or -i connection's packets all come from the client: INPUT-ONLY.
+    const unsigned table = dir == FlowDir::kReply                   ? detail::kTcpOutput
+                           : e->flags & (kFlowDirect | kFlowTunnel) ? detail::kTcpInputOnly
+                                                                    : detail::kTcpInput;
+    const ConnState s = nextTcpState(cur, table, tcp_flags);
     if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
       const bool moves = countsActive(s) != countsActive(cur);
       if (moves) countConn(*e, -1);

@@ -887,7 +887,7 @@ test_schedule_icmp() {
   ip -n mlb-t3 addr add $VIP/32 dev lo 2>/dev/null
   # Task 3's MAC known first (a packet to the VIP for an unresolved next hop would be
   # the kernel's, which takes it for itself).
-  lbx ping -c 1 -W 2 198.18.1.13 >/dev/null || return 1
+  lbx ping -c 1 -W 2 198.18.1.13 >/dev/null || { echo "# task 3 does not answer ping"; return 1; }
   sleep 0.3
   ctl ipvsadm -A -t $VIP:8082 -s rr && ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.13 || return 1
   local mode got=""
@@ -896,7 +896,7 @@ test_schedule_icmp() {
     rm -f "$MLB_RUN"/si-*
     count_seen mlb-t3 eth0 'ICMP in p and p[ICMP].type == 3 and p[ICMP].code == 4 and p[IP].src == "198.18.0.10"' 3 si-task
     local at_task=$!
-    wait_ready si-task || return 1
+    wait_ready si-task || { echo "# the capture did not start"; return 1; }
     sleep 0.3
     client /usr/bin/python3 -c '
 from scapy.all import ICMP, IP, IPerror, TCPerror, send
@@ -910,6 +910,25 @@ send(IP(src="198.18.0.10", dst="'$VIP'") / ICMP(type=3, code=4, nexthopmtu=1400)
   ip -n mlb-t3 addr del $VIP/32 dev lo
   echo "# $got"
   [[ $got == "schedule_icmp=0: task 3 got 0; schedule_icmp=1: task 3 got 1; " ]]
+}
+
+# Host names, as ipvsadm takes and prints them: -r task-two:80 (looked up by meshlbctl),
+# a listing without -n by name (the tasks have names in the namespace's /etc/hosts, the
+# VIP none), -n by number, and names in a -R.
+test_host_names() {
+  ctl ipvsadm -A -t $VIP:7800 -s rr && ctl ipvsadm -a -t $VIP:7800 -r task-two:80 -m || return 1
+  printf -- "-A -t %s:7801 -s rr\n-a -t %s:7801 -r task-three:http -m\n" $VIP $VIP |
+    ctl ipvsadm -R || return 1
+  local named numeric saved
+  named=$(ctl ipvsadm -L -t $VIP:7800)
+  numeric=$(ctl ipvsadm -L -n -t $VIP:7800)
+  saved=$(ctl ipvsadm -S -n | grep 7801)
+  ctl ipvsadm -D -t $VIP:7800
+  ctl ipvsadm -D -t $VIP:7801
+  echo "# without -n: $(tr '\n' '|' <<<"$named")"
+  echo "# -S -n of the -R: $(tr '\n' '|' <<<"$saved")"
+  [[ $named == *$'\nTCP  198.18.0.1:7800 rr\n  -> task-two:http'* && $numeric == *"-> 198.18.1.12:80 "* &&
+    $saved == *"-a -t $VIP:7801 -r 198.18.1.13:80 -m -w 1"* ]]
 }
 
 # meshlbctl sysctl: the names meshlb takes (sysctl -a), set and read back as sysctl
@@ -977,6 +996,7 @@ check "conn_reuse_mode: a closed connection's port rescheduled (1) or kept (0)" 
 check "tunnels (-i ipip, gre, gue): the task's frames byte for byte as the kernel sends them" \
   test_tunnels
 check "meshlbctl sysctl: -a, -w, names with / or ., refusals with reasons" test_sysctl_command
+check "host names: -r NAME:PORT, listings without -n by name, names in -R" test_host_names
 check "nat_icmp_send: a -m task's stray segment routed (0), or answered port unreachable (1)" \
   test_nat_icmp_send
 check "schedule_icmp: a client's ICMP error about a -g server's segment scheduled to it (1)" \

@@ -31,11 +31,19 @@ task_sequence() {  # port, count
 ctl() { ip netns exec mlb-lb "$MLB_BUILD/control/meshlbctl" --socket "$MLB_SOCK" "$@"; }
 client() { ip netns exec mlb-client "$@"; }
 
-topo_down() { teardown "$MLB_RUN/meshlbd.pid" "${MLB_NS[@]}"; }
+topo_down() {
+  teardown "$MLB_RUN/meshlbd.pid" "${MLB_NS[@]}"
+  rm -rf /etc/netns/mlb-lb
+}
 
 topo_up() {
   topo_down
   mkdir -p "$MLB_RUN"
+  # The appliance namespace's own /etc/hosts (ip netns exec mounts it there): names for
+  # the tasks, as an operator's resolver would give them (ipvsadm without -n).
+  mkdir -p /etc/netns/mlb-lb
+  printf '127.0.0.1 localhost\n198.18.1.11 task-one\n198.18.1.12 task-two\n198.18.1.13 task-three\n' \
+    >/etc/netns/mlb-lb/hosts
   rm -f "$MLB_RUN/meshlbd.log"  # appended to by every meshlbd start of this run
   for ns in "${MLB_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   # client <-> appliance port 0

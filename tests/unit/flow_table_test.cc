@@ -171,6 +171,12 @@ TEST(FlowTable, TcpTransitionSpotChecks) {
   EXPECT_EQ(nextTcpState(ConnState::kNone, true, kTcpAck), ConnState::kEstablished);
   EXPECT_EQ(nextTcpState(ConnState::kLastAck, false, kTcpAck), ConnState::kClose);
   EXPECT_EQ(nextTcpState(ConnState::kEstablished, false, 0), ConnState::kEstablished);
+  // INPUT-ONLY (-g, -i: the client's side alone): its FIN is FIN_WAIT, not CLOSE_WAIT, and
+  // a RST in SYNACK closes.
+  EXPECT_EQ(nextTcpState(ConnState::kEstablished, detail::kTcpInputOnly, kTcpFin),
+            ConnState::kFinWait);
+  EXPECT_EQ(nextTcpState(ConnState::kSynAck, detail::kTcpInput, kTcpRst), ConnState::kSynRecv);
+  EXPECT_EQ(nextTcpState(ConnState::kSynAck, detail::kTcpInputOnly, kTcpRst), ConnState::kClose);
   EXPECT_STREQ(connStateName(ConnState::kCloseWait), "CLOSE_WAIT");
 }
 
@@ -188,12 +194,12 @@ TEST(FlowTable, TcpTransitionsForEveryFlagByte) {
     } else if (flags & kTcpAck) {
       row = 2;
     }
-    for (int reply = 0; reply < 2; ++reply) {
+    for (unsigned dir = 0; dir < 3; ++dir) {  // INPUT, OUTPUT, INPUT-ONLY
       for (int c = 0; c < kNumConnStates; ++c) {
         const auto cur = static_cast<ConnState>(c);
-        const ConnState want = row < 0 || c >= 11 ? cur : detail::kTcpStates[reply][row][c];
-        ASSERT_EQ(nextTcpState(cur, reply != 0, static_cast<uint8_t>(flags)), want)
-            << "flags " << flags << " state " << connStateName(cur) << " reply " << reply;
+        const ConnState want = row < 0 || c >= 11 ? cur : detail::kTcpStates[dir][row][c];
+        ASSERT_EQ(nextTcpState(cur, dir, static_cast<uint8_t>(flags)), want)
+            << "flags " << flags << " state " << connStateName(cur) << " table " << dir;
       }
     }
   }

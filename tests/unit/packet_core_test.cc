@@ -770,6 +770,32 @@ TEST(Sysctl, ConnReuseModeReschedulesAClosedConnectionsPorts) {
   }
 }
 
+// The task a -g packet went to: its destination MAC's last byte (02:00:00:00:01:1N).
+char macTask(const Verdict& v, const Bytes& out) {
+  return v == Verdict::transmit(1) ? static_cast<char>('0' + out[5] - 0x10) : 'x';
+}
+
+// conn_reuse_mode bit 1: a -g connection's FIN_WAIT (its client closed; the appliance
+// sees the client's side only, IPVS's INPUT-ONLY table) is reused too.
+TEST(Sysctl, ConnReuseModeBitOneTakesADirectConnectionsFinWait) {
+  for (const char* mode : {"1", "3"}) {
+    SCOPED_TRACE(mode);
+    Appliance a({"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+                 "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1",
+                 "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.2",
+                 std::string("sysctl net.ipv4.vs.conn_reuse_mode=") + mode});
+    for (uint8_t flags : {kTcpSyn, kTcpAck, static_cast<uint8_t>(kTcpFin | kTcpAck)}) {
+      Bytes f = tcpTo("198.18.0.10", 41000, 8080, flags);
+      EXPECT_EQ(macTask(a.send(f, 0), f), '1');
+    }
+    a.core().table().forEach([](const Flow<Ipv4Addr>& e) {
+      EXPECT_EQ(e.connState(), ConnState::kFinWait);  // INPUT would say CLOSE_WAIT
+    });
+    Bytes f = tcpTo("198.18.0.10", 41000);
+    EXPECT_EQ(macTask(a.send(f, 0), f), *mode == '3' ? '2' : '1');
+  }
+}
+
 TEST(Sysctl, SloppyTcpStartsAConnectionOnAnyPacket) {
   Appliance a(persistentService(""));
   Bytes f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
