@@ -889,7 +889,8 @@ test_schedule_icmp() {
   # the kernel's, which takes it for itself).
   lbx ping -c 1 -W 2 198.18.1.13 >/dev/null || { echo "# task 3 does not answer ping"; return 1; }
   sleep 0.3
-  ctl ipvsadm -A -t $VIP:8082 -s rr && ctl ipvsadm -a -t $VIP:8082 -r 198.18.1.13 || return 1
+  ctl ipvsadm -A -t $VIP:8084 -s rr && ctl ipvsadm -a -t $VIP:8084 -r 198.18.1.13 ||
+    { echo "# service setup failed"; return 1; }
   local mode got=""
   for mode in 0 1; do
     ctl sysctl net.ipv4.vs.schedule_icmp=$mode >/dev/null || return 1
@@ -901,12 +902,12 @@ test_schedule_icmp() {
     client /usr/bin/python3 -c '
 from scapy.all import ICMP, IP, IPerror, TCPerror, send
 send(IP(src="198.18.0.10", dst="'$VIP'") / ICMP(type=3, code=4, nexthopmtu=1400) /
-     IPerror(src="'$VIP'", dst="198.18.0.10", flags="DF") / TCPerror(sport=8082, dport=41999, flags="SA"), verbose=0)'
+     IPerror(src="'$VIP'", dst="198.18.0.10", flags="DF") / TCPerror(sport=8084, dport=41999, flags="SA"), verbose=0)'
     wait "$at_task"
     got+="schedule_icmp=$mode: task 3 got $(cat "$MLB_RUN/si-task"); "
   done
   ctl sysctl net.ipv4.vs.schedule_icmp=0 >/dev/null
-  ctl ipvsadm -D -t $VIP:8082
+  ctl ipvsadm -D -t $VIP:8084
   ip -n mlb-t3 addr del $VIP/32 dev lo
   echo "# $got"
   [[ $got == "schedule_icmp=0: task 3 got 0; schedule_icmp=1: task 3 got 1; " ]]
