@@ -68,8 +68,8 @@ void NameResolver::run() {
                                    nullptr, 0, NI_NAMEREQD) == 0;
     l.lock();
     --running_;
-    cache_[a.str()] = Entry{named ? std::string(host) : a.str(),
-                            std::chrono::steady_clock::now() + kTtl};
+    cache_[a.str()] =
+        Entry{named ? std::string(host) : a.str(), std::chrono::steady_clock::now() + kTtl};
   }
 }
 

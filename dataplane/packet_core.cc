@@ -122,7 +122,7 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
     bump(c_.icmp_scheduled);
     hit.dir = FlowDir::kOriginal;
   }
-  if (e->flags & (kFlowDirect | kFlowTunnel) && hit.dir == FlowDir::kOriginal) {
+  if (e->flags & kFlowDirect && hit.dir == FlowDir::kOriginal) {
     // The client's error about what a -g or -i server sent it: to that server as it is
     // (ip_vs_in_icmp with the connection's own transmitter).
     bump(c_.icmp_translated);
@@ -208,7 +208,7 @@ bool PacketCore::reusable(const Flow<Ipv4Addr>& e) const {
   if (!mode || e.flags & kFlowPersist) return false;
   const ConnState s = e.connState();
   return s == ConnState::kTimeWait || s == ConnState::kClose ||
-         (mode & 2 && s == ConnState::kFinWait && e.flags & (kFlowDirect | kFlowTunnel));
+         (mode & 2 && s == ConnState::kFinWait && e.flags & kFlowDirect);
 }
 
 Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
@@ -316,7 +316,7 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
   f.bport = b.port ? b.port : dport;
   f.backend_id = b.id.raw();
   f.flags = b.fwd == Forwarding::kDirect   ? kFlowDirect
-            : b.fwd == Forwarding::kTunnel ? kFlowTunnel
+            : b.fwd == Forwarding::kTunnel ? kFlowDirect | kFlowTunnel
                                            : 0;
   f.udp = key.proto == kProtoUdp;
   f.state = static_cast<uint32_t>(f.udp ? ConnState::kUdp : ConnState::kNone);

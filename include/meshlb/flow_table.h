@@ -82,7 +82,7 @@ inline constexpr ConnState sES = ConnState::kEstablished, sSS = ConnState::kSynS
                            sTW = ConnState::kTimeWait, sCL = ConnState::kClose,
                            sCW = ConnState::kCloseWait, sLA = ConnState::kLastAck,
                            sLI = ConnState::kListen;
-inline constexpr ConnState kTcpStates[3][4][11] = {
+inline constexpr ConnState kTcpStates[4][4][11] = {
     {
         /*        sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA */
         /*syn*/ {sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR},
@@ -102,8 +102,15 @@ inline constexpr ConnState kTcpStates[3][4][11] = {
         /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES},
         /*rst*/ {sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL},
     },
+    {
+        // OUTPUT again: a reply of a -g/-i connection (the kernel then drops NOOUTPUT).
+        /*syn*/ {sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR},
+        /*fin*/ {sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW},
+        /*ack*/ {sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES},
+        /*rst*/ {sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL},
+    },
 };
-// kTcpStates' first index.
+// kTcpStates' first index: the direction, | kFlowDirect for a -g/-i connection.
 enum TcpDir : unsigned { kTcpInput = 0, kTcpOutput = 1, kTcpInputOnly = 2 };
 
 // tcp_state_idx(): the row for a segment's flags, rst winning, then syn, fin,
@@ -137,12 +144,13 @@ inline ConnState nextTcpState(ConnState cur, unsigned dir, uint8_t flags) {
   return detail::kTcpStates[dir][row][c];
 }
 
-// Flow::flags: the real server is reached by direct routing (ipvsadm -g): no NAT.
-constexpr uint32_t kFlowDirect = 1;
-// The connection holds a persistence template (PersistTable::Ref, kept by the
-// caller by record index): the table tells the caller when it frees it.
-constexpr uint32_t kFlowPersist = 2;
-// The real server is reached through a tunnel (ipvsadm -i): no NAT, encapsulated.
+// Flow::flags: the connection holds a persistence template (PersistTable::Ref, kept
+// by the caller by record index): the table tells the caller when it frees it.
+constexpr uint32_t kFlowPersist = 1;
+// The real server is reached without NAT, by direct routing (ipvsadm -g) or, with
+// kFlowTunnel too, through a tunnel (-i): its replies never come through (the
+// kernel's IP_VS_CONN_F_NOOUTPUT). Its value is the INPUT-ONLY table's index bit.
+constexpr uint32_t kFlowDirect = 2;
 constexpr uint32_t kFlowTunnel = 4;
 
 // Ports in network byte order, as parsed.
@@ -293,9 +301,8 @@ class FlowTable {
   void onTcp(Entry* e, FlowDir dir, uint8_t tcp_flags, uint32_t now_ms) {
     const ConnState cur = e->connState();
     // A -g or -i connection's packets all come from the client: INPUT-ONLY.
-    const unsigned table = dir == FlowDir::kReply                   ? detail::kTcpOutput
-                           : e->flags & (kFlowDirect | kFlowTunnel) ? detail::kTcpInputOnly
-                                                                    : detail::kTcpInput;
+    static_assert(kFlowDirect == detail::kTcpInputOnly);
+    const unsigned table = static_cast<unsigned>(dir) | (e->flags & kFlowDirect);
     const ConnState s = nextTcpState(cur, table, tcp_flags);
     if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
       const bool moves = countsActive(s) != countsActive(cur);

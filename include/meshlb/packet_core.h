@@ -335,7 +335,7 @@ template <class Addr, Encap kEncap>
       bump(bs.inbytes, p.ip.l3_length);
       // -g: the packet goes as it is, only to the real server's MAC (DSR); -i: inside a
       // tunnel to it.
-      if (__builtin_expect(e->flags & (kFlowDirect | kFlowTunnel), 0)) {
+      if (__builtin_expect(e->flags & kFlowDirect, 0)) {
         return e->flags & kFlowTunnel ? tunnel(frame, m, *e, rt) : forward(frame, m, rt, to);
       }
     } else {

@@ -194,7 +194,7 @@ TEST(FlowTable, TcpTransitionsForEveryFlagByte) {
     } else if (flags & kTcpAck) {
       row = 2;
     }
-    for (unsigned dir = 0; dir < 3; ++dir) {  // INPUT, OUTPUT, INPUT-ONLY
+    for (unsigned dir = 0; dir < 4; ++dir) {  // INPUT, OUTPUT, INPUT-ONLY, OUTPUT
       for (int c = 0; c < kNumConnStates; ++c) {
         const auto cur = static_cast<ConnState>(c);
         const ConnState want = row < 0 || c >= 11 ? cur : detail::kTcpStates[dir][row][c];
