@@ -28,6 +28,12 @@ std::optional<std::string> NameResolver::lookup(const IpAddr& a) {
     if (it->second.name.empty()) return std::nullopt;  // being looked up
     return it->second.name;
   }
+  if (queue_.size() >= kMaxQueued) return key;
+  if (cache_.size() >= kMaxNames) {
+    absl::erase_if(
+        cache_, [&](const auto& e) { return !e.second.name.empty() && e.second.expires <= now; });
+    if (cache_.size() >= kMaxNames) return key;
+  }
   cache_[key] = Entry{"", now + kTtl};
   queue_.push_back(a);
   cv_.notify_one();

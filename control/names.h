@@ -21,6 +21,10 @@ namespace meshlb {
 class NameResolver {
  public:
   static constexpr auto kTtl = std::chrono::seconds(60);
+  // Bounds: names kept (the expired ones go first when full), and lookups queued (an
+  // address beyond them is listed by its number: a -c listing of a million clients
+  // without -n must not queue a million lookups).
+  static constexpr size_t kMaxNames = 65536, kMaxQueued = 4096;
 
   NameResolver();
   ~NameResolver();

@@ -932,6 +932,63 @@ test_host_names() {
     $saved == *"-a -t $VIP:7801 -r 198.18.1.13:80 -m -w 1"* ]]
 }
 
+# meshlbd restarted from its state file (SIGTERM, then two workers): its connections
+# are gone, its configuration back.
+restart_lb() {
+  local pid
+  pid=$(cat "$MLB_RUN/meshlbd.pid")
+  kill -TERM "$pid" && wait "$pid"
+  rm -f "$MLB_RUN/meshlbd.pid"
+  lb_start 2 --state-file "$MLB_RUN/state"
+}
+
+# sloppy_tcp: an iperf3 upload through a masqueraded mh service survives a meshlbd
+# restart when the first segment after it may start a connection (the same task by mh,
+# the same ports without SNAT); with the default 0 its segments are dropped and it
+# never completes.
+test_sloppy_tcp_restart() {
+  local nat rc mode got=""
+  nat=$(ctl iptables -t nat -S POSTROUTING | grep '^-A POSTROUTING')
+  ctl iptables -t nat -F POSTROUTING || return 1  # no SNAT: the tasks see the client
+  ctl ipvsadm -A -t $VIP:7900 -s mh || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7900 -r "198.18.1.1$i:5201" -m || return 1; done
+  for mode in 1 0; do
+    ctl sysctl net.ipv4.vs.sloppy_tcp=$mode >/dev/null || return 1
+    client timeout 25 iperf3 -c $VIP -p 7900 -t 8 -b 20M >"$MLB_RUN/iperf-sloppy.log" 2>&1 &
+    local up=$!
+    sleep 2
+    restart_lb || return 1
+    wait "$up"
+    rc=$?
+    got+="sloppy_tcp=$mode: iperf3 exit $rc ($(grep -m1 ' sender$' "$MLB_RUN/iperf-sloppy.log" | awk '{print $5, $6}') sent); "
+  done
+  ctl sysctl net.ipv4.vs.sloppy_tcp=0 >/dev/null
+  ctl ipvsadm -D -t $VIP:7900
+  while read -r rule; do
+    [[ -n $rule ]] && ctl iptables -t nat $rule
+  done <<<"$nat"
+  echo "# upload through a meshlbd restart: $got"
+  [[ $got == "sloppy_tcp=1: iperf3 exit 0 "*"sloppy_tcp=0: iperf3 exit "[1-9]* ]]
+}
+
+# run_estimation=0: --rate stays as it was while connections come; back at 1, the
+# estimator runs again (its first estimate spanning the pause).
+test_run_estimation() {
+  ctl ipvsadm -A -t $VIP:7950 -s rr || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7950 -r "198.18.1.1$i:80" -m || return 1; done
+  ctl sysctl net.ipv4.vs.run_estimation=0 >/dev/null || return 1
+  for _ in $(seq 100); do client curl -s -m 5 -o /dev/null "http://$VIP:7950/"; done
+  sleep 4.5
+  local off on
+  off=$(ctl ipvsadm -L -n --rate -t $VIP:7950 | awk '$1 == "TCP" {print $3}')
+  ctl sysctl net.ipv4.vs.run_estimation=1 >/dev/null
+  sleep 4.5
+  on=$(ctl ipvsadm -L -n --rate -t $VIP:7950 | awk '$1 == "TCP" {print $3}')
+  ctl ipvsadm -D -t $VIP:7950
+  echo "# 100 connections: CPS $off with run_estimation=0, $on once it is 1 again"
+  [[ $off == 0 && $on -gt 0 ]]
+}
+
 # meshlbctl sysctl: the names meshlb takes (sysctl -a), set and read back as sysctl
 # prints them; the kernel's others refused with the reason; bad values refused.
 test_sysctl_command() {
@@ -1002,6 +1059,9 @@ check "nat_icmp_send: a -m task's stray segment routed (0), or answered port unr
   test_nat_icmp_send
 check "schedule_icmp: a client's ICMP error about a -g server's segment scheduled to it (1)" \
   test_schedule_icmp
+check "run_estimation: --rate held at 0, then estimated again" test_run_estimation
+check "sloppy_tcp: an upload survives a meshlbd restart (1), not without it (0)" \
+  test_sloppy_tcp_restart
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

@@ -80,6 +80,12 @@ follow() {  # what, count
 # 4790); each sees the appliance's overlay address as its peer.
 test_all_tasks() {
   follow "start" 4 || return 1
+  # The agent sets IPVS's sysctls as Docker sets them for its ingress.
+  local settings
+  settings=$(ctl sysctl -n net.ipv4.vs.expire_nodest_conn net.ipv4.vs.expire_quiescent_template \
+    net.ipv4.vs.conn_reuse_mode | tr '\n' ' ')
+  echo "# expire_nodest_conn, expire_quiescent_template, conn_reuse_mode: $settings"
+  [[ $settings == "1 1 0 " ]] || return 1
   local seq="" _ out peers=""
   for _ in $(seq 16); do
     out=$(client curl -s -m 3 http://198.18.0.1:8080/cgi-bin/who)
@@ -153,6 +159,7 @@ test_drain() {
 
 # The agent's configuration of the appliance, for comparisons.
 lb_config() {
+  ctl sysctl -a
   ctl ipvsadm -S -n
   ctl iptables -t mangle -S
   ctl iptables -t nat -S

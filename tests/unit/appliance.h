@@ -42,6 +42,9 @@ struct ApplianceOptions {
   // Persistence templates shared with other appliances' cores (as meshlbd's workers
   // share them); null: the core keeps its own.
   PersistTable* templates = nullptr;
+  // The core counts its connections per real server (ActiveConn/InActConn), which the
+  // connection-count schedulers read; off: they see none.
+  bool count_connections = false;
 };
 
 class Appliance {
@@ -49,7 +52,8 @@ class Appliance {
   explicit Appliance(std::vector<std::string> config, ApplianceOptions o = {})
       : opt_(o),
         stats_(BackendId::kSlots, Backing::kLazy),
-        core_(counters_, coreConfig(o, stats_.get())) {
+        counts_(o.count_connections ? 2 * BackendId::kSlots : 0, Backing::kLazy),
+        core_(counters_, coreConfig(o, stats_.get(), counts_.get())) {
     for (const std::string& line : config) run(line);
     auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
     // The VIP is an alias on lb0, as IPVS needs it local (ip addr add 198.18.0.100/32 dev lb0).
@@ -132,8 +136,10 @@ class Appliance {
   PacketCore& core() { return core_; }
 
  private:
-  static CoreConfig coreConfig(const ApplianceOptions& o, BackendStats* stats) {
+  static CoreConfig coreConfig(const ApplianceOptions& o, BackendStats* stats,
+                               std::atomic<uint32_t>* counts) {
     CoreConfig c;
+    c.conn_counts = counts;
     c.backend_stats = stats;
     c.index = o.index;
     c.workers = o.workers;
@@ -157,6 +163,7 @@ class Appliance {
   uint64_t generation_ = 0;
   WorkerCounters counters_;
   HugeArray<BackendStats> stats_;
+  HugeArray<std::atomic<uint32_t>> counts_;
   PacketCore core_;
 };
 

@@ -13,8 +13,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "claims.h"
 #include "control_server.h"
 #include "ipvs_stats.h"
@@ -155,6 +159,56 @@ TEST(Listings, ConnectionEntriesFromAWorkersCopy) {
   f.expires_ms = 4000;  // expired, not yet swept
   appendConnEntries(&f, 1, 5000, out);
   EXPECT_EQ(out[1].expires_s, 0u);
+}
+
+// The persistence templates as /proc/net/ip_vs_conn lists them (ipvsadm -c): an address
+// service's with its ports, a port-0 service's and a firewall mark's without (the
+// mark as the address, protocol IP), a UDP service's in state UDP; PersistConn counts.
+TEST(Listings, TemplatesAsTheKernelListsThem) {
+  ServiceModel m;
+  auto ok = [&](const std::string& line) {
+    auto r = runIpvsadm(m, absl::StrSplit(line, ' '));
+    ASSERT_TRUE(r.ok()) << line << ": " << r.status();
+  };
+  ok("-A -t 198.18.0.1:443 -s rr -p 300");
+  ok("-a -t 198.18.0.1:443 -r 198.18.1.11 -m");
+  ok("-A -t 198.18.0.1:0 -s rr -p 60");
+  ok("-a -t 198.18.0.1:0 -r 198.18.1.12 -m");
+  ok("-A -f 7 -s rr -p 30");
+  ok("-a -f 7 -r 198.18.1.13 -m");
+  ok("-A -u 198.18.0.1:53 -s rr -p 30");
+  ok("-a -u 198.18.0.1:53 -r 198.18.1.11 -m");
+  PersistTable t(16);
+  for (const auto& [key, svc] : m.services()) {
+    PersistTable::Key k;
+    k.service = svc.slot;  // 0 to 3, in the order added
+    const uint8_t client[4] = {198, 18, 0, static_cast<uint8_t>(10 + svc.slot)};
+    std::memcpy(k.net, client, 4);
+    PersistTable::Ref ref;
+    const uint32_t raw = svc.dests[0].id.raw();
+    t.bind(
+        k, 1000, 60000, false, [](uint32_t) { return true; }, [&] { return raw; }, &ref);
+  }
+  std::vector<ConnEntry> out;
+  appendTemplates(t, m, 2000, out);
+  std::set<std::string> lines;
+  for (const ConnEntry& c : out) {
+    lines.insert(absl::StrCat(c.protocol, " ", c.state, " ", c.client.str(), ":", c.cport, " ",
+                              c.virt.str(), ":", c.vport, " ", c.dest.str(), ":", c.dport, " ",
+                              c.expires_s));
+  }
+  EXPECT_EQ(lines, (std::set<std::string>{"6 NONE 198.18.0.10:0 198.18.0.1:443 198.18.1.11:443 59",
+                                          "6 NONE 198.18.0.11:0 198.18.0.1:0 198.18.1.12:0 59",
+                                          "0 NONE 198.18.0.12:0 0.0.0.7:0 198.18.1.13:0 59",
+                                          "17 UDP 198.18.0.13:0 198.18.0.1:53 198.18.1.11:53 59"}));
+  // PersistConn: one template each (198.18.1.11 is two services' server, two ids).
+  const auto counts = templateCounts(t, 2000);
+  EXPECT_EQ(counts.size(), 4u);
+  for (const auto& [id, count] : counts) EXPECT_EQ(count, 1u);
+  // Past their timeout, with no connection open, they are gone.
+  out.clear();
+  appendTemplates(t, m, 62000, out);
+  EXPECT_TRUE(out.empty());
 }
 
 TEST(Listings, StatsTextAndJsonFromOneList) {

@@ -633,6 +633,46 @@ TEST(Ipvsadm, NoSortListsInTheKernelsOrder) {
   refused(m, {{"-S --nosort", "Illegal 'nosort' option with the 'save' command"}});
 }
 
+// Without -n, addresses by host name (ipvsadm's addr_to_anyname, truncated as it
+// truncates them) from the daemon's resolver; one not resolved yet makes the listing
+// kUnavailable, to be run again once it is.
+TEST(Ipvsadm, HostNamesWithoutNumeric) {
+  ServiceModel m;
+  ok(m, "-A -t 198.18.0.100:8080 -s rr -p 60");
+  ok(m, "-a -t 198.18.0.100:8080 -r 198.19.1.2:80 -m");
+  ok(m, "-a -t 198.18.0.100:8080 -r 198.19.1.3:80 -m");
+  std::map<std::string, std::string> names = {{"198.18.0.100", "web.example"},
+                                              {"198.19.1.2", "task-two"},
+                                              {"198.19.1.3", "a-rather-long-task-name.example"}};
+  bool resolved = false;
+  IpvsDataplane dp;
+  dp.host_name = [&](const IpAddr& a) -> std::optional<std::string> {
+    if (!resolved && a.str() == "198.19.1.3") return std::nullopt;
+    auto it = names.find(a.str());
+    return it == names.end() ? a.str() : it->second;
+  };
+  auto first = runIpvsadm(m, {"-L"}, "", dp);
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable);
+  resolved = true;
+  EXPECT_EQ(*runIpvsadm(m, {"-L"}, "", dp),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+            "Prot LocalAddress:Port Scheduler Flags\n"
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+            "TCP  web.example:http-alt rr persistent 60\n"
+            "  -> task-two:http                Masq    1      0          0         \n"
+            "  -> a-rather-long-task-name.exam Masq    1      0          0         \n");
+  EXPECT_EQ(*runIpvsadm(m, {"-S"}, "", dp),
+            "-A -t web.example:http-alt -s rr -p 60\n"
+            "-a -t web.example:http-alt -r task-two:http -m -w 1\n"
+            "-a -t web.example:http-alt -r a-rather-long-task-name.example:http -m -w 1\n");
+  // -n: numbers, the resolver never asked.
+  dp.host_name = [](const IpAddr&) -> std::optional<std::string> {
+    ADD_FAILURE() << "asked for a name with -n";
+    return std::nullopt;
+  };
+  EXPECT_NE(runIpvsadm(m, {"-L", "-n"}, "", dp)->find("198.19.1.3:80"), std::string::npos);
+}
+
 // ipvsadm's exit statuses: 2 for what it refuses itself (fail(2, ...)), 255 for the
 // kernel's refusals (its -1), 1 for a listing of no such service (list_service).
 TEST(Ipvsadm, ExitStatusesAsIpvsadms) {

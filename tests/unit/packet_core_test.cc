@@ -796,6 +796,37 @@ TEST(Sysctl, ConnReuseModeBitOneTakesADirectConnectionsFinWait) {
   }
 }
 
+// lblc_expiration and lblcr_expiration: a destination's entry unused that long is
+// gone, and the next connection is wlc's pick again (here the idle task 2, task 1
+// having the datagrams' connections); each scheduler reads its own.
+TEST(Sysctl, LocalityExpirationsPerScheduler) {
+  struct Case {
+    const char* sched;
+    const char* setting;
+    char after;
+  } cases[] = {{"lblc", "lblc_expiration=10", '2'},
+               {"lblc", "lblcr_expiration=10", '1'},
+               {"lblcr", "lblcr_expiration=10", '2'},
+               {"lblcr", "lblc_expiration=10", '1'}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.sched) + " " + c.setting);
+    std::vector<std::string> cfg = {std::string("ipvsadm -A -u 198.18.0.100:53 -s ") + c.sched};
+    for (int t = 1; t <= 3; ++t) {
+      cfg.push_back("ipvsadm -a -u 198.18.0.100:53 -r 198.19.1." + std::to_string(t) + ":53 -m");
+    }
+    cfg.push_back(std::string("sysctl net.ipv4.vs.") + c.setting);
+    ApplianceOptions o;
+    o.count_connections = true;
+    Appliance a(cfg, o);
+    Bytes f = udpTo("198.18.0.10", 5000, 53);
+    EXPECT_EQ(taskOf(a.send(f, 0, 1000), f), '1');
+    f = udpTo("198.18.0.10", 5001, 53);
+    EXPECT_EQ(taskOf(a.send(f, 0, 5000), f), '1');  // used within 10 s: kept
+    f = udpTo("198.18.0.10", 5002, 53);
+    EXPECT_EQ(taskOf(a.send(f, 0, 20000), f), c.after);  // 15 s unused
+  }
+}
+
 TEST(Sysctl, SloppyTcpStartsAConnectionOnAnyPacket) {
   Appliance a(persistentService(""));
   Bytes f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
