@@ -518,6 +518,20 @@ TEST(Ipvsadm, PersistenceAndOnePacketListedAndSavedAsIpvsadm) {
   refused(m, {{"-E -t 198.18.0.100:0 -s wlc", "Zero port specified for non-persistent service"}});
 }
 
+// -M for an IPv6 service is a prefix length (1 to 128), listed and saved as ipvsadm does.
+TEST(Ipvsadm, Ipv6PersistenceNetmaskIsAPrefixLength) {
+  ServiceModel m;
+  ok(m, "-A -t [2001:db8::100]:443 -s rr -p 600 -M 64");
+  ok(m, "-A -t [2001:db8::101]:443 -s rr -p 600");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -t [2001:db8::100]:443 -s rr -p 600 -M 64\n"
+            "-A -t [2001:db8::101]:443 -s rr -p 600\n");
+  EXPECT_NE(run(m, "-L -n")->find("TCP  [2001:db8::100]:443 rr persistent 600 mask 64\n"),
+            std::string::npos);
+  refused(m, {{"-A -t [2001:db8::102]:443 -s rr -p -M 129", "illegal ipv6 netmask specified"},
+              {"-A -t [2001:db8::102]:443 -s rr -p -M 0", "illegal ipv6 netmask specified"}});
+}
+
 // keepalived's and kube-proxy's shapes restored and listed back identically: DR with
 // persistence and a netmask (keepalived's persistence_timeout, persistence_granularity),
 // and ClientIP session affinity (kube-proxy's -p 10800 with rr, NAT).

@@ -641,6 +641,29 @@ TEST(Persistence, AClientKeepsItsTaskAcrossConnectionsAndWorkers) {
   EXPECT_EQ(seen, "123");
 }
 
+// A persistent firewall-mark service (Swarm's form with -p): one template for the
+// client whatever marked port it reaches, and its connections keep their ports.
+TEST(Persistence, FirewallMarkServiceKeepsTheClientAcrossPorts) {
+  std::vector<std::string> c = {
+      "iptables -t mangle -A PREROUTING -d 198.18.0.100 -p tcp --dport 8080 -j MARK --set-mark 7",
+      "iptables -t mangle -A PREROUTING -d 198.18.0.100 -p tcp --dport 9090 -j MARK --set-mark 7",
+      "ipvsadm -A -f 7 -s rr -p 60"};
+  for (int t = 1; t <= 3; ++t) {
+    c.push_back("ipvsadm -a -f 7 -r 198.19.1." + std::to_string(t) + ":0 -m");
+  }
+  Appliance a(c);
+  std::string seen;
+  const uint16_t ports[] = {8080, 9090, 8080, 9090};
+  for (int i = 0; i < 4; ++i) {
+    Bytes f = tcpTo("198.18.0.10", static_cast<uint16_t>(41000 + i), ports[i]);
+    seen += taskOf(a.send(f, 0), f);
+    EXPECT_EQ(loadBe16(f.data() + 36), ports[i]);
+  }
+  EXPECT_EQ(seen, "1111");
+  Bytes f = tcpTo("198.18.0.11", 42000, 9090);
+  EXPECT_EQ(taskOf(a.send(f, 0), f), '2');  // another client: scheduled
+}
+
 TEST(Persistence, NetmaskGroupsClientsAndPortZeroKeepsThePort) {
   Appliance a(persistentService("-p 60 -M 255.255.255.0", "-t", "0"));
   // 198.18.0.10 and .20 share the template of 198.18.0.0/24, whatever port they reach.
