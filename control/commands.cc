@@ -409,6 +409,7 @@ void Commands::tellStatistics(const std::map<ServiceKey, std::optional<Service>>
       }
       if (!gone.empty() || !same) ipvs_.removed(old->slot, gone);
     }
+    if (old && !same && ipvs_.retired) ipvs_.retired(old->slot);
     if (now && !same && ipvs_.added) ipvs_.added(now->slot);
   }
 }

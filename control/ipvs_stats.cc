@@ -36,7 +36,7 @@ IpvsStats::Rates& IpvsStats::ratesOf(BackendId id) {
     // the estimator saw, as it sees every server every period.)
     if (r.generation != 0) {
       r = Rates{};
-      r.zero = r.last = r.attributed = raw(id.slot());
+      r.zero = r.last = r.attributed = r.start = raw(id.slot());
     }
     r.generation = generation;
   }
@@ -94,7 +94,40 @@ DestCounters IpvsStats::serviceCounters(uint32_t service) const {
   return c;
 }
 
-void IpvsStats::newService(uint32_t service) { services_[service] = ServiceTotals{}; }
+void IpvsStats::newService(uint32_t service) {
+  retire(service);  // what a service gone from the slot still holds (if not retired yet)
+}
+
+namespace {
+DestCounters countsOf(const std::array<uint64_t, 5>& t) {
+  DestCounters c;
+  c.conns = t[0], c.inpkts = t[1], c.outpkts = t[2], c.inbytes = t[3], c.outbytes = t[4];
+  return c;
+}
+}  // namespace
+
+DestCounters IpvsStats::totals(BackendId id) {
+  DestCounters c = counters(id);  // the connection counts, and the slot's record current
+  const Rates& r = ratesOf(id);
+  const Totals t = raw(id.slot());
+  Totals since{};
+  for (size_t i = 0; i < t.size(); ++i) since[i] = t[i] - r.start[i];
+  const DestCounters d = countsOf(since);
+  c.conns = d.conns, c.inpkts = d.inpkts, c.outpkts = d.outpkts;
+  c.inbytes = d.inbytes, c.outbytes = d.outbytes;
+  return c;
+}
+
+DestCounters IpvsStats::serviceTotals(uint32_t service) const {
+  return countsOf(services_[service].sum);
+}
+
+void IpvsStats::retire(uint32_t service) {
+  const Totals& t = services_[service].sum;
+  retired_.conns += t[0], retired_.inpkts += t[1], retired_.outpkts += t[2];
+  retired_.inbytes += t[3], retired_.outbytes += t[4];
+  services_[service] = ServiceTotals{};
+}
 
 // The kernel's estimator (ip_vs_est.c) keeps each rate in fixed point: connections
 // and packets per second with 10 fractional bits, bytes per second with 5; each run

@@ -44,6 +44,13 @@ class IpvsStats {
   DestCounters serviceCounters(uint32_t service) const;
   // A service slot taken by a new service: its counts start from zero.
   void newService(uint32_t service);
+  // For metrics, which never go back: a real server's counts since it began in its
+  // slot (-Z does not touch them); a service's own since it began; a service gone
+  // (deleted, or its slot another's) adds what it counted to retired().
+  DestCounters totals(BackendId id);
+  DestCounters serviceTotals(uint32_t service) const;
+  void retire(uint32_t service);
+  const DestCounters& retired() const { return retired_; }
   // IPVS's rate estimator, run every kEstimatePeriodS seconds (seconds is the
   // time since the last run): per-second rates over the interval, smoothed as the
   // kernel does (new = old + (rate - old) / 4).
@@ -56,6 +63,7 @@ class IpvsStats {
   Totals raw(uint32_t slot) const;
   struct Rates {
     Totals last{}, est{}, zero{};  // est: fixed point (IpvsStats::estimate)
+    Totals start{};                // raw() when the server began in the slot
     Totals attributed{};           // what attribute() has given a service of raw()
     uint8_t generation = 0;        // of the id last seen in the slot, + 1 (0: none yet)
   };
@@ -72,6 +80,7 @@ class IpvsStats {
   HugeArray<Rates> rates_;
   HugeArray<ServiceTotals> services_;  // by service slot
   HugeArray<std::atomic<uint8_t>> overload_;
+  DestCounters retired_;
 };
 
 }  // namespace meshlb

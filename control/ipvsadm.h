@@ -47,6 +47,9 @@ struct IpvsDataplane {
   // they counted until now stays the service's), and the services new in their slot.
   std::function<void(uint32_t service, const std::vector<BackendId>& real_servers)> removed;
   std::function<void(uint32_t service)> added;
+  // A service gone (deleted, or its slot taken by another): what it counted is kept
+  // for the metrics' totals, which never go back. After removed().
+  std::function<void(uint32_t service)> retired;
   // Every tracked connection. The daemon's workers copy theirs between bursts, so
   // the first call starts that copy and answers kUnavailable; the daemon then
   // runs the command again once the copy is in, without blocking its thread.

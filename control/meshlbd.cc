@@ -30,6 +30,7 @@
 #include "control_server.h"
 #include "ipvs_stats.h"
 #include "listings.h"
+#include "metrics.h"
 #include "names.h"
 #include "netlink_mirror.h"
 #include "ports.h"
@@ -61,11 +62,14 @@ constexpr char kUsage[] =
     "  --state-file PATH       save every accepted change here (atomically) and restore it\n"
     "                          at start; a corrupt file stops the start, untouched\n"
     "  --flows-per-worker N    connection-table capacity of each worker (default 1048576)\n"
+    "  --metrics ADDR:PORT     serve Prometheus metrics on http://ADDR:PORT/metrics (off by\n"
+    "                          default; [ADDR6]:PORT, or :PORT for every address)\n"
     "  --help                  this text\n";
 
 struct Options {
   std::string socket = "/run/meshlb/meshlb.sock";
   std::string state_file;
+  std::string metrics;  // ADDR:PORT for Prometheus (empty: off)
   uint32_t flows = 1u << 20;
 };
 
@@ -80,6 +84,7 @@ int parseOptions(int argc, char** argv, Options& o) {
   static const option longopts[] = {{"control-socket", required_argument, nullptr, 's'},
                                     {"state-file", required_argument, nullptr, 'f'},
                                     {"flows-per-worker", required_argument, nullptr, 'n'},
+                                    {"metrics", required_argument, nullptr, 'm'},
                                     {nullptr, 0, nullptr, 0}};
   optind = 1;
   int c;
@@ -90,6 +95,9 @@ int parseOptions(int argc, char** argv, Options& o) {
         break;
       case 'f':
         o.state_file = optarg;
+        break;
+      case 'm':
+        o.metrics = optarg;
         break;
       case 'n': {
         char* end;
@@ -155,6 +163,7 @@ class Daemon {
       ipvs_->attribute(svc, ids);
     };
     dp.added = [this](uint32_t svc) { ipvs_->newService(svc); };
+    dp.retired = [this](uint32_t svc) { ipvs_->retire(svc); };
     dp.connections = [this] { return connections(); };
     dp.vxlan_port = [this] { return vxlanPort(); };
     dp.host_name = [this](const IpAddr& a) -> std::optional<std::string> {
@@ -214,6 +223,10 @@ class Daemon {
     server_ = std::make_unique<ControlServer>(
         [this](const Request& r, uint64_t ticket) { return onRequest(r, ticket); });
     if (auto st = server_->listen(opt_.socket); !st.ok()) die(std::string(st.message()));
+    if (!opt_.metrics.empty()) {
+      metrics_ = std::make_unique<MetricsServer>([this] { return metrics(); });
+      if (auto st = metrics_->listen(opt_.metrics); !st.ok()) die(std::string(st.message()));
+    }
   }
 
   // Why the control loop stopped on its own (empty after a signal).
@@ -247,10 +260,15 @@ class Daemon {
       fds.clear();
       fds.push_back({mirror_.fd(), POLLIN, 0});
       server_->appendPollFds(fds);
+      if (metrics_) metrics_->appendPollFds(fds);
       const bool waiting = !deferred_.empty();
       const int r = ::poll(fds.data(), fds.size(), waiting ? 1 : 10);
       if (r > 0) server_->service(fds);
       server_->expire();
+      if (metrics_) {
+        if (r > 0) metrics_->service(fds);
+        metrics_->expire();
+      }
       if (g_hangup) {
         g_hangup = 0;
         std::printf("meshlbd: SIGHUP: re-reading the twins' addresses, routes and neighbours\n");
@@ -278,6 +296,7 @@ class Daemon {
   }
 
   std::optional<Reply> onRequest(const Request& req, uint64_t ticket) {
+    ++requests_;
     bool changed = false;
     auto out = commands_.run(req.args, req.input, &changed);
     if (changed) publish();
@@ -328,6 +347,7 @@ class Daemon {
                               ++generation_, before);
     warnOfUdpServicesOnNewOverlayPorts(before, *next);
     publisher_->publish(std::move(next));
+    published_at_ = std::chrono::steady_clock::now();
   }
 
   // ipvsadm refuses a UDP service on an overlay's port; but an overlay may come (a
@@ -419,7 +439,25 @@ class Daemon {
     ipvs_->estimate(ids, secs);
   }
 
-  std::string stats(bool json) {
+  std::string stats(bool json) { return renderStats(statsGroups(), json); }
+
+  // GET /metrics: the services and real servers (node_exporter's ipvs names, counts
+  // that never go back) and the groups `meshlbctl stats` shows.
+  std::string metrics() {
+    IpvsMetricsInput in;
+    in.model = &commands_.services();
+    in.backend = [this](BackendId id) { return ipvs_->totals(id); };
+    in.service = [this](const Service& s) {
+      std::vector<BackendId> ids;
+      for (const RealServer& d : s.dests) ids.push_back(d.id);
+      ipvs_->attribute(s.slot, ids);  // up to now
+      return ipvs_->serviceTotals(s.slot);
+    };
+    in.retired = ipvs_->retired();
+    return renderMetrics(in, statsGroups());
+  }
+
+  std::vector<StatsGroup> statsGroups() {
     std::vector<StatsGroup> groups;
     for (uint16_t i = 0; i < dp_.num_ports; ++i) {
       rte_eth_stats s{};
@@ -447,9 +485,16 @@ class Daemon {
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
                 {"persist_templates_evicted", templates_.counters().evicted.load()},
-                {"persist_templates_full", templates_.counters().full.load()}};
+                {"persist_templates_full", templates_.counters().full.load()},
+                {"control_requests", requests_},
+                {"metrics_scrapes", metrics_ ? metrics_->scrapes() : 0},
+                {"snapshot_generation", generation_},
+                {"snapshot_age_seconds",
+                 static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                           std::chrono::steady_clock::now() - published_at_)
+                                           .count())}};
     groups.push_back(std::move(c));
-    return renderStats(groups, json);
+    return groups;
   }
 
   void shutdown() {
@@ -480,6 +525,9 @@ class Daemon {
   std::optional<absl::flat_hash_map<uint32_t, uint32_t>> persist_conns_;
   std::unique_ptr<SnapshotPublisher> publisher_;
   std::unique_ptr<ControlServer> server_;
+  std::unique_ptr<MetricsServer> metrics_;  // --metrics
+  uint64_t requests_ = 0;                   // control requests served
+  std::chrono::steady_clock::time_point published_at_ = std::chrono::steady_clock::now();
   std::vector<WorkerConfig> worker_cfgs_;
   std::vector<unsigned> worker_lcores_;
   std::chrono::steady_clock::time_point last_estimate_ = std::chrono::steady_clock::now();

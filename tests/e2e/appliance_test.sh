@@ -8,6 +8,7 @@ trap topo_down EXIT
 
 
 VIP=$MLB_VIP
+METRICS="--metrics 127.0.0.1:9555"  # Prometheus metrics, in the appliance's namespace
 svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress does it
   ctl ipvsadm -A -t $VIP:8080 -s rr &&
     for i in 1 2 3; do ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$i:80 -m -w 1 || return 1; done &&
@@ -536,7 +537,7 @@ test_restart_keeps_state() {
   echo "# cut state file: exit $rc: $(echo "$out" | grep -m1 'state file')"
   (( rc == 1 )) && [[ $out == *"truncated"* ]] && cmp -s "$MLB_RUN/state.cut" "$MLB_RUN/state.cut.orig" ||
     return 1
-  lb_start 2 --state-file "$MLB_RUN/state" || return 1
+  lb_start 2 --state-file "$MLB_RUN/state" $METRICS || return 1
   [[ $(config_of) == "$listed" ]] || { echo "# configuration not restored"; return 1; }
   client curl -s -m 5 "http://$VIP:8080/" | grep -q processed
 }
@@ -604,7 +605,7 @@ test_kill9_during_changes() {
   local pid
   pid=$(cat "$MLB_RUN/meshlbd.pid")
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  lb_start 1 --state-file "$MLB_RUN/state" || return 1
+  lb_start 1 --state-file "$MLB_RUN/state" $METRICS || return 1
   local listed acked missing
   listed=$(ctl ipvsadm -L -n -t $VIP:7000 | awk '$1 == "->" && $2 != "RemoteAddress:Port" {print $2}')
   acked=$(wc -l <"$MLB_RUN/acked")
@@ -939,7 +940,7 @@ restart_lb() {
   pid=$(cat "$MLB_RUN/meshlbd.pid")
   kill -TERM "$pid" && wait "$pid"
   rm -f "$MLB_RUN/meshlbd.pid"
-  lb_start 2 --state-file "$MLB_RUN/state"
+  lb_start 2 --state-file "$MLB_RUN/state" $METRICS
 }
 
 # sloppy_tcp: an iperf3 upload through a masqueraded mh service survives a meshlbd
@@ -989,6 +990,53 @@ test_run_estimation() {
   [[ $off == 0 && $on -gt 0 ]]
 }
 
+# Prometheus: meshlbd's /metrics passes promtool's lint; a real Prometheus scrapes it
+# and answers through its HTTP API with node_exporter's IPVS series (the published
+# port's three servers at weight 1, their connections) and meshlb's own (drops by
+# reason); counters stay monotonic across an ipvsadm -Z.
+test_prometheus() {
+  local text lint
+  text=$(lbx curl -s -m 5 http://127.0.0.1:9555/metrics) || { echo "# no /metrics"; return 1; }
+  lint=$(lbx promtool check metrics <<<"$text" 2>&1) || { echo "# promtool: $lint" | head -5; return 1; }
+  local dir=$MLB_RUN/prometheus
+  rm -rf "$dir" && mkdir -p "$dir"
+  cat >"$dir/prometheus.yml" <<'YML'
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: meshlb
+    static_configs:
+      - targets: ['127.0.0.1:9555']
+YML
+  lbx prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address=127.0.0.1:9556 >"$dir/log" 2>&1 &
+  local prom=$!
+  query() {
+    lbx curl -s -m 3 --data-urlencode "query=$1" http://127.0.0.1:9556/api/v1/query |
+      /usr/bin/python3 -c 'import json,sys
+r = json.load(sys.stdin)["data"]["result"]
+print(" ".join(sorted(x["metric"].get("remote_address", "") + "=" + x["value"][1] for x in r)))'
+  }
+  local weights="" conns="" drops="" _
+  for _ in $(seq 60); do
+    weights=$(query 'node_ipvs_backend_weight{local_port="8080",proto="TCP"}' 2>/dev/null)
+    [[ $weights == *"198.18.1.13=1" ]] && break
+    sleep 0.5
+  done
+  ctl ipvsadm -Z -t $VIP:8080
+  for _ in 1 2 3; do client curl -s -m 5 -o /dev/null "http://$VIP:8080/"; done
+  sleep 2.5
+  conns=$(query 'sum(meshlb_ipvs_backend_connections_total{local_port="8080"})')
+  local resets
+  resets=$(query 'sum(resets(node_ipvs_connections_total[1m]))')
+  drops=$(query 'sum(meshlb_worker_drops_total{reason="tcp_not_syn"}) >= 0')
+  kill "$prom"
+  wait "$prom" 2>/dev/null
+  echo "# promtool clean; Prometheus: weights $weights; connections to :8080 $conns; counter resets after -Z: $resets; drops by reason present: $drops"
+  [[ $weights == "198.18.1.11=1 198.18.1.12=1 198.18.1.13=1" && ${conns#=} -gt 3 &&
+    $resets == "=0" && -n $drops ]]
+}
+
 # meshlbctl sysctl: the names meshlb takes (sysctl -a), set and read back as sysctl
 # prints them; the kernel's others refused with the reason; bad values refused.
 test_sysctl_command() {
@@ -1007,7 +1055,7 @@ test_sysctl_command() {
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
-lb_start 1 --state-file "$MLB_RUN/state" || exit 1
+lb_start 1 --state-file "$MLB_RUN/state" $METRICS || exit 1
 svc_http || { echo "service setup failed"; exit 1; }
 
 check "rr: 30 requests, every task in turn" test_rr_rotation
@@ -1060,6 +1108,8 @@ check "nat_icmp_send: a -m task's stray segment routed (0), or answered port unr
 check "schedule_icmp: a client's ICMP error about a -g server's segment scheduled to it (1)" \
   test_schedule_icmp
 check "run_estimation: --rate held at 0, then estimated again" test_run_estimation
+check "Prometheus: promtool-clean /metrics, scraped by a real Prometheus, IPVS series as node_exporter's" \
+  test_prometheus
 check "sloppy_tcp: an upload survives a meshlbd restart (1), not without it (0)" \
   test_sloppy_tcp_restart
 

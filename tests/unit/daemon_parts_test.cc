@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +25,7 @@
 #include "control_server.h"
 #include "ipvs_stats.h"
 #include "listings.h"
+#include "metrics.h"
 #include "publisher.h"
 
 namespace meshlb {
@@ -209,6 +212,106 @@ TEST(Listings, TemplatesAsTheKernelListsThem) {
   out.clear();
   appendTemplates(t, m, 62000, out);
   EXPECT_TRUE(out.empty());
+}
+
+// Prometheus: node_exporter's ipvs names and labels for the services and real servers
+// (an fwmark service as /proc/net/ip_vs shows it: no address, port 0, FWM and the mark
+// in hex), meshlb's own counters by group with drops by reason, HELP and TYPE once
+// per family.
+TEST(Metrics, NodeExportersIpvsNamesAndMeshlbsOwn) {
+  ServiceModel m;
+  ASSERT_TRUE(runIpvsadm(m, {"-A", "-t", "198.18.0.1:8080", "-s", "rr"}).ok());
+  ASSERT_TRUE(runIpvsadm(m, {"-a", "-t", "198.18.0.1:8080", "-r", "198.18.1.11:80", "-m"}).ok());
+  ASSERT_TRUE(runIpvsadm(m, {"-A", "-f", "256", "-s", "rr"}).ok());
+  ASSERT_TRUE(runIpvsadm(m, {"-a", "-f", "256", "-r", "198.18.1.12:0", "-m", "-w", "3"}).ok());
+  IpvsMetricsInput in;
+  in.model = &m;
+  in.backend = [](BackendId) {
+    DestCounters c;
+    c.active = 2, c.inactive = 1, c.conns = 10, c.inpkts = 100, c.outbytes = 5000;
+    return c;
+  };
+  in.service = [](const Service&) {
+    DestCounters c;
+    c.conns = 12;
+    return c;
+  };
+  in.retired.conns = 5;
+  WorkerCounters w;
+  bump(w.drop(Drop::kNoBackend), 3);
+  bump(w.new_connections, 7);
+  w.flows.store(4);
+  const std::string text =
+      renderMetrics(in, {workerStats(0, 1, w), {"control", {}, {{"snapshot_generation", 9}}}});
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n" << text;
+  };
+  has("# TYPE node_ipvs_backend_connections_active gauge");
+  has("node_ipvs_backend_connections_active{local_address=\"198.18.0.1\",local_port=\"8080\","
+      "remote_address=\"198.18.1.11\",remote_port=\"80\",local_mark=\"\",proto=\"TCP\"} 2");
+  has("node_ipvs_backend_weight{local_address=\"\",local_port=\"0\",remote_address="
+      "\"198.18.1.12\",remote_port=\"0\",local_mark=\"00000100\",proto=\"FWM\"} 3");
+  has("node_ipvs_backend_connections_inactive{local_address=\"\",local_port=\"0\","
+      "remote_address=\"198.18.1.12\",remote_port=\"0\",local_mark=\"00000100\",proto=\"FWM\"} 1");
+  has("# TYPE node_ipvs_connections_total counter");
+  has("node_ipvs_connections_total 29");  // two services' 12, and 5 of services gone
+  has("meshlb_ipvs_backend_outgoing_bytes_total{local_address=\"198.18.0.1\",local_port="
+      "\"8080\",remote_address=\"198.18.1.11\",remote_port=\"80\",local_mark=\"\",proto="
+      "\"TCP\"} 5000");
+  has("meshlb_worker_drops_total{worker=\"0\",lcore=\"1\",reason=\"no_backend\"} 3");
+  has("meshlb_worker_new_connections_total{worker=\"0\",lcore=\"1\"} 7");
+  has("# TYPE meshlb_worker_flows gauge");
+  has("meshlb_worker_flows{worker=\"0\",lcore=\"1\"} 4");
+  has("meshlb_snapshot_generation 9");
+  // Each family's HELP and TYPE once, its samples together.
+  size_t at = 0, helps = 0;
+  while ((at = text.find("# HELP meshlb_worker_drops_total ", at)) != std::string::npos) {
+    ++helps, ++at;
+  }
+  EXPECT_EQ(helps, 1u);
+}
+
+// The endpoint: GET /metrics answered with the text, anything else refused, over a
+// real TCP connection served by the poll loop.
+TEST(Metrics, ServerAnswersGetMetrics) {
+  MetricsServer server([] { return std::string("meshlb_test_total 1\n"); });
+  ASSERT_TRUE(server.listen("127.0.0.1:0").ok());
+  const uint16_t port = server.port();
+  ASSERT_NE(port, 0);
+  auto ask = [&](const std::string& request) {
+    std::string reply;
+    std::thread client([&] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+        (void)!::write(fd, request.data(), request.size());
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof(buf))) > 0) reply.append(buf, static_cast<size_t>(n));
+      }
+      ::close(fd);
+    });
+    for (int i = 0; i < 200 && reply.empty(); ++i) {
+      std::vector<pollfd> fds;
+      server.appendPollFds(fds);
+      if (::poll(fds.data(), fds.size(), 10) > 0) server.service(fds);
+    }
+    client.join();
+    return reply;
+  };
+  const std::string ok = ask("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(ok.substr(0, 15), "HTTP/1.1 200 OK");
+  EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_EQ(ok.substr(ok.size() - 20), "meshlb_test_total 1\n");
+  EXPECT_EQ(ask("GET / HTTP/1.1\r\n\r\n").substr(0, 22), "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(ask("POST /metrics HTTP/1.1\r\n\r\n").substr(0, 12), "HTTP/1.1 405");
+  EXPECT_EQ(ask("nonsense\r\n\r\n").substr(0, 12), "HTTP/1.1 400");
+  EXPECT_EQ(server.scrapes(), 1u);
+  EXPECT_FALSE(MetricsServer([] { return std::string(); }).listen("127.0.0.1").ok());
+  EXPECT_FALSE(MetricsServer([] { return std::string(); }).listen("300.0.0.1:9").ok());
 }
 
 TEST(Listings, StatsTextAndJsonFromOneList) {
