@@ -39,8 +39,7 @@ class Exposition {
   std::string text() const {
     std::string out;
     for (const Family& f : families_) {
-      absl::StrAppend(&out, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.type,
-                      "\n");
+      absl::StrAppend(&out, "# HELP ", f.name, " ", f.help, "\n# TYPE ", f.name, " ", f.type, "\n");
       for (const std::string& s : f.samples) absl::StrAppend(&out, s, "\n");
     }
     return out;
@@ -134,11 +133,10 @@ void addIpvs(Exposition& x, const IpvsMetricsInput& in) {
     }
   }
   const auto tv = values(total);
-  const char* kGlobalHelp[] = {"The total number of connections made.",
-                               "The total number of incoming packets.",
-                               "The total number of outgoing packets.",
-                               "The total amount of incoming data.",
-                               "The total amount of outgoing data."};
+  const char* kGlobalHelp[] = {
+      "The total number of connections made.", "The total number of incoming packets.",
+      "The total number of outgoing packets.", "The total amount of incoming data.",
+      "The total amount of outgoing data."};
   for (size_t i = 0; i < 5; ++i) {
     x.add(absl::StrCat("node_ipvs_", kCounts[i], "_total"), "counter", kGlobalHelp[i], "", tv[i]);
   }
@@ -153,8 +151,7 @@ void addOwn(Exposition& x, const std::vector<StatsGroup>& groups) {
       if (g.kind == "worker") {
         if (absl::ConsumePrefix(&n, "drop_")) {
           x.add("meshlb_worker_drops_total", "counter",
-                "Packets dropped, by reason (meshlbctl stats: drop_REASON).",
-                labelsOf([&] {
+                "Packets dropped, by reason (meshlbctl stats: drop_REASON).", labelsOf([&] {
                   auto l = g.labels;
                   l.emplace_back("reason", std::string(n));
                   return l;
@@ -285,8 +282,7 @@ void MetricsServer::drop(int fd) {
 std::string MetricsServer::respond(const std::string& request) {
   auto reply = [](const char* status, const char* type, const std::string& body) {
     return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                        "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
-                        body);
+                        "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
   };
   const std::string line = request.substr(0, request.find("\r\n"));
   const std::vector<std::string> parts = absl::StrSplit(line, ' ');
@@ -340,8 +336,9 @@ void MetricsServer::service(const std::vector<pollfd>& fds) {
     if (c.in.find("\r\n\r\n") != std::string::npos) {
       c.out = respond(c.in);
     } else if (c.in.size() > kMaxRequest) {
-      c.out = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
-              "Connection: close\r\n\r\n";
+      c.out =
+          "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+          "Connection: close\r\n\r\n";
     }
   }
 }

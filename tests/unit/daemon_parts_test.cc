@@ -102,6 +102,38 @@ TEST(IpvsStats, RatesAreFixedPointAsTheKernelsAndZeroedByZ) {
 // server's counts are the service's while it has the server, and stay when it goes;
 // a server new in a slot starts from zero (not its predecessor's counts), a revived
 // one keeps its own; -Z zeroes a service with its servers.
+// The metrics' totals never go back: -Z leaves them, a server new in a slot starts
+// from the slot's count then, and a service gone keeps what it counted in retired()
+// (once, whether it is retired or its slot taken first).
+TEST(IpvsStats, MetricsTotalsNeverGoBack) {
+  IpvsStats s(1);
+  const BackendId a = BackendId::make(1, 5);
+  auto add = [&](uint64_t conns) {
+    auto& c = s.backendStats(0)[a.slot()].conns;
+    c.store(c.load() + conns);
+  };
+  add(4);
+  s.attribute(3, {a});
+  s.zero(3, {a});
+  add(2);
+  EXPECT_EQ(s.counters(a).conns, 2u);  // --stats: since -Z
+  EXPECT_EQ(s.totals(a).conns, 6u);    // metrics: since it began
+  s.attribute(3, {a});
+  EXPECT_EQ(s.serviceTotals(3).conns, 6u);
+  s.retire(3);  // the service deleted
+  EXPECT_EQ(s.retired().conns, 6u);
+  s.newService(3);  // its slot taken: nothing counted twice
+  EXPECT_EQ(s.retired().conns, 6u);
+  EXPECT_EQ(s.serviceTotals(3).conns, 0u);
+  const BackendId a2 = BackendId::make(2, 5);  // another server in the slot
+  EXPECT_EQ(s.totals(a2).conns, 0u);
+  add(1);
+  EXPECT_EQ(s.totals(a2).conns, 1u);
+  s.attribute(3, {a2});
+  s.newService(3);  // taken again without a retire first: still counted once
+  EXPECT_EQ(s.retired().conns, 6u + 1u);
+}
+
 TEST(IpvsStats, ServiceCountersNeverGoBack) {
   IpvsStats s(2);
   const BackendId a = BackendId::make(1, 5), b = BackendId::make(1, 6);
