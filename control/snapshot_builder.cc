@@ -157,6 +157,7 @@ void unindex(const ServiceSnap<Addr>* s, FamilySnap<Addr>& fam, Snapshot& snap) 
   if (!s) return;
   for (const BackendSnap<Addr>& b : s->backends) {
     if (b.fwd == Forwarding::kTunnel) snap.tunnels.erase(b.id.raw());
+    if (b.weight == 0) snap.quiescent.erase(b.id.raw());
     if (b.fwd != Forwarding::kMasq) continue;
     for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
       if (!s->fwmark && proto != s->proto) continue;
@@ -175,6 +176,7 @@ void index(const ServiceSnap<Addr>* s, FamilySnap<Addr>& fam, Snapshot& snap) {
   if (!s) return;
   for (const BackendSnap<Addr>& b : s->backends) {
     if (b.fwd == Forwarding::kTunnel) snap.tunnels.put(b.id.raw(), b.tunnel);
+    if (b.weight == 0) snap.quiescent.put(b.id.raw(), 1);
     if (b.fwd != Forwarding::kMasq) continue;
     for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
       if (!s->fwmark && proto != s->proto) continue;
@@ -425,7 +427,10 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   std::optional<std::vector<ServiceKey>> changed;
   if (previous && previous->model_id == model.id())
     changed = model.changedSince(previous->model_version);
-  if (previous && changed) s->tunnels = previous->tunnels.derive();
+  if (previous && changed) {
+    s->tunnels = previous->tunnels.derive();
+    s->quiescent = previous->quiescent.derive();
+  }
   buildServices(s->v4, model, previous ? &previous->v4 : nullptr, changed, generation, *s);
   buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation, *s);
   s->sysctls = model.sysctls();

@@ -202,10 +202,15 @@ void PacketCore::releaseTemplate(void* self, uint32_t record) {
 
 // conn_reuse_mode (ip_vs_in's is_new_conn_expected): a SYN on a connection in TIME_WAIT
 // or CLOSE (with bit 1, also FIN_WAIT of one the appliance sees one way only: -g, -i)
-// ends it and starts a new one; never one a persistence template holds.
+// ends it and starts a new one; never one a persistence template holds. With
+// expire_nodest_conn, a SYN on any connection to a server at weight 0 too.
 bool PacketCore::reusable(const Flow<Ipv4Addr>& e) const {
+  if (e.flags & kFlowPersist) return false;  // a template's: never (!cp->control)
+  // expire_nodest_conn (since Linux 5.13, whatever conn_reuse_mode is): a SYN on a
+  // connection to a server at weight 0 (a Swarm task leaving) is scheduled afresh.
+  if (snap_->sysctls.expire_nodest_conn && snap_->quiescent.findValue(e.backend_id)) return true;
   const uint32_t mode = snap_->sysctls.conn_reuse_mode;
-  if (!mode || e.flags & kFlowPersist) return false;
+  if (!mode) return false;
   const ConnState s = e.connState();
   return s == ConnState::kTimeWait || s == ConnState::kClose ||
          (mode & 2 && s == ConnState::kFinWait && e.flags & kFlowDirect);

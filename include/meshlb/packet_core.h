@@ -300,7 +300,8 @@ template <class Addr, Encap kEncap>
       if (__builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
           key.proto == kProtoTcp && reusable(*e)) {
         // conn_reuse_mode: a client reusing the ports of a connection that has ended
-        // starts a new one, scheduled afresh.
+        // starts a new one, scheduled afresh; so does a SYN on a connection to a
+        // server at weight 0 with expire_nodest_conn.
         table_.remove(e);
         bump(c_.conn_reused);
         e = nullptr;

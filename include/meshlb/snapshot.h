@@ -535,6 +535,9 @@ struct Snapshot {
   // The -i real servers' encapsulation, by BackendId::raw(), for the packets of their
   // connections.
   ChunkedTable<TunnelSnap> tunnels;
+  // The real servers at weight 0, by BackendId::raw(): with expire_nodest_conn, a SYN
+  // on one's connection is scheduled afresh (the kernel's, since Linux 5.13).
+  ChunkedTable<uint8_t> quiescent;
 
   void setBackendLive(BackendId id) {
     live_backend[id.slot()] = static_cast<uint8_t>(BackendId::kLiveBit | id.generation());

@@ -973,6 +973,7 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
     };
     EXPECT_EQ(entries(next->v4.masq_servers), entries(whole->v4.masq_servers)) << step;
     EXPECT_EQ(entries(next->tunnels), entries(whole->tunnels)) << step;
+    EXPECT_EQ(entries(next->quiescent), entries(whole->quiescent)) << step;
     snap = std::move(next);
   }
   EXPECT_GT(snap->v4.services.size(), 10u);

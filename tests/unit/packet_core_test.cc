@@ -793,6 +793,25 @@ TEST(Sysctl, ConnReuseModeReschedulesAClosedConnectionsPorts) {
   }
 }
 
+// expire_nodest_conn (Linux 5.13+): a SYN on a connection to a server at weight 0 (a
+// client's SYN retransmitted while its task leaves, or a port reused) is scheduled
+// afresh, even with Swarm's conn_reuse_mode=0; without it, it stays on the old server.
+TEST(Sysctl, ExpireNodestConnReschedulesASynToAQuiescentServer) {
+  for (const char* nodest : {"1", "0"}) {
+    SCOPED_TRACE(nodest);
+    std::vector<std::string> c = persistentService("");
+    c.push_back("sysctl net.ipv4.vs.conn_reuse_mode=0");
+    c.push_back(std::string("sysctl net.ipv4.vs.expire_nodest_conn=") + nodest);
+    Appliance a(c);
+    Bytes f = tcpTo("198.18.0.10", 41000);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+    a.run("ipvsadm -e -t 198.18.0.100:8080 -r 198.19.1.1 -m -w 0");
+    f = tcpTo("198.18.0.10", 41000);  // the SYN again
+    EXPECT_EQ(taskOf(a.send(f, 0), f), *nodest == '1' ? '2' : '1');
+    EXPECT_EQ(a.counters().conn_reused.load(), *nodest == '1' ? 1u : 0u);
+  }
+}
+
 // The task a -g packet went to: its destination MAC's last byte (02:00:00:00:01:1N).
 char macTask(const Verdict& v, const Bytes& out) {
   return v == Verdict::transmit(1) ? static_cast<char>('0' + out[5] - 0x10) : 'x';
