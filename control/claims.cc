@@ -69,8 +69,8 @@ absl::Status InterfaceClaims::claim(const std::string& ifname, const std::string
   return absl::OkStatus();
 }
 
-std::vector<std::string> vdevInterfaces(int argc, char** argv) {
-  std::vector<std::string> out;
+std::vector<VdevInterface> vdevInterfaces(int argc, char** argv) {
+  std::vector<VdevInterface> out;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (a == "--") break;
@@ -82,8 +82,11 @@ std::vector<std::string> vdevInterfaces(int argc, char** argv) {
     } else {
       continue;
     }
+    const absl::string_view vdev = spec.substr(0, spec.find(','));
     for (absl::string_view kv : absl::StrSplit(spec, ',')) {
-      if (absl::StartsWith(kv, "iface=")) out.emplace_back(kv.substr(6));
+      if (absl::StartsWith(kv, "iface=")) {
+        out.push_back({std::string(vdev), std::string(kv.substr(6))});
+      }
     }
   }
   return out;

@@ -29,7 +29,12 @@ class InterfaceClaims {
 };
 
 // The kernel interfaces EAL arguments name: the `iface=` of every --vdev
-// (af_packet, af_xdp, pcap, tap), in order.
-std::vector<std::string> vdevInterfaces(int argc, char** argv);
+// (af_packet, af_xdp, pcap, tap), in order, with the vdev's name ("net_af_packet0").
+struct VdevInterface {
+  friend bool operator==(const VdevInterface&, const VdevInterface&) = default;
+  std::string vdev;
+  std::string iface;
+};
+std::vector<VdevInterface> vdevInterfaces(int argc, char** argv);
 
 }  // namespace meshlb

@@ -18,9 +18,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "health.h"
 #include "ipvsadm.h"
 #include "meshlb/hash.h"
 #include "sysctl.h"
+#include "usage.h"
 
 namespace meshlb {
 
@@ -87,6 +89,11 @@ constexpr StateSection kStateSections[] = {
      }},
     {"iptables", saveIptables,
      [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
+    // After ipvsadm's: the checks belong to its real servers.
+    {"healthcheck", [](const Config& c) { return healthcheckRules(c.services); },
+     [](Config& c, const std::vector<std::string>& a) {
+       return statusOf(runHealthcheck(c.services, a));
+     }},
 };
 
 // A whole state file: the version line, the journal line (no records yet), the
@@ -335,7 +342,8 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
                                           const std::string& input, bool* changed) {
   *changed = false;
   if (args.empty()) {
-    return absl::InvalidArgumentError("no command: use ipvsadm, iptables, sysctl or stats");
+    return absl::InvalidArgumentError(
+        "no command: use ipvsadm, iptables, sysctl, healthcheck or stats");
   }
   const std::string& tool = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -344,21 +352,27 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     for (const auto& a : rest) {
       if (a == "--json") {
         json = true;
+      } else if (a == "-h" || a == "--help") {
+        return std::string(kStatsUsage);
       } else {
         return absl::InvalidArgumentError(absl::StrCat("stats: unknown option '", a, "'"));
       }
     }
     return stats_ ? stats_(json) : std::string();
   }
-  if (tool == "ipvsadm" || tool == "sysctl") {
-    const bool ipvsadm = tool == "ipvsadm";
+  if (tool == "ipvsadm" || tool == "sysctl" || tool == "healthcheck") {
+    const bool ipvsadm = tool == "ipvsadm", health = tool == "healthcheck";
     // Listings change nothing: they read the live configuration.
     if (ipvsadm && ipvsadmReadsOnly(rest)) return runIpvsadm(config_.services, rest, input, ipvs_);
+    if (health && healthcheckReadsOnly(rest)) {
+      return runHealthcheck(config_.services, rest, health_status_);
+    }
     // Applied in place, undone unless everything (the command, the checks, the state
     // file) succeeds: nothing is copied, so a change costs what it touches.
     ServiceModel::Transaction txn(config_.services);
-    auto out = ipvsadm ? runIpvsadm(config_.services, rest, input, ipvs_)
-                       : runSysctl(config_.services, rest);
+    auto out = ipvsadm  ? runIpvsadm(config_.services, rest, input, ipvs_)
+               : health ? runHealthcheck(config_.services, rest, health_status_)
+                        : runSysctl(config_.services, rest);
     if (!out.ok()) return out;
     const std::vector<ServiceKey> touched = txn.touched();
     if (auto st = validate(config_.services, &touched); !st.ok()) return st;
@@ -368,6 +382,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
       }
       *changed = true;
       tellStatistics(txn.before());
+      if (health || touchesChecks(txn.before())) ++checks_version_;
     }
     txn.commit();
     return out;
@@ -387,8 +402,22 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     }
     return out;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown command '", tool, "': use ipvsadm, iptables, sysctl or stats"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown command '", tool, "': use ipvsadm, iptables, sysctl, healthcheck or stats"));
+}
+
+// Whether a change touched a real server with a health check (before or after it).
+bool Commands::touchesChecks(const std::map<ServiceKey, std::optional<Service>>& before) const {
+  auto checked = [](const Service& s) {
+    return std::any_of(s.dests.begin(), s.dests.end(),
+                       [](const RealServer& d) { return d.check.has_value(); });
+  };
+  for (const auto& [key, old] : before) {
+    if (old && checked(*old)) return true;
+    auto it = config_.services.services().find(key);
+    if (it != config_.services.services().end() && checked(it->second)) return true;
+  }
+  return false;
 }
 
 // The statistics' side of a change: a service keeps what its removed servers counted
@@ -505,6 +534,7 @@ absl::Status Commands::restoreState(const std::string& text) {
   }
   config_ = std::move(c);
   load_note_ = std::move(note);
+  ++checks_version_;
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "health.h"
 #include "iptables.h"
 #include "ipvsadm.h"
 #include "service_model.h"
@@ -62,6 +63,11 @@ class Commands {
   const std::string& loadNote() const { return load_note_; }
 
   const ServiceModel& services() const { return config_.services; }
+  // What `healthcheck -L` shows of each check (the daemon's checker).
+  void setHealthStatus(HealthStatusFn f) { health_status_ = std::move(f); }
+  // Changes whenever the health checks may have (added, edited, deleted, their real
+  // servers changed, a state restored): the checker then takes the model's again.
+  uint64_t checksVersion() const { return checks_version_; }
   const IptablesModel& nat() const { return config_.nat; }
 
  private:
@@ -74,6 +80,9 @@ class Commands {
   // ones to check (those a command touched), all of them when null.
   absl::Status validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const;
   void tellStatistics(const std::map<ServiceKey, std::optional<Service>>& before);
+  bool touchesChecks(const std::map<ServiceKey, std::optional<Service>>& before) const;
+  HealthStatusFn health_status_;
+  uint64_t checks_version_ = 0;
   Config config_;
   std::string state_file_;
   std::string load_note_;

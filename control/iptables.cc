@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "usage.h"
 
 namespace meshlb {
 
@@ -485,6 +486,9 @@ std::vector<std::string> iptablesRules(const IptablesModel& m) {
 }
 
 absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "-h" || a == "--help") return std::string(kIptablesUsage);
+  }
   auto parsed = parse(args);
   if (!parsed.ok()) return parsed.status();
   const Parsed& p = *parsed;

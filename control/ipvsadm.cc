@@ -16,6 +16,7 @@
 #include "meshlb/proto.h"
 #include "meshlb/scheduler.h"
 #include "protocol.h"
+#include "usage.h"
 
 namespace meshlb {
 
@@ -136,76 +137,6 @@ constexpr CommandOptions kCommandOptions[] = {
     {"help", "                                  "},            // kHelp: nothing checked
 };
 
-// ipvsadm -h: what meshlb's ipvsadm takes (ipvsadm's usage, less what is not here).
-constexpr char kUsage[] =
-    "Usage:\n"
-    "  ipvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]\n"
-    "  ipvsadm -D virtual-service\n"
-    "  ipvsadm -C\n"
-    "  ipvsadm -R\n"
-    "  ipvsadm -S [-n]\n"
-    "  ipvsadm -a|e virtual-service -r server-address [options]\n"
-    "  ipvsadm -d virtual-service -r server-address\n"
-    "  ipvsadm -L|l [virtual-service] [options]\n"
-    "  ipvsadm -Z [-t|u|f service-address]\n"
-    "  ipvsadm --set tcp tcpfin udp\n"
-    "  ipvsadm -h\n"
-    "\n"
-    "Commands:\n"
-    "Either long or short options are allowed.\n"
-    "  --add-service     -A        add virtual service with options\n"
-    "  --edit-service    -E        edit virtual service with options\n"
-    "  --delete-service  -D        delete virtual service\n"
-    "  --clear           -C        clear the whole table\n"
-    "  --restore         -R        restore rules from stdin\n"
-    "  --save            -S        save rules to stdout\n"
-    "  --add-server      -a        add real server with options\n"
-    "  --edit-server     -e        edit real server with options\n"
-    "  --delete-server   -d        delete real server\n"
-    "  --list            -L|-l     list the table\n"
-    "  --zero            -Z        zero counters in a service or all services\n"
-    "  --set tcp tcpfin udp        set connection timeout values\n"
-    "  --help            -h        display this help message\n"
-    "\n"
-    "virtual-service:\n"
-    "  --tcp-service|-t  service-address   service-address is host[:port]\n"
-    "  --udp-service|-u  service-address   service-address is host[:port]\n"
-    "  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n"
-    "\n"
-    "Options:\n"
-    "  --scheduler    -s scheduler         one of "
-    "rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|\n"
-    "                                      twos,\n"
-    "                                      the default scheduler is wlc.\n"
-    "  --real-server  -r server-address    server-address is host (and port)\n"
-    "  --persistent   -p [timeout]         persistent service\n"
-    "  --netmask      -M netmask           persistent granularity mask\n"
-    "  --gatewaying   -g                   gatewaying (direct routing) (default)\n"
-    "  --ipip         -i                   ipip encapsulation (tunneling)\n"
-    "  --masquerading -m                   masquerading (NAT)\n"
-    "  --tun-type      type                one of ipip|gue|gre,\n"
-    "                                      the default tunnel type is ipip.\n"
-    "  --tun-port      port                tunnel destination port\n"
-    "  --tun-nocsum                        tunnel encapsulation without checksum\n"
-    "  --tun-csum                          tunnel encapsulation with checksum\n"
-    "  --tun-remcsum                       tunnel encapsulation with remote checksum\n"
-    "  --sched-flags  -b flags             scheduler flags (comma-separated)\n"
-    "  --weight       -w weight            capacity of real server\n"
-    "  --u-threshold  -x uthreshold        upper threshold of connections\n"
-    "  --l-threshold  -y lthreshold        lower threshold of connections\n"
-    "  --connection   -c                   output of current IPVS connections\n"
-    "  --timeout                           output of timeout (tcp tcpfin udp)\n"
-    "  --stats                             output of statistics information\n"
-    "  --rate                              output of rate information\n"
-    "  --exact                             expand numbers (display exact values)\n"
-    "  --thresholds                        output of thresholds information\n"
-    "  --persistent-conn                   output of persistent connection info\n"
-    "  --tun-info                          output of tunnel information\n"
-    "  --nosort                            disable sorting output of service/server entries\n"
-    "  --sort                              does nothing, for backwards compatibility\n"
-    "  --ops          -o                   one-packet scheduling\n"
-    "  --numeric      -n                   numeric output of addresses and ports\n";
-
 struct Parsed {
   uint64_t opts = 0;  // 1 << Opt, each given at most once
   Cmd cmd = Cmd::kNone;
@@ -290,6 +221,37 @@ absl::StatusOr<std::pair<IpAddr, std::optional<uint16_t>>> parseAddrPort(const s
   }
   return std::make_pair(*addr, p);
 }
+
+}  // namespace
+
+absl::StatusOr<ServiceKey> parseServiceOption(const std::string& flag, const std::string& value) {
+  ServiceKey k;
+  if (flag == "-f" || flag == "--fwmark-service") {
+    if (!absl::SimpleAtoi(value, &k.fwmark) || k.fwmark == 0) {
+      return bad(absl::StrCat("illegal fwmark '", value, "'"));
+    }
+    return k;
+  }
+  const bool tcp = flag == "-t" || flag == "--tcp-service";
+  if (!tcp && flag != "-u" && flag != "--udp-service") {
+    return bad(absl::StrCat("'", flag, "' is not a service option (-t, -u, -f)"));
+  }
+  k.protocol = tcp ? kProtoTcp : kProtoUdp;
+  auto ap = parseAddrPort(value, false, "service", k.protocol);
+  if (!ap.ok()) return ap.status();
+  k.addr = ap->first;
+  k.port = *ap->second;
+  return k;
+}
+
+absl::StatusOr<std::pair<IpAddr, uint16_t>> parseRealServerOption(const ServiceKey& svc,
+                                                                  const std::string& value) {
+  auto ap = parseAddrPort(value, true, "real server", svc.fwmark ? kProtoTcp : svc.protocol);
+  if (!ap.ok()) return ap.status();
+  return std::make_pair(ap->first, ap->second ? *ap->second : (svc.fwmark ? 0 : svc.port));
+}
+
+namespace {
 
 // Why `a` can never be a virtual service's or a real server's address, or nullptr:
 // what the kernel's ip_vs_add_dest refuses (not RTN_UNICAST or RTN_LOCAL), and
@@ -726,6 +688,14 @@ std::string serviceName(const ServiceKey& k, bool rule, const Naming& n = kNumer
   return s;
 }
 
+}  // namespace
+
+std::string serviceRuleName(const ServiceKey& k) { return serviceName(k, true); }
+std::string serviceListName(const ServiceKey& k) { return serviceName(k, false); }
+std::string addrPortName(const IpAddr& a, uint16_t port) { return addrPort(a, port); }
+
+namespace {
+
 const char* fwdName(ForwardMethod f) {
   switch (f) {
     case ForwardMethod::kMasq:
@@ -945,15 +915,15 @@ void printService(std::string& out, const Service& s, View view, bool exact, con
     if (view == View::kList) {
       absl::StrAppend(&out,
                       absl::StrFormat("  -> %-28s %-7s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
-                                      d.weight, counters[i].active, counters[i].inactive));
+                                      d.liveWeight(), counters[i].active, counters[i].inactive));
     } else if (view == View::kPersistConn) {
-      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-9u %-11u %-10u %-10u\n", dname, d.weight,
-                                            counters[i].persistconns, counters[i].active,
-                                            counters[i].inactive));
+      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-9u %-11u %-10u %-10u\n", dname,
+                                            d.liveWeight(), counters[i].persistconns,
+                                            counters[i].active, counters[i].inactive));
     } else if (view == View::kTunInfo) {
-      absl::StrAppend(
-          &out, absl::StrFormat("  -> %-28s %-7s %-13s %-6d %-10u %-10u\n", dname, fwdName(d.fwd),
-                                tunnelInfo(d), d.weight, counters[i].active, counters[i].inactive));
+      absl::StrAppend(&out, absl::StrFormat("  -> %-28s %-7s %-13s %-6d %-10u %-10u\n", dname,
+                                            fwdName(d.fwd), tunnelInfo(d), d.liveWeight(),
+                                            counters[i].active, counters[i].inactive));
     } else if (view == View::kThresholds) {
       absl::StrAppend(&out,
                       absl::StrFormat("  -> %-28s %-10u %-10u %-10u %-10u\n", dname, d.u_threshold,
@@ -1141,7 +1111,7 @@ absl::StatusOr<std::string> readOnly(const ServiceModel& m, const Parsed& p,
                                      const IpvsDataplane& dp) {
   switch (p.cmd) {
     case Cmd::kHelp:
-      return std::string(kUsage);
+      return std::string(kIpvsadmUsage);
     case Cmd::kZero: {
       // The counters of one service and its real servers, or of all.
       if (p.svc && m.services().find(*p.svc) == m.services().end()) {

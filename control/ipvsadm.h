@@ -78,6 +78,18 @@ bool ipvsadmReadsOnly(const std::vector<std::string>& args);
 std::vector<std::string> ipvsadmThresholdRules(const ServiceModel& model);
 // Whether `args` is a -R (its input then holds the commands).
 bool ipvsadmRestores(const std::vector<std::string>& args);
+
+// For the commands beside ipvsadm's that name its services and real servers: a
+// service option (-t/-u ADDR:PORT, -f MARK: the flag and its value), a real server
+// -r ADDR[:PORT] of `service` (without a port: the service's, 0 for a firewall
+// mark's), and the names ipvsadm gives them ("-t 1.2.3.4:80", "TCP  1.2.3.4:80",
+// "1.2.3.4:80" or "[2001:db8::1]:80").
+absl::StatusOr<ServiceKey> parseServiceOption(const std::string& flag, const std::string& value);
+absl::StatusOr<std::pair<IpAddr, uint16_t>> parseRealServerOption(const ServiceKey& service,
+                                                                  const std::string& value);
+std::string serviceRuleName(const ServiceKey& k);
+std::string serviceListName(const ServiceKey& k);
+std::string addrPortName(const IpAddr& a, uint16_t port);
 // A command for which ipvsadmReadsOnly() holds, on a model it cannot change.
 absl::StatusOr<std::string> listIpvsadm(const ServiceModel& model,
                                         const std::vector<std::string>& args,

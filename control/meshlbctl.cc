@@ -19,17 +19,9 @@
 #include <vector>
 
 #include "client.h"
+#include "usage.h"
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: meshlbctl [--socket PATH] COMMAND [ARGS...]\n"
-    "  ipvsadm ...      IPVS services and real servers (ipvsadm 1.31 syntax)\n"
-    "  iptables ...     -t nat POSTROUTING SNAT/MASQUERADE rules (iptables syntax)\n"
-    "  sysctl ...       IPVS's net.ipv4.vs.* settings (sysctl syntax: NAME[=VALUE], -a, -n)\n"
-    "  stats [--json]   per-port and per-worker counters, every drop by reason\n"
-    "default socket: $MESHLB_SOCKET, else /run/meshlb/meshlb.sock\n"
-    "as `ipvsadm` (a link named so): the ipvsadm command itself\n";
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "meshlbctl: %s\n", msg.c_str());
@@ -100,6 +92,22 @@ std::string resolveHostsInLines(const std::string& input) {
   return out;
 }
 
+// The usage of `COMMAND ... -h|--help`, or nullptr.
+const char* helpOf(const std::vector<std::string>& args) {
+  static constexpr std::pair<const char*, const char*> kCommands[] = {
+      {"ipvsadm", meshlb::kIpvsadmUsage}, {"iptables", meshlb::kIptablesUsage},
+      {"sysctl", meshlb::kSysctlUsage},   {"healthcheck", meshlb::kHealthcheckUsage},
+      {"stats", meshlb::kStatsUsage},
+  };
+  bool help = false;
+  for (const std::string& a : args) help = help || a == "-h" || a == "--help";
+  if (!help) return nullptr;
+  for (const auto& [name, usage] : kCommands) {
+    if (args[0] == name) return usage;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,7 +120,7 @@ int main(int argc, char** argv) {
     req.args.emplace_back("ipvsadm");  // everything after is ipvsadm's, -h included
   } else {
     if (i < argc && (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0)) {
-      std::fputs(kUsage, stdout);
+      std::fputs(meshlb::kMeshlbctlUsage, stdout);
       return 0;
     }
     if (i + 1 < argc && std::strcmp(argv[i], "--socket") == 0) {
@@ -122,12 +130,17 @@ int main(int argc, char** argv) {
   }
   for (; i < argc; ++i) req.args.emplace_back(argv[i]);
   if (req.args.empty()) {
-    std::fputs(kUsage, stderr);
+    std::fputs(meshlb::kMeshlbctlUsage, stderr);
     return 2;
   }
   if (readsStdin(req.args)) {
     req.input.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     req.input = resolveHostsInLines(req.input);
+  }
+  // A command's --help is answered here, daemon or not (as ipvsadm answers -h).
+  if (const char* usage = helpOf(req.args)) {
+    std::fputs(usage, stdout);
+    return 0;
   }
   if (req.args[0] == "ipvsadm") resolveHosts(req.args);
 

@@ -4,6 +4,8 @@
 // every other lcore is a worker.
 #include <getopt.h>
 #include <poll.h>
+#include <rte_bus.h>
+#include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -13,6 +15,7 @@
 #include <rte_mbuf.h>
 #include <rte_random.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_telemetry.h>
 
 #include <chrono>
 #include <csignal>
@@ -24,10 +27,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "claims.h"
 #include "commands.h"
 #include "control_server.h"
+#include "health.h"
+#include "host_setup.h"
 #include "ipvs_stats.h"
 #include "listings.h"
 #include "metrics.h"
@@ -36,6 +43,7 @@
 #include "ports.h"
 #include "publisher.h"
 #include "snapshot_builder.h"
+#include "telemetry.h"
 #include "worker.h"
 
 namespace meshlb {
@@ -67,6 +75,7 @@ constexpr char kUsage[] =
     "  --help                  this text\n";
 
 struct Options {
+  std::vector<VdevInterface> vdev_ifaces;  // the data ports' kernel interfaces (EAL's --vdev)
   std::string socket = "/run/meshlb/meshlb.sock";
   std::string state_file;
   std::string metrics;  // ADDR:PORT for Prometheus (empty: off)
@@ -200,7 +209,30 @@ class Daemon {
     ipvs_ = std::make_unique<IpvsStats>(dp_.num_workers);
     dp_.dumps = std::make_unique<Dataplane::ConnDump[]>(workers);
     for (unsigned w = 0; w < workers; ++w) dp_.dumps[w].flows.resize(kMaxListedConnections);
+    // The kernel kept off the data ports' interfaces (af_packet copies frames, so the
+    // kernel would answer beside meshlbd); then the twins' own sysctls.
+    for (const VdevInterface& v : opt_.vdev_ifaces) {
+      const bool copies =
+          absl::StrContains(v.vdev, "af_packet") || absl::StrContains(v.vdev, "pcap");
+      const bool takes = absl::StrContains(v.vdev, "af_xdp");
+      if (!copies && !takes) continue;
+      if (auto st = guard_.guard(v.iface, copies); !st.ok()) die(std::string(st.message()));
+    }
     if (auto st = ports_.start(dp_); !st.ok()) die(std::string(st.message()));
+    for (uint16_t i = 0; i < nports; ++i) {
+      if (auto st = configureTwin(absl::StrCat("lb", i)); !st.ok()) die(std::string(st.message()));
+    }
+    HostFacts facts;
+    facts.hugepages = rte_eal_has_hugepages() != 0;
+    for (uint16_t i = 0; i < nports; ++i) {
+      rte_eth_dev_info info{};
+      if (rte_eth_dev_info_get(dp_.port_ids[i], &info) == 0 && info.device &&
+          std::strcmp(rte_bus_name(rte_dev_bus(info.device)), "pci") == 0) {
+        facts.pci_ports = true;
+      }
+    }
+    for (const std::string& line : hostLacks(facts)) std::printf("meshlbd: %s\n", line.c_str());
+    if (auto st = resolver_.start(); !st.ok()) die(std::string(st.message()));
 
     const size_t sz = rte_rcu_qsbr_get_memsize(workers);
     dp_.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("qsbr", sz, RTE_CACHE_LINE_SIZE));
@@ -227,6 +259,10 @@ class Daemon {
       metrics_ = std::make_unique<MetricsServer>([this] { return metrics(); });
       if (auto st = metrics_->listen(opt_.metrics); !st.ok()) die(std::string(st.message()));
     }
+    if (auto st = telemetry_.start(); !st.ok()) die(std::string(st.message()));
+    commands_.setHealthStatus([this](BackendId id) { return health_.status(id); });
+    health_.start();
+    updateChecks();
   }
 
   // Why the control loop stopped on its own (empty after a signal).
@@ -279,6 +315,11 @@ class Daemon {
         checkTwins();
         publish();
       }
+      resolveUnresolved();
+      applyHealth();
+      telemetry_.serve([this](const std::string& cmd, const std::string& params, rte_tel_data* d) {
+        return telemetry(cmd, params, d);
+      });
       publisher_->reclaim(false);
       if (waiting) serveDeferred();
       estimateRates();
@@ -299,7 +340,10 @@ class Daemon {
     ++requests_;
     bool changed = false;
     auto out = commands_.run(req.args, req.input, &changed);
-    if (changed) publish();
+    if (changed) {
+      publish();
+      updateChecks();
+    }
     auto waits = [&] {
       return !out.ok() && absl::IsUnavailable(out.status()) &&
              (dump_ == DumpState::kCollecting || names_.pending());
@@ -326,12 +370,45 @@ class Daemon {
           "and routes went with it: configure them again)\n",
           i);
       std::fflush(stdout);
-      if (auto st = ports_.recreateTwin(i); !st.ok()) {
+      absl::Status st = ports_.recreateTwin(i);
+      if (st.ok()) st = configureTwin(absl::StrCat("lb", i));
+      if (!st.ok()) {
         fatal_ = absl::StrCat("kernel twin lb", i, " could not be made again: ", st.message());
         g_stop = 1;
         return;
       }
       mirror_.resync();
+    }
+  }
+
+  // The checker takes the model's checks again when they may have changed.
+  void updateChecks() {
+    if (commands_.checksVersion() == checks_version_) return;
+    checks_version_ = commands_.checksVersion();
+    health_.set(commands_.services());
+  }
+
+  // A real server whose check failed `fall` times in a row goes to weight 0; one that
+  // passed `rise` times comes back: a change as `meshlbctl healthcheck --state` makes
+  // it (kept in the state file), said in the log.
+  void applyHealth() {
+    for (const HealthChecker::Transition& t : health_.transitions()) {
+      std::vector<std::string> args = {"healthcheck", "--state"};
+      for (absl::string_view w : absl::StrSplit(serviceRuleName(t.target.service), ' ')) {
+        args.emplace_back(w);
+      }
+      const std::string server = addrPortName(t.target.addr, t.target.port);
+      args.insert(args.end(), {"-r", server, t.down ? "down" : "up"});
+      bool changed = false;
+      auto out = commands_.run(args, "", &changed);
+      if (!out.ok()) continue;  // the server or its check went meanwhile
+      std::printf("meshlbd: health: %s -> %s %s (%s)\n", serviceListName(t.target.service).c_str(),
+                  server.c_str(), t.down ? "DOWN: weight 0" : "UP: its weight back", t.why.c_str());
+      std::fflush(stdout);
+      if (changed) {
+        publish();
+        updateChecks();
+      }
     }
   }
 
@@ -343,11 +420,52 @@ class Daemon {
 
   void publish() {
     const Snapshot* before = publisher_->current();
-    auto next = buildSnapshot(commands_.services(), commands_.nat(), mirror_.view(), ports_.twins(),
+    const KernelView view = mirror_.view();
+    auto next = buildSnapshot(commands_.services(), commands_.nat(), view, ports_.twins(),
                               ++generation_, before);
     warnOfUdpServicesOnNewOverlayPorts(before, *next);
+    resolveNextHops(view, *next);
     publisher_->publish(std::move(next));
     published_at_ = std::chrono::steady_clock::now();
+  }
+
+  // Next hops resolved before a packet needs them (managed neighbours on the twins):
+  // every IPv4 real server's, every route gateway's on a twin and every VTEP's (the
+  // overlays' underlay). What is resolved already costs a lookup.
+  void resolveNextHops(const KernelView& view, const Snapshot& snap) {
+    auto want = [&](Ipv4Addr dst) {
+      const RouteSnap<Ipv4Addr>* rt = snap.v4.route(dst);
+      if (!rt || rt->overlay >= 0) return;
+      const Ipv4Addr nh = rt->has_gateway ? rt->gateway : dst;
+      if (!snap.v4.neigh.find(rt->port, nh)) {
+        resolver_.resolve(ports_.twins()[rt->port].ifindex, IpAddr::of(nh));
+      }
+    };
+    for (const auto& [key, svc] : commands_.services().services()) {
+      for (const RealServer& d : svc.dests) {
+        if (d.addr.isV4()) want(d.addr.v4());
+      }
+    }
+    for (const KernelView::Route& r : view.routes) {
+      if (r.gateway.isV4()) want(r.gateway.v4());
+    }
+    for (const KernelView::Fdb& f : view.fdb) {
+      if (f.dst.isV4()) want(f.dst.v4());
+    }
+  }
+
+  // The next hops the workers found unresolved since the last call (the last one of
+  // each worker's): the kernel is asked to resolve them, as resolveNextHops does.
+  void resolveUnresolved() {
+    for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+      const uint64_t v = dp_.counters[w].unresolved_nexthop.exchange(0, std::memory_order_relaxed);
+      if (v == 0) continue;
+      const uint32_t port = static_cast<uint32_t>(v >> 32) - 1;
+      if (port >= ports_.twins().size()) continue;
+      Ipv4Addr nh;
+      nh.v = static_cast<uint32_t>(v);
+      resolver_.resolve(ports_.twins()[port].ifindex, IpAddr::of(nh));
+    }
   }
 
   // ipvsadm refuses a UDP service on an overlay's port; but an overlay may come (a
@@ -441,6 +559,98 @@ class Daemon {
 
   std::string stats(bool json) { return renderStats(statsGroups(), json); }
 
+  // A DPDK telemetry query (telemetry.h), on the control thread.
+  int telemetry(const std::string& cmd, const std::string& params, rte_tel_data* d) {
+    auto index = [&](size_t n) -> std::optional<size_t> {
+      char* end = nullptr;
+      const unsigned long v = std::strtoul(params.c_str(), &end, 10);
+      if (params.empty() || *end || v >= n) return std::nullopt;
+      return v;
+    };
+    auto name = [](const ServiceKey& k) {
+      return k.fwmark
+                 ? absl::StrCat("FWM ", k.fwmark)
+                 : absl::StrCat(k.protocol == kProtoUdp ? "UDP " : "TCP ",
+                                k.addr.isV6() ? absl::StrCat("[", k.addr.str(), "]") : k.addr.str(),
+                                ":", k.port);
+    };
+    const auto& services = commands_.services().services();
+    if (cmd == "/meshlb/services") {
+      rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+      size_t n = 0;
+      for (const auto& [key, svc] : services) {
+        if (n++ == RTE_TEL_MAX_ARRAY_ENTRIES) break;
+        rte_tel_data_add_array_string(d, name(key).c_str());
+      }
+      return 0;
+    }
+    if (cmd == "/meshlb/service") {
+      const auto i = index(std::min<size_t>(services.size(), RTE_TEL_MAX_ARRAY_ENTRIES));
+      if (!i) return -EINVAL;
+      const Service& svc = std::next(services.begin(), static_cast<long>(*i))->second;
+      rte_tel_data_start_dict(d);
+      rte_tel_data_add_dict_string(d, "service", name(svc.key).c_str());
+      rte_tel_data_add_dict_string(d, "scheduler", svc.scheduler.c_str());
+      rte_tel_data_add_dict_u64(d, "persistent", svc.persistent);
+      rte_tel_data_add_dict_u64(d, "real_servers", svc.dests.size());
+      rte_tel_data* addrs = rte_tel_data_alloc();
+      rte_tel_data* weights = rte_tel_data_alloc();
+      rte_tel_data* active = rte_tel_data_alloc();
+      rte_tel_data* inactive = rte_tel_data_alloc();
+      rte_tel_data* conns = rte_tel_data_alloc();
+      rte_tel_data_start_array(addrs, RTE_TEL_STRING_VAL);
+      for (rte_tel_data* a : {weights, active, inactive, conns}) {
+        rte_tel_data_start_array(a, RTE_TEL_U64_VAL);
+      }
+      size_t n = 0;
+      for (const RealServer& r : svc.dests) {
+        if (n++ == RTE_TEL_MAX_ARRAY_ENTRIES) break;
+        const DestCounters c = ipvs_->counters(r.id);
+        const std::string a = r.addr.isV6() ? absl::StrCat("[", r.addr.str(), "]") : r.addr.str();
+        rte_tel_data_add_array_string(addrs, absl::StrCat(a, ":", r.port).c_str());
+        rte_tel_data_add_array_u64(weights, r.weight);
+        rte_tel_data_add_array_u64(active, c.active);
+        rte_tel_data_add_array_u64(inactive, c.inactive);
+        rte_tel_data_add_array_u64(conns, c.conns);
+      }
+      rte_tel_data_add_dict_container(d, "addresses", addrs, 0);
+      rte_tel_data_add_dict_container(d, "weights", weights, 0);
+      rte_tel_data_add_dict_container(d, "active_connections", active, 0);
+      rte_tel_data_add_dict_container(d, "inactive_connections", inactive, 0);
+      rte_tel_data_add_dict_container(d, "connections", conns, 0);
+      return 0;
+    }
+    if (cmd == "/meshlb/workers") {
+      rte_tel_data_start_array(d, RTE_TEL_U64_VAL);
+      for (uint16_t w = 0; w < dp_.num_workers; ++w) rte_tel_data_add_array_u64(d, w);
+      return 0;
+    }
+    if (cmd == "/meshlb/worker_stats") {
+      const auto w = index(dp_.num_workers);
+      if (!w) return -EINVAL;
+      rte_tel_data_start_dict(d);
+      forEachCounter(dp_.counters[*w], [&](const char* label, uint64_t v) {
+        rte_tel_data_add_dict_u64(d, label, v);
+      });
+      return 0;
+    }
+    if (cmd == "/meshlb/drops") {
+      std::vector<std::pair<std::string, uint64_t>> sums;
+      for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+        size_t i = 0;
+        forEachCounter(dp_.counters[w], [&](const char* label, uint64_t v) {
+          if (!absl::StartsWith(label, "drop_") && !absl::StartsWith(label, "parse_")) return;
+          if (w == 0) sums.emplace_back(label, 0);
+          sums[i++].second += v;
+        });
+      }
+      rte_tel_data_start_dict(d);
+      for (const auto& [label, v] : sums) rte_tel_data_add_dict_u64(d, label.c_str(), v);
+      return 0;
+    }
+    return -EINVAL;
+  }
+
   // GET /metrics: the services and real servers (node_exporter's ipvs names, counts
   // that never go back) and the groups `meshlbctl stats` shows.
   std::string metrics() {
@@ -482,12 +692,15 @@ class Daemon {
                 {"twins_recreated", ports_.counters().twins_recreated.load()},
                 {"snapshots_published", publisher_->published()},
                 {"netlink_resyncs", mirror_.resyncs()},
+                {"neigh_resolve_requests", resolver_.asked()},
+                {"neigh_resolve_failed", resolver_.failed()},
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
                 {"persist_templates_evicted", templates_.counters().evicted.load()},
                 {"persist_templates_full", templates_.counters().full.load()},
                 {"control_requests", requests_},
                 {"metrics_scrapes", metrics_ ? metrics_->scrapes() : 0},
+                {"telemetry_queries", telemetry_.queries()},
                 {"snapshot_generation", generation_},
                 {"snapshot_age_seconds",
                  static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
@@ -505,6 +718,7 @@ class Daemon {
     publisher_->reclaim(true);
     publisher_.reset();
     ports_.stop(dp_);
+    guard_.restore();
   }
 
   enum class DumpState : uint8_t { kIdle, kCollecting, kReady };
@@ -519,6 +733,11 @@ class Daemon {
   Commands commands_;
   NetlinkMirror mirror_;
   Ports ports_;
+  PortGuard guard_;
+  NeighbourResolver resolver_;
+  Telemetry telemetry_;
+  HealthChecker health_;
+  uint64_t checks_version_ = ~0ull;
   std::unique_ptr<IpvsStats> ipvs_;
   // The persistence templates every worker shares (262,144 at most, lazily backed).
   PersistTable templates_{1u << 16};
@@ -564,8 +783,9 @@ int main(int argc, char** argv) {
   }
   // One meshlbd per interface, refused before EAL opens any port.
   InterfaceClaims claims;
-  for (const std::string& ifname : vdevInterfaces(dashdash, argv)) {
-    if (auto st = claims.claim(ifname, "data port"); !st.ok()) {
+  const std::vector<VdevInterface> vdev_ifaces = vdevInterfaces(dashdash, argv);
+  for (const VdevInterface& v : vdev_ifaces) {
+    if (auto st = claims.claim(v.iface, "data port"); !st.ok()) {
       std::fprintf(stderr, "meshlbd: %s\n", std::string(st.message()).c_str());
       return 1;
     }
@@ -592,6 +812,7 @@ int main(int argc, char** argv) {
   argc -= consumed;
   argv += consumed;
   Options opt;
+  opt.vdev_ifaces = vdev_ifaces;
   if (parseOptions(argc, argv, opt) != 0) {
     rte_eal_cleanup();
     return 2;

@@ -123,7 +123,13 @@ void addIpvs(Exposition& x, const IpvsMetricsInput& in) {
             "The current active connections by local and remote address.", labels, c.active);
       x.add("node_ipvs_backend_connections_inactive", "gauge",
             "The current inactive connections by local and remote address.", labels, c.inactive);
-      x.add("node_ipvs_backend_weight", "gauge", "The current backend weight.", labels, d.weight);
+      x.add("node_ipvs_backend_weight", "gauge", "The current backend weight.", labels,
+            d.liveWeight());
+      if (d.check) {
+        x.add("meshlb_ipvs_backend_up", "gauge",
+              "1 while the real server passes its health check, 0 while it is down (weight 0).",
+              labels, uint64_t{d.down ? 0u : 1u});
+      }
       const auto bv = values(c);
       for (size_t i = 0; i < 5; ++i) {
         x.add(absl::StrCat("meshlb_ipvs_backend_", kCounts[i], "_total"), "counter",

@@ -295,9 +295,50 @@ absl::Status ServiceModel::editDest(const ServiceKey& key, const RealServer& des
     if (d.addr == dest.addr && d.port == dest.port) {
       RealServer edited = dest;
       edited.id = d.id;
+      edited.check = d.check;  // -e changes what ipvsadm sets, not the health check
+      edited.down = d.down;
       if (!(edited == d)) {
         touch(it);  // copies the service: `d` still points into it
         d = edited;
+        changed(key);
+        it->second.version = next_version_;
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError("No such destination");
+}
+
+absl::Status ServiceModel::setCheck(const ServiceKey& key, const IpAddr& addr, uint16_t port,
+                                    std::optional<HealthCheck> check) {
+  auto it = services_.find(key);
+  if (it == services_.end()) return absl::NotFoundError("Service not defined");
+  for (RealServer& d : it->second.dests) {
+    if (d.addr == addr && d.port == port) {
+      const bool down = check ? d.down : false;
+      if (d.check != check || d.down != down) {
+        touch(it);  // copies the service: `d` still points into it
+        d.check = std::move(check);
+        d.down = down;
+        changed(key);
+        it->second.version = next_version_;
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError("No such destination");
+}
+
+absl::Status ServiceModel::setDown(const ServiceKey& key, const IpAddr& addr, uint16_t port,
+                                   bool down) {
+  auto it = services_.find(key);
+  if (it == services_.end()) return absl::NotFoundError("Service not defined");
+  for (RealServer& d : it->second.dests) {
+    if (d.addr == addr && d.port == port) {
+      if (!d.check) return absl::FailedPreconditionError("the real server has no health check");
+      if (d.down != down) {
+        touch(it);
+        d.down = down;
         changed(key);
         it->second.version = next_version_;
       }

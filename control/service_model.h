@@ -24,6 +24,20 @@ enum class ForwardMethod : uint8_t { kMasq, kRoute, kTunnel };
 enum class TunnelType : uint8_t { kIpip, kGue, kGre };
 enum class TunnelCsum : uint8_t { kNone, kCsum, kRemote };
 
+// A real server's health check (meshlbctl healthcheck, control/health.h): a TCP
+// connect, or an HTTP GET expecting a status, every interval; `fall` failures in a
+// row take the server down (weight 0: no new connection, the open ones go on) and
+// `rise` successes bring it back. The defaults are HAProxy's.
+struct HealthCheck {
+  friend bool operator==(const HealthCheck&, const HealthCheck&) = default;
+  bool http = false;
+  std::string path = "/";  // HTTP: the path asked for, and the status expected
+  uint16_t expect = 200;
+  uint16_t port = 0;  // 0: the real server's own port
+  uint32_t interval_ms = 2000, timeout_ms = 2000;
+  uint32_t rise = 2, fall = 3;
+};
+
 struct RealServer {
   friend bool operator==(const RealServer&, const RealServer&) = default;
   IpAddr addr;
@@ -39,6 +53,10 @@ struct RealServer {
   uint16_t tun_port = 0;
   TunnelCsum tun_csum = TunnelCsum::kNone;
   BackendId id;  // stable while the real server exists: the dataplane's backend id
+  std::optional<HealthCheck> check;
+  bool down = false;  // its check failed: weight 0 until it rises
+  // The weight the dataplane and the listings use (-S keeps the configured one).
+  uint32_t liveWeight() const { return down ? 0 : weight; }
 };
 
 constexpr uint32_t kMaxRealServers = BackendId::kMaxLive;  // live ones, over all services
@@ -107,6 +125,10 @@ class ServiceModel {
   absl::Status addDest(const ServiceKey& key, RealServer dest);
   absl::Status editDest(const ServiceKey& key, const RealServer& dest);
   absl::Status deleteDest(const ServiceKey& key, const IpAddr& addr, uint16_t port);
+  // A real server's health check (nullopt: none, and the server is up) and its state.
+  absl::Status setCheck(const ServiceKey& key, const IpAddr& addr, uint16_t port,
+                        std::optional<HealthCheck> check);
+  absl::Status setDown(const ServiceKey& key, const IpAddr& addr, uint16_t port, bool down);
   void setTimeouts(const IpvsTimeouts& t) { timeouts_ = t; }
   // net.ipv4.vs.* (meshlbctl sysctl), undone with a failed transaction as --set is.
   void setSysctls(const IpvsSysctls& s) { sysctls_ = s; }

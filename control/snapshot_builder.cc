@@ -87,7 +87,7 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
     if (d.addr.family != familyOf<Addr>()) continue;
     BackendSnap<Addr> b{addrOf<Addr>(d.addr),
                         htons(d.port),
-                        d.weight,
+                        d.liveWeight(),
                         d.id,
                         d.fwd == ForwardMethod::kRoute    ? Forwarding::kDirect
                         : d.fwd == ForwardMethod::kTunnel ? Forwarding::kTunnel

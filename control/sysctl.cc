@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "usage.h"
 
 namespace meshlb {
 
@@ -124,7 +125,9 @@ absl::StatusOr<std::string> runSysctl(ServiceModel& model, const std::vector<std
   bool value_only = false, all = false;
   std::vector<std::string> names;
   for (const std::string& a : args) {
-    if (a == "-n") {
+    if (a == "-h" || a == "--help") {
+      return std::string(kSysctlUsage);
+    } else if (a == "-n") {
       value_only = true;
     } else if (a == "-a" || a == "-A" || a == "--all") {
       all = true;

@@ -407,7 +407,7 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
   vxlanEncap(frame, inner_len, t, m.hash);
   bump(c_.vxlan_encap);
   Verdict v = under_mac ? Verdict::transmit(under->port) : Verdict::toKernel(under->port);
-  if (!under_mac) bump(c_.neigh_unresolved_to_kernel);
+  if (!under_mac) unresolved(under->port, under->has_gateway ? under->gateway : *vtep);
   v.head_adjust = -static_cast<int16_t>(kVxlanEncapLen);
   v.length = static_cast<uint16_t>(kVxlanEncapLen + inner_len);
   return v;
@@ -487,7 +487,7 @@ Verdict PacketCore::tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4A
     std::memcpy(out, mac->data(), 6);
   } else {
     // The kernel resolves the next hop (and forwards this one), as forward() does.
-    bump(c_.neigh_unresolved_to_kernel);
+    unresolved(rt->port, rt->has_gateway ? rt->gateway : e.backend);
     std::memcpy(out, port_mac.data(), 6);
     v = Verdict::toKernel(rt->port);
   }

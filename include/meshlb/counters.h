@@ -95,6 +95,11 @@ struct alignas(64) WorkerCounters {
   MESHLB_FLOW_TABLE_COUNTERS(MESHLB_X)
 #undef MESHLB_X
 
+  // The last next hop found unresolved ((port + 1) << 32 | its IPv4 address, network
+  // order), taken (exchanged for 0) by the control thread, which has the kernel
+  // resolve it. Not a counter.
+  std::atomic<uint64_t> unresolved_nexthop{0};
+
   std::atomic<uint64_t>& drop(Drop d) { return drops[static_cast<size_t>(d)]; }
   const std::atomic<uint64_t>& drop(Drop d) const { return drops[static_cast<size_t>(d)]; }
 };

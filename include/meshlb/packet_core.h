@@ -242,6 +242,11 @@ class PacketCore {
   }
 
   WorkerCounters& c_;
+  // A next hop the neighbour mirror lacks: counted, and left for the control thread.
+  void unresolved(uint16_t port, Ipv4Addr nexthop) {
+    bump(c_.neigh_unresolved_to_kernel);
+    c_.unresolved_nexthop.store(uint64_t{port + 1u} << 32 | nexthop.v, std::memory_order_relaxed);
+  }
   const uint16_t idx_;
   const uint16_t workers_;
   HugeArray<BackendStats> own_stats_;  // when the caller keeps none (lazily backed)
@@ -377,7 +382,7 @@ template <bool kTransit>
     // The kernel resolves it (it forwards this packet and ARPs); the mirror then
     // learns the neighbour and later packets go direct. Addressed to the twin
     // itself, or the kernel would not take it in.
-    bump(c_.neigh_unresolved_to_kernel);
+    unresolved(rt->port, nexthop);
     std::memcpy(frame, port_mac.data(), 6);
     return Verdict::toKernel(rt->port);
   }

@@ -15,6 +15,34 @@ svc_http() {  # the published port: 3 tasks, rr, full NAT as Swarm's ingress doe
     ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.1.0/24 -j SNAT --to-source 198.18.1.1
 }
 
+# No hand setup (issue 14: following the docs, the first requests timed out until
+# ip_forward, rp_filter, accept_local and send_redirects were set, and with af_packet
+# ports the kernel reset balanced connections until an nftables drop was added by hand).
+# The topology sets none of it: meshlbd keeps the kernel off p0/p1 (a tc ingress drop,
+# IPv6 off), sets its twins' own sysctls (ip_forward stays 0) and has the real servers'
+# next hops resolved before the first connection (managed neighbours). Runs first,
+# before any traffic has taught the kernel a neighbour.
+test_no_hand_setup() {
+  local first p
+  [[ $(lbx sysctl -n net.ipv4.ip_forward) == 0 ]] || { echo "# ip_forward was set"; return 1; }
+  first=$(client curl -s -m 2 "http://$VIP:8080/")
+  echo "# first request: ${first:-nothing}; unresolved to the kernel: $(stat_sum neigh_unresolved_to_kernel)"
+  [[ $first == "processed by task"* ]] || return 1
+  (($(stat_sum neigh_unresolved_to_kernel) == 0)) || return 1
+  for i in 1 2 3; do
+    lbx ip neigh show 198.18.1.1$i dev lb1 | grep -q "managed" ||
+      { echo "# no managed neighbour for task $i: $(lbx ip neigh show 198.18.1.1$i)"; return 1; }
+  done
+  for p in p0 p1; do
+    lbx tc filter show dev $p ingress | grep -q meshlb_drop || { echo "# no ingress drop on $p"; return 1; }
+    [[ $(lbx sysctl -n net.ipv6.conf.$p.disable_ipv6) == 1 ]] || { echo "# IPv6 on $p"; return 1; }
+    lbx ip -o link show $p | grep -qE '[<,]UP[,>]' || { echo "# $p down"; return 1; }
+  done
+  [[ $(lbx sysctl -n net.ipv4.conf.lb1.forwarding) == 1 ]] &&
+    grep -q "meshlbd: host: running without hugepages" "$MLB_RUN/meshlbd.log" ||
+    { echo "# twin sysctls or the host line missing"; return 1; }
+}
+
 # 1. curl VIP:8080 30 times: every task answers, rr rotates exactly.
 test_rr_rotation() {
   local seq
@@ -398,7 +426,6 @@ test_twin_deleted() {
   kill -0 "$pid" || { echo "# meshlbd died"; return 1; }
   lbx ip addr add 198.18.0.1/24 dev lb0
   lbx ip link set lb0 up
-  twin_sysctls mlb-lb lb0
   echo "# twins_recreated: $(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["control"]["twins_recreated"])')"
   ctl stats --json | /usr/bin/python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["control"]["twins_recreated"] != 1)' &&
     client ping -c 1 -W 2 $VIP >/dev/null &&
@@ -526,6 +553,21 @@ test_restart_keeps_state() {
   rm -f "$MLB_RUN/meshlbd.pid"
   [[ -e $MLB_SOCK ]] && { echo "# socket left behind"; return 1; }
   (( rc == 0 )) || { echo "# exit status $rc"; return 1; }
+  # A clean stop gives the ports back to the kernel (IPv6 stays off on them).
+  if lbx tc filter show dev p0 ingress | grep -q meshlb_drop; then
+    echo "# p0 not given back: $(lbx tc filter show dev p0 ingress)"
+    return 1
+  fi
+  # A port the kernel holds an address on is refused, naming the fix.
+  lbx ip addr add 198.18.0.99/24 dev p0
+  out=$(ip netns exec mlb-lb timeout 20 "$MLB_BUILD/control/meshlbd" --lcores 0@0,1@1 --no-huge \
+    -m 256 --no-pci --file-prefix "mlb-e2e-addr-$$" --log-level 'pmd.*:error' $(port_args 0 1) \
+    $(port_args 1 1) -- --control-socket "$MLB_RUN/addr.sock" 2>&1)
+  rc=$?
+  lbx ip addr del 198.18.0.99/24 dev p0
+  echo "# a port with an address: exit $rc: $(echo "$out" | grep -m1 'data port')"
+  (( rc == 1 )) && [[ $out == *"data port p0 has address 198.18.0.99/24"*"ip addr del 198.18.0.99/24 dev p0"* ]] ||
+    return 1
   # A copy cut at a line boundary (issue 13, defect 6: it loaded as a smaller
   # configuration, then was saved over) stops the start, and is left as it was.
   head -n -2 "$MLB_RUN/state" > "$MLB_RUN/state.cut"
@@ -1083,12 +1125,115 @@ test_sysctl_command() {
     $refused == *"sync daemon"* && $bad == *"Invalid argument"* ]]
 }
 
+# Health checks (issue 14), as keepalived's HTTP_GET: HTTP checks on the three tasks of
+# :8080, then task 2's server killed during a request loop: it goes down (weight 0 in
+# ipvsadm's listing, 0 in the metrics, a log line) and no request that starts after that
+# fails; its server back, it comes back. Down across a meshlbd restart, from the state
+# file, before any check has run.
+http_t2() {  # start | stop: task 2's HTTP server, as tasks_serve runs it
+  if [[ $1 == stop ]]; then
+    pkill -f "http.server 80 --bind 198.18.1.12" || return 1
+  else
+    (ip netns exec mlb-t2 /usr/bin/python3 -u -m http.server 80 --bind 198.18.1.12 \
+      --directory "$MLB_RUN/t2" >>"$MLB_RUN/http-t2.log" 2>&1 &)
+  fi
+}
+t2_state() { ctl healthcheck -L | awk '$2 == "198.18.1.12:80" {print $3}'; }
+wait_t2() {  # state, seconds
+  local i
+  for i in $(seq $(($2 * 10))); do [[ $(t2_state) == "$1" ]] && return 0; sleep 0.1; done
+  return 1
+}
+test_health_checks() {
+  local i down_at late weight
+  for i in 1 2 3; do
+    ctl healthcheck -a -t $VIP:8080 -r 198.18.1.1$i:80 --http / --interval 0.3 --timeout 0.3 \
+      --rise 2 --fall 2 || return 1
+  done
+  sleep 1
+  ctl healthcheck -L | sed 's/^/# /'
+  [[ $(ctl healthcheck -L | grep -c " UP  *ok") == 3 ]] || { echo "# not every check passes"; return 1; }
+  # Requests every 50 ms for 5 s, each line its start time and its task (or "failed").
+  (
+    for i in $(seq 100); do
+      echo "$(date +%s.%N) $(client curl -s -m 2 "http://$VIP:8080/" | sed -n 's/^processed by task //p' | grep . || echo failed)"
+      sleep 0.05
+    done
+  ) >"$MLB_RUN/health-loop" &
+  local loop=$!
+  sleep 1
+  http_t2 stop || { echo "# task 2's server not found"; kill "$loop"; return 1; }
+  wait_t2 DOWN 5 || { echo "# task 2 never went down"; kill "$loop"; return 1; }
+  down_at=$(date +%s.%N)
+  wait "$loop"
+  weight=$(ctl ipvsadm -L -n -t $VIP:8080 | awk '$2 == "198.18.1.12:80" {print $4}')
+  late=$(awk -v t="$down_at" '$1 > t && $2 == "failed"' "$MLB_RUN/health-loop" | wc -l)
+  echo "# requests: $(wc -l <"$MLB_RUN/health-loop"), failed: $(grep -c failed "$MLB_RUN/health-loop") (all before the fall; after it: $late); task 2 weight $weight"
+  ((late == 0)) && [[ $weight == 0 ]] || return 1
+  awk -v t="$down_at" '$1 > t {print $2}' "$MLB_RUN/health-loop" | grep -qx 2 && { echo "# task 2 served after its fall"; return 1; }
+  grep -q "meshlbd: health: TCP  $VIP:8080 -> 198.18.1.12:80 DOWN: weight 0 (Connection refused, 2 in a row)" \
+    "$MLB_RUN/meshlbd.log" || { echo "# no log line"; return 1; }
+  lbx curl -s http://127.0.0.1:9555/metrics | grep -q 'meshlb_ipvs_backend_up{.*remote_address="198.18.1.12".*} 0' ||
+    { echo "# metrics do not say it is down"; return 1; }
+  # Kept across a restart: down at once, from the state file.
+  restart_lb || return 1
+  [[ $(t2_state) == DOWN ]] &&
+    [[ $(ctl ipvsadm -L -n -t $VIP:8080 | awk '$2 == "198.18.1.12:80" {print $4}') == 0 ]] ||
+    { echo "# not down after the restart"; return 1; }
+  # Back: its server again, two passes in a row, its weight back and serving.
+  http_t2 start
+  wait_t2 UP 5 || { echo "# task 2 never came back"; return 1; }
+  weight=$(ctl ipvsadm -L -n -t $VIP:8080 | awk '$2 == "198.18.1.12:80" {print $4}')
+  echo "# back up: weight $weight, $(task_sequence 8080 6)"
+  [[ $weight == 1 && $(task_sequence 8080 6) == *2* ]] || return 1
+  for i in 1 2 3; do ctl healthcheck -d -t $VIP:8080 -r 198.18.1.1$i:80 || return 1; done
+}
+
+# DPDK telemetry (issue 14): EAL's socket is usable as dpdk-telemetry.py uses it, with
+# meshlb's commands beside ethdev's. The client below is what usertools/dpdk-telemetry.py
+# does (Debian's dpdk package does not ship it): SEQPACKET, a greeting, JSON answers.
+test_dpdk_telemetry() {
+  local sock out
+  sock=$(ls /var/run/dpdk/mlb-e2e-$$/dpdk_telemetry.v2 2>/dev/null) || { echo "# no telemetry socket"; return 1; }
+  client curl -s -m 5 "http://$VIP:8080/" >/dev/null
+  out=$(/usr/bin/python3 - "$sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+size = json.loads(s.recv(1024))["max_output_len"]
+def q(cmd):
+    s.send(cmd.encode())
+    return json.loads(s.recv(size))[cmd.split(",")[0]]
+cmds = q("/")
+services = q("/meshlb/services")
+i = services.index("TCP 198.18.0.1:8080")
+svc = q("/meshlb/service,%d" % i)
+w0 = q("/meshlb/worker_stats,0")
+print("commands", all(c in cmds for c in ["/meshlb/services", "/meshlb/service", "/meshlb/workers",
+      "/meshlb/worker_stats", "/meshlb/drops", "/ethdev/list"]))
+print("service", svc["service"], svc["scheduler"], sorted(svc["addresses"]), svc["weights"],
+      sum(svc["connections"]) > 0)
+print("workers", q("/meshlb/workers"), w0["rx_packets"] > 0, "drop_parse" in w0)
+print("drops", q("/meshlb/drops")["drop_no_backend"])
+print("bad", q("/meshlb/worker_stats,7"), q("/meshlb/service,x"))
+print("ethdev", q("/ethdev/list"), q("/ethdev/stats,0")["ipackets"] > 0)
+PY
+)
+  echo "$out" | sed 's/^/# /'
+  [[ $out == *"commands True"* &&
+    $out == *"service TCP 198.18.0.1:8080 rr ['198.18.1.11:80', '198.18.1.12:80', '198.18.1.13:80'] [1, 1, 1] True"* &&
+    $out == *"workers [0, 1] True True"* && $out == *"drops $(stat_sum drop_no_backend)"* &&
+    $out == *"bad None None"* && $out == *"ethdev [0, 1, 2, 3] True"* ]]
+}
+
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
 lb_start 1 --state-file "$MLB_RUN/state" $METRICS || exit 1
 svc_http || { echo "service setup failed"; exit 1; }
 
+check "no hand setup: the first request answered, ip_forward 0, the kernel kept off the ports" \
+  test_no_hand_setup
 check "rr: 30 requests, every task in turn" test_rr_rotation
 check "iperf3 TCP through the appliance" test_iperf_tcp
 check "UDP request/response, every task" test_udp_echo
@@ -1118,7 +1263,8 @@ check "direct routing (-g, the default) on the L2 segment: the task answers the 
   test_dsr_l2
 check "meshlbctl under the name ipvsadm is ipvsadm (-L -n, bare, -h, -A with -b)" test_as_ipvsadm
 check "kill -9 during a stream of changes: every acknowledged change restored" test_kill9_during_changes
-check "restart with 2 workers restores the state file (a cut copy is refused); SIGTERM exits 0" test_restart_keeps_state
+check "restart with 2 workers restores the state file (a cut copy, a port with an address refused); SIGTERM exits 0, ports given back" \
+  test_restart_keeps_state
 check "two workers: 200 sequential connections" test_two_workers
 check "wlc (the default) over two workers: connections held open spread by both workers' counts" \
   test_wlc_over_two_workers
@@ -1143,6 +1289,10 @@ check "Prometheus: promtool-clean /metrics, scraped by a real Prometheus, IPVS s
   test_prometheus
 check "sloppy_tcp: an upload survives a meshlbd restart (1), not without it (0)" \
   test_sloppy_tcp_restart
+check "health checks: a killed task's server goes to weight 0, no request fails after the fall; kept across a restart; back on recovery" \
+  test_health_checks
+check "DPDK telemetry: meshlb's commands (services, workers, drops) beside ethdev's" \
+  test_dpdk_telemetry
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

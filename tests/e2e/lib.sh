@@ -56,38 +56,6 @@ wire_underlay() {
   done
 }
 
-# The appliance's DPDK ports, in namespace $1 (the rest: the ports' names), carry no
-# addresses and no IPv6, and the kernel must not answer for them either (it would, for
-# the twins' addresses: Linux accepts local addresses on any interface): its ingress
-# drops all on them; AF_PACKET sees each frame before that hook.
-guard_ports() {
-  local ns=$1 p chains=""
-  shift
-  for p in "$@"; do
-    chains+="  chain $p { type filter hook ingress device $p priority 0; policy drop; }"$'\n'
-  done
-  ip netns exec "$ns" nft -f - <<NFT
-table netdev meshlb_ports {
-$chains}
-NFT
-  for p in "$@"; do
-    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
-    ip -n "$ns" link set "$p" up
-  done
-}
-
-# The operator's side of the twins in namespace $1 (the twins: the rest): the kernel
-# as the fallback router for packets whose next hop the mirror has not resolved yet.
-twin_sysctls() {
-  local ns=$1 c
-  shift
-  ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
-  for c in all "$@"; do
-    ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$c.rp_filter=0" "net.ipv4.conf.$c.send_redirects=0"
-    ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$c.accept_local=1"
-  done
-}
-
 # The sum over workers of one counter of `meshlbctl stats --json` (ctl: the caller's).
 stat_sum() {
   ctl stats --json | /usr/bin/python3 -c "import json,sys; print(sum(w['$1'] for w in json.load(sys.stdin)['workers']))"

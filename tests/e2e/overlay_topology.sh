@@ -56,7 +56,6 @@ up() {
       net.ipv4.conf.default.rp_filter=0
   done
   for t in "${TASKS[@]}"; do task_up "$t"; done
-  guard_ports ov-lb p0 p1
 }
 
 # A task namespace behind its node's bridge, with an overlay address and MAC.
@@ -116,7 +115,6 @@ start() {  # workers
   lbx ip addr add 198.19.0.1/24 dev lb1
   lbx ip link set lb0 up
   lbx ip link set lb1 up
-  twin_sysctls ov-lb lb0 lb1
   # The overlay, exactly as Docker's overlay driver programs a node.
   lbx ip link del vxlan4097 2>/dev/null
   lbx ip link add vxlan4097 type vxlan id 4097 dstport 4789 local 198.19.0.1 nolearning

@@ -192,7 +192,6 @@ up() {
   swarm_up || return 1
   image_up || return 1
   node_image_up || return 1
-  guard_ports sw-lb p0 p1
 }
 
 start() {  # meshlbd with a state file, its twins addressed
@@ -208,7 +207,6 @@ start() {  # meshlbd with a state file, its twins addressed
   lbx ip addr add "$APP_VTEP/24" dev lb1
   lbx ip link set lb0 up
   lbx ip link set lb1 up
-  twin_sysctls sw-lb lb0 lb1
 }
 
 # The agents: one for the appliance (in its namespace), one per node.

@@ -67,7 +67,6 @@ topo_up() {
     ip -n "mlb-t$i" route add default via 198.18.1.1
     ip netns exec "mlb-t$i" ethtool -K eth0 tx off >/dev/null
   done
-  guard_ports mlb-lb p0 p1
 }
 
 # Serves HTTP, a 64 MiB file, iperf3 and UDP echo in every task.
@@ -138,11 +137,10 @@ lb_start() {
     sleep 0.1
   done
   [[ -S $MLB_SOCK ]] || { echo "meshlbd did not open its socket" >&2; return 1; }
-  # The operator's side: addresses on the twins, and the kernel as the fallback
-  # router for packets whose next hop the mirror has not resolved yet.
+  # The operator's side, and all of it: addresses on the twins (meshlbd keeps the
+  # kernel off p0 and p1, sets the twins' own sysctls and resolves next hops itself).
   lbx ip addr add 198.18.0.1/24 dev lb0
   lbx ip addr add 198.18.1.1/24 dev lb1
   lbx ip link set lb0 up
   lbx ip link set lb1 up
-  twin_sysctls mlb-lb lb0 lb1
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "client.h"
 #include "commands.h"
+#include "health.h"
 #include "iptables.h"
 #include "protocol.h"
 #include "snapshot_builder.h"
@@ -703,6 +704,219 @@ TEST_F(StateFile, LinesAreCheckedAsCommandsAre) {
   EXPECT_NE(refusal(v6, true).find("refused: IPv6 services"), std::string::npos)
       << refusal(v6, true);
   EXPECT_EQ(refusal(v6, false), "");  // where the dataplane serves it, it loads
+}
+
+// meshlbctl healthcheck: added to a real server, listed, saved and restored with the
+// server's state; a down server has weight 0 in ipvsadm's listing and the snapshot,
+// while -S keeps the configured weight; refusals change nothing.
+TEST_F(StateFile, HealthChecksAndDownServersAreSavedAndRestored) {
+  bool changed = false;
+  auto run = [&](Commands& c, const std::string& line) {
+    auto r = c.run(words(line), "", &changed);
+    EXPECT_TRUE(r.ok()) << line << ": " << r.status();
+    return r.ok() ? *r : "";
+  };
+  {
+    Commands c;
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    run(c, "ipvsadm -A -t 198.18.0.1:80 -s rr");
+    run(c, "ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 3");
+    run(c, "ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.12:80 -m -w 2");
+    const uint64_t v = c.checksVersion();
+    run(c,
+        "healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11:80 --http /health --expect 204 "
+        "--interval 0.5 --timeout 0.25 --rise 1 --fall 2");
+    EXPECT_NE(c.checksVersion(), v);
+    run(c, "healthcheck -a -t 198.18.0.1:80 -r 198.18.1.12");  // the service's port
+    run(c, "healthcheck --state -t 198.18.0.1:80 -r 198.18.1.11:80 down");
+    // -e changes what ipvsadm sets, and keeps the check and its state.
+    run(c, "ipvsadm -e -t 198.18.0.1:80 -r 198.18.1.11:80 -m -w 4");
+    EXPECT_EQ(run(c, "ipvsadm -L -n"),
+              "IP Virtual Server version 1.2.1 (size=4096)\n"
+              "Prot LocalAddress:Port Scheduler Flags\n"
+              "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+              "TCP  198.18.0.1:80 rr\n"
+              "  -> 198.18.1.11:80               Masq    0      0          0         \n"
+              "  -> 198.18.1.12:80               Masq    2      0          0         \n");
+    EXPECT_NE(run(c, "ipvsadm -S -n").find("-r 198.18.1.11:80 -m -w 4"), std::string::npos);
+    EXPECT_EQ(run(c, "healthcheck -S"),
+              "-a -t 198.18.0.1:80 -r 198.18.1.11:80 --http /health --expect 204 --interval 0.5 "
+              "--timeout 0.25 --rise 1 --fall 2\n"
+              "-a -t 198.18.0.1:80 -r 198.18.1.12:80 --tcp --interval 2 --timeout 2 --rise 2 "
+              "--fall 3\n"
+              "--state -t 198.18.0.1:80 -r 198.18.1.11:80 down\n");
+    const std::string list = run(c, "healthcheck -L");
+    EXPECT_NE(list.find("TCP  198.18.0.1:80\n  -> 198.18.1.11:80"), std::string::npos) << list;
+    EXPECT_NE(list.find("DOWN   not checked yet"), std::string::npos) << list;
+    // The snapshot's weight is the live one.
+    auto snap = buildSnapshot(c.services(), c.nat(), KernelView{}, {}, 1);
+    const auto* svc = snap->v4.findService(kProtoTcp, IpAddr::parse("198.18.0.1")->v4(), htons(80));
+    ASSERT_NE(svc, nullptr);
+    EXPECT_EQ(svc->backends[0].weight, 0u);
+    EXPECT_EQ(svc->backends[1].weight, 2u);
+  }
+  Commands again;
+  ASSERT_TRUE(again.useStateFile(path_).ok());
+  EXPECT_EQ(again.saveState(), read());
+  const auto& dests = again.services().services().begin()->second.dests;
+  ASSERT_EQ(dests.size(), 2u);
+  ASSERT_TRUE(dests[0].check.has_value());
+  EXPECT_TRUE(dests[0].down);
+  EXPECT_EQ(dests[0].weight, 4u);
+  EXPECT_EQ(dests[0].check->path, "/health");
+  EXPECT_EQ(dests[0].check->interval_ms, 500u);
+  EXPECT_FALSE(dests[1].down);
+  // Deleting the check brings the server back; deleting the server takes its check.
+  run(again, "healthcheck -d -t 198.18.0.1:80 -r 198.18.1.11:80");
+  EXPECT_FALSE(again.services().services().begin()->second.dests[0].down);
+  run(again, "ipvsadm -d -t 198.18.0.1:80 -r 198.18.1.12:80");
+  EXPECT_EQ(run(again, "healthcheck -S"), "");
+}
+
+TEST(Commands, HealthcheckRefusalsNameTheProblemAndChangeNothing) {
+  Commands c;
+  bool changed = false;
+  for (const char* line :
+       {"ipvsadm -A -f 7 -s rr", "ipvsadm -a -f 7 -r 198.18.1.11 -m", "ipvsadm -A -t 198.18.0.1:80",
+        "ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.11"}) {
+    ASSERT_TRUE(c.run(words(line), "", &changed).ok()) << line;
+  }
+  const std::string before = c.saveState();
+  const std::pair<const char*, const char*> cases[] = {
+      {"healthcheck -a -f 7 -r 198.18.1.11", "--check-port"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.99", "No such destination"},
+      {"healthcheck -a -t 198.18.0.2:80 -r 198.18.1.11", "Service not defined"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --interval 1 --timeout 2", "longer"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --http health", "a path from /"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --expect 99", "from 100 to 599"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --rise 0", "from 1 to 100"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --interval 0.01", "0.1 to 3600"},
+      {"healthcheck -e -t 198.18.0.1:80 -r 198.18.1.11 --rise 3", "-a adds one"},
+      {"healthcheck -d -t 198.18.0.1:80 -r 198.18.1.11", "no health check"},
+      {"healthcheck --state -t 198.18.0.1:80 -r 198.18.1.11 down", "no health check"},
+      {"healthcheck -t 198.18.0.1:80 -r 198.18.1.11", "no command"},
+      {"healthcheck -a -t 198.18.0.1:80 -r 198.18.1.11 --bogus", "unknown option '--bogus'"},
+  };
+  for (const auto& [line, why] : cases) {
+    auto r = c.run(words(line), "", &changed);
+    EXPECT_FALSE(r.ok()) << line;
+    EXPECT_NE(std::string(r.status().message()).find(why), std::string::npos)
+        << line << ": " << r.status();
+    EXPECT_FALSE(changed) << line;
+  }
+  ASSERT_TRUE(
+      c.run(words("healthcheck -a -f 7 -r 198.18.1.11 --check-port 8080"), "", &changed).ok());
+  auto twice = c.run(words("healthcheck -a -f 7 -r 198.18.1.11 --check-port 8080"), "", &changed);
+  EXPECT_NE(std::string(twice.status().message()).find("-e changes it"), std::string::npos);
+  EXPECT_NE(c.saveState(), before);
+  EXPECT_NE(std::string(c.run(words("healthcheck -h"), "", &changed)->c_str()).find("usage"),
+            std::string::npos);
+}
+
+// The checker against real sockets on the loopback: a listener that goes away and
+// comes back, and an HTTP server answering the wrong status.
+TEST(HealthChecker, FallsAndRisesWithARealServer) {
+  auto listener = [](uint16_t* port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(*port);
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    listen(fd, 64);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+  };
+  uint16_t port = 0;
+  int fd = listener(&port);
+  ServiceModel m;
+  ServiceKey k;
+  k.protocol = kProtoTcp;
+  k.addr = IpAddr::parse("198.18.0.1").value();
+  k.port = 80;
+  ServiceOptions o;
+  o.scheduler = "rr";
+  ASSERT_TRUE(m.addService(k, o).ok());
+  RealServer d;
+  d.addr = IpAddr::parse("127.0.0.1").value();
+  d.port = port;
+  ASSERT_TRUE(m.addDest(k, d).ok());
+  HealthCheck c;
+  c.interval_ms = 100;
+  c.timeout_ms = 100;
+  c.rise = 2;
+  c.fall = 2;
+  ASSERT_TRUE(m.setCheck(k, d.addr, port, c).ok());
+  HealthChecker checker;
+  checker.start();
+  checker.set(m);
+  const BackendId id = m.services().begin()->second.dests[0].id;
+  auto wait = [&](auto&& done) {  // up to 5 s
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait([&] {
+    auto s = checker.status(id);
+    return s && s->checks >= 3;
+  }));
+  EXPECT_EQ(checker.status(id)->last, "ok");
+  EXPECT_TRUE(checker.transitions().empty());
+  close(fd);  // the server goes
+  std::vector<HealthChecker::Transition> t;
+  ASSERT_TRUE(wait([&] {
+    t = checker.transitions();
+    return !t.empty();
+  }));
+  EXPECT_TRUE(t[0].down);
+  EXPECT_EQ(t[0].why, "Connection refused, 2 in a row");
+  ASSERT_TRUE(m.setDown(k, d.addr, port, true).ok());
+  checker.set(m);
+  fd = listener(&port);  // back, on the same port
+  ASSERT_TRUE(wait([&] {
+    t = checker.transitions();
+    return !t.empty();
+  }));
+  EXPECT_FALSE(t[0].down);
+  EXPECT_EQ(t[0].why, "ok, 2 in a row");
+  // HTTP, on a port of its own (--check-port): the server answers 503 where 200 is
+  // expected.
+  close(fd);
+  uint16_t http_port = 0;
+  fd = listener(&http_port);
+  std::thread http([fd] {
+    for (int i = 0; i < 3; ++i) {
+      int conn = accept(fd, nullptr, nullptr);
+      if (conn < 0) return;
+      char buf[512];
+      (void)!recv(conn, buf, sizeof buf, 0);
+      const char reply[] = "HTTP/1.0 503 Service Unavailable\r\n\r\n";
+      (void)!send(conn, reply, sizeof reply - 1, MSG_NOSIGNAL);
+      close(conn);
+    }
+  });
+  ASSERT_TRUE(m.setDown(k, d.addr, port, false).ok());
+  c.http = true;
+  c.path = "/ready";
+  c.port = http_port;
+  c.interval_ms = c.timeout_ms = 1000;  // the answer has a thread to come from
+  ASSERT_TRUE(m.setCheck(k, d.addr, port, c).ok());
+  checker.set(m);
+  ASSERT_TRUE(wait([&] {
+    t = checker.transitions();
+    return !t.empty();
+  }));
+  EXPECT_TRUE(t[0].down);
+  EXPECT_EQ(t[0].why, "status 503, 2 in a row");
+  shutdown(fd, SHUT_RDWR);
+  close(fd);
+  http.join();
 }
 
 // A change is one the models see, whatever the command: an edit to the same

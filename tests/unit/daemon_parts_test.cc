@@ -16,6 +16,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -23,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "claims.h"
 #include "control_server.h"
+#include "host_setup.h"
 #include "ipvs_stats.h"
 #include "listings.h"
 #include "metrics.h"
@@ -606,8 +609,42 @@ TEST(InterfaceClaims, InterfacesNamedByEalVdevArguments) {
                         "--",
                         "--vdev",
                         "net_tap9,iface=x"};
-  EXPECT_EQ(vdevInterfaces(11, const_cast<char**>(argv)), (std::vector<std::string>{"p0", "p1"}));
+  EXPECT_EQ(vdevInterfaces(11, const_cast<char**>(argv)),
+            (std::vector<VdevInterface>{{"net_af_packet0", "p0"}, {"net_af_xdp1", "p1"}}));
 }
 
 }  // namespace
+// One line for each thing the host lacks, from the /proc and /sys it is given.
+TEST(HostSetup, SaysWhatTheHostLacksOneLineEach) {
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("meshlb-host-" + std::to_string(getpid()));
+  std::filesystem::create_directories(root / "proc/sys/net/ipv4/conf/all");
+  std::filesystem::create_directories(root / "sys/kernel/iommu_groups");
+  auto write = [&](const char* path, const char* v) { std::ofstream(root / path) << v << "\n"; };
+  write("proc/sys/net/ipv4/conf/all/rp_filter", "0");
+  const std::string proc = root / "proc", sys = root / "sys";
+  EXPECT_EQ(readSysctl("net/ipv4/conf/all/rp_filter", proc), "0");
+  EXPECT_EQ(readSysctl("net/ipv4/conf/none/rp_filter", proc), "");
+
+  HostFacts fine;
+  fine.pci_ports = true;
+  std::filesystem::create_directories(root / "sys/kernel/iommu_groups/0");
+  EXPECT_TRUE(hostLacks(fine, proc, sys).empty());
+
+  write("proc/sys/net/ipv4/conf/all/rp_filter", "2");
+  std::filesystem::remove(root / "sys/kernel/iommu_groups/0");
+  HostFacts lacking;
+  lacking.hugepages = false;
+  lacking.pci_ports = true;
+  const auto lines = hostLacks(lacking, proc, sys);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[0].find("net.ipv4.conf.all.rp_filter=2"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("without hugepages"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("no IOMMU"), std::string::npos) << lines[2];
+  // Without PCI ports no IOMMU is needed.
+  lacking.pci_ports = false;
+  EXPECT_EQ(hostLacks(lacking, proc, sys).size(), 2u);
+  std::filesystem::remove_all(root);
+}
+
 }  // namespace meshlb
