@@ -12,6 +12,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${MLB_BUILD:-$ROOT/build}
+# The programs: the build's, or others (scripts/demo --installed: the package's).
+MESHLBD=${MLB_MESHLBD:-$BUILD/control/meshlbd}
+MESHLBCTL=${MLB_MESHLBCTL:-$BUILD/control/meshlbctl}
 RUN=${MLB_RUN:-/tmp/meshlb-e2e-overlay}-ov
 SOCK=$RUN/meshlb.sock
 NODES=(n1 n2)
@@ -24,7 +27,7 @@ nodeip() { echo "198.19.0.$((${1#n} + 1))"; }
 nodeof() { echo "n${1:1:1}"; }              # t21 -> n2
 
 lbx() { ip netns exec ov-lb "$@"; }
-ctl() { ip netns exec ov-lb "$BUILD/control/meshlbctl" --socket "$SOCK" "$@"; }
+ctl() { ip netns exec ov-lb "$MESHLBCTL" --socket "$SOCK" "$@"; }
 client() { ip netns exec ov-client "$@"; }
 
 down() { teardown "$RUN/meshlbd.pid" "${NS[@]}"; }
@@ -104,7 +107,7 @@ start() {  # workers
   local lcores='0@0,1@1' q=1
   if (($1 == 2)); then lcores='0@0,1@1,2@1'; q=2; fi
   rm -f "$SOCK"
-  ip netns exec ov-lb "$BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
+  ip netns exec ov-lb "$MESHLBD" --lcores "$lcores" --no-huge -m 512 --no-pci \
     --file-prefix "mlb-ov-$$" --log-level 'pmd.*:error' \
     --vdev "net_af_packet0,iface=p0,qpairs=$q" --vdev "net_af_packet1,iface=p1,qpairs=$q" \
     -- --control-socket "$SOCK" >>"$RUN/meshlbd.log" 2>&1 &
