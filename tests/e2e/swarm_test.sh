@@ -258,7 +258,15 @@ test_appliance_restart() {
   log=$(tail -c +$((off + 1)) "$RUN/agent.log")
   echo "# agent while the appliance restarted: $(grep -E 'sync failed|in sync again' <<<"$log" | sed 's/.*meshlb-swarm: //' | cut -c1-60 | tr '\n' ';')"
   if grep -E "meshlb-swarm: (ipvsadm|iptables) " <<<"$log"; then return 1; fi
-  [[ $(lb_config) == "$before" && $(who 8080) == node* ]]
+  local after answer
+  after=$(lb_config)
+  if [[ $after != "$before" ]]; then
+    echo "# the configuration differs (< before, > after):"
+    diff <(echo "$before") <(echo "$after") | sed 's/^/#   /'
+    return 1
+  fi
+  answer=$(who 8080)
+  [[ $answer == node* ]] || { echo "# :8080 answered by '$answer'"; return 1; }
 }
 
 # The manager's API over TCP with TLS, configured as for the docker CLI: the agent
