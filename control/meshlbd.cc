@@ -431,7 +431,8 @@ class Daemon {
 
   // Next hops resolved before a packet needs them (managed neighbours on the twins):
   // every IPv4 real server's, every route gateway's on a twin and every VTEP's (the
-  // overlays' underlay). What is resolved already costs a lookup.
+  // overlays' underlay). All of them when the routes or the FDB changed; else, at the
+  // cost of the change, those of the services the model changed since the last call.
   void resolveNextHops(const KernelView& view, const Snapshot& snap) {
     auto want = [&](Ipv4Addr dst) {
       const RouteSnap<Ipv4Addr>* rt = snap.v4.route(dst);
@@ -441,17 +442,33 @@ class Daemon {
         resolver_.resolve(ports_.twins()[rt->port].ifindex, IpAddr::of(nh));
       }
     };
-    for (const auto& [key, svc] : commands_.services().services()) {
+    auto servers = [&](const Service& svc) {
       for (const RealServer& d : svc.dests) {
         if (d.addr.isV4()) want(d.addr.v4());
       }
+    };
+    const ServiceModel& m = commands_.services();
+    std::optional<std::vector<ServiceKey>> changed;
+    if (m.id() == walked_model_ && view.routes == walked_routes_ && view.fdb == walked_fdb_) {
+      changed = m.changedSince(walked_version_);
     }
-    for (const KernelView::Route& r : view.routes) {
-      if (r.gateway.isV4()) want(r.gateway.v4());
+    if (changed) {
+      for (const ServiceKey& k : *changed) {
+        if (auto it = m.services().find(k); it != m.services().end()) servers(it->second);
+      }
+    } else {
+      for (const auto& [key, svc] : m.services()) servers(svc);
+      for (const KernelView::Route& r : view.routes) {
+        if (r.gateway.isV4()) want(r.gateway.v4());
+      }
+      for (const KernelView::Fdb& f : view.fdb) {
+        if (f.dst.isV4()) want(f.dst.v4());
+      }
+      walked_model_ = m.id();
+      walked_routes_ = view.routes;
+      walked_fdb_ = view.fdb;
     }
-    for (const KernelView::Fdb& f : view.fdb) {
-      if (f.dst.isV4()) want(f.dst.v4());
-    }
+    walked_version_ = m.version();
   }
 
   // The next hops the workers found unresolved since the last call (the last one of
@@ -608,7 +625,7 @@ class Daemon {
         const DestCounters c = ipvs_->counters(r.id);
         const std::string a = r.addr.isV6() ? absl::StrCat("[", r.addr.str(), "]") : r.addr.str();
         rte_tel_data_add_array_string(addrs, absl::StrCat(a, ":", r.port).c_str());
-        rte_tel_data_add_array_u64(weights, r.weight);
+        rte_tel_data_add_array_u64(weights, r.liveWeight());
         rte_tel_data_add_array_u64(active, c.active);
         rte_tel_data_add_array_u64(inactive, c.inactive);
         rte_tel_data_add_array_u64(conns, c.conns);
@@ -735,6 +752,10 @@ class Daemon {
   Ports ports_;
   PortGuard guard_;
   NeighbourResolver resolver_;
+  // What resolveNextHops() last walked whole, and the model version it has seen.
+  uint64_t walked_model_ = 0, walked_version_ = 0;
+  std::vector<KernelView::Route> walked_routes_;
+  std::vector<KernelView::Fdb> walked_fdb_;
   Telemetry telemetry_;
   HealthChecker health_;
   uint64_t checks_version_ = ~0ull;

@@ -30,6 +30,7 @@ struct KernelView {
     std::array<uint8_t, 6> mac;
   };
   struct Route {
+    friend bool operator==(const Route&, const Route&) = default;
     IpAddr dst;  // the prefix's address (family set, all zero for a default route)
     uint8_t len;
     IpAddr gateway;  // family kNone: on link
@@ -48,6 +49,7 @@ struct KernelView {
   };
   // A bridge FDB entry on a vxlan device: `bridge fdb add MAC dev vxlan4097 dst NODE_IP`.
   struct Fdb {
+    friend bool operator==(const Fdb&, const Fdb&) = default;
     int ifindex;
     std::array<uint8_t, 6> mac;
     IpAddr dst;  // the remote VTEP
