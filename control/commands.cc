@@ -89,6 +89,10 @@ constexpr StateSection kStateSections[] = {
      }},
     {"iptables", saveIptables,
      [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
+    {"announce", [](const Config& c) { return announceRules(c.announce); },
+     [](Config& c, const std::vector<std::string>& a) {
+       return statusOf(runAnnounce(c.announce, c.services, a));
+     }},
     // After ipvsadm's: the checks belong to its real servers.
     {"healthcheck", [](const Config& c) { return healthcheckRules(c.services); },
      [](Config& c, const std::vector<std::string>& a) {
@@ -343,7 +347,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   *changed = false;
   if (args.empty()) {
     return absl::InvalidArgumentError(
-        "no command: use ipvsadm, iptables, sysctl, healthcheck or stats");
+        "no command: use ipvsadm, iptables, sysctl, healthcheck, announce or stats");
   }
   const std::string& tool = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -387,6 +391,22 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     txn.commit();
     return out;
   }
+  if (tool == "announce") {
+    if (announceReadsOnly(rest)) {
+      return runAnnounce(config_.announce, config_.services, rest, announce_runtime_);
+    }
+    AnnounceModel next = config_.announce;
+    auto out = runAnnounce(next, config_.services, rest, announce_runtime_);
+    if (!out.ok()) return out;
+    if (!(next == config_.announce)) {
+      if (auto st = persistChange(changeLines(tool, rest, input)); !st.ok()) {
+        return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
+      }
+      config_.announce = std::move(next);
+      *changed = true;
+    }
+    return out;
+  }
   if (tool == "iptables") {
     // Rules are few, and a command works on a copy of them (as the kernel's iptables
     // replaces a whole table), so that a failure to save leaves them as they were.
@@ -402,8 +422,9 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     }
     return out;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown command '", tool, "': use ipvsadm, iptables, sysctl, healthcheck or stats"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command '", tool,
+                   "': use ipvsadm, iptables, sysctl, healthcheck, announce or stats"));
 }
 
 // Whether a change touched a real server with a health check (before or after it).

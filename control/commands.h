@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "announce.h"
 #include "health.h"
 #include "iptables.h"
 #include "ipvsadm.h"
@@ -21,6 +22,7 @@ namespace meshlb {
 struct Config {
   ServiceModel services;
   IptablesModel nat;
+  AnnounceModel announce;
 };
 
 // The state file (docs/operations.md, "State file"): a version line, a journal
@@ -69,6 +71,9 @@ class Commands {
   // servers changed, a state restored): the checker then takes the model's again.
   uint64_t checksVersion() const { return checks_version_; }
   const IptablesModel& nat() const { return config_.nat; }
+  const AnnounceModel& announce() const { return config_.announce; }
+  // What `announce -L` and `--drain` say of the routes and connections (the daemon's).
+  void setAnnounceRuntime(AnnounceRuntimeFn f) { announce_runtime_ = std::move(f); }
 
  private:
   // Writes the whole state file again (write, fsync, rename, fsync the directory).
@@ -82,6 +87,7 @@ class Commands {
   void tellStatistics(const std::map<ServiceKey, std::optional<Service>>& before);
   bool touchesChecks(const std::map<ServiceKey, std::optional<Service>>& before) const;
   HealthStatusFn health_status_;
+  AnnounceRuntimeFn announce_runtime_;
   uint64_t checks_version_ = 0;
   Config config_;
   std::string state_file_;

@@ -97,7 +97,7 @@ const char* helpOf(const std::vector<std::string>& args) {
   static constexpr std::pair<const char*, const char*> kCommands[] = {
       {"ipvsadm", meshlb::kIpvsadmUsage}, {"iptables", meshlb::kIptablesUsage},
       {"sysctl", meshlb::kSysctlUsage},   {"healthcheck", meshlb::kHealthcheckUsage},
-      {"stats", meshlb::kStatsUsage},
+      {"stats", meshlb::kStatsUsage},     {"announce", meshlb::kAnnounceUsage},
   };
   bool help = false;
   for (const std::string& a : args) help = help || a == "-h" || a == "--help";

@@ -30,6 +30,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "announce.h"
 #include "claims.h"
 #include "commands.h"
 #include "control_server.h"
@@ -72,6 +73,8 @@ constexpr char kUsage[] =
     "  --flows-per-worker N    connection-table capacity of each worker (default 1048576)\n"
     "  --metrics ADDR:PORT     serve Prometheus metrics on http://ADDR:PORT/metrics (off by\n"
     "                          default; [ADDR6]:PORT, or :PORT for every address)\n"
+    "  --announce-table N      the kernel routing table of the prefixes to announce\n"
+    "                          (meshlbctl announce; default 4242)\n"
     "  --help                  this text\n";
 
 struct Options {
@@ -80,6 +83,7 @@ struct Options {
   std::string state_file;
   std::string metrics;  // ADDR:PORT for Prometheus (empty: off)
   uint32_t flows = 1u << 20;
+  uint32_t announce_table = 4242;
 };
 
 bool wantsHelp(int argc, char** argv) {
@@ -94,6 +98,7 @@ int parseOptions(int argc, char** argv, Options& o) {
                                     {"state-file", required_argument, nullptr, 'f'},
                                     {"flows-per-worker", required_argument, nullptr, 'n'},
                                     {"metrics", required_argument, nullptr, 'm'},
+                                    {"announce-table", required_argument, nullptr, 't'},
                                     {nullptr, 0, nullptr, 0}};
   optind = 1;
   int c;
@@ -108,6 +113,19 @@ int parseOptions(int argc, char** argv, Options& o) {
       case 'm':
         o.metrics = optarg;
         break;
+      case 't': {
+        char* end;
+        const unsigned long v = std::strtoul(optarg, &end, 10);
+        // Not the kernel's own tables (default 253, main 254, local 255) nor 0.
+        if (*end || v == 0 || (v >= 253 && v <= 255) || v > 0xffffffffUL) {
+          std::fprintf(stderr,
+                       "meshlbd: --announce-table must be a table number other than 0, 253, 254 "
+                       "and 255\n");
+          return -1;
+        }
+        o.announce_table = static_cast<uint32_t>(v);
+        break;
+      }
       case 'n': {
         char* end;
         unsigned long v = std::strtoul(optarg, &end, 10);
@@ -261,6 +279,18 @@ class Daemon {
     }
     if (auto st = telemetry_.start(); !st.ok()) die(std::string(st.message()));
     commands_.setHealthStatus([this](BackendId id) { return health_.status(id); });
+    if (auto st = announcer_.start(opt_.announce_table); !st.ok()) die(std::string(st.message()));
+    commands_.setAnnounceRuntime([this] {
+      AnnounceRuntime rt;
+      for (const auto& [a, len] : announcer_.announced()) {
+        rt.announced.push_back(absl::StrCat(a.str(), "/", len));
+      }
+      for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+        rt.connections += dp_.counters[w].flows.load(std::memory_order_relaxed);
+      }
+      rt.ready = serving_;
+      return rt;
+    });
     health_.start();
     updateChecks();
   }
@@ -291,6 +321,10 @@ class Daemon {
                 dp_.num_workers, opt_.socket.c_str());
     std::fflush(stdout);
     ports_.startTwinThread(dp_);
+    // Serving: the state restored, the workers and the twins running. Only now is
+    // anything announced.
+    serving_ = true;
+    announce();
     std::vector<pollfd> fds;
     while (!g_stop) {
       fds.clear();
@@ -427,6 +461,32 @@ class Daemon {
     resolveNextHops(view, *next);
     publisher_->publish(std::move(next));
     published_at_ = std::chrono::steady_clock::now();
+    announce();
+  }
+
+  // The prefixes to announce, as routes in the announce table through lb0 (announce.h);
+  // none before meshlbd serves or once it stops. Each change is said in the log.
+  void announce() {
+    std::vector<std::pair<IpAddr, uint8_t>> want;
+    if (serving_) want = prefixesToAnnounce(commands_.announce(), commands_.services());
+    const auto before = announcer_.announced();
+    const uint64_t failures = announcer_.failures();
+    announcer_.sync(want, ports_.twins()[0].ifindex);
+    for (const auto& p : before) {
+      if (std::find(announcer_.announced().begin(), announcer_.announced().end(), p) ==
+          announcer_.announced().end()) {
+        std::printf("meshlbd: announce: %s/%u withdrawn\n", p.first.str().c_str(), p.second);
+      }
+    }
+    for (const auto& p : announcer_.announced()) {
+      if (std::find(before.begin(), before.end(), p) == before.end()) {
+        std::printf("meshlbd: announce: %s/%u announced\n", p.first.str().c_str(), p.second);
+      }
+    }
+    if (announcer_.failures() != failures) {
+      std::printf("meshlbd: announce: %s\n", announcer_.lastError().c_str());
+    }
+    std::fflush(stdout);
   }
 
   // Next hops resolved before a packet needs them (managed neighbours on the twins):
@@ -711,6 +771,8 @@ class Daemon {
                 {"netlink_resyncs", mirror_.resyncs()},
                 {"neigh_resolve_requests", resolver_.asked()},
                 {"neigh_resolve_failed", resolver_.failed()},
+                {"announce_route_changes", announcer_.changes()},
+                {"announce_route_failures", announcer_.failures()},
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
                 {"persist_templates_evicted", templates_.counters().evicted.load()},
@@ -729,6 +791,8 @@ class Daemon {
 
   void shutdown() {
     std::printf("meshlbd: stopping\n");
+    serving_ = false;
+    announce();  // withdrawn first, while the connections still flow
     dp_.running.store(false);
     rte_eal_mp_wait_lcore();
     server_->close();
@@ -757,6 +821,8 @@ class Daemon {
   std::vector<KernelView::Route> walked_routes_;
   std::vector<KernelView::Fdb> walked_fdb_;
   Telemetry telemetry_;
+  RouteAnnouncer announcer_;
+  bool serving_ = false;  // the workers run: what is usable may be announced
   HealthChecker health_;
   uint64_t checks_version_ = ~0ull;
   std::unique_ptr<IpvsStats> ipvs_;

@@ -12,6 +12,7 @@ inline constexpr char kMeshlbctlUsage[] =
     "                   (iptables syntax)\n"
     "  sysctl ...       IPVS's net.ipv4.vs.* settings (sysctl syntax: NAME[=VALUE], -a, -n)\n"
     "  healthcheck ...  real servers' health checks (TCP connect, HTTP GET)\n"
+    "  announce ...     the prefixes announced for BGP ECMP scale-out, drain\n"
     "  stats [--json]   per-port and per-worker counters, every drop by reason\n"
     "`meshlbctl COMMAND --help` shows a command's options; man meshlbctl(8) has them all.\n"
     "default socket: $MESHLB_SOCKET, else /run/meshlb/meshlb.sock\n"
@@ -127,5 +128,16 @@ inline constexpr char kHealthcheckUsage[] =
     "A check is a TCP connect (--tcp, the default) or an HTTP GET of PATH expecting STATUS\n"
     "(200); every --interval (2 s) with --timeout (2 s); --fall failures in a row (3) take\n"
     "the server to weight 0, --rise successes (2) bring it back.\n";
+
+inline constexpr char kAnnounceUsage[] =
+    "usage: meshlbctl announce -a PREFIX [-t|-u ADDR:PORT | -f MARK]...\n"
+    "       meshlbctl announce -d PREFIX\n"
+    "       meshlbctl announce --drain | --undrain\n"
+    "       meshlbctl announce -L | -S\n"
+    "PREFIX (a VIP/32, or a wider prefix) is announced while one of its services (the named\n"
+    "ones, else every address service inside it) has a real server of weight above 0: as a\n"
+    "route through lb0 in meshlbd's announce table (--announce-table, 4242), which the\n"
+    "routing daemon exports (docs/scale-out.md) and which goes when meshlbd goes. --drain\n"
+    "withdraws every prefix (kept across restarts) and says how many connections remain.\n";
 
 }  // namespace meshlb

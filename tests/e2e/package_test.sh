@@ -80,6 +80,7 @@ test_help_everywhere() {
 /usr/sbin/meshlbctl sysctl --help
 /usr/sbin/meshlbctl healthcheck --help
 /usr/sbin/meshlbctl stats --help
+/usr/sbin/meshlbctl announce --help
 /usr/sbin/meshlb-swarm --help
 /usr/sbin/meshlb-bind --help
 CMDS

@@ -773,6 +773,86 @@ TEST_F(StateFile, HealthChecksAndDownServersAreSavedAndRestored) {
   EXPECT_EQ(run(again, "healthcheck -S"), "");
 }
 
+// meshlbctl announce: a prefix is to be announced while one of its services has a real
+// server of weight above 0 (named ones, or every address service inside it); drained,
+// nothing is; the configuration round-trips through the state file; refusals change
+// nothing.
+TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
+  bool changed = false;
+  auto run = [&](Commands& c, const std::string& line) {
+    auto r = c.run(words(line), "", &changed);
+    EXPECT_TRUE(r.ok()) << line << ": " << r.status();
+    return r.ok() ? *r : "";
+  };
+  auto announced = [](const Commands& c) {
+    std::string out;
+    for (const auto& [a, len] : prefixesToAnnounce(c.announce(), c.services())) {
+      absl::StrAppend(&out, a.str(), "/", len, " ");
+    }
+    return out;
+  };
+  {
+    Commands c;
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    run(c, "announce -a 198.18.100.1/32");
+    run(c, "announce -a 198.18.101.0/24 -t 198.18.101.7:443");
+    EXPECT_EQ(announced(c), "");  // no service yet
+    run(c, "ipvsadm -A -t 198.18.100.1:80 -s mh");
+    EXPECT_EQ(announced(c), "");  // a service, no real server
+    run(c, "ipvsadm -a -t 198.18.100.1:80 -r 198.18.1.11:80 -m -w 0");
+    EXPECT_EQ(announced(c), "");  // weight 0
+    run(c, "ipvsadm -e -t 198.18.100.1:80 -r 198.18.1.11:80 -m -w 2");
+    EXPECT_EQ(announced(c), "198.18.100.1/32 ");
+    // A health check's fall takes the last usable server, and the prefix, away.
+    run(c, "healthcheck -a -t 198.18.100.1:80 -r 198.18.1.11:80");
+    run(c, "healthcheck --state -t 198.18.100.1:80 -r 198.18.1.11:80 down");
+    EXPECT_EQ(announced(c), "");
+    run(c, "healthcheck --state -t 198.18.100.1:80 -r 198.18.1.11:80 up");
+    // The /24 follows its named service only, not 198.18.101.9's.
+    run(c, "ipvsadm -A -t 198.18.101.9:80 -s rr");
+    run(c, "ipvsadm -a -t 198.18.101.9:80 -r 198.18.1.12:80 -m");
+    EXPECT_EQ(announced(c), "198.18.100.1/32 ");
+    run(c, "ipvsadm -A -t 198.18.101.7:443 -s rr");
+    run(c, "ipvsadm -a -t 198.18.101.7:443 -r 198.18.1.13:443 -m");
+    EXPECT_EQ(announced(c), "198.18.100.1/32 198.18.101.0/24 ");
+    EXPECT_NE(run(c, "announce --drain").find("connections tracked: 0"), std::string::npos);
+    EXPECT_EQ(announced(c), "");
+    const std::string list = run(c, "announce -L");
+    EXPECT_NE(list.find("198.18.100.1/32      withdrawn: drained"), std::string::npos) << list;
+    EXPECT_EQ(run(c, "announce -S"),
+              "-a 198.18.100.1/32\n-a 198.18.101.0/24 -t 198.18.101.7:443\n--drain\n");
+  }
+  Commands again;
+  ASSERT_TRUE(again.useStateFile(path_).ok());
+  EXPECT_EQ(again.saveState(), read());
+  EXPECT_TRUE(again.announce().drained);
+  run(again, "announce --undrain");
+  EXPECT_EQ(announced(again), "198.18.100.1/32 198.18.101.0/24 ");
+  run(again, "announce -d 198.18.101.0/24");
+  EXPECT_EQ(announced(again), "198.18.100.1/32 ");
+
+  const std::pair<const char*, const char*> refused[] = {
+      {"announce -a 198.18.100.1/24", "host bits set (the prefix is 198.18.100.0/24)"},
+      {"announce -a 198.18.100.1/32", "announced already"},
+      {"announce -d 198.18.55.0/24", "is not announced"},
+      {"announce -a 198.18.102.0/24 -t 198.18.100.1:80", "is not inside"},
+      {"announce -a 2001:db8::/64", "IPv6"},
+      {"announce -a 198.18.102.0/33", "invalid prefix length"},
+      {"announce -d 198.18.100.1/32 -t 198.18.100.1:80", "with -a only"},
+      {"announce --bogus", "unknown option"},
+      {"announce", "no command"},
+  };
+  const std::string before = again.saveState();
+  for (const auto& [line, why] : refused) {
+    auto r = again.run(words(line), "", &changed);
+    EXPECT_FALSE(r.ok()) << line;
+    EXPECT_NE(std::string(r.status().message()).find(why), std::string::npos)
+        << line << ": " << r.status();
+    EXPECT_FALSE(changed);
+  }
+  EXPECT_EQ(again.saveState(), before);
+}
+
 TEST(Commands, HealthcheckRefusalsNameTheProblemAndChangeNothing) {
   Commands c;
   bool changed = false;

@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Scale-out behind BGP ECMP (issue 15, docs/scale-out.md), with real daemons in
+# namespaces: a router running BIRD 2 with kernel ECMP over L4 hashes
+# (fib_multipath_hash_policy=1), a client behind it, and two appliances, each a meshlbd
+# (one worker) with BIRD beside it exporting what meshlbd puts in its announce table,
+# both balancing 198.18.100.1:80 (mh, hashing client ports too: -b mh-port) to the same three tasks with full NAT. BFD runs on
+# each session (2 s to detect here, where two polling workers fill both cores and the
+# daemons run at nice -10 to get a core in time; 300 ms in docs/scale-out.md for an
+# appliance with cores of its own). Root only.
+#
+#   bg-client 198.18.0.10 -- bg-router 198.18.0.1 | 198.18.2.1 -- bridge (bg-up)
+#       -- [p0] bg-a1 lb0 198.18.2.11 (+ VIP 198.18.100.1/32) [p1] lb1 198.18.1.1 -- bridge (bg-seg)
+#       -- [p0] bg-a2 lb0 198.18.2.12 (+ VIP)                 [p1] lb1 198.18.1.2 --   tasks .11-.13
+set -uo pipefail
+if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; exit 0; fi
+source "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${MLB_BUILD:-$ROOT/build}
+RUN=${MLB_RUN:-/tmp/meshlb-e2e-bgp}-bgp
+VIP=198.18.100.1
+NS=(bg-client bg-router bg-up bg-a1 bg-a2 bg-seg bg-t1 bg-t2 bg-t3)
+APPS=(a1 a2)
+command -v bird >/dev/null || { echo "1..0 # SKIP bird (bird2) is not installed: scripts/setup installs it"; exit 0; }
+
+ctl() { local a=$1; shift; ip netns exec "bg-$a" "$BUILD/control/meshlbctl" --socket "$RUN/$a.sock" "$@"; }
+client() { ip netns exec bg-client "$@"; }
+num() { echo "${1#a}"; }  # a1 -> 1
+
+down() {
+  local a
+  for a in "${APPS[@]}"; do
+    [[ -f $RUN/$a.bird.pid ]] && kill "$(cat "$RUN/$a.bird.pid")" 2>/dev/null
+    teardown "$RUN/$a.pid"
+  done
+  [[ -f $RUN/router.bird.pid ]] && kill "$(cat "$RUN/router.bird.pid")" 2>/dev/null
+  teardown /dev/null "${NS[@]}"
+}
+trap down EXIT
+
+bird_conf_app() {  # app
+  local n
+  n=$(num "$1")
+  cat <<CONF
+router id 198.18.2.1$n;
+protocol device { scan time 1; }
+# What meshlbd puts in its announce table (routes through its twin lb0, gone with it).
+protocol kernel vips {
+  kernel table 4242;
+  learn;
+  scan time 1;
+  ipv4 { import all; export none; };
+}
+protocol bfd { interface "lb0" { min rx interval 200 ms; min tx interval 200 ms; multiplier 10; }; }
+protocol bgp uplink {
+  local 198.18.2.1$n as 65001;
+  neighbor 198.18.2.1 as 65000;
+  hold time 3;
+  error wait time 1, 5;
+  connect retry time 2;
+  bfd on;
+  ipv4 { import none; export where source = RTS_INHERIT; };
+}
+CONF
+}
+
+bird_conf_router() {
+  cat <<CONF
+router id 198.18.2.1;
+protocol device { scan time 1; }
+# Equal BGP paths become one multipath route in the kernel.
+protocol kernel { merge paths on; ipv4 { import none; export all; }; }
+protocol bfd { interface "r1" { min rx interval 200 ms; min tx interval 200 ms; multiplier 10; }; }
+template bgp appliance {
+  local 198.18.2.1 as 65000;
+  hold time 3;
+  error wait time 1, 5;
+  connect retry time 2;
+  bfd on;
+  ipv4 { import all; export none; };
+}
+protocol bgp a1 from appliance { neighbor 198.18.2.11 as 65001; }
+protocol bgp a2 from appliance { neighbor 198.18.2.12 as 65001; }
+CONF
+}
+
+up() {
+  down
+  mkdir -p "$RUN"
+  local ns a i
+  for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip link add c0 netns bg-client type veth peer name r0 netns bg-router
+  ip -n bg-client addr add 198.18.0.10/24 dev c0
+  ip -n bg-client link set c0 up
+  ip -n bg-client route add default via 198.18.0.1
+  ip netns exec bg-client ethtool -K c0 tx off >/dev/null
+  ip -n bg-router addr add 198.18.0.1/24 dev r0
+  ip -n bg-router link set r0 up
+  for ns in bg-up bg-seg; do ip -n "$ns" link add br0 type bridge; ip -n "$ns" link set br0 up; done
+  ip link add r1 netns bg-router type veth peer name u0 netns bg-up
+  ip -n bg-up link set u0 master br0 up
+  ip -n bg-router addr add 198.18.2.1/24 dev r1
+  ip -n bg-router link set r1 up
+  ip netns exec bg-router ethtool -K r1 tx off >/dev/null
+  ip netns exec bg-router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+  for a in "${APPS[@]}"; do
+    ip link add p0 netns "bg-$a" type veth peer name "u$(num "$a")" netns bg-up
+    ip -n bg-up link set "u$(num "$a")" master br0 up
+    ip link add p1 netns "bg-$a" type veth peer name "s$(num "$a")" netns bg-seg
+    ip -n bg-seg link set "s$(num "$a")" master br0 up
+  done
+  for i in 1 2 3; do
+    ip link add eth0 netns "bg-t$i" type veth peer name "t$i" netns bg-seg
+    ip -n bg-seg link set "t$i" master br0 up
+    ip -n "bg-t$i" addr add "198.18.1.1$i/24" dev eth0
+    ip -n "bg-t$i" link set eth0 up
+    ip netns exec "bg-t$i" ethtool -K eth0 tx off >/dev/null
+    mkdir -p "$RUN/t$i"
+    echo "processed by task $i" >"$RUN/t$i/index.html"
+    (ip netns exec "bg-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
+      --directory "$RUN/t$i" >"$RUN/http-t$i.log" 2>&1 &)
+    # UDP echo on :7, naming the task (the consistency check).
+    (ip netns exec "bg-t$i" /usr/bin/python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 7))
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(sys.argv[2].encode(), peer)
+' "198.18.1.1$i" "$i" >"$RUN/udp-t$i.log" 2>&1 &)
+  done
+  bird_conf_router >"$RUN/router.bird.conf"
+  ip netns exec bg-router nice -n -10 bird -c "$RUN/router.bird.conf" -s "$RUN/router.bird.ctl" \
+    -P "$RUN/router.bird.pid" || return 1
+}
+
+# meshlbd in bg-APP with its state file, its twins addressed, BIRD beside it.
+start() {  # app
+  local a=$1 n lcores
+  n=$(num "$a")
+  lcores='0@0,1@1'
+  [[ $a == a2 ]] && lcores='0@1,1@0'  # the two workers on different cores
+  rm -f "$RUN/$a.sock"
+  ip netns exec "bg-$a" "$BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
+    --file-prefix "mlb-bgp-$a-$$" --log-level 'pmd.*:error' \
+    --vdev net_af_packet0,iface=p0 --vdev net_af_packet1,iface=p1 \
+    -- --control-socket "$RUN/$a.sock" --state-file "$RUN/$a.state" >>"$RUN/$a.log" 2>&1 &
+  echo $! >"$RUN/$a.pid"
+  disown  # killed on purpose later: no job notice
+  for _ in $(seq 100); do [[ -S $RUN/$a.sock ]] && break; sleep 0.1; done
+  [[ -S $RUN/$a.sock ]] || { tail "$RUN/$a.log" >&2; return 1; }
+  ip -n "bg-$a" addr add "198.18.2.1$n/24" dev lb0
+  ip -n "bg-$a" addr add "$VIP/32" dev lb0
+  ip -n "bg-$a" addr add "198.18.1.$n/24" dev lb1
+  ip -n "bg-$a" link set lb0 up
+  ip -n "bg-$a" link set lb1 up
+  ip -n "bg-$a" route add default via 198.18.2.1
+  if [[ ! -f $RUN/$a.bird.pid ]] || ! kill -0 "$(cat "$RUN/$a.bird.pid")" 2>/dev/null; then
+    bird_conf_app "$a" >"$RUN/$a.bird.conf"
+    ip netns exec "bg-$a" nice -n -10 bird -c "$RUN/$a.bird.conf" -s "$RUN/$a.bird.ctl" -P "$RUN/$a.bird.pid" ||
+      return 1
+  fi
+}
+
+configure() {  # app: the services, full NAT to its own task-side address, the announcement
+  local a=$1 i
+  ctl "$a" ipvsadm -A -t "$VIP:80" -s mh -b mh-port &&
+    for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:80" -r "198.18.1.1$i:80" -m || return 1; done &&
+    ctl "$a" ipvsadm -A -u "$VIP:7" -s mh -b mh-port &&
+    for i in 1 2 3; do ctl "$a" ipvsadm -a -u "$VIP:7" -r "198.18.1.1$i:7" -m || return 1; done &&
+    ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.1.$(num "$a")" &&
+    ctl "$a" announce -a "$VIP/32"
+}
+
+# The router's next hops for the VIP, one per line (198.18.2.11, 198.18.2.12).
+paths() { ip -n bg-router route show "$VIP" | grep -oE 'via 198\.18\.2\.1[12]' | awk '{print $2}' | sort; }
+wait_paths() {  # expected (space-separated), seconds: echoes the time it took
+  local want=$1 start=$EPOCHREALTIME
+  for _ in $(seq $(($2 * 20))); do
+    if [[ $(paths | tr '\n' ' ' | sed 's/ $//') == "$want" ]]; then
+      awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}'
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "never (paths: $(paths | tr '\n' ' '))"
+  return 1
+}
+new_conns() { ctl "$1" stats --json | /usr/bin/python3 -c "import json,sys; print(sum(w['new_connections'] for w in json.load(sys.stdin)['workers']))"; }
+# COUNT requests; prints the tasks that answered, one character each ("x": no answer).
+requests() {  # count [first local port]
+  local i out seq=""
+  for i in $(seq "$1"); do
+    if [[ -n ${2:-} ]]; then
+      out=$(client curl -s -m 3 --local-port "$(($2 + i))" "http://$VIP/")
+    else
+      out=$(client curl -s -m 3 "http://$VIP/")
+    fi
+    seq+=$(sed -n 's/^processed by task //p' <<<"$out" | grep . || echo x)
+  done
+  echo "$seq"
+}
+
+test_both_announce() {
+  local t
+  t=$(wait_paths "198.18.2.11 198.18.2.12" 60) || { echo "# multipath: $t"; return 1; }
+  echo "# the router's route: $(ip -n bg-router route show "$VIP" | tr '\n' ' ' | tr -s ' ')"
+  local before1 before2 seq
+  before1=$(new_conns a1) before2=$(new_conns a2)
+  seq=$(requests 100)
+  local n1=$(($(new_conns a1) - before1)) n2=$(($(new_conns a2) - before2))
+  echo "# 100 connections: appliance 1 took $n1, appliance 2 took $n2; tasks: $(fold -w1 <<<"$seq" | sort | uniq -c | tr -s ' \n' ' ')"
+  [[ $seq != *x* ]] && ((n1 > 10 && n2 > 10 && n1 + n2 == 100)) &&
+    [[ $seq == *1* && $seq == *2* && $seq == *3* ]]
+}
+
+# Maglev §3.3: both appliances' mh tables are identical, so a flow ECMP moves to the
+# other appliance reaches the same task. UDP from 40 client ports through both (each
+# datagram's answer names its task), then from the same ports with appliance 1 drained:
+# every one through appliance 2, which schedules afresh those appliance 1 had: the same
+# tasks. (UDP: TCP would meet its own TIME_WAITs reusing the ports at once.)
+udp_tasks() {  # the task answering a datagram from each of 40 client ports
+  client /usr/bin/python3 - "$VIP" <<'PY'
+import socket, sys
+out = ""
+for port in range(43001, 43041):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("198.18.0.10", port))
+    s.settimeout(2)
+    try:
+        s.sendto(b"who", (sys.argv[1], 7))
+        out += s.recv(64).decode()
+    except OSError:
+        out += "x"
+    s.close()
+print(out)
+PY
+}
+test_consistent_mh() {
+  local both only2 out t a1n
+  a1n=$(new_conns a1)
+  both=$(udp_tasks)
+  out=$(ctl a1 announce --drain)
+  echo "# drain: $out"
+  t=$(wait_paths "198.18.2.12" 10) || { echo "# drained appliance 1 still announced: $t"; return 1; }
+  echo "# appliance 1 withdrawn ${t}s after --drain; $(ctl a1 announce -L | tail -1 | tr -s ' ')"
+  only2=$(udp_tasks)
+  echo "# tasks by client port through both: $both; through appliance 2 only: $only2 (appliance 1 had $(($(new_conns a1) - a1n)) of the first 40)"
+  ctl a1 announce --undrain
+  wait_paths "198.18.2.11 198.18.2.12" 10 >/dev/null || return 1
+  [[ $out == *"connections tracked: "* && $both != *x* && $both == "$only2" ]] &&
+    (($(new_conns a1) - a1n > 5))
+}
+
+test_sigterm() {
+  local t seq
+  kill -TERM "$(cat "$RUN/a1.pid")"
+  t=$(wait_paths "198.18.2.12" 10) || { echo "# withdrawal: $t"; return 1; }
+  seq=$(requests 30)
+  echo "# SIGTERM: withdrawn after ${t}s; 30 new connections: $seq"
+  [[ $seq != *x* ]] || return 1
+  # Back: announced once it serves again (its state file restored), not before.
+  start a1 || return 1
+  t=$(wait_paths "198.18.2.11 198.18.2.12" 20) || { echo "# re-announce: $t"; return 1; }
+  seq=$(requests 30)
+  echo "# restarted: announced ${t}s after its start; 30 connections: $seq; log: $(grep -E 'worker\(s\)|announced' "$RUN/a1.log" | tail -2 | cut -c1-50 | tr '\n' ';')"
+  [[ $seq != *x* ]] &&
+    grep -E 'worker\(s\)|announce: ' "$RUN/a1.log" | tail -2 | head -1 | grep -q 'worker(s)'
+}
+
+test_kill9() {
+  local t seq
+  kill -9 "$(cat "$RUN/a1.pid")"
+  t=$(wait_paths "198.18.2.12" 10) || { echo "# withdrawal: $t"; return 1; }
+  seq=$(requests 30)
+  echo "# kill -9: withdrawn after ${t}s (its twin, and the route through it, went with it); 30 new connections: $seq"
+  [[ $seq != *x* ]] || return 1
+  start a1 || return 1
+  wait_paths "198.18.2.11 198.18.2.12" 20 >/dev/null
+}
+
+# One appliance loses every real server (weight 0 there only): it withdraws, the other
+# serves on; back when they are.
+test_no_real_server() {
+  local i t seq
+  for i in 1 2 3; do
+    ctl a2 ipvsadm -e -t "$VIP:80" -r "198.18.1.1$i:80" -m -w 0 &&
+      ctl a2 ipvsadm -e -u "$VIP:7" -r "198.18.1.1$i:7" -m -w 0 || return 1
+  done
+  t=$(wait_paths "198.18.2.11" 10) || { echo "# withdrawal: $t"; return 1; }
+  seq=$(requests 30)
+  echo "# appliance 2 without a usable real server: withdrawn after ${t}s ($(ctl a2 announce -L | tail -1 | tr -s ' ')); 30 connections: $seq"
+  for i in 1 2 3; do
+    ctl a2 ipvsadm -e -t "$VIP:80" -r "198.18.1.1$i:80" -m -w 1 &&
+      ctl a2 ipvsadm -e -u "$VIP:7" -r "198.18.1.1$i:7" -m -w 1 || return 1
+  done
+  wait_paths "198.18.2.11 198.18.2.12" 10 >/dev/null && [[ $seq != *x* ]]
+}
+
+up || { echo "topology failed"; exit 1; }
+for a in "${APPS[@]}"; do
+  rm -f "$RUN/$a.state"
+  start "$a" || { echo "meshlbd $a did not start"; exit 1; }
+  configure "$a" || { echo "configuring $a failed"; exit 1; }
+done
+
+check "both appliances announce; the router's ECMP route spreads 100 connections over both and every task" test_both_announce
+if ((failed)); then  # nothing after would say more
+  for a in "${APPS[@]}"; do
+    ip netns exec "bg-$a" birdc -s "$RUN/$a.bird.ctl" show protocols all uplink 2>&1 | sed "s/^/# $a: /"
+  done
+  tap_end bgp
+  exit 1
+fi
+check "consistent mh: the same client ports reach the same tasks through either appliance (drain, undrain)" test_consistent_mh
+check "SIGTERM: withdrawn, new connections served by the other; restarted, announced once serving" test_sigterm
+check "kill -9: the route goes with the twins, withdrawn; new connections served by the other" test_kill9
+check "an appliance without a usable real server withdraws; the other serves on" test_no_real_server
+if ((failed)); then
+  for a in "${APPS[@]}"; do tail -5 "$RUN/$a.log" | sed "s/^/# $a: /"; done
+  ip netns exec bg-router birdc -s "$RUN/router.bird.ctl" show protocols 2>&1 | sed 's/^/# router: /'
+fi
+tap_end bgp
