@@ -176,7 +176,16 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
     if (!dnat) {
       // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
       *v = forward</*kTransit=*/true>(frame, m);
-      if (v->action == Verdict::kTransmit) bump(c_.routed);
+      if (v->action == Verdict::kTransmit) {
+        bump(c_.routed);
+      } else if (v->action == Verdict::kToKernel &&
+                 fam.findService(key.proto, key.dst, key.dport)) {
+        // To a service's address and port, for the kernel to route: in the moments
+        // after a restart or an `ip addr add`, the kernel has the address before the
+        // mirror does, and would answer with a RST (a client's connection lost).
+        // Dropped, it comes again to a meshlbd that knows.
+        *v = drop(Drop::kServiceNotLocal);
+      }
       return nullptr;
     }
     // DNAT to an address that is not the appliance's: the connection is NAT'd to it

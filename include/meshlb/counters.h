@@ -56,7 +56,8 @@ namespace meshlb {
   X(kTooBigNoDf, "drop_too_big_no_df")                \
   X(kNodest, "drop_nodest")                           \
   X(kTunnelNoSource, "drop_tunnel_no_source")         \
-  X(kMasqNoConn, "drop_masq_no_conn")
+  X(kMasqNoConn, "drop_masq_no_conn")                 \
+  X(kServiceNotLocal, "drop_service_not_local")
 
 enum class Drop : uint8_t {
 #define MESHLB_X(name, label) name,

@@ -173,18 +173,18 @@ test_quiescent() {
 # (drop_nodest) and its connection kept, so the download resumes once the task is added
 # back (IPVS's trash gives it its id again); with expire_nodest_conn=1 (Swarm's) the
 # connection is expired on its next packet, and the download fails.
-nodest_drops() {  # counter
+worker_sum() {  # counter: its sum over the workers
   ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w[sys.argv[1]] for w in json.load(sys.stdin)["workers"]))' "$1"
 }
 test_nodest() {
   local t before after size
   [[ $(ctl sysctl -n net.ipv4.vs.expire_nodest_conn) == 0 ]] || { echo "# not the kernel's default"; return 1; }
-  before=$(nodest_drops drop_nodest)
+  before=$(worker_sum drop_nodest)
   slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
   sleep 1.5
-  after=$(nodest_drops drop_nodest)
+  after=$(worker_sum drop_nodest)
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1 || return 1
   wait "$DL_PID" || { echo "# the download did not resume"; return 1; }
   size=$(stat -c %s "$MLB_RUN/dl2")
@@ -192,12 +192,12 @@ test_nodest() {
   ((after > before && size == 64 << 20)) || return 1
 
   ctl sysctl net.ipv4.vs.expire_nodest_conn=1 >/dev/null || return 1
-  before=$(nodest_drops drop_nodest_expired)
+  before=$(worker_sum drop_nodest_expired)
   slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
   if wait "$DL_PID"; then echo "# download still completed"; return 1; fi
-  after=$(nodest_drops drop_nodest_expired)
+  after=$(worker_sum drop_nodest_expired)
   echo "# expire_nodest_conn=1: drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
   ctl sysctl net.ipv4.vs.expire_nodest_conn=0 >/dev/null
@@ -1045,7 +1045,8 @@ sys.exit(0 if got == str(sent) else 1)
     sleep 2
     restart_lb || return 1
     wait "$up"
-    got+="sloppy_tcp=$mode: exit $? ($(tail -1 "$MLB_RUN/upload.log" | cut -c1-40)); "
+    got+="sloppy_tcp=$mode: exit $? ($(tail -1 "$MLB_RUN/upload.log" | cut -c1-40)"
+    got+=", drop_service_not_local $(worker_sum drop_service_not_local)); "
     for i in 1 2 3; do ip netns exec "mlb-t$i" pkill -f "7901))" 2>/dev/null; done
   done
   ctl sysctl net.ipv4.vs.sloppy_tcp=0 >/dev/null

@@ -157,14 +157,16 @@ test_drain() {
   ((ok))
 }
 
-# The agent's configuration of the appliance, for comparisons.
+# The agent's configuration of the appliance, for comparisons. Its neighbours are the
+# permanent ones: entries the kernel learns (a packet of a removed task's flow, handed
+# to the kernel) age from INCOMPLETE to FAILED on their own and are not configuration.
 lb_config() {
   ctl sysctl -a
   ctl ipvsadm -S -n
   ctl iptables -t mangle -S
   ctl iptables -t nat -S
   lbx bridge fdb show dev vxlan4097 | sort
-  lbx ip neigh show dev vxlan4097 | sort
+  lbx ip neigh show dev vxlan4097 nud permanent | sort
 }
 
 # Waits until nothing drains (the agent's status), so that the agent has nothing

@@ -29,6 +29,7 @@ struct ApplianceOptions {
   uint32_t flow_capacity = 1024;
   bool task_route = true;       // a route towards the tasks' network
   bool task_neighbours = true;  // their MACs resolved
+  bool vip_local = true;        // the VIP 198.18.0.100 an address of lb0's
   // The overlay network of the golden packets: vxlan4097 (VTEP 198.19.0.1, MAC
   // 02:42:c6:12:80:02, 198.18.128.2/24), task 198.18.128.11 on node 198.19.0.2, as
   // `ip link add ... type vxlan`, `bridge fdb add`, `ip neigh add` program it.
@@ -57,8 +58,8 @@ class Appliance {
     for (const std::string& line : config) run(line);
     auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
     // The VIP is an alias on lb0, as IPVS needs it local (ip addr add 198.18.0.100/32 dev lb0).
-    kernel_.addrs = {
-        {10, ip("198.18.0.1"), 24}, {10, ip("198.18.0.100"), 32}, {11, ip("198.19.0.1"), 16}};
+    kernel_.addrs = {{10, ip("198.18.0.1"), 24}, {11, ip("198.19.0.1"), 16}};
+    if (o.vip_local) kernel_.addrs.push_back({10, ip("198.18.0.100"), 32});
     kernel_.routes = {{ip("198.18.0.0"), 24, {}, 10}};
     if (o.task_route) kernel_.routes.push_back({ip("198.19.0.0"), 16, {}, 11});
     kernel_.neighs = {{10, ip("198.18.0.10"), mac(0, 1)}};
