@@ -65,6 +65,10 @@ std::vector<std::string> saveIpvsadm(const Config& c) {
   for (std::string& line : ipvsadmThresholdRules(c.services)) out.push_back(std::move(line));
   const IpvsTimeouts& t = c.services.timeouts();
   out.push_back(absl::StrCat("--set ", t.tcp, " ", t.tcpfin, " ", t.udp));
+  for (SyncRole role : {kSyncMaster, kSyncBackup}) {
+    const SyncDaemon& d = c.services.syncDaemons()[role];
+    if (d.running) out.push_back(syncDaemonRule(role, d));
+  }
   return out;
 }
 

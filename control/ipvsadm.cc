@@ -36,6 +36,8 @@ enum class Cmd {
   kList,
   kZero,
   kSet,
+  kStartDaemon,
+  kStopDaemon,
   kHelp
 };
 
@@ -134,6 +136,8 @@ constexpr CommandOptions kCommandOptions[] = {
     {"list", " 11xxxxxxxxx11       xxxxxxx xxxxx"},            // kList
     {"zero", "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},            // kZero
     {"set", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},             // kSet
+    {"start-daemon", "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx"},    // kStartDaemon
+    {"stop-daemon", "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx"},     // kStopDaemon
     {"help", "                                  "},            // kHelp: nothing checked
 };
 
@@ -159,6 +163,9 @@ struct Parsed {
   bool numeric = false, timeout = false, stats = false, rate = false, exact = false;
   bool connections = false;
   std::vector<uint32_t> set_values;
+  bool daemon = false;  // -L --daemon
+  SyncRole role = kSyncMaster;
+  SyncDaemon sync;  // --start-daemon's options (running, maxlen 0 until applied)
 };
 
 absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg); }
@@ -517,12 +524,66 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     } else if (a == "--thresholds") {
       st = setOpt(p, kOptThresholds);
       p.thresholds = true;
-    } else if (a == "--start-daemon" || a == "--stop-daemon" || a == "--daemon" ||
-               a == "--mcast-interface" || a == "--syncid" || a == "--mcast-group" ||
-               a == "--mcast-port" || a == "--mcast-ttl" || a == "--sync-maxlen") {
-      return bad(absl::StrCat(
-          "option ", a,
-          ": IPVS connection synchronisation (the sync daemon) is not supported by meshlb yet"));
+    } else if (a == "--start-daemon" || a == "--stop-daemon") {
+      const bool start = a == "--start-daemon";
+      st = setCmd(p, start ? Cmd::kStartDaemon : Cmd::kStopDaemon, a);
+      if (st.ok()) st = value(&v);
+      if (!st.ok()) return st;
+      if (v == "master" || v == "backup") {
+        p.role = v == "master" ? kSyncMaster : kSyncBackup;
+      } else {
+        return own(start ? "illegal start-daemon parameter specified"
+                         : "illegal start_daemon specified");  // ipvsadm's words
+      }
+    } else if (a == "--daemon") {
+      st = setOpt(p, kOptDaemon);
+      p.daemon = true;
+    } else if (a == "--mcast-interface") {
+      if (auto o = setOpt(p, kOptMcastInterface); !o.ok()) return o;
+      st = value(&p.sync.ifname);
+      if (st.ok() && (p.sync.ifname.empty() || p.sync.ifname.size() >= 16)) {
+        return own("illegal mcast-interface specified (an interface name, at most 15 characters)");
+      }
+    } else if (a == "--syncid" || a == "--mcast-port" || a == "--mcast-ttl" ||
+               a == "--sync-maxlen") {
+      // ipvsadm's string_to_number(optarg, min, max) for each.
+      struct Num {
+        const char* flag;
+        Opt opt;
+        uint32_t lo, hi;
+        uint32_t SyncDaemon::*field;
+        const char* what;
+      };
+      static constexpr Num kNums[] = {
+          {"--syncid", kOptSyncId, 0, 255, &SyncDaemon::syncid, "syncid"},
+          {"--mcast-port", kOptMcastPort, 1, 65535, &SyncDaemon::port, "mcast-port"},
+          {"--mcast-ttl", kOptMcastTtl, 1, 255, &SyncDaemon::ttl, "mcast-ttl"},
+          {"--sync-maxlen", kOptSyncMaxlen, 1, 65535 - 20 - 8, &SyncDaemon::maxlen, "sync-maxlen"}};
+      const Num* n = nullptr;
+      for (const Num& k : kNums) {
+        if (a == k.flag) n = &k;
+      }
+      if (auto o = setOpt(p, n->opt); !o.ok()) return o;
+      st = value(&v);
+      uint32_t x;
+      if (st.ok() && (!absl::SimpleAtoi(v, &x) || x < n->lo || x > n->hi)) {
+        return own(absl::StrCat("illegal ", n->what, " specified"));
+      }
+      if (st.ok()) p.sync.*(n->field) = x;
+    } else if (a == "--mcast-group") {
+      if (auto o = setOpt(p, kOptMcastGroup); !o.ok()) return o;
+      st = value(&v);
+      if (!st.ok()) return st;
+      auto g = IpAddr::parse(v);
+      if (g.ok() && !g->isV4()) {
+        return bad("--mcast-group " + v +
+                   ": IPv6 sync groups are not supported by meshlb yet (an IPv4 group, such as "
+                   "the default 224.0.0.81)");
+      }
+      if (!g.ok() || (g->b[0] & 0xf0) != 0xe0) {
+        return own("invalid IPv4 mcast-group `" + v + "'");
+      }
+      p.sync.group = *g;
     } else if (a == "-p" || a == "--persistent") {
       if (auto o = setOpt(p, kOptPersistent); !o.ok()) return o;
       // popt's optional argument: the next word, unless it is an option.
@@ -590,7 +651,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     if (!st.ok()) return st;
   }
   if (p.cmd == Cmd::kNone) {
-    if (p.timeout) {
+    if (p.timeout || p.daemon) {
       p.cmd = Cmd::kList;
     } else {
       return bad("no command given (one of -A -E -D -C -R -S -a -e -d -L -Z --set)");
@@ -1078,6 +1139,18 @@ absl::StatusOr<std::string> list(const ServiceModel& m, const Parsed& p, const I
     const auto& t = m.timeouts();
     return absl::StrCat("Timeout (tcp tcpfin udp): ", t.tcp, " ", t.tcpfin, " ", t.udp, "\n");
   }
+  if (p.daemon) {  // ipvsadm 1.31's list_daemon(), with what the kernel fills in
+    std::string out;
+    for (SyncRole role : {kSyncMaster, kSyncBackup}) {
+      const SyncDaemon& d = m.syncDaemons()[role];
+      if (!d.running) continue;
+      absl::StrAppend(&out, role == kSyncMaster ? "master" : "backup",
+                      " sync daemon (mcast=", d.ifname, ", syncid=", d.syncid,
+                      ", maxlen=", d.maxlen, ", group=", d.group.str(), ", port=", d.port,
+                      ", ttl=", d.ttl, ")\n");
+    }
+    return out;
+  }
   std::string out;
   if (p.svc) {
     auto it = m.services().find(*p.svc);
@@ -1241,6 +1314,33 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       m.setTimeouts(t);
       return std::string();
     }
+    case Cmd::kStartDaemon: {
+      // start_sync_thread(): one daemon of each role; the interface's MTU sizes a
+      // backup's messages (a master's stay within 1500).
+      if (m.syncDaemons()[p.role].running) return bad("Daemon has already run");
+      SyncDaemon d = p.sync;
+      d.running = true;
+      if (d.ifname.empty()) d.ifname = "eth0";  // ipvsadm's DEF_MCAST_IFN
+      uint32_t mtu = 1500;
+      if (dp.interface_mtu) {
+        auto found = dp.interface_mtu(d.ifname);
+        if (!found) return bad("No such device");
+        mtu = *found;
+      }
+      constexpr uint32_t kHeaders = 20 + 8;
+      const bool backup = p.role == kSyncBackup;
+      if (d.maxlen) {
+        d.maxlen = std::clamp(d.maxlen, backup ? 1024u : 1u, 65535u - kHeaders);
+      } else {
+        d.maxlen = (backup ? std::clamp(mtu, 1500u, 65535u) : 1500u) - kHeaders;
+      }
+      m.setSyncDaemon(p.role, d);
+      return std::string();
+    }
+    case Cmd::kStopDaemon:
+      if (!m.syncDaemons()[p.role].running) return bad("No daemon is running");
+      m.setSyncDaemon(p.role, SyncDaemon{});
+      return std::string();
     case Cmd::kRestore:
       if (nested) return own("-R cannot be nested");
       return restore(m, input);
@@ -1261,6 +1361,13 @@ bool ipvsadmReadsOnly(const std::vector<std::string>& args) {
   auto p = parse(args);
   return p.ok() && (p->cmd == Cmd::kList || p->cmd == Cmd::kSave || p->cmd == Cmd::kZero ||
                     p->cmd == Cmd::kHelp);
+}
+
+std::string syncDaemonRule(SyncRole role, const SyncDaemon& d) {
+  return absl::StrCat("--start-daemon ", role == kSyncMaster ? "master" : "backup",
+                      " --mcast-interface ", d.ifname, " --syncid ", d.syncid, " --sync-maxlen ",
+                      d.maxlen, " --mcast-group ", d.group.str(), " --mcast-port ", d.port,
+                      " --mcast-ttl ", d.ttl);
 }
 
 std::vector<std::string> ipvsadmThresholdRules(const ServiceModel& model) {

@@ -64,7 +64,12 @@ struct IpvsDataplane {
   // nullopt while it is being resolved: the listing is then answered kUnavailable and
   // run again once the resolver has answered.
   std::function<std::optional<std::string>(const IpAddr&)> host_name;
+  // --start-daemon: the MTU of the multicast interface, nullopt when there is no such
+  // interface (unset: any name is taken, with a 1500 MTU, as a state file's is).
+  std::function<std::optional<uint32_t>(const std::string& ifname)> interface_mtu;
 };
+// The --start-daemon line that starts a sync daemon as it is configured (state file).
+std::string syncDaemonRule(SyncRole role, const SyncDaemon& d);
 
 absl::StatusOr<std::string> runIpvsadm(ServiceModel& model, const std::vector<std::string>& args,
                                        const std::string& input = "",

@@ -3,6 +3,7 @@
 // publication, counters) with the kernel twins' forwarding on a thread beside it;
 // every other lcore is a worker.
 #include <getopt.h>
+#include <net/if.h>
 #include <poll.h>
 #include <rte_bus.h>
 #include <rte_dev.h>
@@ -16,6 +17,7 @@
 #include <rte_random.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_telemetry.h>
+#include <sys/ioctl.h>
 
 #include <chrono>
 #include <csignal>
@@ -44,6 +46,7 @@
 #include "ports.h"
 #include "publisher.h"
 #include "snapshot_builder.h"
+#include "sync.h"
 #include "telemetry.h"
 #include "worker.h"
 
@@ -198,6 +201,16 @@ class Daemon {
       if (!name && names_by_number_) return a.str();
       return name;
     };
+    dp.interface_mtu = [](const std::string& name) -> std::optional<uint32_t> {
+      ifreq ifr{};
+      if (name.size() >= sizeof ifr.ifr_name) return std::nullopt;
+      std::memcpy(ifr.ifr_name, name.data(), name.size());
+      const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      const bool ok = fd >= 0 && ioctl(fd, SIOCGIFMTU, &ifr) == 0;
+      if (fd >= 0) close(fd);
+      if (!ok) return std::nullopt;
+      return static_cast<uint32_t>(ifr.ifr_mtu);
+    };
     return dp;
   }
 
@@ -227,6 +240,17 @@ class Daemon {
     ipvs_ = std::make_unique<IpvsStats>(dp_.num_workers);
     dp_.dumps = std::make_unique<Dataplane::ConnDump[]>(workers);
     for (unsigned w = 0; w < workers; ++w) dp_.dumps[w].flows.resize(kMaxListedConnections);
+    // Connection sync: each worker's queue for the master daemon, and a backup's
+    // connections for it to install.
+    sync_.setWorkers(dp_.num_workers);
+    for (unsigned w = 0; w < workers; ++w) {
+      for (auto [rings, dir] : {std::pair{dp_.sync_out, "out"}, std::pair{dp_.sync_in, "in"}}) {
+        rings[w] = rte_ring_create_elem(absl::StrCat("sync_", dir, w).c_str(), sizeof(SyncRecord),
+                                        kSyncRing, static_cast<int>(rte_socket_id()),
+                                        RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (!rings[w]) die(absl::StrCat("sync ring: ", rte_strerror(rte_errno)));
+      }
+    }
     // The kernel kept off the data ports' interfaces (af_packet copies frames, so the
     // kernel would answer beside meshlbd); then the twins' own sysctls.
     for (const VdevInterface& v : opt_.vdev_ifaces) {
@@ -329,6 +353,7 @@ class Daemon {
     while (!g_stop) {
       fds.clear();
       fds.push_back({mirror_.fd(), POLLIN, 0});
+      if (sync_.receiveFd() >= 0) fds.push_back({sync_.receiveFd(), POLLIN, 0});
       server_->appendPollFds(fds);
       if (metrics_) metrics_->appendPollFds(fds);
       const bool waiting = !deferred_.empty();
@@ -350,6 +375,8 @@ class Daemon {
         publish();
       }
       resolveUnresolved();
+      sync_.receive();
+      sync_.flush();
       applyHealth();
       telemetry_.serve([this](const std::string& cmd, const std::string& params, rte_tel_data* d) {
         return telemetry(cmd, params, d);
@@ -457,6 +484,10 @@ class Daemon {
     const KernelView view = mirror_.view();
     auto next = buildSnapshot(commands_.services(), commands_.nat(), view, ports_.twins(),
                               ++generation_, before);
+    absl::flat_hash_set<uint32_t> snat;
+    for (const Ipv4Addr& a : next->v4.snat_addrs) snat.insert(a.v);
+    sync_.apply(commands_.services(), snat);
+    next->sync_master = sync_.master();
     warnOfUdpServicesOnNewOverlayPorts(before, *next);
     resolveNextHops(view, *next);
     publisher_->publish(std::move(next));
@@ -773,6 +804,18 @@ class Daemon {
                 {"neigh_resolve_failed", resolver_.failed()},
                 {"announce_route_changes", announcer_.changes()},
                 {"announce_route_failures", announcer_.failures()},
+                {"sync_tx_messages", sync_.counters().tx_messages},
+                {"sync_tx_conns", sync_.counters().tx_conns},
+                {"sync_tx_errors", sync_.counters().tx_errors},
+                {"sync_rx_messages", sync_.counters().rx_messages},
+                {"sync_rx_conns", sync_.counters().rx_conns},
+                {"sync_rx_bad", sync_.counters().rx_bad},
+                {"sync_rx_other_syncid", sync_.counters().rx_other_syncid},
+                {"sync_rx_no_service", sync_.counters().rx_no_service},
+                {"sync_rx_no_server", sync_.counters().rx_no_server},
+                {"sync_rx_unsupported", sync_.counters().rx_unsupported},
+                {"sync_rx_ring_full", sync_.counters().rx_ring_full},
+                {"sync_socket_errors", sync_.counters().socket_errors},
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
                 {"persist_templates_evicted", templates_.counters().evicted.load()},
@@ -822,6 +865,17 @@ class Daemon {
   std::vector<KernelView::Fdb> walked_fdb_;
   Telemetry telemetry_;
   RouteAnnouncer announcer_;
+  static constexpr unsigned kSyncRing = 65536;  // records per worker and direction
+  SyncDaemons sync_{SyncDaemons::Hooks{
+      0,
+      [this](uint16_t w, SyncRecord* out, size_t max) -> size_t {
+        return rte_ring_dequeue_burst_elem(dp_.sync_out[w], out, sizeof(SyncRecord),
+                                           static_cast<unsigned>(max), nullptr);
+      },
+      [this](uint16_t w, const SyncRecord& r) {
+        SyncRecord copy = r;
+        return rte_ring_enqueue_elem(dp_.sync_in[w], &copy, sizeof(SyncRecord)) == 0;
+      }}};
   bool serving_ = false;  // the workers run: what is usable may be announced
   HealthChecker health_;
   uint64_t checks_version_ = ~0ull;

@@ -33,6 +33,7 @@ ServiceModel::Transaction::Transaction(ServiceModel& m) : m_(m), owner_(!m.undo_
   Undo& u = *m_.undo_;
   u.timeouts = m_.timeouts_;
   u.sysctls = m_.sysctls_;
+  u.sync = m_.sync_;
   u.next_slot_hint = m_.next_slot_hint_;
   u.next_slot = m_.next_slot_;
   u.log_size = m_.log_.size();
@@ -73,7 +74,10 @@ const std::map<ServiceKey, std::optional<Service>>& ServiceModel::Transaction::b
 
 bool ServiceModel::Transaction::changed() const {
   if (!m_.undo_) return false;
-  if (!(m_.undo_->timeouts == m_.timeouts_) || !(m_.undo_->sysctls == m_.sysctls_)) return true;
+  if (!(m_.undo_->timeouts == m_.timeouts_) || !(m_.undo_->sysctls == m_.sysctls_) ||
+      m_.undo_->sync != m_.sync_) {
+    return true;
+  }
   for (const auto& [key, old] : m_.undo_->before) {
     auto it = m_.services_.find(key);
     if (it == m_.services_.end() || !old) {
@@ -117,6 +121,7 @@ void ServiceModel::rollback() {
   }
   timeouts_ = u.timeouts;
   sysctls_ = u.sysctls;
+  sync_ = u.sync;
   next_slot_hint_ = u.next_slot_hint;
   next_slot_ = u.next_slot;
   // The versions handed out stay used (they only ever grow); the changes logged go.

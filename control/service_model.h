@@ -3,6 +3,7 @@
 // configuration through. Control thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -88,6 +89,19 @@ struct IpvsTimeouts {
   uint32_t tcp = 900, tcpfin = 120, udp = 300;  // seconds, ipvsadm --set
 };
 
+// One of IPVS's connection sync daemons (ipvsadm --start-daemon master|backup), as
+// the kernel keeps its configuration (ipvs_sync_daemon_cfg, its defaults filled in).
+struct SyncDaemon {
+  friend bool operator==(const SyncDaemon&, const SyncDaemon&) = default;
+  bool running = false;
+  std::string ifname;   // --mcast-interface
+  uint32_t syncid = 0;  // --syncid; a backup with 0 takes every id
+  uint32_t maxlen = 0;  // --sync-maxlen: the largest message, UDP payload
+  IpAddr group = IpAddr::of(Ipv4Addr{0x510000e0u});  // --mcast-group, 224.0.0.81
+  uint32_t port = 8848, ttl = 1;                     // --mcast-port, --mcast-ttl
+};
+enum SyncRole : int { kSyncMaster = 0, kSyncBackup = 1 };
+
 class ServiceModel {
  public:
   static bool schedulerSupported(const std::string& name);
@@ -130,6 +144,8 @@ class ServiceModel {
                         std::optional<HealthCheck> check);
   absl::Status setDown(const ServiceKey& key, const IpAddr& addr, uint16_t port, bool down);
   void setTimeouts(const IpvsTimeouts& t) { timeouts_ = t; }
+  void setSyncDaemon(SyncRole role, const SyncDaemon& d) { sync_[role] = d; }
+  const std::array<SyncDaemon, 2>& syncDaemons() const { return sync_; }
   // net.ipv4.vs.* (meshlbctl sysctl), undone with a failed transaction as --set is.
   void setSysctls(const IpvsSysctls& s) { sysctls_ = s; }
   const IpvsSysctls& sysctls() const { return sysctls_; }
@@ -155,6 +171,7 @@ class ServiceModel {
     std::map<ServiceKey, std::optional<Service>> before;  // first touch: as it was
     IpvsTimeouts timeouts;
     IpvsSysctls sysctls;
+    std::array<SyncDaemon, 2> sync;
     uint32_t next_slot_hint, next_slot;  // all set by Transaction
     size_t log_size;
     uint64_t log_floor;
@@ -186,6 +203,7 @@ class ServiceModel {
   std::map<ServiceKey, Service> services_;
   IpvsTimeouts timeouts_;
   IpvsSysctls sysctls_;
+  std::array<SyncDaemon, 2> sync_;
   std::optional<Undo> undo_;
   // (version, key) of each change, oldest first; versions up to log_floor_ are gone.
   std::vector<std::pair<uint64_t, ServiceKey>> log_;

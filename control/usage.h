@@ -31,6 +31,8 @@ inline constexpr char kIpvsadmUsage[] =
     "  ipvsadm -L|l [virtual-service] [options]\n"
     "  ipvsadm -Z [-t|u|f service-address]\n"
     "  ipvsadm --set tcp tcpfin udp\n"
+    "  ipvsadm --start-daemon {master|backup} [daemon-options]\n"
+    "  ipvsadm --stop-daemon {master|backup}\n"
     "  ipvsadm -h\n"
     "\n"
     "Commands:\n"
@@ -47,6 +49,8 @@ inline constexpr char kIpvsadmUsage[] =
     "  --list            -L|-l     list the table\n"
     "  --zero            -Z        zero counters in a service or all services\n"
     "  --set tcp tcpfin udp        set connection timeout values\n"
+    "  --start-daemon              start connection sync daemon\n"
+    "  --stop-daemon               stop connection sync daemon\n"
     "  --help            -h        display this help message\n"
     "\n"
     "virtual-service:\n"
@@ -77,6 +81,7 @@ inline constexpr char kIpvsadmUsage[] =
     "  --l-threshold  -y lthreshold        lower threshold of connections\n"
     "  --connection   -c                   output of current IPVS connections\n"
     "  --timeout                           output of timeout (tcp tcpfin udp)\n"
+    "  --daemon                            output of daemon information\n"
     "  --stats                             output of statistics information\n"
     "  --rate                              output of rate information\n"
     "  --exact                             expand numbers (display exact values)\n"
@@ -86,7 +91,13 @@ inline constexpr char kIpvsadmUsage[] =
     "  --nosort                            disable sorting output of service/server entries\n"
     "  --sort                              does nothing, for backwards compatibility\n"
     "  --ops          -o                   one-packet scheduling\n"
-    "  --numeric      -n                   numeric output of addresses and ports\n";
+    "  --numeric      -n                   numeric output of addresses and ports\n"
+    "  --mcast-interface interface         multicast interface for connection sync\n"
+    "  --syncid sid                        syncid for connection sync (default=0)\n"
+    "  --sync-maxlen length                Max sync message length (default=1472)\n"
+    "  --mcast-group address               IPv4 group (default=224.0.0.81)\n"
+    "  --mcast-port port                   UDP port (default=8848)\n"
+    "  --mcast-ttl ttl                     Multicast TTL (default=1)\n";
 
 inline constexpr char kIptablesUsage[] =
     "usage: meshlbctl iptables [-t mangle|nat] COMMAND [CHAIN] [MATCHES] [-j TARGET ...]\n"

@@ -30,10 +30,13 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       sched_(kMaxServices),
       own_templates_(cfg.templates ? nullptr : std::make_unique<PersistTable>(1024)),
       templates_(cfg.templates ? cfg.templates : own_templates_.get()),
-      template_of_(cfg.flow_capacity + 1, Backing::kLazy) {
+      template_of_(cfg.flow_capacity + 1, Backing::kLazy),
+      sync_out_(cfg.sync_out),
+      sync_ctx_(cfg.sync_ctx) {
   snat_next_ = firstSnatPort();
   table_.setConnCounts(cfg.conn_counts);
   table_.setReleaseHook(&PacketCore::releaseTemplate, this);
+  if (sync_out_) table_.setStateHook(&PacketCore::stateChanged, this);
   if (all_counts_.empty() && cfg.conn_counts) all_counts_.push_back(cfg.conn_counts);
 }
 
@@ -163,6 +166,12 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
   Drop why;
   Flow<Ipv4Addr>* e = nullptr;
   if (!local) {
+    const auto* d = reinterpret_cast<const uint8_t*>(&key.dst.v);
+    if (__builtin_expect((d[0] & 0xf0) == 0xe0 || key.dst.v == 0xffffffffu, 0)) {
+      // Multicast (the sync daemons' 224.0.0.81) and broadcast: the kernel's, never routed.
+      *v = Verdict::toKernel(m.in_port);
+      return nullptr;
+    }
     if (__builtin_expect(snap_->sysctls.nat_icmp_send, 0) && !dnat &&
         fam.masq_servers.findValue(
             FamilySnap<Ipv4Addr>::realServerKey(key.proto, key.src, key.sport))) {
@@ -381,7 +390,74 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
   }
   bump(c_.new_connections);
   bump(stats_[e->backendId().slot()].conns);
+  // A TCP connection is sent once established (stateChanged); a UDP one now.
+  if (__builtin_expect(sync_out_ != nullptr, 0) && f.udp && snap_->sync_master) syncOut(*e);
   return e;
+}
+
+void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
+  if (e.backend_id == kDnatBackend.raw()) return;  // conntrack's (a nat DNAT), not IPVS's
+  SyncRecord r;
+  r.flow = e;
+  r.timeout_ms = table_.timeouts().of(e.connState());
+  if (sync_out_(sync_ctx_, r)) {
+    bump(c_.sync_queued);
+  } else {
+    bump(c_.sync_queue_full);
+  }
+}
+
+// ip_vs_sync_conn_needed(): TCP connections as they enter ESTABLISHED, FIN_WAIT,
+// CLOSE, CLOSE_WAIT or TIME_WAIT.
+void PacketCore::stateChanged(void* self, const Flow<Ipv4Addr>& e) {
+  auto* core = static_cast<PacketCore*>(self);
+  if (!core->snap_ || !core->snap_->sync_master) return;
+  switch (e.connState()) {
+    case ConnState::kEstablished:
+    case ConnState::kFinWait:
+    case ConnState::kClose:
+    case ConnState::kCloseWait:
+    case ConnState::kTimeWait:
+      core->syncOut(e);
+      break;
+    default:
+      break;
+  }
+}
+
+// With the sweep, once per millisecond: a slice of the table such that each live
+// ESTABLISHED or UDP connection is sent again every kSyncRefreshMs.
+void PacketCore::refreshSome() {
+  const uint32_t budget = table_.capacity() / kSyncRefreshMs + 1;
+  table_.visitSome(&sync_cursor_, budget, now_ms_, [&](const Flow<Ipv4Addr>& e) {
+    const ConnState s = e.connState();
+    if (s == ConnState::kEstablished || s == ConnState::kUdp) syncOut(e);
+  });
+}
+
+bool PacketCore::installSynced(const SyncRecord& r) {
+  Flow<Ipv4Addr> f = r.flow;
+  f.flags &= ~kFlowPersist;  // no template of this appliance's holds it
+  auto hit = table_.lookup(f.originalKey(), now_ms_);
+  if (Flow<Ipv4Addr>* e = hit.flow) {
+    if (hit.dir == FlowDir::kOriginal && e->backend_id == f.backend_id && e->backend == f.backend &&
+        e->bport == f.bport && e->local == f.local && e->lport == f.lport) {
+      table_.setState(e, f.connState());  // ip_vs_proc_conn: the master's state and timeout
+      e->expires_ms = now_ms_ + r.timeout_ms;
+      bump(c_.sync_updated);
+      return true;
+    }
+    // Another real server's (the master scheduled it afresh): this one ends.
+    table_.remove(e);
+  }
+  Flow<Ipv4Addr>* e = table_.insert(f, now_ms_);
+  if (!e) {
+    bump(c_.sync_install_failed);
+    return false;
+  }
+  e->expires_ms = now_ms_ + r.timeout_ms;
+  bump(c_.sync_installed);
+  return true;
 }
 
 // Into the overlay: the inner frame addressed to the task's MAC (the vxlan device's

@@ -30,6 +30,14 @@ CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   c.all_conn_counts = cfg.all_conn_counts;
   c.overload = cfg.overload;
   c.templates = cfg.templates;
+  if (dp.sync_out[cfg.index]) {
+    // The dataplane never waits for the sync daemon: a full ring is counted.
+    c.sync_out = [](void* ring, const SyncRecord& r) {
+      SyncRecord copy = r;  // DPDK 22.11 takes a non-const pointer
+      return rte_ring_enqueue_elem(static_cast<rte_ring*>(ring), &copy, sizeof(SyncRecord)) == 0;
+    };
+    c.sync_ctx = dp.sync_out[cfg.index];
+  }
   return c;
 }
 
@@ -72,6 +80,7 @@ class Worker {
       // pipeline pays only while there is a backlog to overlap with).
       if (!backlog) drain();
       if (idx_ == 0) fromKernel();
+      if (dp_.sync_in[idx_]) installSynced();
       if (const uint32_t rq = dp_.dump_request.load(std::memory_order_acquire); rq != dumped_) {
         dumpConnections(rq);
       }
@@ -225,6 +234,14 @@ class Worker {
       act(b.pkts[i], core_.handle(rte_pktmbuf_mtod(b.pkts[i], uint8_t*), b.meta[i]));
     }
     b.n = 0;
+  }
+
+  // A backup's connections from the control thread, installed between bursts.
+  void installSynced() {
+    SyncRecord recs[kRxBurst];
+    const unsigned n =
+        rte_ring_dequeue_burst_elem(dp_.sync_in[idx_], recs, sizeof(SyncRecord), kRxBurst, nullptr);
+    for (unsigned i = 0; i < n; ++i) core_.installSynced(recs[i]);
   }
 
   // Copies this worker's connections for ipvsadm -L -c (a pause of about a

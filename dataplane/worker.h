@@ -30,6 +30,11 @@ struct Dataplane {
   rte_ring* handoff[kMaxWorkers] = {};    // packets whose connection another worker owns
   rte_ring* to_kernel[kMaxPorts] = {};    // worker -> control thread -> twin lbN
   rte_ring* from_kernel[kMaxPorts] = {};  // twin lbN -> control thread -> worker 0 -> port N
+  // Connection sync, rings of SyncRecord: each worker's connections for the master
+  // daemon (worker -> control thread), and a backup's connections to install in the
+  // worker that owns them (control thread -> worker). Null: none.
+  rte_ring* sync_out[kMaxWorkers] = {};
+  rte_ring* sync_in[kMaxWorkers] = {};
   std::atomic<const Snapshot*> snapshot{nullptr};
   rte_rcu_qsbr* qsbr = nullptr;
   std::atomic<bool> running{true};

@@ -34,7 +34,12 @@ namespace meshlb {
   X(icmp_port_unreach_sent)     \
   X(icmp_scheduled)             \
   X(conn_reused)                \
-  X(persist_reused)
+  X(persist_reused)             \
+  X(sync_queued)                \
+  X(sync_queue_full)            \
+  X(sync_installed)             \
+  X(sync_updated)               \
+  X(sync_install_failed)
 
 // X(enumerator, label): why a packet was dropped.
 #define MESHLB_DROP_REASONS(X)                        \

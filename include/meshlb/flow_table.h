@@ -305,12 +305,32 @@ class FlowTable {
     const unsigned table = static_cast<unsigned>(dir) | (e->flags & kFlowDirect);
     const ConnState s = nextTcpState(cur, table, tcp_flags);
     if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
-      const bool moves = countsActive(s) != countsActive(cur);
-      if (moves) countConn(*e, -1);
-      e->state = static_cast<uint32_t>(s);
-      if (moves) countConn(*e, +1);
+      setState(e, s);
+      if (state_hook_) state_hook_(state_hook_ctx_, *e);
     }
     e->expires_ms = now_ms + timeouts_.of(s);
+  }
+  // A state set from outside the state machine (a synced connection's), its
+  // connection counted where its new state is.
+  void setState(Entry* e, ConnState s) {
+    const bool moves = countsActive(s) != countsActive(e->connState());
+    if (moves) countConn(*e, -1);
+    e->state = static_cast<uint32_t>(s);
+    if (moves) countConn(*e, +1);
+  }
+  // Called after a TCP segment changed a connection's state (the sync daemon's).
+  using StateHook = void (*)(void* ctx, const Entry& e);
+  void setStateHook(StateHook hook, void* ctx) { state_hook_ = hook, state_hook_ctx_ = ctx; }
+  // Calls f(entry) for each live record among the next `budget` from *cursor (a
+  // walk of the caller's, apart from the sweep's).
+  template <class F>
+  void visitSome(uint32_t* cursor, uint32_t budget, uint32_t now_ms, F&& f) {
+    for (uint32_t n = 0; n < budget && n < capacity_; ++n) {
+      const uint32_t i = *cursor < 1 || *cursor > capacity_ ? 1 : *cursor;
+      *cursor = i == capacity_ ? 1 : i + 1;
+      const Entry& e = flows_[i];
+      if (e.state != kFreeState && !expired(e, now_ms)) f(e);
+    }
   }
   void onUdp(Entry* e, uint32_t now_ms) { e->expires_ms = now_ms + timeouts_.of(ConnState::kUdp); }
 
@@ -418,6 +438,8 @@ class FlowTable {
   std::atomic<uint32_t>* counts_ = nullptr;
   ReleaseHook release_ = nullptr;
   void* release_ctx_ = nullptr;
+  StateHook state_hook_ = nullptr;
+  void* state_hook_ctx_ = nullptr;
 };
 
 template <>

@@ -78,6 +78,18 @@ inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
   return static_cast<uint16_t>(__builtin_bswap16(port_be) % workers);
 }
 
+// A connection as the sync daemon sends it (a master's) or installs it (a
+// backup's): the record, and its timeout (its state's, as IPVS sends cp->timeout).
+struct SyncRecord {
+  Flow<Ipv4Addr> flow;
+  uint32_t timeout_ms = 0;
+};
+static_assert(sizeof(SyncRecord) % 4 == 0, "a ring element is whole 32-bit words");
+
+// A master re-sends each live ESTABLISHED or UDP connection about this often (its
+// backups' copies expire otherwise: IPVS re-sends every sync_period packets).
+constexpr uint32_t kSyncRefreshMs = 60'000;
+
 struct CoreConfig {
   uint16_t index = 0;    // this worker, 0 .. workers - 1
   uint16_t workers = 1;  // how many there are
@@ -94,6 +106,10 @@ struct CoreConfig {
       nullptr;  // BackendId::kSlots entries (null: the core keeps its own)
   // The persistence templates every worker shares (null: the core keeps its own).
   PersistTable* templates = nullptr;
+  // The master sync daemon's queue (the shell's ring): takes a connection to send,
+  // false when full (counted, never waited for). Null: none.
+  bool (*sync_out)(void* ctx, const SyncRecord& r) = nullptr;
+  void* sync_ctx = nullptr;
 };
 
 // What the first stage learns of a packet (parse, flow key and hash) and the
@@ -180,8 +196,16 @@ class PacketCore {
     return handle(frame, m);
   }
 
-  // The bounded expiry sweep, run by the shell once per millisecond.
-  void expireSome(uint32_t budget) { table_.expireSome(now_ms_, budget); }
+  // The bounded expiry sweep, run by the shell once per millisecond; with a master
+  // sync daemon, also the refresh of live connections (kSyncRefreshMs).
+  void expireSome(uint32_t budget) {
+    table_.expireSome(now_ms_, budget);
+    if (sync_out_ && snap_ && snap_->sync_master) refreshSome();
+  }
+  // A backup's: installs (or updates) a connection its master sent, keyed as the
+  // master's (its real server already this appliance's id). False when the table
+  // refuses it (counted).
+  bool installSynced(const SyncRecord& r);
   void publishCounters() { publishTableCounters(c_, table_.counters(), table_.size()); }
   const FlowTable4& table() const { return table_; }
 
@@ -208,6 +232,12 @@ class PacketCore {
                         const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs, Drop* why,
                         bool untracked = false);
   uint32_t firstSnatPort() const;
+  // The master sync daemon's side (IPVS's ip_vs_sync_conn): a connection entering a
+  // state its backups keep (ESTABLISHED, the closing ones), a new UDP connection, and
+  // each live one again every kSyncRefreshMs.
+  void syncOut(const Flow<Ipv4Addr>& e);
+  static void stateChanged(void* self, const Flow<Ipv4Addr>& e);
+  void refreshSome();
   // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
   // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane
   // cannot route is dropped (counted); a transit one goes to the kernel, which answers
@@ -267,7 +297,10 @@ class PacketCore {
   Flow<Ipv4Addr> untracked_{};                // -o: the datagram's connection, never inserted
   uint16_t tunnel_id_ = 0;                    // outer IPv4 ids of tunnelled packets without DF
   uint32_t now_ms_ = 0;
-  bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())
+  bool (*sync_out_)(void* ctx, const SyncRecord& r);  // CoreConfig's
+  void* sync_ctx_;
+  uint32_t sync_cursor_ = 1;  // refreshSome()'s walk
+  bool rewrote_ = false;      // forward() has rewritten the frame (for decapsulate())
   uint8_t scratch_[kTooBigMaxLen];
 };
 

@@ -509,6 +509,8 @@ struct Snapshot {
   // overlay's (Swarm uses one, its --data-path-port, for all networks). An overlay on
   // another port is recognised on the slow path (hasOverlayPort).
   uint16_t vxlan_port = kVxlanPort;
+  // A master sync daemon runs: the workers queue their connections for it.
+  bool sync_master = false;
 
   bool hasOverlayPort(uint16_t udp_port) const {
     for (const OverlaySnap& o : overlays) {

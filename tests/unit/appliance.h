@@ -30,6 +30,11 @@ struct ApplianceOptions {
   bool task_route = true;       // a route towards the tasks' network
   bool task_neighbours = true;  // their MACs resolved
   bool vip_local = true;        // the VIP 198.18.0.100 an address of lb0's
+  bool default_route = false;   // 0.0.0.0/0 via the client 198.18.0.10 on lb0
+  // A master sync daemon runs (Snapshot::sync_master); what the core queues for it
+  // goes into *synced (null: no queue).
+  bool sync_master = false;
+  std::vector<SyncRecord>* synced = nullptr;
   // The overlay network of the golden packets: vxlan4097 (VTEP 198.19.0.1, MAC
   // 02:42:c6:12:80:02, 198.18.128.2/24), task 198.18.128.11 on node 198.19.0.2, as
   // `ip link add ... type vxlan`, `bridge fdb add`, `ip neigh add` program it.
@@ -62,6 +67,7 @@ class Appliance {
     if (o.vip_local) kernel_.addrs.push_back({10, ip("198.18.0.100"), 32});
     kernel_.routes = {{ip("198.18.0.0"), 24, {}, 10}};
     if (o.task_route) kernel_.routes.push_back({ip("198.19.0.0"), 16, {}, 11});
+    if (o.default_route) kernel_.routes.push_back({ip("0.0.0.0"), 0, ip("198.18.0.10"), 10});
     kernel_.neighs = {{10, ip("198.18.0.10"), mac(0, 1)}};
     if (o.task_neighbours) {
       for (uint8_t t = 1; t <= 3; ++t) {
@@ -147,11 +153,19 @@ class Appliance {
     c.flow_capacity = o.flow_capacity;
     c.seed = 1;
     c.templates = o.templates;
+    if (o.synced) {
+      c.sync_out = [](void* ctx, const SyncRecord& r) {
+        static_cast<std::vector<SyncRecord>*>(ctx)->push_back(r);
+        return true;
+      };
+      c.sync_ctx = o.synced;
+    }
     return c;
   }
   void publish() {
     auto next = buildSnapshot(commands_.services(), commands_.nat(), kernel_,
                               {{10, mac(0, 2)}, {11, mac(1, 2)}}, ++generation_, snap_.get());
+    next->sync_master = opt_.sync_master;
     core_.setSnapshot(next.get());
     old_ = std::move(snap_);  // a real worker may read the old one until its next burst
     snap_ = std::move(next);

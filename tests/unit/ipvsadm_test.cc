@@ -844,9 +844,60 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -g", "multiple 'forwarding-method' options"},
         BadCase{"", "-A -t 198.18.0.1:80 -f 9", "multiple 'service-address' options specified"},
         BadCase{"", "-a -f 256 -r 198.19.1.9:0 -m -w 65536", "illegal weight specified"},
-        BadCase{"", "--start-daemon master --mcast-interface eth0",
-                "connection synchronisation (the sync daemon) is not supported by meshlb yet"},
-        BadCase{"", "-L --daemon", "the sync daemon"}));
+        BadCase{"", "--start-daemon primary", "illegal start-daemon parameter specified"},
+        BadCase{"", "--start-daemon master --syncid 256", "illegal syncid specified"},
+        BadCase{"", "--start-daemon master --mcast-port 0", "illegal mcast-port specified"},
+        BadCase{"", "--start-daemon master --mcast-ttl 256", "illegal mcast-ttl specified"},
+        BadCase{"", "--start-daemon master --sync-maxlen 65508", "illegal sync-maxlen specified"},
+        BadCase{"", "--start-daemon master --mcast-group 198.18.0.1",
+                "invalid IPv4 mcast-group `198.18.0.1'"},
+        BadCase{"", "--start-daemon master --mcast-group ff02::81",
+                "IPv6 sync groups are not supported by meshlb yet"},
+        BadCase{"", "--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon'"},
+        BadCase{"", "--stop-daemon master --mcast-interface lb0",
+                "Illegal 'mcast-interface' option with the 'stop-daemon' command"},
+        BadCase{"", "--stop-daemon backup", "No daemon is running"},
+        BadCase{"--start-daemon master --mcast-interface lb0",
+                "--start-daemon master --mcast-interface lb1", "Daemon has already run"}));
+
+// ipvsadm --start-daemon, --stop-daemon and -L --daemon (IPVS's connection sync):
+// the kernel's defaults filled in as it reports them, and ipvsadm 1.31's listing.
+TEST(IpvsadmSync, StartListStop) {
+  ServiceModel m;
+  ok(m, "--start-daemon master --mcast-interface lb0 --syncid 7");
+  ok(m,
+     "--start-daemon backup --mcast-interface lb0 --sync-maxlen 9000 --mcast-group 239.1.2.3 "
+     "--mcast-port 9000 --mcast-ttl 2");
+  EXPECT_EQ(*run(m, "-L --daemon"),
+            "master sync daemon (mcast=lb0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, "
+            "ttl=1)\n"
+            "backup sync daemon (mcast=lb0, syncid=0, maxlen=9000, group=239.1.2.3, port=9000, "
+            "ttl=2)\n");
+  EXPECT_EQ(*run(m, "--daemon"), *run(m, "-L --daemon"));
+  // A backup's messages are at least 1024 bytes (start_sync_thread's clamp).
+  ok(m, "--stop-daemon backup");
+  ok(m, "--start-daemon backup --mcast-interface lb0 --sync-maxlen 100");
+  EXPECT_NE(run(m, "-L --daemon")->find("backup sync daemon (mcast=lb0, syncid=0, maxlen=1024,"),
+            std::string::npos);
+  ok(m, "--stop-daemon master");
+  ok(m, "--stop-daemon backup");
+  EXPECT_EQ(*run(m, "-L --daemon"), "");
+  // Without --mcast-interface, ipvsadm's eth0; an interface the host lacks is refused.
+  IpvsDataplane dp;
+  dp.interface_mtu = [](const std::string& name) -> std::optional<uint32_t> {
+    if (name == "lb0") return 9000;
+    return std::nullopt;
+  };
+  auto r = runIpvsadm(m, absl::StrSplit("--start-daemon master", ' '), "", dp);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "No such device");
+  EXPECT_EQ(*run(m, "-L --daemon"), "");
+  ASSERT_TRUE(
+      runIpvsadm(m, absl::StrSplit("--start-daemon backup --mcast-interface lb0", ' '), "", dp)
+          .ok());
+  EXPECT_NE(run(m, "-L --daemon")->find("maxlen=8972,"), std::string::npos)
+      << "a backup's default: the interface's MTU less the IPv4 and UDP headers";
+}
 
 // Issue 13, defect 9: careless input that could never work was accepted.
 INSTANTIATE_TEST_SUITE_P(

@@ -90,6 +90,10 @@ const std::vector<DecisionCase>& cases() {
        {.vip_local = false},
        {{"core_syn.in", 0, Verdict::drop(Drop::kServiceNotLocal), nullptr},
         {"core_ack.in", 0, Verdict::drop(Drop::kServiceNotLocal), nullptr}}},
+      {"multicast (another appliance's sync daemon) is the kernel's, never routed",
+       httpService(),
+       {.default_route = true},
+       {{"sync_mcast.in", 0, Verdict::toKernel(0), nullptr}}},
       {"TCP that is not a SYN opens nothing",
        httpService(),
        {},
@@ -953,6 +957,66 @@ TEST(Tunnel, TooBigForThePathGetsFragmentationNeeded) {
   EXPECT_EQ(f[34], 3);
   EXPECT_EQ(f[35], 4);
   EXPECT_EQ(loadBe16(f.data() + 40), 1480);
+}
+
+// Connection sync (IPVS's sync daemon): a master queues a TCP connection once it is
+// established and a UDP one as it starts; a backup given that record carries the
+// connection on, byte for byte as the master would: the client's next segment to
+// the same task from the same SNAT port, the task's answer back to the client.
+TEST(Sync, MasterQueuesEstablishedConnectionsABackupCarriesThemOn) {
+  std::vector<SyncRecord> sent;
+  Appliance master(httpService(), {.sync_master = true, .synced = &sent});
+  Bytes f = golden("core_syn.in");
+  ASSERT_EQ(master.send(f, 0), kToTasks);
+  f = golden("core_synack_fullnat.in");
+  ASSERT_EQ(master.send(f, 1), kToClient);
+  EXPECT_TRUE(sent.empty()) << "a connection in its handshake is not sent";
+  f = golden("core_ack.in");
+  ASSERT_EQ(master.send(f, 0), kToTasks);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].flow.connState(), ConnState::kEstablished);
+  EXPECT_EQ(sent[0].timeout_ms, 900'000u);
+  EXPECT_EQ(master.counters().sync_queued.load(), 1u);
+
+  Appliance backup(httpService());
+  ASSERT_TRUE(backup.core().installSynced(sent[0]));
+  EXPECT_EQ(backup.counters().sync_installed.load(), 1u);
+  f = golden("core_ack.in");
+  ASSERT_EQ(backup.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core_ack_fullnat.out")));
+  f = golden("core_synack_fullnat.in");
+  ASSERT_EQ(backup.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core_synack.out")));
+  // The same record again (the master's refresh) updates, never duplicates.
+  ASSERT_TRUE(backup.core().installSynced(sent[0]));
+  EXPECT_EQ(backup.counters().sync_updated.load(), 1u);
+  EXPECT_EQ(backup.core().table().size(), 1u);
+}
+
+TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
+  const std::vector<std::string> udp = {
+      "ipvsadm -A -u 198.18.0.100:53 -s rr", "ipvsadm -a -u 198.18.0.100:53 -r 198.19.1.1:0 -m",
+      "iptables -t nat -A POSTROUTING -d 198.19.0.0/16 -j SNAT --to-source 198.19.0.1"};
+  std::vector<SyncRecord> sent;
+  Appliance off(udp, {.synced = &sent});
+  Bytes f = golden("core_udp.in");
+  ASSERT_EQ(off.send(f, 0), kToTasks);
+  off.core().setNow(2000);
+  off.core().expireSome(1024);
+  EXPECT_TRUE(sent.empty()) << "no master daemon: nothing queued";
+
+  Appliance master(udp, {.sync_master = true, .synced = &sent});
+  f = golden("core_udp.in");
+  ASSERT_EQ(master.send(f, 0), kToTasks);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].flow.connState(), ConnState::kUdp);
+  EXPECT_EQ(sent[0].timeout_ms, 300'000u);
+  // The refresh walks the table once every kSyncRefreshMs: the live connection again.
+  for (uint32_t ms = 1001; ms <= 1000 + kSyncRefreshMs && sent.size() < 2; ++ms) {
+    master.core().setNow(ms);
+    master.core().expireSome(1);
+  }
+  EXPECT_EQ(sent.size(), 2u);
 }
 
 }  // namespace

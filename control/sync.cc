@@ -1,0 +1,408 @@
+#include "sync.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "meshlb/bytes.h"
+
+namespace meshlb {
+
+namespace {
+
+constexpr size_t kHeaderLen = 8;   // struct ip_vs_sync_mesg
+constexpr size_t kConnV4Len = 36;  // struct ip_vs_sync_v4
+constexpr size_t kConnV6Len = 72;  // struct ip_vs_sync_v6
+constexpr size_t kSnatOptLen = 2 + 6;
+constexpr uint8_t kTypeInet6 = 1;  // STYPE_F_INET6
+constexpr uint8_t kOptFParam = 0x40;
+constexpr uint8_t kOptSeqData = 1, kOptPeData = 2, kOptPeName = 3;
+
+void put16(std::string& b, uint16_t host) {
+  b.push_back(static_cast<char>(host >> 8));
+  b.push_back(static_cast<char>(host));
+}
+void put32(std::string& b, uint32_t host) {
+  put16(b, static_cast<uint16_t>(host >> 16));
+  put16(b, static_cast<uint16_t>(host));
+}
+void putRaw(std::string& b, const void* p, size_t n) { b.append(static_cast<const char*>(p), n); }
+
+size_t connLen(const SyncConn& c) { return kConnV4Len + (c.has_snat ? kSnatOptLen : 0); }
+
+std::string destKey(uint32_t fwmark, uint8_t proto, Ipv4Addr vaddr, uint16_t vport_host,
+                    Ipv4Addr daddr, uint16_t dport_host) {
+  return absl::StrCat(fwmark, "/", proto, "/", vaddr.v, "/", vport_host, "/", daddr.v, "/",
+                      dport_host);
+}
+
+}  // namespace
+
+std::vector<std::string> encodeSyncMessages(uint8_t syncid, const std::vector<SyncConn>& conns,
+                                            uint32_t maxlen) {
+  std::vector<std::string> out;
+  std::string m;
+  uint8_t n = 0;
+  auto finish = [&] {
+    if (n == 0) return;
+    m[4] = static_cast<char>(n);
+    m[2] = static_cast<char>(m.size() >> 8);
+    m[3] = static_cast<char>(m.size());
+    out.push_back(std::move(m));
+    m.clear();
+    n = 0;
+  };
+  for (const SyncConn& c : conns) {
+    const size_t len = connLen(c);
+    const size_t pad = (4 - m.size() % 4) % 4;
+    if (!m.empty() && (m.size() + pad + len > maxlen || n == 255)) finish();
+    if (m.empty()) {
+      // reserved 0 (a version 0 receiver drops it), syncid, size, count, version 1, spare.
+      m.assign({0, static_cast<char>(syncid), 0, 0, 0, 1, 0, 0});
+    }
+    m.append((4 - m.size() % 4) % 4, '\0');  // the previous connection's padding
+    m.push_back(0);                          // type: IPv4
+    m.push_back(static_cast<char>(c.protocol));
+    put16(m, static_cast<uint16_t>(len & 0x0fff));  // version 0, size
+    put32(m, c.flags);
+    put16(m, c.state);
+    putRaw(m, &c.cport, 2);
+    putRaw(m, &c.vport, 2);
+    putRaw(m, &c.dport, 2);
+    put32(m, c.fwmark);
+    put32(m, c.timeout_s);
+    putRaw(m, &c.caddr.v, 4);
+    putRaw(m, &c.vaddr.v, 4);
+    putRaw(m, &c.daddr.v, 4);
+    if (c.has_snat) {
+      m.push_back(static_cast<char>(kSyncOptSnat));
+      m.push_back(6);
+      putRaw(m, &c.snat.v, 4);
+      putRaw(m, &c.snat_port, 2);
+    }
+    ++n;
+  }
+  finish();
+  return out;
+}
+
+SyncDecode decodeSyncMessage(const uint8_t* data, size_t len, uint8_t syncid, SyncMessage* out,
+                             std::string* why) {
+  out->conns.clear();
+  out->skipped = 0;
+  auto bad = [&](const char* w) {
+    *why = w;
+    return SyncDecode::kBad;
+  };
+  if (len < 4) return bad("message header too short");
+  if (loadBe16(data + 2) != len) return bad("bogus message size");
+  if (syncid != 0 && data[1] != syncid) return SyncDecode::kOtherSyncId;
+  if (len < kHeaderLen || data[0] != 0 || data[5] != 1 || loadBe16(data + 6) != 0) {
+    return bad("not a version 1 message (meshlb does not take version 0)");
+  }
+  const uint8_t* end = data + len;
+  const uint8_t* next = data + kHeaderLen;
+  for (unsigned i = 0; i < data[4]; ++i) {
+    const uint8_t* p = next;
+    if (p + kConnV4Len > end) return bad("too small for its connections");
+    const uint16_t ver_size = loadBe16(p + 2);
+    const size_t size = ver_size & 0x0fff;
+    const uint8_t* conn_end = p + size;
+    if (conn_end > end) return bad("a connection beyond the message");
+    if (ver_size >> 12) return bad("unknown connection version");
+    next = p + ((size + 3) & ~size_t{3});
+    const bool v6 = p[0] & kTypeInet6;
+    if (p[0] & ~kTypeInet6) return bad("unknown connection type");
+    const uint8_t* opt = p + (v6 ? kConnV6Len : kConnV4Len);
+    if (opt > conn_end) return bad("a connection shorter than its addresses");
+    SyncConn c;
+    bool mandatory_unknown = false;
+    while (opt < conn_end) {
+      if (opt + 2 > conn_end) return bad("a parameter header cut short");
+      const uint8_t type = opt[0], plen = opt[1];
+      opt += 2;
+      if (plen == 0 || opt + plen > conn_end) return bad("a parameter beyond its connection");
+      if (type == kSyncOptSnat && plen == 6) {
+        c.has_snat = true;
+        std::memcpy(&c.snat.v, opt, 4);
+        std::memcpy(&c.snat_port, opt + 4, 2);
+      } else {
+        const uint8_t base = type & ~kOptFParam;
+        // Sequence data (IPVS's FTP helper) and persistence-engine data are the
+        // kernel's own; meshlb has neither and skips them.
+        if (base != kOptSeqData && base != kOptPeData && base != kOptPeName &&
+            !(type & kOptFParam)) {
+          mandatory_unknown = true;
+        }
+      }
+      opt += plen;
+    }
+    if (v6 || mandatory_unknown) {
+      ++out->skipped;
+      continue;
+    }
+    c.protocol = p[1];
+    c.flags = loadBe32(p + 4);
+    c.state = loadBe16(p + 8);
+    std::memcpy(&c.cport, p + 10, 2);
+    std::memcpy(&c.vport, p + 12, 2);
+    std::memcpy(&c.dport, p + 14, 2);
+    c.fwmark = loadBe32(p + 16);
+    c.timeout_s = loadBe32(p + 20);
+    std::memcpy(&c.caddr.v, p + 24, 4);
+    std::memcpy(&c.vaddr.v, p + 28, 4);
+    std::memcpy(&c.daddr.v, p + 32, 4);
+    out->conns.push_back(c);
+  }
+  return SyncDecode::kOk;
+}
+
+SyncDaemons::~SyncDaemons() {
+  close(&send_fd_);
+  close(&recv_fd_);
+}
+
+void SyncDaemons::close(int* fd) {
+  if (*fd >= 0) ::close(*fd);
+  *fd = -1;
+}
+
+void SyncDaemons::log(const std::string& what) {
+  if (what == last_error_) return;  // once, until something else happens
+  last_error_ = what;
+  std::printf("meshlbd: sync: %s\n", what.c_str());
+  std::fflush(stdout);
+}
+
+void SyncDaemons::apply(const ServiceModel& model,
+                        const absl::flat_hash_set<uint32_t>& snat_addrs) {
+  snat_addrs_ = snat_addrs;
+  if (model.id() != model_id_ || model.version() != model_version_) {
+    model_id_ = model.id();
+    model_version_ = model.version();
+    fwmark_of_.clear();
+    dests_.clear();
+    for (const auto& [key, svc] : model.services()) {
+      if (key.fwmark == 0 && !key.addr.isV4()) continue;
+      for (const RealServer& d : svc.dests) {
+        if (!d.addr.isV4()) continue;
+        if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
+        const Ipv4Addr vaddr = key.fwmark ? Ipv4Addr{} : key.addr.v4();
+        dests_[destKey(key.fwmark, key.fwmark ? 0 : key.protocol, vaddr, key.port, d.addr.v4(),
+                       d.port)] = {d.id.raw(), d.fwd};
+      }
+    }
+  }
+  const auto& want = model.syncDaemons();
+  for (SyncRole role : {kSyncMaster, kSyncBackup}) {
+    const bool master = role == kSyncMaster;
+    int* fd = master ? &send_fd_ : &recv_fd_;
+    if (want[role] == cfg_[role] && (*fd >= 0 || !want[role].running)) continue;
+    close(fd);
+    cfg_[role] = want[role];
+    const SyncDaemon& d = want[role];
+    if (!d.running) {
+      std::printf("meshlbd: sync: %s daemon stopped\n", master ? "master" : "backup");
+      continue;
+    }
+    const unsigned ifindex = if_nametoindex(d.ifname.c_str());
+    auto fail = [&](const char* step) {
+      ++c_.socket_errors;
+      log(absl::StrCat(master ? "master" : "backup", " daemon on ", d.ifname, ": ", step, ": ",
+                       std::strerror(errno), " (tried again at the next change)"));
+      close(fd);
+    };
+    if (ifindex == 0) {
+      fail("no such interface");
+      continue;
+    }
+    *fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*fd < 0) {
+      fail("socket");
+      continue;
+    }
+    sockaddr_in group{};
+    group.sin_family = AF_INET;
+    group.sin_port = htons(static_cast<uint16_t>(d.port));
+    std::memcpy(&group.sin_addr, d.group.b, 4);
+    ip_mreqn mreq{};
+    std::memcpy(&mreq.imr_multiaddr, d.group.b, 4);
+    mreq.imr_ifindex = static_cast<int>(ifindex);
+    if (master) {
+      // make_send_sock(): out of the interface, not looped back, the daemon's TTL,
+      // fragmented rather than refused if the path's MTU shrinks.
+      const int ttl = static_cast<int>(d.ttl), loop = 0, pmtu = IP_PMTUDISC_DONT;
+      if (setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_IF, &mreq, sizeof mreq) != 0 ||
+          setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0 ||
+          setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
+          setsockopt(*fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
+        fail("socket options");
+        continue;
+      }
+      if (connect(*fd, reinterpret_cast<sockaddr*>(&group), sizeof group) != 0) {
+        fail("connect to the group");
+        continue;
+      }
+    } else {
+      // make_receive_sock(): bound to the group's port on the interface, joined.
+      const int one = 1;
+      if (setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+          setsockopt(*fd, SOL_SOCKET, SO_BINDTODEVICE, d.ifname.c_str(),
+                     static_cast<socklen_t>(d.ifname.size())) != 0) {
+        fail("socket options");
+        continue;
+      }
+      if (bind(*fd, reinterpret_cast<sockaddr*>(&group), sizeof group) != 0) {
+        fail("bind to the group's port");
+        continue;
+      }
+      if (setsockopt(*fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
+        fail("join the group");
+        continue;
+      }
+    }
+    last_error_.clear();
+    std::printf("meshlbd: sync: %s daemon on %s, syncid %u, group %s:%u, maxlen %u\n",
+                master ? "master" : "backup", d.ifname.c_str(), d.syncid, d.group.str().c_str(),
+                d.port, d.maxlen);
+  }
+  std::fflush(stdout);
+}
+
+void SyncDaemons::flush() {
+  constexpr size_t kBatch = 256, kMaxPerFlush = 65536;
+  SyncRecord recs[kBatch];
+  size_t total = 0;
+  for (uint16_t w = 0; w < hooks_.workers; ++w) {
+    size_t n;
+    while (total < kMaxPerFlush && (n = hooks_.take(w, recs, kBatch)) > 0) {
+      total += n;
+      if (send_fd_ < 0) continue;  // stopped meanwhile: what was queued goes nowhere
+      for (size_t i = 0; i < n; ++i) {
+        const Flow<Ipv4Addr>& f = recs[i].flow;
+        SyncConn c;
+        c.protocol = f.proto();
+        c.flags = f.flags & kFlowTunnel   ? kConnFTunnel | kConnFNoOutput
+                  : f.flags & kFlowDirect ? kConnFDroute | kConnFNoOutput
+                                          : kConnFMasq;
+        const ConnState s = f.connState();
+        if (f.udp || !(s == ConnState::kEstablished || s == ConnState::kSynSent ||
+                       s == ConnState::kSynRecv || s == ConnState::kSynAck)) {
+          c.flags |= kConnFInactive;
+        }
+        c.state = f.udp ? 0 : static_cast<uint16_t>(s);
+        c.caddr = f.client, c.cport = f.cport;
+        c.vaddr = f.vip, c.vport = f.vport;
+        c.daddr = f.backend, c.dport = f.bport;
+        if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) c.fwmark = it->second;
+        c.timeout_s = recs[i].timeout_ms / 1000;
+        if (!(f.local == f.client) || f.lport != f.cport) {
+          c.has_snat = true;
+          c.snat = f.local;
+          c.snat_port = f.lport;
+        }
+        pending_.push_back(c);
+      }
+    }
+  }
+  if (pending_.empty() || send_fd_ < 0) {
+    pending_.clear();
+    return;
+  }
+  const SyncDaemon& d = cfg_[kSyncMaster];
+  for (const std::string& m :
+       encodeSyncMessages(static_cast<uint8_t>(d.syncid), pending_, d.maxlen)) {
+    if (send(send_fd_, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+      ++c_.tx_errors;  // a full socket buffer: IPVS drops the message too
+    } else {
+      ++c_.tx_messages;
+      c_.tx_conns += m[4] & 0xff;
+    }
+  }
+  pending_.clear();
+}
+
+void SyncDaemons::receive() {
+  if (recv_fd_ < 0) return;
+  uint8_t buf[65536];
+  SyncMessage msg;
+  std::string why;
+  for (int i = 0; i < 256; ++i) {  // bounded: the control loop has other work
+    const ssize_t n = recv(recv_fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) break;
+    ++c_.rx_messages;
+    switch (decodeSyncMessage(buf, static_cast<size_t>(n),
+                              static_cast<uint8_t>(cfg_[kSyncBackup].syncid), &msg, &why)) {
+      case SyncDecode::kOtherSyncId:
+        ++c_.rx_other_syncid;
+        continue;
+      case SyncDecode::kBad:
+        ++c_.rx_bad;
+        log("backup: a message dropped: " + why);
+        continue;
+      case SyncDecode::kOk:
+        break;
+    }
+    c_.rx_unsupported += msg.skipped;
+    for (const SyncConn& s : msg.conns) install(s);
+  }
+}
+
+// ip_vs_proc_conn(), for a connection this backup can carry on: its service and real
+// server found by address (the master's ids are not this appliance's).
+void SyncDaemons::install(const SyncConn& s) {
+  ++c_.rx_conns;
+  const bool udp = s.protocol == kProtoUdp;
+  if ((s.protocol != kProtoTcp && !udp) || s.flags & (kConnFTemplate | kConnFOnePacket) ||
+      (!udp && s.state >= static_cast<uint16_t>(ConnState::kUdp))) {
+    ++c_.rx_unsupported;  // persistence templates, other protocols, unknown states
+    return;
+  }
+  const uint16_t vport = s.fwmark ? 0 : hton16(s.vport);
+  const Ipv4Addr vaddr = s.fwmark ? Ipv4Addr{} : s.vaddr;
+  const uint8_t proto = s.fwmark ? 0 : s.protocol;
+  auto it = dests_.find(destKey(s.fwmark, proto, vaddr, vport, s.daddr, hton16(s.dport)));
+  if (it == dests_.end()) it = dests_.find(destKey(s.fwmark, proto, vaddr, vport, s.daddr, 0));
+  if (it == dests_.end()) {
+    const bool service = std::any_of(dests_.begin(), dests_.end(), [&](const auto& kv) {
+      return kv.first.rfind(absl::StrCat(s.fwmark, "/", proto, "/", vaddr.v, "/", vport, "/"), 0) ==
+             0;
+    });
+    ++(service ? c_.rx_no_server : c_.rx_no_service);
+    return;
+  }
+  SyncRecord r;
+  Flow<Ipv4Addr>& f = r.flow;
+  f.client = s.caddr, f.cport = s.cport;
+  f.vip = s.vaddr, f.vport = s.vport;
+  f.backend = s.daddr, f.bport = s.dport;
+  f.backend_id = it->second.id;
+  f.flags = it->second.fwd == ForwardMethod::kRoute    ? kFlowDirect
+            : it->second.fwd == ForwardMethod::kTunnel ? kFlowDirect | kFlowTunnel
+                                                       : 0;
+  f.udp = udp;
+  f.state = static_cast<uint32_t>(udp ? ConnState::kUdp : static_cast<ConnState>(s.state));
+  f.local = s.has_snat ? s.snat : s.caddr;
+  f.lport = s.has_snat ? s.snat_port : s.cport;
+  // The kernel's bound: INT_MAX jiffies; 0 takes the state's own timeout.
+  const uint32_t secs = std::min<uint32_t>(s.timeout_s, 2147483);
+  r.timeout_ms = secs ? secs * 1000 : (udp ? 300'000 : 900'000);
+  // Where each direction's packets go (PacketCore::ownedElsewhere): the client's
+  // endpoint, and for the reply an SNAT port of this appliance's or the endpoint.
+  const uint16_t n = hooks_.workers;
+  const uint16_t orig = ownerOf({f.client, f.cport}, n);
+  const uint16_t reply = !s.has_snat                       ? orig
+                         : snat_addrs_.contains(f.local.v) ? ownerOfSnatPort(f.lport, n)
+                                                           : ownerOf({f.local, f.lport}, n);
+  if (!hooks_.give(orig, r)) ++c_.rx_ring_full;
+  if (reply != orig && !hooks_.give(reply, r)) ++c_.rx_ring_full;
+}
+
+}  // namespace meshlb

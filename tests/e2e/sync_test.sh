@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Connection sync (issue 15, docs/scale-out.md): two appliances, each a meshlbd with one
+# worker, balancing the same service with full NAT, each SNATing to its own address;
+# appliance 1 runs IPVS's master sync daemon, appliance 2 the backup
+# (`ipvsadm --start-daemon`, protocol version 1 over multicast on lb0). A download
+# through appliance 1 survives its kill -9 once the traffic moves to appliance 2 (the
+# client's route, and appliance 1's SNAT address taken over with a gratuitous ARP, as
+# keepalived or a routing daemon does); without the backup daemon the same download
+# dies. Root only.
+#
+#   sy-client 198.18.0.10 -- bridge (sy-up) -- [p0] sy-a1 lb0 198.18.0.11 (+ VIP 198.18.100.1/32) [p1] lb1 198.18.1.1 -- bridge (sy-seg)
+#                                            -- [p0] sy-a2 lb0 198.18.0.12 (+ VIP)                 [p1] lb1 198.18.1.2 --   tasks .11-.13
+set -uo pipefail
+if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; exit 0; fi
+source "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${MLB_BUILD:-$ROOT/build}
+RUN=${MLB_RUN:-/tmp/meshlb-e2e}-sync
+VIP=198.18.100.1
+NS=(sy-client sy-up sy-a1 sy-a2 sy-seg sy-t1 sy-t2 sy-t3)
+SIZE=$((24 * 1048576))
+
+ctl() { local a=$1; shift; ip netns exec "sy-$a" "$BUILD/control/meshlbctl" --socket "$RUN/$a.sock" "$@"; }
+client() { ip netns exec sy-client "$@"; }
+num() { echo "${1#a}"; }
+
+down() {
+  teardown "$RUN/a1.pid"
+  teardown "$RUN/a2.pid" "${NS[@]}"
+}
+trap down EXIT
+
+up() {
+  down
+  mkdir -p "$RUN"
+  local ns a i
+  for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  for ns in sy-up sy-seg; do ip -n "$ns" link add br0 type bridge; ip -n "$ns" link set br0 up; done
+  ip link add c0 netns sy-client type veth peer name u0 netns sy-up
+  ip -n sy-up link set u0 master br0 up
+  ip -n sy-client addr add 198.18.0.10/24 dev c0
+  ip -n sy-client link set c0 up
+  ip netns exec sy-client ethtool -K c0 tx off >/dev/null
+  ip -n sy-client route add "$VIP" via 198.18.0.11
+  for a in a1 a2; do
+    ip link add p0 netns "sy-$a" type veth peer name "u$(num $a)" netns sy-up
+    ip -n sy-up link set "u$(num $a)" master br0 up
+    ip link add p1 netns "sy-$a" type veth peer name "s$(num $a)" netns sy-seg
+    ip -n sy-seg link set "s$(num $a)" master br0 up
+  done
+  head -c "$SIZE" /dev/zero >"$RUN/big"
+  for i in 1 2 3; do
+    ip link add eth0 netns "sy-t$i" type veth peer name "t$i" netns sy-seg
+    ip -n sy-seg link set "t$i" master br0 up
+    ip -n "sy-t$i" addr add "198.18.1.1$i/24" dev eth0
+    ip -n "sy-t$i" link set eth0 up
+    ip netns exec "sy-t$i" ethtool -K eth0 tx off >/dev/null
+    (ip netns exec "sy-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
+      --directory "$RUN" >"$RUN/http-t$i.log" 2>&1 &)
+  done
+}
+
+start() {  # app
+  local a=$1 n lcores='0@0,1@1'
+  n=$(num "$a")
+  [[ $a == a2 ]] && lcores='0@1,1@0'  # the two workers on different cores
+  rm -f "$RUN/$a.sock"
+  ip netns exec "sy-$a" "$BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
+    --file-prefix "mlb-sync-$a-$$" --log-level 'pmd.*:error' \
+    --vdev net_af_packet0,iface=p0 --vdev net_af_packet1,iface=p1 \
+    -- --control-socket "$RUN/$a.sock" >>"$RUN/$a.log" 2>&1 &
+  echo $! >"$RUN/$a.pid"
+  disown  # killed on purpose later: no job notice
+  for _ in $(seq 100); do [[ -S $RUN/$a.sock ]] && break; sleep 0.1; done
+  [[ -S $RUN/$a.sock ]] || { tail "$RUN/$a.log" >&2; return 1; }
+  ip -n "sy-$a" addr add "198.18.0.1$n/24" dev lb0
+  ip -n "sy-$a" addr add "$VIP/32" dev lb0
+  ip -n "sy-$a" addr add "198.18.1.$n/24" dev lb1
+  ip -n "sy-$a" link set lb0 up
+  ip -n "sy-$a" link set lb1 up
+  local i
+  ctl "$a" ipvsadm -A -t "$VIP:80" -s mh -b mh-port || return 1
+  for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:80" -r "198.18.1.1$i:80" -m || return 1; done
+  ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.1.$n"
+}
+
+# What keepalived (or a routing daemon) does when appliance 1 is lost: the client's
+# traffic to appliance 2, which takes over appliance 1's SNAT address, said to the
+# tasks with a gratuitous ARP.
+take_over() {
+  client ip route replace "$VIP" via 198.18.0.12
+  ip -n sy-a2 addr add 198.18.1.1/32 dev lb1
+  ip netns exec sy-a2 /usr/bin/python3 - <<'PY'
+import socket
+mac = bytes.fromhex(open("/sys/class/net/lb1/address").read().strip().replace(":", ""))
+ip = socket.inet_aton("198.18.1.1")
+arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("lb1", 0))
+for _ in range(3):
+    s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+PY
+}
+# Back as at the start: appliance 1 restarted, appliance 2 without its address.
+give_back() {
+  ip -n sy-a2 addr del 198.18.1.1/32 dev lb1 2>/dev/null
+  client ip route replace "$VIP" via 198.18.0.11
+  for i in 1 2 3; do ip -n "sy-t$i" neigh flush dev eth0; done
+  client ip neigh flush dev c0
+}
+
+# A download through appliance 1 (rate-limited: about 6 s), appliance 1 killed 2 s in,
+# the traffic moved to appliance 2: curl's exit status and bytes.
+download_through_failover() {
+  client curl -s -o /dev/null -w '%{size_download}' --limit-rate 4M -m 40 "http://$VIP/big" \
+    >"$RUN/dl.out" 2>&1 &
+  local dl=$!
+  sleep 2
+  echo "appliance 2 before the failover: $(ctl a2 ipvsadm -L -n -c | grep -c ESTABLISHED) established, $(ctl a2 stats | grep -E '^ *sync_rx_conns ' | tr -s ' ')" \
+    >"$RUN/failover.note"
+  kill -9 "$(cat "$RUN/a1.pid")"
+  take_over
+  wait "$dl"
+  echo "exit $? bytes $(cat "$RUN/dl.out")"
+}
+
+test_daemons_listed() {
+  ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
+  ctl a2 ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 9 || return 1
+  local m b
+  m=$(ctl a1 ipvsadm -L --daemon) b=$(ctl a2 ipvsadm -L --daemon)
+  echo "# $m; $b"
+  [[ $m == "master sync daemon (mcast=lb0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" &&
+    $b == "backup sync daemon (mcast=lb0, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" ]]
+}
+
+# A connection through appliance 1 appears on appliance 2 as it is on appliance 1:
+# client, VIP, task and state.
+test_connection_synced() {
+  # Not through client(): $! must be curl itself (ip netns exec execs it).
+  ip netns exec sy-client curl -s -o /dev/null --limit-rate 2M -m 20 "http://$VIP/big" &
+  local dl=$! c1 c2
+  sleep 1.5
+  # pro, state, source, virtual, destination (not the expiry: a second may lie between).
+  c1=$(ctl a1 ipvsadm -L -n -c | grep ESTABLISHED | awk '{print $1, $3, $4, $5, $6}')
+  c2=$(ctl a2 ipvsadm -L -n -c | grep ESTABLISHED | awk '{print $1, $3, $4, $5, $6}')
+  kill "$dl" 2>/dev/null
+  wait "$dl" 2>/dev/null
+  # Its end (the client's RST) is synced too: appliance 2 closes it as appliance 1 does.
+  local left
+  for _ in $(seq 30); do
+    left=$(ctl a2 ipvsadm -L -n -c | grep -c ESTABLISHED)
+    ((left == 0)) && break
+    sleep 0.1
+  done
+  echo "# after the client's reset: appliance 2 has $left established; $(ctl a2 ipvsadm -L -n -c | tail -1 | awk '{print $3}')"
+  echo "# appliance 1: $c1; appliance 2: $c2; sync counters: $(ctl a2 stats | grep -E '^ *sync_rx_(messages|conns) ' | tr -s ' \n' ' ')"
+  [[ -n $c1 && $c1 == "$c2" && $left == 0 ]]
+}
+
+test_failover_without_backup() {
+  ctl a2 ipvsadm --stop-daemon backup || return 1
+  local out
+  out=$(download_through_failover)
+  echo "# without a backup daemon: $out ($(cat "$RUN/failover.note"))"
+  give_back
+  start a1 || return 1
+  ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
+  ctl a2 ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 9 || return 1
+  [[ $out != "exit 0 bytes $SIZE" ]]
+}
+
+test_failover_with_backup() {
+  local out new
+  out=$(download_through_failover)
+  new=$(client curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$VIP/big")
+  echo "# with the backup daemon: $out ($(cat "$RUN/failover.note")); a new connection after it: HTTP $new; appliance 2: $(ctl a2 stats --json | /usr/bin/python3 -c 'import json,sys; print("sync_installed", sum(w["sync_installed"] for w in json.load(sys.stdin)["workers"]))')"
+  [[ $out == "exit 0 bytes $SIZE" && $new == 200 ]]
+}
+
+up || { echo "topology failed"; exit 1; }
+for a in a1 a2; do start "$a" || { echo "meshlbd $a did not start"; exit 1; }; done
+check "ipvsadm --start-daemon master|backup, listed by -L --daemon as ipvsadm 1.31 lists the kernel's" \
+  test_daemons_listed
+check "a connection through the master is on the backup: client, VIP, task, state" test_connection_synced
+check "without the backup daemon, a download through a killed appliance dies (the control)" \
+  test_failover_without_backup
+check "with it, the download continues on the other appliance after kill -9 (full NAT, the same SNAT port)" \
+  test_failover_with_backup
+for a in a1 a2; do
+  if grep -qE "ERROR: AddressSanitizer|runtime error:|panic" "$RUN/$a.log"; then
+    echo "# $a's log has a sanitizer report:"; grep -E "AddressSanitizer|runtime error" "$RUN/$a.log" | head -3
+    failed=$((failed + 1))
+  fi
+done
+tap_end sync
