@@ -53,6 +53,10 @@ bool usable(const Service& s) {
 
 }  // namespace
 
+std::string AnnouncedRoute::str() const {
+  return absl::StrCat(prefixText(prefix, len), metric ? absl::StrCat(" metric ", metric) : "");
+}
+
 bool announceReadsOnly(const std::vector<std::string>& args) {
   for (const std::string& a : args) {
     if (a == "-L" || a == "--list" || a == "-S" || a == "--save" || a == "-h" || a == "--help") {
@@ -66,6 +70,8 @@ std::vector<std::string> announceRules(const AnnounceModel& m) {
   std::vector<std::string> out;
   for (const Announcement& a : m.prefixes) {
     std::string line = absl::StrCat("-a ", prefixText(a.prefix, a.len));
+    if (a.metric) absl::StrAppend(&line, " --metric ", a.metric);
+    if (a.always) absl::StrAppend(&line, " --always");
     for (const ServiceKey& k : a.services) absl::StrAppend(&line, " ", serviceRuleName(k));
     out.push_back(std::move(line));
   }
@@ -76,6 +82,7 @@ std::vector<std::string> announceRules(const AnnounceModel& m) {
 std::string notAnnounced(const AnnounceModel& m, const Announcement& a,
                          const ServiceModel& services) {
   if (m.drained) return "drained (meshlbctl announce --undrain)";
+  if (a.always) return "";
   bool any = false;
   if (a.services.empty()) {
     for (const auto& [key, svc] : services.services()) {
@@ -94,11 +101,11 @@ std::string notAnnounced(const AnnounceModel& m, const Announcement& a,
   return any ? "no real server of weight above 0 in its services" : "none of its services exists";
 }
 
-std::vector<std::pair<IpAddr, uint8_t>> prefixesToAnnounce(const AnnounceModel& m,
-                                                           const ServiceModel& services) {
-  std::vector<std::pair<IpAddr, uint8_t>> out;
+std::vector<AnnouncedRoute> prefixesToAnnounce(const AnnounceModel& m,
+                                               const ServiceModel& services) {
+  std::vector<AnnouncedRoute> out;
   for (const Announcement& a : m.prefixes) {
-    if (notAnnounced(m, a, services).empty()) out.emplace_back(a.prefix, a.len);
+    if (notAnnounced(m, a, services).empty()) out.push_back({a.prefix, a.len, a.metric});
   }
   return out;
 }
@@ -109,6 +116,8 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
   enum class Cmd { kNone, kAdd, kDel, kDrain, kUndrain, kList, kSave } cmd = Cmd::kNone;
   std::string prefix;
   std::vector<ServiceKey> keys;
+  uint32_t metric = 0;
+  bool always = false, has_metric = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto set = [&](Cmd c) -> absl::Status {
@@ -127,6 +136,15 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
       auto v = value();
       if (!v.ok()) return v.status();
       prefix = *v;
+    } else if (a == "--metric") {
+      auto v = value();
+      if (!v.ok()) return v.status();
+      if (has_metric || !absl::SimpleAtoi(*v, &metric)) {
+        return bad(absl::StrCat("--metric '", *v, "': one metric, 0..4294967295"));
+      }
+      has_metric = true;
+    } else if (a == "--always") {
+      always = true;
     } else if (a == "--drain") {
       st = set(Cmd::kDrain);
     } else if (a == "--undrain") {
@@ -149,7 +167,12 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
     }
     if (!st.ok()) return st;
   }
-  if (cmd != Cmd::kAdd && !keys.empty()) return bad("services go with -a only");
+  if (cmd != Cmd::kAdd && (!keys.empty() || has_metric || always)) {
+    return bad("services, --metric and --always go with -a only");
+  }
+  if (always && !keys.empty()) {
+    return bad("--always announces whatever the services: name none with it");
+  }
   switch (cmd) {
     case Cmd::kNone:
       return bad(absl::StrCat("no command (-a, -d, --drain, --undrain, -L, -S)\n", kAnnounceUsage));
@@ -164,7 +187,7 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
                                      m.drained ? "drained" : "not drained",
                                      "; connections tracked: ", rt.connections, "\n");
       for (const Announcement& a : m.prefixes) {
-        const std::string p = prefixText(a.prefix, a.len);
+        const std::string p = AnnouncedRoute{a.prefix, a.len, a.metric}.str();
         const bool in =
             std::find(rt.announced.begin(), rt.announced.end(), p) != rt.announced.end();
         std::string why = notAnnounced(m, a, services);
@@ -175,10 +198,11 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
         std::vector<std::string> names;
         for (const ServiceKey& k : a.services) names.push_back(serviceRuleName(k));
         absl::StrAppend(
-            &out,
-            absl::StrFormat(
-                "%-20s %s%s\n", p, state,
-                names.empty() ? "" : absl::StrCat(" (services ", absl::StrJoin(names, ", "), ")")));
+            &out, absl::StrFormat("%-20s %s%s\n", p, state,
+                                  a.always        ? " (always)"
+                                  : names.empty() ? ""
+                                                  : absl::StrCat(" (services ",
+                                                                 absl::StrJoin(names, ", "), ")")));
       }
       return out;
     }
@@ -213,7 +237,7 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
       return bad(absl::StrCat("service ", serviceRuleName(k), " is not inside ", prefix));
     }
   }
-  m.prefixes.push_back({p->first, p->second, keys});
+  m.prefixes.push_back({p->first, p->second, keys, metric, always});
   return std::string();
 }
 
@@ -229,10 +253,11 @@ absl::Status RouteAnnouncer::start(uint32_t table) {
   return absl::OkStatus();
 }
 
-bool RouteAnnouncer::route(const std::pair<IpAddr, uint8_t>& p, int ifindex, bool add) {
+bool RouteAnnouncer::route(const AnnouncedRoute& p, int ifindex, bool add) {
   rtnl_route* r = rtnl_route_alloc();
-  nl_addr* dst = nl_addr_build(AF_INET, p.first.b, 4);
-  nl_addr_set_prefixlen(dst, p.second);
+  nl_addr* dst = nl_addr_build(AF_INET, p.prefix.b, 4);
+  nl_addr_set_prefixlen(dst, p.len);
+  rtnl_route_set_priority(r, p.metric);
   rtnl_route_set_family(r, AF_INET);
   rtnl_route_set_dst(r, dst);
   rtnl_route_set_table(r, table_);
@@ -250,18 +275,18 @@ bool RouteAnnouncer::route(const std::pair<IpAddr, uint8_t>& p, int ifindex, boo
   // A route already gone (its twin went, taking it) is what a delete wants.
   if (err < 0 && !(!add && err == -NLE_OBJ_NOTFOUND)) {
     ++failures_;
-    last_error_ = absl::StrCat(add ? "adding " : "deleting ", prefixText(p.first, p.second),
-                               " in table ", table_, ": ", nl_geterror(err));
+    last_error_ = absl::StrCat(add ? "adding " : "deleting ", p.str(), " in table ", table_, ": ",
+                               nl_geterror(err));
     return false;
   }
   return true;
 }
 
-void RouteAnnouncer::sync(const std::vector<std::pair<IpAddr, uint8_t>>& prefixes, int ifindex) {
+void RouteAnnouncer::sync(const std::vector<AnnouncedRoute>& prefixes, int ifindex) {
   if (!sock_) return;
   if (ifindex != ifindex_) announced_.clear();  // the twin is new: its routes went with the old
   ifindex_ = ifindex;
-  std::vector<std::pair<IpAddr, uint8_t>> now;
+  std::vector<AnnouncedRoute> now;
   for (const auto& p : announced_) {
     const bool keep = std::find(prefixes.begin(), prefixes.end(), p) != prefixes.end();
     if (keep || !route(p, ifindex, false)) now.push_back(p);

@@ -31,6 +31,22 @@ struct Announcement {
   IpAddr prefix;  // host bits clear
   uint8_t len = 32;
   std::vector<ServiceKey> services;  // none: every address service whose VIP is inside
+  // --metric: the route's metric in the announce table, which the routing daemon
+  // exports (BIRD: bgp_med = krt_metric), lower preferred: an appliance announces a
+  // peer's SNAT address with a higher one, as its backup.
+  uint32_t metric = 0;
+  // --always: announced whenever meshlbd serves (undrained), services or not (an SNAT
+  // address has none).
+  bool always = false;
+};
+
+// A route in the announce table.
+struct AnnouncedRoute {
+  friend bool operator==(const AnnouncedRoute&, const AnnouncedRoute&) = default;
+  IpAddr prefix;
+  uint8_t len = 32;
+  uint32_t metric = 0;
+  std::string str() const;  // "198.18.100.1/32", " metric N" when not 0
 };
 
 struct AnnounceModel {
@@ -48,7 +64,8 @@ struct AnnounceRuntime {
 };
 using AnnounceRuntimeFn = std::function<AnnounceRuntime()>;
 
-//   -a PREFIX [-t|-u ADDR:PORT | -f MARK]...   announce PREFIX while a service is usable
+//   -a PREFIX [--metric N] [--always | -t|-u ADDR:PORT | -f MARK]...
+//                                              announce PREFIX while a service is usable
 //   -d PREFIX
 //   --drain | --undrain                        withdraw everything (kept across restarts)
 //   -L | -S
@@ -62,8 +79,8 @@ std::vector<std::string> announceRules(const AnnounceModel& model);
 std::string notAnnounced(const AnnounceModel& model, const Announcement& a,
                          const ServiceModel& services);
 // The prefixes to announce now.
-std::vector<std::pair<IpAddr, uint8_t>> prefixesToAnnounce(const AnnounceModel& model,
-                                                           const ServiceModel& services);
+std::vector<AnnouncedRoute> prefixesToAnnounce(const AnnounceModel& model,
+                                               const ServiceModel& services);
 
 // The kernel side: meshlbd's routes in its announce table.
 class RouteAnnouncer {
@@ -76,18 +93,18 @@ class RouteAnnouncer {
   absl::Status start(uint32_t table);
   // Makes the table's routes exactly `prefixes`, each through `ifindex` (a twin). A
   // twin made again (another ifindex) gets every route again.
-  void sync(const std::vector<std::pair<IpAddr, uint8_t>>& prefixes, int ifindex);
-  const std::vector<std::pair<IpAddr, uint8_t>>& announced() const { return announced_; }
+  void sync(const std::vector<AnnouncedRoute>& prefixes, int ifindex);
+  const std::vector<AnnouncedRoute>& announced() const { return announced_; }
   uint64_t changes() const { return changes_; }
   uint64_t failures() const { return failures_; }
   const std::string& lastError() const { return last_error_; }
 
  private:
-  bool route(const std::pair<IpAddr, uint8_t>& p, int ifindex, bool add);
+  bool route(const AnnouncedRoute& p, int ifindex, bool add);
   nl_sock* sock_ = nullptr;
   uint32_t table_ = 0;
   int ifindex_ = 0;
-  std::vector<std::pair<IpAddr, uint8_t>> announced_;
+  std::vector<AnnouncedRoute> announced_;
   uint64_t changes_ = 0, failures_ = 0;
   std::string last_error_;
 };

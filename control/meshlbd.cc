@@ -78,6 +78,10 @@ constexpr char kUsage[] =
     "                          default; [ADDR6]:PORT, or :PORT for every address)\n"
     "  --announce-table N      the kernel routing table of the prefixes to announce\n"
     "                          (meshlbctl announce; default 4242)\n"
+    "  --idle-sleep USEC       a worker that has found nothing for a while sleeps USEC\n"
+    "                          (1..10000) between polls, giving its core to the host, at\n"
+    "                          up to USEC of latency for the next packet (default 0: poll\n"
+    "                          without pause, a core each worker)\n"
     "  --help                  this text\n";
 
 struct Options {
@@ -87,6 +91,7 @@ struct Options {
   std::string metrics;  // ADDR:PORT for Prometheus (empty: off)
   uint32_t flows = 1u << 20;
   uint32_t announce_table = 4242;
+  uint32_t idle_sleep_us = 0;
 };
 
 bool wantsHelp(int argc, char** argv) {
@@ -102,6 +107,7 @@ int parseOptions(int argc, char** argv, Options& o) {
                                     {"flows-per-worker", required_argument, nullptr, 'n'},
                                     {"metrics", required_argument, nullptr, 'm'},
                                     {"announce-table", required_argument, nullptr, 't'},
+                                    {"idle-sleep", required_argument, nullptr, 'i'},
                                     {nullptr, 0, nullptr, 0}};
   optind = 1;
   int c;
@@ -127,6 +133,16 @@ int parseOptions(int argc, char** argv, Options& o) {
           return -1;
         }
         o.announce_table = static_cast<uint32_t>(v);
+        break;
+      }
+      case 'i': {
+        char* end;
+        const unsigned long v = std::strtoul(optarg, &end, 10);
+        if (*end || !*optarg || v < 1 || v > 10000) {
+          std::fprintf(stderr, "meshlbd: --idle-sleep must be 1..10000 (microseconds)\n");
+          return -1;
+        }
+        o.idle_sleep_us = static_cast<uint32_t>(v);
         break;
       }
       case 'n': {
@@ -306,9 +322,7 @@ class Daemon {
     if (auto st = announcer_.start(opt_.announce_table); !st.ok()) die(std::string(st.message()));
     commands_.setAnnounceRuntime([this] {
       AnnounceRuntime rt;
-      for (const auto& [a, len] : announcer_.announced()) {
-        rt.announced.push_back(absl::StrCat(a.str(), "/", len));
-      }
+      for (const AnnouncedRoute& r : announcer_.announced()) rt.announced.push_back(r.str());
       for (uint16_t w = 0; w < dp_.num_workers; ++w) {
         rt.connections += dp_.counters[w].flows.load(std::memory_order_relaxed);
       }
@@ -337,6 +351,7 @@ class Daemon {
       // Shared by every worker: the servers' overload flags and the persistence templates.
       worker_cfgs_[w].overload = ipvs_->overload();
       worker_cfgs_[w].templates = &templates_;
+      worker_cfgs_[w].idle_sleep_us = opt_.idle_sleep_us;
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;
@@ -498,7 +513,7 @@ class Daemon {
   // The prefixes to announce, as routes in the announce table through lb0 (announce.h);
   // none before meshlbd serves or once it stops. Each change is said in the log.
   void announce() {
-    std::vector<std::pair<IpAddr, uint8_t>> want;
+    std::vector<AnnouncedRoute> want;
     if (serving_) want = prefixesToAnnounce(commands_.announce(), commands_.services());
     const auto before = announcer_.announced();
     const uint64_t failures = announcer_.failures();
@@ -506,12 +521,12 @@ class Daemon {
     for (const auto& p : before) {
       if (std::find(announcer_.announced().begin(), announcer_.announced().end(), p) ==
           announcer_.announced().end()) {
-        std::printf("meshlbd: announce: %s/%u withdrawn\n", p.first.str().c_str(), p.second);
+        std::printf("meshlbd: announce: %s withdrawn\n", p.str().c_str());
       }
     }
     for (const auto& p : announcer_.announced()) {
       if (std::find(before.begin(), before.end(), p) == before.end()) {
-        std::printf("meshlbd: announce: %s/%u announced\n", p.first.str().c_str(), p.second);
+        std::printf("meshlbd: announce: %s announced\n", p.str().c_str());
       }
     }
     if (announcer_.failures() != failures) {

@@ -246,10 +246,9 @@ void SyncDaemons::apply(const ServiceModel& model,
         fail("socket options");
         continue;
       }
-      if (connect(*fd, reinterpret_cast<sockaddr*>(&group), sizeof group) != 0) {
-        fail("connect to the group");
-        continue;
-      }
+      // Not connected: the source is chosen at each send, so a master started before
+      // its interface has an address (a state file's, at start) sends from it once it has.
+      group_ = group;
     } else {
       // make_receive_sock(): bound to the group's port on the interface, joined.
       const int one = 1;
@@ -302,7 +301,7 @@ void SyncDaemons::flush() {
         c.vaddr = f.vip, c.vport = f.vport;
         c.daddr = f.backend, c.dport = f.bport;
         if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) c.fwmark = it->second;
-        c.timeout_s = recs[i].timeout_ms / 1000;
+        c.timeout_s = (recs[i].timeout_ms + 999) / 1000;  // 0 would mean the state's own
         if (!(f.local == f.client) || f.lport != f.cport) {
           c.has_snat = true;
           c.snat = f.local;
@@ -319,7 +318,8 @@ void SyncDaemons::flush() {
   const SyncDaemon& d = cfg_[kSyncMaster];
   for (const std::string& m :
        encodeSyncMessages(static_cast<uint8_t>(d.syncid), pending_, d.maxlen)) {
-    if (send(send_fd_, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    if (sendto(send_fd_, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+               reinterpret_cast<const sockaddr*>(&group_), sizeof group_) < 0) {
       ++c_.tx_errors;  // a full socket buffer: IPVS drops the message too
     } else {
       ++c_.tx_messages;

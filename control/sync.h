@@ -104,6 +104,7 @@ class SyncDaemons {
   Hooks hooks_;
   std::array<SyncDaemon, 2> cfg_;
   int send_fd_ = -1, recv_fd_ = -1;
+  sockaddr_in group_{};  // the master's destination
   std::string last_error_;
   uint64_t model_id_ = 0, model_version_ = ~uint64_t{0};
   // By real-server id: its service's fwmark (master); by (service, server) address:

@@ -32,6 +32,7 @@ constexpr Setting kSettings[] = {
     {"run_estimation", &IpvsSysctls::run_estimation},
     {"schedule_icmp", &IpvsSysctls::schedule_icmp},
     {"sloppy_tcp", &IpvsSysctls::sloppy_tcp},
+    {"sync_refresh_period", &IpvsSysctls::sync_refresh_period},
 };
 
 // The kernel's other names, and why meshlb has no such setting.
@@ -42,23 +43,27 @@ struct Refused {
 constexpr const char* kDefence =
     "the kernel's defences against running out of memory under a flood: meshlb's flow table "
     "has a fixed size and evicts by class instead (docs/core.md), which no setting changes";
-constexpr const char* kSync =
-    "IPVS connection synchronisation (the sync daemon) is not supported by meshlb yet";
+constexpr const char* kNoPacketCount =
+    "meshlb keeps no packet count per connection: a master sends a connection as it changes "
+    "state and again every sync_refresh_period while it has packets (docs/ipvsadm.md)";
 constexpr Refused kRefused[] = {
     {"am_droprate", kDefence},
     {"amemthresh", kDefence},
     {"drop_entry", kDefence},
     {"drop_packet", kDefence},
     {"secure_tcp", kDefence},
-    {"backup_only", kSync},
-    {"sync_persist_mode", kSync},
-    {"sync_ports", kSync},
-    {"sync_qlen_max", kSync},
-    {"sync_refresh_period", kSync},
-    {"sync_retries", kSync},
-    {"sync_sock_size", kSync},
-    {"sync_threshold", kSync},
-    {"sync_version", kSync},
+    {"backup_only",
+     "a meshlb backup always balances too (two appliances back each other up, both serving)"},
+    {"sync_persist_mode", "persistence templates are not synced yet"},
+    {"sync_ports",
+     "one socket per daemon: the control thread sends every worker's queue in its loop"},
+    {"sync_qlen_max",
+     "each worker's queue is a ring of 65536 connections; what a full one refuses is counted "
+     "(sync_queue_full)"},
+    {"sync_retries", kNoPacketCount},
+    {"sync_sock_size", "the sync sockets keep the kernel's default buffer sizes"},
+    {"sync_threshold", kNoPacketCount},
+    {"sync_version", "meshlb speaks version 1 only (version 0 has no timeouts or fwmarks)"},
     {"cache_bypass",
      "it sends packets for a service without real servers to the original destination "
      "through the host's routes (cache clusters); meshlb's dataplane only balances"},

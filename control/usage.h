@@ -141,7 +141,7 @@ inline constexpr char kHealthcheckUsage[] =
     "the server to weight 0, --rise successes (2) bring it back.\n";
 
 inline constexpr char kAnnounceUsage[] =
-    "usage: meshlbctl announce -a PREFIX [-t|-u ADDR:PORT | -f MARK]...\n"
+    "usage: meshlbctl announce -a PREFIX [--metric N] [--always | -t|-u ADDR:PORT | -f MARK]...\n"
     "       meshlbctl announce -d PREFIX\n"
     "       meshlbctl announce --drain | --undrain\n"
     "       meshlbctl announce -L | -S\n"
@@ -149,6 +149,9 @@ inline constexpr char kAnnounceUsage[] =
     "ones, else every address service inside it) has a real server of weight above 0: as a\n"
     "route through lb0 in meshlbd's announce table (--announce-table, 4242), which the\n"
     "routing daemon exports (docs/scale-out.md) and which goes when meshlbd goes. --drain\n"
-    "withdraws every prefix (kept across restarts) and says how many connections remain.\n";
+    "withdraws every prefix (kept across restarts) and says how many connections remain.\n"
+    "--metric N: the route's metric, which the routing daemon exports (lower preferred: a\n"
+    "peer's SNAT address announced as its backup). --always: announced whenever meshlbd\n"
+    "serves, services or not (an SNAT address).\n";
 
 }  // namespace meshlb

@@ -399,7 +399,9 @@ void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
   if (e.backend_id == kDnatBackend.raw()) return;  // conntrack's (a nat DNAT), not IPVS's
   SyncRecord r;
   r.flow = e;
-  r.timeout_ms = table_.timeouts().of(e.connState());
+  const auto left = static_cast<int32_t>(e.expires_ms - now_ms_);
+  if (left <= 0) return;
+  r.timeout_ms = static_cast<uint32_t>(left);
   if (sync_out_(sync_ctx_, r)) {
     bump(c_.sync_queued);
   } else {
@@ -425,13 +427,18 @@ void PacketCore::stateChanged(void* self, const Flow<Ipv4Addr>& e) {
   }
 }
 
-// With the sweep, once per millisecond: a slice of the table such that each live
-// ESTABLISHED or UDP connection is sent again every kSyncRefreshMs.
+// With the sweep, once per millisecond: a slice of the table such that each
+// ESTABLISHED or UDP connection is sent again every kSyncRefreshMs, if it had a packet
+// meanwhile (its deadline moved; an idle one's copies expire with it).
 void PacketCore::refreshSome() {
-  const uint32_t budget = table_.capacity() / kSyncRefreshMs + 1;
+  const uint32_t secs = std::min<uint32_t>(snap_->sysctls.sync_refresh_period, 86400);
+  const uint32_t period_ms = secs ? secs * 1000 : kSyncRefreshMs;
+  const uint32_t budget = table_.capacity() / period_ms + 1;
   table_.visitSome(&sync_cursor_, budget, now_ms_, [&](const Flow<Ipv4Addr>& e) {
     const ConnState s = e.connState();
-    if (s == ConnState::kEstablished || s == ConnState::kUdp) syncOut(e);
+    if (s != ConnState::kEstablished && s != ConnState::kUdp) return;
+    const uint32_t last_packet = e.expires_ms - table_.timeouts().of(s);
+    if (now_ms_ - last_packet <= period_ms) syncOut(e);
   });
 }
 
@@ -451,6 +458,16 @@ bool PacketCore::installSynced(const SyncRecord& r) {
     table_.remove(e);
   }
   Flow<Ipv4Addr>* e = table_.insert(f, now_ms_);
+  if (!e) {
+    // Its reply key (the master's SNAT address and port) is another copy's: one the
+    // master gave up (it restarted, its ports handed out afresh) while this one still
+    // had it. The master's word is the newer: that copy goes.
+    if (Flow<Ipv4Addr>* stale = table_.lookup(f.replyKey(), now_ms_).flow) {
+      table_.remove(stale);
+      bump(c_.sync_replaced);
+      e = table_.insert(f, now_ms_);
+    }
+  }
   if (!e) {
     bump(c_.sync_install_failed);
     return false;

@@ -18,6 +18,9 @@ namespace {
 // least 64), so the whole table is swept about once a second whatever the packet
 // rate; expired connections that packets still hit are removed on lookup anyway.
 constexpr uint32_t kMinSweep = 64;
+// With an idle sleep (meshlbd --idle-sleep), loops that found nothing before the worker
+// sleeps: a burst in flight is never held up, and a busy worker never sleeps.
+constexpr uint32_t kIdleLoops = 256;
 
 CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   CoreConfig c;
@@ -48,7 +51,8 @@ class Worker {
         idx_(cfg.index),
         c_(dp.counters[cfg.index]),
         core_(c_, coreConfig(dp, cfg)),
-        sweep_budget_(std::max(kMinSweep, cfg.flow_capacity / 1000 + 1)) {}
+        sweep_budget_(std::max(kMinSweep, cfg.flow_capacity / 1000 + 1)),
+        idle_sleep_us_(cfg.idle_sleep_us) {}
 
   void run() {
     rte_rcu_qsbr_thread_register(dp_.qsbr, idx_);
@@ -58,11 +62,13 @@ class Worker {
       now_ms_ = static_cast<uint32_t>(rte_get_timer_cycles() / ms_cycles_);
       core_.setNow(now_ms_);
       bool backlog = false;  // some queue filled a whole burst: more is waiting
+      bool work = false;     // something came in this loop
       for (uint16_t port = 0; port < dp_.num_ports; ++port) {
         Burst& b = pipe_[head_];
         const uint16_t n = rte_eth_rx_burst(dp_.port_ids[port], idx_, b.pkts, kRxBurst);
         if (n == 0) continue;
         bump(c_.rx_packets, n);
+        work = true;
         for (uint16_t i = 0; i < n; ++i) b.pkts[i]->port = port;
         admit(n, /*handed=*/false);
         backlog |= n == kRxBurst;
@@ -71,6 +77,7 @@ class Worker {
       const auto n = static_cast<uint16_t>(rte_ring_dequeue_burst(
           dp_.handoff[idx_], reinterpret_cast<void**>(b.pkts), kRxBurst, nullptr));
       if (n) {
+        work = true;
         bump(c_.handoff_in, n);
         admit(n, /*handed=*/true);
         backlog |= n == kRxBurst;
@@ -79,8 +86,8 @@ class Worker {
       // in flight, so finish it now rather than hold it for another poll (the
       // pipeline pays only while there is a backlog to overlap with).
       if (!backlog) drain();
-      if (idx_ == 0) fromKernel();
-      if (dp_.sync_in[idx_]) installSynced();
+      if (idx_ == 0) work |= fromKernel();
+      if (dp_.sync_in[idx_]) work |= installSynced();
       if (const uint32_t rq = dp_.dump_request.load(std::memory_order_acquire); rq != dumped_) {
         dumpConnections(rq);
       }
@@ -91,6 +98,12 @@ class Worker {
       }
       core_.publishCounters();
       rte_rcu_qsbr_quiescent(dp_.qsbr, idx_);
+      idle_ = work ? 0 : idle_ + 1;
+      if (__builtin_expect(idle_sleep_us_ != 0, 0) && idle_ >= kIdleLoops) {
+        // Nothing in flight (the last loop drained and flushed): the core goes to
+        // whatever else the host runs, for at most idle_sleep_us_ of added latency.
+        rte_delay_us_sleep(idle_sleep_us_);
+      }
     }
     drain();
     flush();
@@ -109,14 +122,19 @@ class Worker {
     uint16_t n = 0;
   };
 
-  void fromKernel() {
+  // Returns whether anything came.
+  bool fromKernel() {
     rte_mbuf* pkts[kRxBurst];
+    bool any = false;
     for (uint16_t port = 0; port < dp_.num_ports; ++port) {
       unsigned n = rte_ring_dequeue_burst(dp_.from_kernel[port], reinterpret_cast<void**>(pkts),
                                           kRxBurst, nullptr);
+      if (n == 0) continue;
+      any = true;
       bump(c_.from_kernel, n);
       for (unsigned i = 0; i < n; ++i) send(pkts[i], port);
     }
+    return any;
   }
 
   void send(rte_mbuf* m, uint16_t port) {
@@ -237,11 +255,12 @@ class Worker {
   }
 
   // A backup's connections from the control thread, installed between bursts.
-  void installSynced() {
+  bool installSynced() {
     SyncRecord recs[kRxBurst];
     const unsigned n =
         rte_ring_dequeue_burst_elem(dp_.sync_in[idx_], recs, sizeof(SyncRecord), kRxBurst, nullptr);
     for (unsigned i = 0; i < n; ++i) core_.installSynced(recs[i]);
+    return n != 0;
   }
 
   // Copies this worker's connections for ipvsadm -L -c (a pause of about a
@@ -265,6 +284,8 @@ class Worker {
   uint32_t now_ms_ = 0;
   uint32_t swept_ms_ = 0;
   const uint32_t sweep_budget_;
+  const uint32_t idle_sleep_us_;
+  uint32_t idle_ = 0;  // loops in a row that found nothing
   const uint64_t ms_cycles_ = rte_get_timer_hz() / 1000;
   TxQueue tx_[kMaxPorts];
   Burst pipe_[3];

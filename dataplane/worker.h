@@ -62,6 +62,9 @@ struct WorkerConfig {
   std::vector<const std::atomic<uint32_t>*> all_conn_counts;
   std::atomic<uint8_t>* overload = nullptr;  // every worker's, by BackendId slot (CoreConfig)
   PersistTable* templates = nullptr;         // every worker's (CoreConfig)
+  // meshlbd --idle-sleep: after kIdleLoops loops that found nothing, sleep this long
+  // (microseconds) each loop until something comes; 0: poll without pause.
+  uint32_t idle_sleep_us = 0;
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

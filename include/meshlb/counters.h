@@ -39,6 +39,7 @@ namespace meshlb {
   X(sync_queue_full)            \
   X(sync_installed)             \
   X(sync_updated)               \
+  X(sync_replaced)              \
   X(sync_install_failed)
 
 // X(enumerator, label): why a packet was dropped.

@@ -304,11 +304,11 @@ class FlowTable {
     static_assert(kFlowDirect == detail::kTcpInputOnly);
     const unsigned table = static_cast<unsigned>(dir) | (e->flags & kFlowDirect);
     const ConnState s = nextTcpState(cur, table, tcp_flags);
+    e->expires_ms = now_ms + timeouts_.of(s);
     if (__builtin_expect(s != cur, 0)) {  // most segments leave the state as it is
       setState(e, s);
       if (state_hook_) state_hook_(state_hook_ctx_, *e);
     }
-    e->expires_ms = now_ms + timeouts_.of(s);
   }
   // A state set from outside the state machine (a synced connection's), its
   // connection counted where its new state is.

@@ -79,15 +79,18 @@ inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
 }
 
 // A connection as the sync daemon sends it (a master's) or installs it (a
-// backup's): the record, and its timeout (its state's, as IPVS sends cp->timeout).
+// backup's): the record, and the time it has left. IPVS sends its whole timeout;
+// meshlb sends what is left, so that a copy expires when the original does and two
+// appliances backing each other up never keep an idle connection alive between them
+// (each one's refresh of the other's copy is then idempotent).
 struct SyncRecord {
   Flow<Ipv4Addr> flow;
   uint32_t timeout_ms = 0;
 };
 static_assert(sizeof(SyncRecord) % 4 == 0, "a ring element is whole 32-bit words");
 
-// A master re-sends each live ESTABLISHED or UDP connection about this often (its
-// backups' copies expire otherwise: IPVS re-sends every sync_period packets).
+// A master re-sends each ESTABLISHED or UDP connection that had a packet since it was
+// last sent about this often (IPVS re-sends every sync_period packets).
 constexpr uint32_t kSyncRefreshMs = 60'000;
 
 struct CoreConfig {

@@ -21,6 +21,9 @@ struct IpvsSysctls {
                                            // scheduled to a real server
   uint32_t lblc_expiration = 24 * 60 * 60, lblcr_expiration = 24 * 60 * 60;  // seconds
   uint32_t run_estimation = 1;  // 0: --rate is not estimated (control thread)
+  // Seconds between a master's re-sends of a connection that had packets meanwhile
+  // (0: kSyncRefreshMs, a minute); IPVS's counts packets instead unless it is set.
+  uint32_t sync_refresh_period = 0;
 };
 
 }  // namespace meshlb

@@ -3,14 +3,19 @@
 # namespaces: a router running BIRD 2 with kernel ECMP over L4 hashes
 # (fib_multipath_hash_policy=1), a client behind it, and two appliances, each a meshlbd
 # (one worker) with BIRD beside it exporting what meshlbd puts in its announce table,
-# both balancing 198.18.100.1:80 (mh, hashing client ports too: -b mh-port) to the same three tasks with full NAT. BFD runs on
-# each session (3 s to detect here, BGP's hold time 9 s, where two polling workers fill
-# both cores and the daemons run at nice -10 to get a core in time; 300 ms in
-# docs/scale-out.md for an appliance with cores of its own). Root only.
+# both balancing 198.18.100.1:80 (mh, hashing client ports too: -b mh-port) to the same
+# three tasks with full NAT, each to an SNAT address of its own (198.18.9.1, 198.18.9.2)
+# that it announces, and its peer's with a higher metric (MED) as the backup; each runs
+# IPVS's master and backup sync daemons, so either carries on the other's connections.
+# The tasks answer through the router. BFD runs on each session (3 s to detect here, BGP's
+# hold time 9 s, the daemons at nice -10; 300 ms in docs/scale-out.md for an appliance with
+# cores of its own). The two appliances' workers share this VM's two cores with everything
+# else, so they sleep when idle (meshlbd --idle-sleep). Root only.
 #
 #   bg-client 198.18.0.10 -- bg-router 198.18.0.1 | 198.18.2.1 -- bridge (bg-up)
 #       -- [p0] bg-a1 lb0 198.18.2.11 (+ VIP 198.18.100.1/32) [p1] lb1 198.18.1.1 -- bridge (bg-seg)
 #       -- [p0] bg-a2 lb0 198.18.2.12 (+ VIP)                 [p1] lb1 198.18.1.2 --   tasks .11-.13
+#                                             bg-router 198.18.1.254 (the tasks' gateway) --
 set -uo pipefail
 if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; exit 0; fi
 source "$(dirname "$0")/lib.sh"
@@ -60,7 +65,8 @@ protocol bgp uplink {
   error wait time 1, 5;
   connect retry time 2;
   bfd on;
-  ipv4 { import none; export where source = RTS_INHERIT; };
+  # The announce table's metric as the MED: a peer's SNAT address is the backup path.
+  ipv4 { import none; export filter { if source != RTS_INHERIT then reject; bgp_med = krt_metric; accept; }; };
 }
 CONF
 }
@@ -97,6 +103,10 @@ up() {
   ip -n bg-client link set c0 up
   ip -n bg-client route add default via 198.18.0.1
   ip netns exec bg-client ethtool -K c0 tx off >/dev/null
+  # A receive buffer of at most 256 KiB: curl's --limit-rate paces the transfer itself,
+  # not only its reading from a socket that has taken the whole file (this kernel grows
+  # one to 32 MiB), so that downloads are still under way when an appliance goes.
+  ip netns exec bg-client sysctl -qw net.ipv4.tcp_rmem="4096 131072 262144"
   ip -n bg-router addr add 198.18.0.1/24 dev r0
   ip -n bg-router link set r0 up
   for ns in bg-up bg-seg; do ip -n "$ns" link add br0 type bridge; ip -n "$ns" link set br0 up; done
@@ -106,6 +116,11 @@ up() {
   ip -n bg-router link set r1 up
   ip netns exec bg-router ethtool -K r1 tx off >/dev/null
   ip netns exec bg-router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+  ip link add r2 netns bg-router type veth peer name rt netns bg-seg
+  ip -n bg-seg link set rt master br0 up
+  ip -n bg-router addr add 198.18.1.254/24 dev r2
+  ip -n bg-router link set r2 up
+  ip netns exec bg-router ethtool -K r2 tx off >/dev/null
   for a in "${APPS[@]}"; do
     ip link add p0 netns "bg-$a" type veth peer name "u$(num "$a")" netns bg-up
     ip -n bg-up link set "u$(num "$a")" master br0 up
@@ -117,9 +132,11 @@ up() {
     ip -n bg-seg link set "t$i" master br0 up
     ip -n "bg-t$i" addr add "198.18.1.1$i/24" dev eth0
     ip -n "bg-t$i" link set eth0 up
+    ip -n "bg-t$i" route add default via 198.18.1.254
     ip netns exec "bg-t$i" ethtool -K eth0 tx off >/dev/null
     mkdir -p "$RUN/t$i"
     echo "processed by task $i" >"$RUN/t$i/index.html"
+    head -c $((12 * 1048576)) /dev/zero >"$RUN/t$i/big"
     (ip netns exec "bg-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
       --directory "$RUN/t$i" >"$RUN/http-t$i.log" 2>&1 &)
     # UDP echo on :7, naming the task (the consistency check).
@@ -147,7 +164,8 @@ start() {  # app
   ip netns exec "bg-$a" "$BUILD/control/meshlbd" --lcores "$lcores" --no-huge -m 512 --no-pci \
     --file-prefix "mlb-bgp-$a-$$" --log-level 'pmd.*:error' \
     --vdev net_af_packet0,iface=p0 --vdev net_af_packet1,iface=p1 \
-    -- --control-socket "$RUN/$a.sock" --state-file "$RUN/$a.state" >>"$RUN/$a.log" 2>&1 &
+    -- --control-socket "$RUN/$a.sock" --state-file "$RUN/$a.state" --idle-sleep 100 \
+    >>"$RUN/$a.log" 2>&1 &
   echo $! >"$RUN/$a.pid"
   disown  # killed on purpose later: no job notice
   for _ in $(seq 100); do [[ -S $RUN/$a.sock ]] && break; sleep 0.1; done
@@ -165,14 +183,20 @@ start() {  # app
   fi
 }
 
-configure() {  # app: the services, full NAT to its own task-side address, the announcement
-  local a=$1 i
+configure() {  # app: the services, full NAT to its own address, announcements, sync
+  local a=$1 i n other
+  n=$(num "$a") other=$((3 - $(num "$a")))
   ctl "$a" ipvsadm -A -t "$VIP:80" -s mh -b mh-port &&
     for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:80" -r "198.18.1.1$i:80" -m || return 1; done &&
     ctl "$a" ipvsadm -A -u "$VIP:7" -s mh -b mh-port &&
     for i in 1 2 3; do ctl "$a" ipvsadm -a -u "$VIP:7" -r "198.18.1.1$i:7" -m || return 1; done &&
-    ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.1.$(num "$a")" &&
-    ctl "$a" announce -a "$VIP/32"
+    ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.9.$n" &&
+    ctl "$a" announce -a "$VIP/32" &&
+    ctl "$a" announce -a "198.18.9.$n/32" --always &&
+    ctl "$a" announce -a "198.18.9.$other/32" --always --metric 100 &&
+    ctl "$a" sysctl net.ipv4.vs.sync_refresh_period=2 >/dev/null &&
+    ctl "$a" ipvsadm --start-daemon master --mcast-interface lb0 --syncid 1 &&
+    ctl "$a" ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 1
 }
 
 # The router's next hops for the VIP, one per line (198.18.2.11, 198.18.2.12).
@@ -266,6 +290,40 @@ test_consistent_mh() {
     (($(new_conns a1) - a1n > 5))
 }
 
+# Downloads running through appliance 1 when it stops ($1: TERM or KILL) continue
+# through appliance 2: ECMP moves their clients' packets to it, the router's path to
+# appliance 1's SNAT address falls to appliance 2's backup announcement, and appliance 2
+# has their connections from appliance 1's sync daemon. Then appliance 1 is back.
+downloads_across() {  # signal
+  local i n1 before ok=0 through1 pids=() t0 t
+  before=$(new_conns a1)
+  for i in $(seq 12); do
+    ip netns exec bg-client curl -s -o /dev/null -w '%{size_download} %{time_total}' \
+      --limit-rate 1200K -m 60 \
+      --local-port "$((47000 + i * 10))" "http://$VIP/big" >"$RUN/dl$i" 2>&1 &
+    pids+=($!)
+  done
+  sleep 2
+  through1=$(($(new_conns a1) - before))
+  t0=$EPOCHREALTIME
+  kill -"$1" "$(cat "$RUN/a1.pid")"
+  t=$(wait_paths "198.18.2.12" 10) || { echo "# withdrawal: $t"; return 1; }
+  # Complete, and still under way when the appliance went (they take about 10 s).
+  local size secs
+  for i in $(seq 12); do
+    wait "${pids[i - 1]}" || continue
+    size=$(cut -d' ' -f1 "$RUN/dl$i") secs=$(cut -d' ' -f2 "$RUN/dl$i")
+    ((size == 12 * 1048576)) &&
+      (($(awk -v s="$secs" 'BEGIN {print (s > 4)}'))) && ok=$((ok + 1))
+  done
+  echo "# SIG$1 two seconds into 12 downloads ($through1 through appliance 1): withdrawn after ${t}s; $ok of 12 complete (bytes and seconds: $(for i in $(seq 12); do printf '%s; ' "$(cat "$RUN/dl$i")"; done)); appliance 2: $(ctl a2 stats | grep -E '^ *sync_(rx_conns|installed|replaced|install_failed) ' | tr -s ' \n' ' ')"
+  start a1 || return 1
+  settled || return 1
+  ((ok == 12 && through1 > 0))
+}
+test_downloads_sigterm() { downloads_across TERM; }
+test_downloads_kill9() { downloads_across KILL; }
+
 test_sigterm() {
   local t seq
   kill -TERM "$(cat "$RUN/a1.pid")"
@@ -273,14 +331,46 @@ test_sigterm() {
   seq=$(requests 30)
   echo "# SIGTERM: withdrawn after ${t}s; 30 new connections: $seq"
   [[ $seq != *x* ]] || return 1
+  # Four slow downloads through appliance 2 while appliance 1 is down (stopped after the
+  # check); restarted, appliance 1 receives their connections from appliance 2's sync
+  # daemon (each connection with packets is sent again every sync_refresh_period, 2 s
+  # here).
+  local i pids=() got=0
+  for i in 1 2 3 4; do
+    ip netns exec bg-client curl -s -o /dev/null --limit-rate 100K -m 60 \
+      --local-port "$((48000 + i * 10))" "http://$VIP/big" &
+    pids+=($!)
+  done
+  sleep 1
   # Back: announced once it serves again (its state file restored), not before.
   start a1 || return 1
   t=$(wait_paths "198.18.2.11 198.18.2.12" 20) || { echo "# re-announce: $t"; return 1; }
+  # Each download's connection, as each appliance lists it: state, client, VIP, task.
+  downloads() { ctl "$1" ipvsadm -L -n -c | awk '$4 ~ /:480[1-4]0$/ {print $3, $4, $5, $6}' | sort; }
+  local l1 l2
+  for _ in $(seq 50); do
+    l1=$(downloads a1) l2=$(downloads a2)
+    got=$(comm -12 <(echo "$l1") <(echo "$l2") | grep -c .)
+    ((got == 4)) && break
+    sleep 0.1
+  done
+  for i in 1 2 3 4; do kill "${pids[i - 1]}" 2>/dev/null; wait "${pids[i - 1]}" 2>/dev/null; done
   settled || return 1
   seq=$(requests 30)
-  echo "# restarted: announced ${t}s after its start; 30 connections: $seq; log: $(grep -E 'worker\(s\)|announced' "$RUN/a1.log" | tail -2 | cut -c1-50 | tr '\n' ';')"
+  echo "# restarted: announced ${t}s after its start, with appliance 2's $got running downloads in its table as appliance 2 has them; 30 connections: $seq; log: $(grep -E 'worker\(s\)|announced' "$RUN/a1.log" | tail -2 | cut -c1-50 | tr '\n' ';')"
+  if ((got != 4)); then
+    echo "$l1" | sed 's/^/# a1: /'
+    echo "$l2" | sed 's/^/# a2: /'
+    echo "# appliance 1: $(ctl a1 stats | grep -E '^ *sync_(rx|installed|install_failed|socket)' | tr -s ' \n' ' '); appliance 2: $(ctl a2 stats | grep -E '^ *sync_(tx|queued)' | tr -s ' \n' ' ')"
+    return 1
+  fi
+  # In this start's part of the log (after the last "stopping"): nothing announced
+  # before the "worker(s)" line that says it serves, and something after it.
   [[ $seq != *x* ]] &&
-    grep -E 'worker\(s\)|announce: ' "$RUN/a1.log" | tail -2 | head -1 | grep -q 'worker(s)'
+    awk '/meshlbd: stopping/ { serving = 0; early = 0; late = 0 }
+         /worker\(s\)/ { serving = 1 }
+         / announced$/ { if (serving) late = 1; else early = 1 }
+         END { exit !(late && !early) }' "$RUN/a1.log"
 }
 
 test_kill9() {
@@ -329,7 +419,12 @@ if ((failed)); then  # nothing after would say more
   exit 1
 fi
 check "consistent mh: the same client ports reach the same tasks through either appliance (drain, undrain)" test_consistent_mh
-check "SIGTERM: withdrawn, new connections served by the other; restarted, announced once serving" test_sigterm
+check "SIGTERM two seconds into 12 downloads: every one completes through the other appliance (synced, full NAT)" \
+  test_downloads_sigterm
+check "kill -9 two seconds into 12 downloads: every one completes through the other appliance" \
+  test_downloads_kill9
+check "SIGTERM: withdrawn, new connections served by the other; restarted, announced once serving, with the other's connections" \
+  test_sigterm
 check "kill -9: the route goes with the twins, withdrawn; new connections served by the other" test_kill9
 check "an appliance without a usable real server withdraws; the other serves on" test_no_real_server
 if ((failed)); then

@@ -41,6 +41,10 @@ up() {
   ip -n sy-client addr add 198.18.0.10/24 dev c0
   ip -n sy-client link set c0 up
   ip netns exec sy-client ethtool -K c0 tx off >/dev/null
+  # A receive buffer of at most 256 KiB: curl's --limit-rate paces the transfer itself,
+  # not only its reading from a socket that has taken the whole file (this kernel
+  # grows one to 32 MiB), so that a download is still under way at the failover.
+  ip netns exec sy-client sysctl -qw net.ipv4.tcp_rmem="4096 131072 262144"
   ip -n sy-client route add "$VIP" via 198.18.0.11
   for a in a1 a2; do
     ip link add p0 netns "sy-$a" type veth peer name "u$(num $a)" netns sy-up
@@ -109,17 +113,22 @@ give_back() {
   client ip neigh flush dev c0
 }
 
-# A download through appliance 1 (rate-limited: about 6 s), appliance 1 killed 2 s in,
-# the traffic moved to appliance 2: curl's exit status and bytes.
-download_through_failover() {
-  client curl -s -o /dev/null -w '%{size_download}' --limit-rate 4M -m 40 "http://$VIP/big" \
-    >"$RUN/dl.out" 2>&1 &
+# A download from client port $1 through appliance 1 (rate-limited: about 6 s),
+# appliance 1 killed 2 s in, the traffic moved to appliance 2: curl's exit status and
+# bytes. Each check's client port is its own: no connection an earlier check left (a
+# synced CLOSE) can meet it.
+download_through_failover() {  # client port
+  client curl -s -o /dev/null -w '%{size_download}' --limit-rate 4M -m 40 --local-port "$1" \
+    "http://$VIP/big" >"$RUN/dl.out" 2>&1 &
   local dl=$!
   sleep 2
   echo "appliance 2 before the failover: $(ctl a2 ipvsadm -L -n -c | grep -c ESTABLISHED) established, $(ctl a2 stats | grep -E '^ *sync_rx_conns ' | tr -s ' ')" \
     >"$RUN/failover.note"
   kill -9 "$(cat "$RUN/a1.pid")"
   take_over
+  sleep 1
+  echo "; after it: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1 on appliance 2" \
+    >>"$RUN/failover.note"
   wait "$dl"
   echo "exit $? bytes $(cat "$RUN/dl.out")"
 }
@@ -138,7 +147,8 @@ test_daemons_listed() {
 # client, VIP, task and state.
 test_connection_synced() {
   # Not through client(): $! must be curl itself (ip netns exec execs it).
-  ip netns exec sy-client curl -s -o /dev/null --limit-rate 2M -m 20 "http://$VIP/big" &
+  ip netns exec sy-client curl -s -o /dev/null --limit-rate 2M -m 20 --local-port 41000 \
+    "http://$VIP/big" &
   local dl=$! c1 c2
   sleep 1.5
   # pro, state, source, virtual, destination (not the expiry: a second may lie between).
@@ -161,8 +171,8 @@ test_connection_synced() {
 test_failover_without_backup() {
   ctl a2 ipvsadm --stop-daemon backup || return 1
   local out
-  out=$(download_through_failover)
-  echo "# without a backup daemon: $out ($(cat "$RUN/failover.note"))"
+  out=$(download_through_failover 41100)
+  echo "# without a backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note"))"
   give_back
   start a1 || return 1
   ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
@@ -172,10 +182,11 @@ test_failover_without_backup() {
 
 test_failover_with_backup() {
   local out new
-  out=$(download_through_failover)
+  out=$(download_through_failover 41200)
   new=$(client curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$VIP/big")
-  echo "# with the backup daemon: $out ($(cat "$RUN/failover.note")); a new connection after it: HTTP $new; appliance 2: $(ctl a2 stats --json | /usr/bin/python3 -c 'import json,sys; print("sync_installed", sum(w["sync_installed"] for w in json.load(sys.stdin)["workers"]))')"
-  [[ $out == "exit 0 bytes $SIZE" && $new == 200 ]]
+  echo "# with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note")); a new connection after it: HTTP $new; appliance 2: $(ctl a2 stats --json | /usr/bin/python3 -c 'import json,sys; print("sync_installed", sum(w["sync_installed"] for w in json.load(sys.stdin)["workers"]))')"
+  # Complete, and through appliance 2: it had the connection after the failover.
+  [[ $out == "exit 0 bytes $SIZE" && $new == 200 ]] && grep -q "after it: 1 connection" "$RUN/failover.note"
 }
 
 up || { echo "topology failed"; exit 1; }

@@ -786,8 +786,8 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
   };
   auto announced = [](const Commands& c) {
     std::string out;
-    for (const auto& [a, len] : prefixesToAnnounce(c.announce(), c.services())) {
-      absl::StrAppend(&out, a.str(), "/", len, " ");
+    for (const AnnouncedRoute& r : prefixesToAnnounce(c.announce(), c.services())) {
+      absl::StrAppend(&out, r.str(), " ");
     }
     return out;
   };
@@ -830,6 +830,19 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
   EXPECT_EQ(announced(again), "198.18.100.1/32 198.18.101.0/24 ");
   run(again, "announce -d 198.18.101.0/24");
   EXPECT_EQ(announced(again), "198.18.100.1/32 ");
+  // An SNAT address: announced whatever the services (--always), a peer's as a backup
+  // (--metric); drained, withdrawn as every prefix is; saved as given.
+  run(again, "announce -a 198.18.9.1/32 --always");
+  run(again, "announce -a 198.18.9.2/32 --metric 100 --always");
+  EXPECT_EQ(announced(again), "198.18.100.1/32 198.18.9.1/32 198.18.9.2/32 metric 100 ");
+  EXPECT_NE(run(again, "announce -L").find("198.18.9.2/32 metric 100 withdrawn: meshlbd is not"),
+            std::string::npos);
+  run(again, "announce --drain");
+  EXPECT_EQ(announced(again), "");
+  run(again, "announce --undrain");
+  EXPECT_EQ(run(again, "announce -S"),
+            "-a 198.18.100.1/32\n-a 198.18.9.1/32 --always\n-a 198.18.9.2/32 --metric 100 "
+            "--always\n");
 
   const std::pair<const char*, const char*> refused[] = {
       {"announce -a 198.18.100.1/24", "host bits set (the prefix is 198.18.100.0/24)"},
@@ -839,6 +852,9 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
       {"announce -a 2001:db8::/64", "IPv6"},
       {"announce -a 198.18.102.0/33", "invalid prefix length"},
       {"announce -d 198.18.100.1/32 -t 198.18.100.1:80", "with -a only"},
+      {"announce -d 198.18.100.1/32 --metric 5", "with -a only"},
+      {"announce -a 198.18.103.0/24 --metric -1", "--metric '-1'"},
+      {"announce -a 198.18.103.0/24 --always -t 198.18.103.1:80", "name none with it"},
       {"announce --bogus", "unknown option"},
       {"announce", "no command"},
   };

@@ -991,6 +991,15 @@ TEST(Sync, MasterQueuesEstablishedConnectionsABackupCarriesThemOn) {
   ASSERT_TRUE(backup.core().installSynced(sent[0]));
   EXPECT_EQ(backup.counters().sync_updated.load(), 1u);
   EXPECT_EQ(backup.core().table().size(), 1u);
+  // The master restarted and gave the same SNAT port to another client's connection:
+  // the copy that held it goes, the new one is installed.
+  SyncRecord other = sent[0];
+  other.flow.cport = hton16(40001);
+  ASSERT_TRUE(backup.core().installSynced(other));
+  EXPECT_EQ(backup.counters().sync_replaced.load(), 1u);
+  EXPECT_EQ(backup.core().table().size(), 1u);
+  f = golden("core_ack.in");
+  EXPECT_EQ(backup.send(f, 0), Verdict::drop(Drop::kTcpNotSyn)) << "the replaced copy is gone";
 }
 
 TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
@@ -1016,7 +1025,24 @@ TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
     master.core().setNow(ms);
     master.core().expireSome(1);
   }
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_LE(sent[1].timeout_ms, 300'000u) << "what is left, not the whole timeout";
+  // Idle for longer than a refresh period: not sent again (its copies expire with it).
+  for (uint32_t ms = 2000 + kSyncRefreshMs; ms < 4000 + kSyncRefreshMs; ++ms) {
+    master.core().setNow(ms);
+    master.core().expireSome(1);
+  }
   EXPECT_EQ(sent.size(), 2u);
+  // Two appliances backing each other up: a copy sent back (the peer's refresh) leaves
+  // the original's deadline where it was, so an idle connection still ends.
+  const uint32_t deadline = 1000 + 300'000;  // its one packet's, at 1000
+  SyncRecord echo = sent[1];
+  echo.timeout_ms -= 5000;  // sent back 5 s after the refresh: 5 s less left
+  master.core().setNow(deadline - sent[1].timeout_ms + 5000);
+  ASSERT_TRUE(master.core().installSynced(echo));
+  uint32_t expires = 0;
+  master.core().table().forEach([&](const Flow<Ipv4Addr>& e) { expires = e.expires_ms; });
+  EXPECT_EQ(expires, deadline);
 }
 
 }  // namespace
