@@ -37,12 +37,6 @@ void putRaw(std::string& b, const void* p, size_t n) { b.append(static_cast<cons
 
 size_t connLen(const SyncConn& c) { return kConnV4Len + (c.has_snat ? kSnatOptLen : 0); }
 
-std::string destKey(uint32_t fwmark, uint8_t proto, Ipv4Addr vaddr, uint16_t vport_host,
-                    Ipv4Addr daddr, uint16_t dport_host) {
-  return absl::StrCat(fwmark, "/", proto, "/", vaddr.v, "/", vport_host, "/", daddr.v, "/",
-                      dport_host);
-}
-
 }  // namespace
 
 std::vector<std::string> encodeSyncMessages(uint8_t syncid, const std::vector<SyncConn>& conns,
@@ -189,14 +183,16 @@ void SyncDaemons::apply(const ServiceModel& model,
     model_version_ = model.version();
     fwmark_of_.clear();
     dests_.clear();
+    services_.clear();
     for (const auto& [key, svc] : model.services()) {
       if (key.fwmark == 0 && !key.addr.isV4()) continue;
       for (const RealServer& d : svc.dests) {
         if (!d.addr.isV4()) continue;
         if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
-        const Ipv4Addr vaddr = key.fwmark ? Ipv4Addr{} : key.addr.v4();
-        dests_[destKey(key.fwmark, key.fwmark ? 0 : key.protocol, vaddr, key.port, d.addr.v4(),
-                       d.port)] = {d.id.raw(), d.fwd};
+        const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol,
+                        key.fwmark ? 0 : key.addr.v4().v, key.fwmark ? uint16_t{0} : key.port};
+        services_.insert(sk);
+        dests_[{sk, d.addr.v4().v, d.port}] = {d.id.raw(), d.fwd};
       }
     }
   }
@@ -365,17 +361,12 @@ void SyncDaemons::install(const SyncConn& s) {
     ++c_.rx_unsupported;  // persistence templates, other protocols, unknown states
     return;
   }
-  const uint16_t vport = s.fwmark ? 0 : hton16(s.vport);
-  const Ipv4Addr vaddr = s.fwmark ? Ipv4Addr{} : s.vaddr;
-  const uint8_t proto = s.fwmark ? 0 : s.protocol;
-  auto it = dests_.find(destKey(s.fwmark, proto, vaddr, vport, s.daddr, hton16(s.dport)));
-  if (it == dests_.end()) it = dests_.find(destKey(s.fwmark, proto, vaddr, vport, s.daddr, 0));
+  const SvcKey sk{s.fwmark, s.fwmark ? uint8_t{0} : s.protocol, s.fwmark ? 0 : s.vaddr.v,
+                  s.fwmark ? uint16_t{0} : hton16(s.vport)};
+  auto it = dests_.find(DestKey{sk, s.daddr.v, hton16(s.dport)});
+  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr.v, 0});  // a port-0 server
   if (it == dests_.end()) {
-    const bool service = std::any_of(dests_.begin(), dests_.end(), [&](const auto& kv) {
-      return kv.first.rfind(absl::StrCat(s.fwmark, "/", proto, "/", vaddr.v, "/", vport, "/"), 0) ==
-             0;
-    });
-    ++(service ? c_.rx_no_server : c_.rx_no_service);
+    ++(services_.contains(sk) ? c_.rx_no_server : c_.rx_no_service);
     return;
   }
   SyncRecord r;

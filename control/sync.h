@@ -94,12 +94,14 @@ class SyncDaemons {
   int receiveFd() const { return recv_fd_; }
   void receive();
   void flush();
+  // What receive() does with each connection of a message: the backup's own real
+  // server found by address, the record given to the worker(s) that own it.
+  void install(const SyncConn& s);
   const SyncCounters& counters() const { return c_; }
 
  private:
   void close(int* fd);
   void log(const std::string& what);
-  void install(const SyncConn& s);
 
   Hooks hooks_;
   std::array<SyncDaemon, 2> cfg_;
@@ -110,11 +112,35 @@ class SyncDaemons {
   // By real-server id: its service's fwmark (master); by (service, server) address:
   // the backup's real servers.
   absl::flat_hash_map<uint32_t, uint32_t> fwmark_of_;
+  // A service by fwmark, or by protocol, address and port (host order); a real server
+  // of it by address and port.
+  struct SvcKey {
+    friend bool operator==(const SvcKey&, const SvcKey&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const SvcKey& k) {
+      return H::combine(std::move(h), k.fwmark, k.proto, k.vaddr, k.vport);
+    }
+    uint32_t fwmark = 0;
+    uint8_t proto = 0;
+    uint32_t vaddr = 0;
+    uint16_t vport = 0;
+  };
+  struct DestKey {
+    friend bool operator==(const DestKey&, const DestKey&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const DestKey& k) {
+      return H::combine(std::move(h), k.svc, k.daddr, k.dport);
+    }
+    SvcKey svc;
+    uint32_t daddr = 0;
+    uint16_t dport = 0;
+  };
   struct Dest {
     uint32_t id;
     ForwardMethod fwd;
   };
-  absl::flat_hash_map<std::string, Dest> dests_;
+  absl::flat_hash_map<DestKey, Dest> dests_;
+  absl::flat_hash_set<SvcKey> services_;
   absl::flat_hash_set<uint32_t> snat_addrs_;
   std::vector<SyncConn> pending_;
   SyncCounters c_;
