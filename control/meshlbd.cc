@@ -830,6 +830,8 @@ class Daemon {
                 {"sync_rx_no_server", sync_.counters().rx_no_server},
                 {"sync_rx_unsupported", sync_.counters().rx_unsupported},
                 {"sync_rx_ring_full", sync_.counters().rx_ring_full},
+                {"sync_rx_templates", sync_.counters().rx_templates},
+                {"sync_rx_templates_refused", sync_.counters().rx_templates_refused},
                 {"sync_socket_errors", sync_.counters().socket_errors},
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
@@ -890,6 +892,12 @@ class Daemon {
       [this](uint16_t w, const SyncRecord& r) {
         SyncRecord copy = r;
         return rte_ring_enqueue_elem(dp_.sync_in[w], &copy, sizeof(SyncRecord)) == 0;
+      },
+      [this](uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t timeout_ms) {
+        PersistTable::Key k;
+        k.service = slot;
+        std::memcpy(k.net, &net.v, 4);
+        return templates_.install(k, backend, nowMs(), timeout_ms);
       }}};
   bool serving_ = false;  // the workers run: what is usable may be announced
   HealthChecker health_;

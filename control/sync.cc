@@ -191,7 +191,7 @@ void SyncDaemons::apply(const ServiceModel& model,
         if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
         const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol,
                         key.fwmark ? 0 : key.addr.v4().v, key.fwmark ? uint16_t{0} : key.port};
-        services_.insert(sk);
+        services_[sk] = svc.slot;
         dests_[{sk, d.addr.v4().v, d.port}] = {d.id.raw(), d.fwd};
       }
     }
@@ -283,6 +283,21 @@ void SyncDaemons::flush() {
       for (size_t i = 0; i < n; ++i) {
         const Flow<Ipv4Addr>& f = recs[i].flow;
         SyncConn c;
+        if (recs[i].is_template) {
+          // A persistence template: the masked client, no client port, no state.
+          c.protocol = f.proto();
+          c.flags = kConnFTemplate | (f.flags & kFlowTunnel   ? kConnFTunnel
+                                      : f.flags & kFlowDirect ? kConnFDroute
+                                                              : kConnFMasq);
+          c.caddr = f.client, c.vaddr = f.vip, c.vport = f.vport;
+          c.daddr = f.backend, c.dport = f.bport;
+          if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) {
+            c.fwmark = it->second;
+          }
+          c.timeout_s = (recs[i].timeout_ms + 999) / 1000;
+          pending_.push_back(c);
+          continue;
+        }
         c.protocol = f.proto();
         c.flags = f.flags & kFlowTunnel   ? kConnFTunnel | kConnFNoOutput
                   : f.flags & kFlowDirect ? kConnFDroute | kConnFNoOutput
@@ -356,6 +371,10 @@ void SyncDaemons::receive() {
 void SyncDaemons::install(const SyncConn& s) {
   ++c_.rx_conns;
   const bool udp = s.protocol == kProtoUdp;
+  if (s.flags & kConnFTemplate && (s.protocol == kProtoTcp || udp)) {
+    installTemplate(s);
+    return;
+  }
   if ((s.protocol != kProtoTcp && !udp) || s.flags & (kConnFTemplate | kConnFOnePacket) ||
       (!udp && s.state >= static_cast<uint16_t>(ConnState::kUdp))) {
     ++c_.rx_unsupported;  // persistence templates, other protocols, unknown states
@@ -369,6 +388,7 @@ void SyncDaemons::install(const SyncConn& s) {
     ++(services_.contains(sk) ? c_.rx_no_server : c_.rx_no_service);
     return;
   }
+  // ip_vs_proc_conn() of a connection. (A template: installTemplate.)
   SyncRecord r;
   Flow<Ipv4Addr>& f = r.flow;
   f.client = s.caddr, f.cport = s.cport;
@@ -394,6 +414,31 @@ void SyncDaemons::install(const SyncConn& s) {
                                                            : ownerOf({f.local, f.lport}, n);
   if (!hooks_.give(orig, r)) ++c_.rx_ring_full;
   if (reply != orig && !hooks_.give(reply, r)) ++c_.rx_ring_full;
+}
+
+// A persistence template (IP_VS_CONN_F_TEMPLATE): the client's network keeps its real
+// server on this appliance too, for the persistence time the master had left.
+void SyncDaemons::installTemplate(const SyncConn& s) {
+  const SvcKey sk{s.fwmark, s.fwmark ? uint8_t{0} : s.protocol, s.fwmark ? 0 : s.vaddr.v,
+                  s.fwmark ? uint16_t{0} : hton16(s.vport)};
+  auto svc = services_.find(sk);
+  if (svc == services_.end()) {
+    ++c_.rx_no_service;
+    return;
+  }
+  auto it = dests_.find(DestKey{sk, s.daddr.v, hton16(s.dport)});
+  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr.v, 0});
+  if (it == dests_.end()) {
+    ++c_.rx_no_server;
+    return;
+  }
+  const uint32_t secs = std::min<uint32_t>(s.timeout_s, 2147483);
+  if (hooks_.give_template &&
+      hooks_.give_template(svc->second, s.caddr, it->second.id, (secs ? secs : 300) * 1000)) {
+    ++c_.rx_templates;
+  } else {
+    ++c_.rx_templates_refused;
+  }
 }
 
 }  // namespace meshlb

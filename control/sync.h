@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "meshlb/packet_core.h"
+#include "meshlb/persist.h"
 #include "service_model.h"
 
 namespace meshlb {
@@ -66,6 +67,7 @@ struct SyncCounters {
   uint64_t tx_messages = 0, tx_conns = 0, tx_errors = 0;
   uint64_t rx_messages = 0, rx_conns = 0, rx_bad = 0, rx_other_syncid = 0;
   uint64_t rx_no_service = 0, rx_no_server = 0, rx_unsupported = 0, rx_ring_full = 0;
+  uint64_t rx_templates = 0, rx_templates_refused = 0;
   uint64_t socket_errors = 0;
 };
 
@@ -79,6 +81,10 @@ class SyncDaemons {
     std::function<size_t(uint16_t w, SyncRecord* out, size_t max)> take;
     // A connection for worker w to install (backup); false when its ring is full.
     std::function<bool(uint16_t w, const SyncRecord& r)> give;
+    // A persistence template to install (backup): service slot, masked client address,
+    // real server id, time left. False when it cannot be (its bucket full).
+    std::function<bool(uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t timeout_ms)>
+        give_template;
   };
   explicit SyncDaemons(Hooks hooks) : hooks_(std::move(hooks)) {}
   ~SyncDaemons();
@@ -97,6 +103,7 @@ class SyncDaemons {
   // What receive() does with each connection of a message: the backup's own real
   // server found by address, the record given to the worker(s) that own it.
   void install(const SyncConn& s);
+  void installTemplate(const SyncConn& s);
   const SyncCounters& counters() const { return c_; }
 
  private:
@@ -140,7 +147,7 @@ class SyncDaemons {
     ForwardMethod fwd;
   };
   absl::flat_hash_map<DestKey, Dest> dests_;
-  absl::flat_hash_set<SvcKey> services_;
+  absl::flat_hash_map<SvcKey, uint32_t> services_;  // its slot
   absl::flat_hash_set<uint32_t> snat_addrs_;
   std::vector<SyncConn> pending_;
   SyncCounters c_;

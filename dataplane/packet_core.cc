@@ -407,6 +407,27 @@ void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
   } else {
     bump(c_.sync_queue_full);
   }
+  // ip_vs_sync_conn(): the template that controls it goes too.
+  PersistTable::Entry t;
+  if (!(e.flags & kFlowPersist) || !templates_->entryOf(template_of_[table_.indexOf(&e)], &t)) {
+    return;
+  }
+  SyncRecord tr;
+  tr.is_template = 1;
+  tr.flow = e;
+  std::memcpy(&tr.flow.client.v, t.key.net, 4);
+  tr.flow.cport = 0;
+  tr.flow.backend_id = t.backend;
+  tr.flow.local = tr.flow.client, tr.flow.lport = 0;
+  // A busy template whose timeout has run out lives on (the kernel re-arms it 60 s
+  // at a time): a backup's copy gets that minute.
+  const auto t_left = static_cast<int32_t>(t.expires_ms - now_ms_);
+  tr.timeout_ms = t_left > 0 ? static_cast<uint32_t>(t_left) : 60'000;
+  if (sync_out_(sync_ctx_, tr)) {
+    bump(c_.sync_queued);
+  } else {
+    bump(c_.sync_queue_full);
+  }
 }
 
 // ip_vs_sync_conn_needed(): TCP connections as they enter ESTABLISHED, FIN_WAIT,

@@ -86,6 +86,9 @@ inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
 struct SyncRecord {
   Flow<Ipv4Addr> flow;
   uint32_t timeout_ms = 0;
+  // 1: the persistence template of a connection (flow: its service's vip and vport,
+  // its real server; client the masked client address, cport 0).
+  uint32_t is_template = 0;
 };
 static_assert(sizeof(SyncRecord) % 4 == 0, "a ring element is whole 32-bit words");
 

@@ -98,6 +98,48 @@ class PersistTable {
     return take(b, *slot, hold, ref);
   }
 
+  // A template a backup's sync daemon received: `key` gives `backend` until now +
+  // timeout (an existing one of the key is overwritten: the master's word is the
+  // newer). False when every template of its bucket has open connections.
+  bool install(const Key& key, uint32_t backend, uint32_t now_ms, uint32_t timeout_ms) {
+    Bucket& bk = buckets_[bucketOf(key)];
+    Lock lock(bk);
+    Entry* slot = nullptr;
+    for (Entry& e : bk.e) {
+      if (e.backend && e.key == key && alive(e, now_ms)) slot = &e;
+    }
+    if (slot && slot->backend != backend) {
+      ++slot->generation;  // its connections no longer count on it
+      slot->controls = 0;
+    }
+    for (Entry& e : bk.e) {
+      if (!slot && (!e.backend || !alive(e, now_ms))) slot = &e;
+    }
+    for (Entry& e : bk.e) {
+      if (!slot && !e.controls) slot = &e;
+    }
+    if (!slot) return false;
+    if (!(slot->backend && slot->key == key)) {
+      slot->controls = 0;
+      ++slot->generation;
+    }
+    slot->key = key;
+    slot->backend = backend;
+    slot->expires_ms = now_ms + timeout_ms;
+    return true;
+  }
+  // The template a connection holds, copied; false when it is gone.
+  bool entryOf(Ref ref, Entry* out) {
+    if (!ref) return false;
+    const uint32_t i = (ref >> 8) - 1;
+    Bucket& bk = buckets_[i / kWays];
+    Lock lock(bk);
+    const Entry& e = bk.e[i % kWays];
+    if (e.generation != static_cast<uint8_t>(ref) || !e.backend) return false;
+    *out = e;
+    return true;
+  }
+
   // A connection holding `ref` has ended.
   void release(Ref ref, uint32_t now_ms) {
     if (!ref) return;

@@ -1135,7 +1135,9 @@ test_sysctl_command() {
   ctl sysctl net.ipv4.vs.lblc_expiration=86400 >/dev/null
   [[ $all == *"net.ipv4.vs.conn_reuse_mode = 1"* && $all == *"net.ipv4.vs.expire_nodest_conn = 0"* &&
     $set == $'net.ipv4.vs.lblc_expiration = 600\nnet.ipv4.vs.sloppy_tcp = 0' &&
-    $refused == *"sync daemon"* && $bad == *"Invalid argument"* ]]
+    $all == *"net.ipv4.vs.sync_refresh_period = 0"* &&
+    $refused == *"is not supported: meshlb keeps no packet count per connection"* &&
+    $bad == *"Invalid argument"* ]]
 }
 
 # Health checks (issue 14), as keepalived's HTTP_GET: HTTP checks on the three tasks of

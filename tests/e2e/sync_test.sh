@@ -39,6 +39,7 @@ up() {
   ip link add c0 netns sy-client type veth peer name u0 netns sy-up
   ip -n sy-up link set u0 master br0 up
   ip -n sy-client addr add 198.18.0.10/24 dev c0
+  for i in $(seq 20 29); do ip -n sy-client addr add "198.18.0.$i/24" dev c0; done  # more clients
   ip -n sy-client link set c0 up
   ip netns exec sy-client ethtool -K c0 tx off >/dev/null
   # A receive buffer of at most 256 KiB: curl's --limit-rate paces the transfer itself,
@@ -59,8 +60,11 @@ up() {
     ip -n "sy-t$i" addr add "198.18.1.1$i/24" dev eth0
     ip -n "sy-t$i" link set eth0 up
     ip netns exec "sy-t$i" ethtool -K eth0 tx off >/dev/null
+    mkdir -p "$RUN/t$i"
+    echo "task $i" >"$RUN/t$i/index.html"
+    ln -sf ../big "$RUN/t$i/big"
     (ip netns exec "sy-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
-      --directory "$RUN" >"$RUN/http-t$i.log" 2>&1 &)
+      --directory "$RUN/t$i" >"$RUN/http-t$i.log" 2>&1 &)
   done
 }
 
@@ -85,7 +89,20 @@ start() {  # app
   local i
   ctl "$a" ipvsadm -A -t "$VIP:80" -s mh -b mh-port || return 1
   for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:80" -r "198.18.1.1$i:80" -m || return 1; done
+  # A persistent rr service: its templates go with its connections.
+  ctl "$a" ipvsadm -A -t "$VIP:81" -s rr -p 120 || return 1
+  for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:81" -r "198.18.1.1$i:80" -m || return 1; done
   ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.1.$n"
+}
+
+# The task answering each of clients .20-.27 on the persistent service, in order.
+persistent_tasks() {
+  local i out seq=""
+  for i in $(seq 20 27); do
+    out=$(client curl -s -m 3 --interface "198.18.0.$i" "http://$VIP:81/")
+    seq+=$(sed -n 's/^task //p' <<<"$out" | grep . || echo x)
+  done
+  echo "$seq"
 }
 
 # What keepalived (or a routing daemon) does when appliance 1 is lost: the client's
@@ -181,12 +198,19 @@ test_failover_without_backup() {
 }
 
 test_failover_with_backup() {
-  local out new
+  local out new before after
+  # Clients of the persistent service through appliance 1, its rr moved on by one more
+  # client first (appliance 2's, untouched, would give them other tasks).
+  client curl -s -m 3 -o /dev/null --interface 198.18.0.29 "http://$VIP:81/"
+  before=$(persistent_tasks)
   out=$(download_through_failover 41200)
   new=$(client curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$VIP/big")
+  after=$(persistent_tasks)
+  echo "# persistent clients' tasks through appliance 1: $before; through appliance 2 after the failover: $after ($(ctl a2 stats | grep -E '^ *sync_rx_templates ' | tr -s ' '))"
   echo "# with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note")); a new connection after it: HTTP $new; appliance 2: $(ctl a2 stats --json | /usr/bin/python3 -c 'import json,sys; print("sync_installed", sum(w["sync_installed"] for w in json.load(sys.stdin)["workers"]))')"
   # Complete, and through appliance 2: it had the connection after the failover.
-  [[ $out == "exit 0 bytes $SIZE" && $new == 200 ]] && grep -q "after it: 1 connection" "$RUN/failover.note"
+  [[ $out == "exit 0 bytes $SIZE" && $new == 200 && $before != *x* && $after == "$before" ]] &&
+    grep -q "after it: 1 connection" "$RUN/failover.note"
 }
 
 up || { echo "topology failed"; exit 1; }
@@ -196,7 +220,7 @@ check "ipvsadm --start-daemon master|backup, listed by -L --daemon as ipvsadm 1.
 check "a connection through the master is on the backup: client, VIP, task, state" test_connection_synced
 check "without the backup daemon, a download through a killed appliance dies (the control)" \
   test_failover_without_backup
-check "with it, the download continues on the other appliance after kill -9 (full NAT, the same SNAT port)" \
+check "with it, the download continues on the other appliance after kill -9 (full NAT, the same SNAT port); persistent clients keep their tasks" \
   test_failover_with_backup
 for a in a1 a2; do
   if grep -qE "ERROR: AddressSanitizer|runtime error:|panic" "$RUN/$a.log"; then

@@ -650,6 +650,41 @@ TEST(Persistence, AClientKeepsItsTaskAcrossConnectionsAndWorkers) {
   EXPECT_EQ(seen, "123");
 }
 
+// Connection sync carries persistence templates (ip_vs_sync_conn sends cp->control
+// too): the master sends a persistent connection's template with it; a backup that
+// installs it sends the client's next connection to that task, not to its own choice.
+TEST(Sync, PersistenceTemplatesGoWithTheirConnections) {
+  const auto cfg = with(persistentService("-p 300"), {"sysctl net.ipv4.vs.sloppy_tcp=1"});
+  std::vector<SyncRecord> sent;
+  Appliance master(cfg, {.sync_master = true, .synced = &sent});
+  // Mid-stream ACKs (sloppy_tcp): ESTABLISHED at once, so sent at once.
+  Bytes f = tcpTo("198.18.0.11", 42000, 8080, kTcpAck);
+  ASSERT_EQ(taskOf(master.send(f, 0), f), '1');
+  f = tcpTo("198.18.0.10", 41000, 8080, kTcpAck);
+  ASSERT_EQ(taskOf(master.send(f, 0), f), '2');
+  std::vector<SyncRecord> templates;
+  for (const SyncRecord& r : sent) {
+    if (r.is_template) templates.push_back(r);
+  }
+  ASSERT_EQ(sent.size(), 4u);
+  ASSERT_EQ(templates.size(), 2u);
+  const SyncRecord& t = templates[1];
+  EXPECT_EQ(t.flow.client, test::v4("198.18.0.10"));
+  EXPECT_EQ(t.flow.cport, 0);
+  EXPECT_EQ(t.timeout_ms, 300'000u);
+
+  PersistTable shared(64);
+  Appliance backup(cfg, {.templates = &shared}), fresh(cfg, {.templates = nullptr});
+  PersistTable::Key k;
+  k.service = backup.commands().services().services().begin()->second.slot;
+  std::memcpy(k.net, &t.flow.client.v, 4);
+  ASSERT_TRUE(shared.install(k, t.flow.backend_id, 1000, t.timeout_ms));
+  f = tcpTo("198.18.0.10", 41001);
+  EXPECT_EQ(taskOf(backup.send(f, 0), f), '2') << "the template's task";
+  f = tcpTo("198.18.0.10", 41001);
+  EXPECT_EQ(taskOf(fresh.send(f, 0), f), '1') << "without it, the backup's own rr choice";
+}
+
 // A persistent firewall-mark service (Swarm's form with -p): one template for the
 // client whatever marked port it reaches, and its connections keep their ports.
 TEST(Persistence, FirewallMarkServiceKeepsTheClientAcrossPorts) {

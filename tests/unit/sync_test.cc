@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_split.h"
+#include "ipvsadm.h"
+
 namespace meshlb {
 namespace {
 
@@ -100,6 +103,59 @@ TEST(SyncProtocol, WhatTheKernelSkipsAndRefuses) {
   std::string garbage(200, '\xff');
   garbage[2] = 0, garbage[3] = static_cast<char>(200);
   EXPECT_EQ(decode(garbage), SyncDecode::kBad);
+}
+
+// A backup's control thread: a connection's real server found by address among its
+// own, the record given to the worker that owns the client's endpoint; a template
+// given to the shared table with the service's slot; what it cannot place, counted.
+TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
+  ServiceModel m;
+  for (const char* line :
+       {"-A -t 198.18.0.100:8080 -s rr -p 300", "-a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m",
+        "-a -t 198.18.0.100:8080 -r 198.19.1.2:80 -m"}) {
+    ASSERT_TRUE(runIpvsadm(m, absl::StrSplit(line, ' ')).ok()) << line;
+  }
+  std::vector<std::pair<uint16_t, SyncRecord>> given;
+  std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t>> templates;
+  SyncDaemons::Hooks hooks;
+  hooks.workers = 2;
+  hooks.take = [](uint16_t, SyncRecord*, size_t) -> size_t { return 0; };
+  hooks.give = [&](uint16_t w, const SyncRecord& r) {
+    given.emplace_back(w, r);
+    return true;
+  };
+  hooks.give_template = [&](uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t ms) {
+    templates.emplace_back(slot, net.v, backend, ms);
+    return true;
+  };
+  SyncDaemons d(hooks);
+  d.apply(m, {});
+  const Service& svc = m.services().begin()->second;
+  SyncConn c = conn(true);
+  c.daddr = ip("198.19.1.2");
+  d.install(c);
+  ASSERT_EQ(given.size(), 1u);
+  EXPECT_EQ(given[0].first, ownerOf({c.caddr, c.cport}, 2));
+  EXPECT_EQ(given[0].second.flow.backend_id, svc.dests[1].id.raw());
+  EXPECT_EQ(given[0].second.flow.local, ip("198.19.0.1"));
+  EXPECT_EQ(given[0].second.timeout_ms, 900'000u);
+  SyncConn t = conn(false);
+  t.flags = kConnFTemplate;
+  t.cport = 0, t.state = 0, t.timeout_s = 120;
+  d.install(t);
+  ASSERT_EQ(templates.size(), 1u);
+  EXPECT_EQ(templates[0],
+            std::make_tuple(svc.slot, ip("198.18.0.10").v, svc.dests[0].id.raw(), 120'000u));
+  SyncConn nowhere = conn(false);
+  nowhere.vport = hton16(9999);
+  d.install(nowhere);
+  SyncConn stranger = conn(false);
+  stranger.daddr = ip("198.19.1.9");
+  d.install(stranger);
+  EXPECT_EQ(d.counters().rx_no_service, 1u);
+  EXPECT_EQ(d.counters().rx_no_server, 1u);
+  EXPECT_EQ(d.counters().rx_templates, 1u);
+  EXPECT_EQ(given.size(), 1u);
 }
 
 }  // namespace
