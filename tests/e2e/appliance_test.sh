@@ -628,12 +628,15 @@ test_dsr_l2() {
 # tools that run ipvsadm; the socket from $MESHLB_SOCKET.
 test_as_ipvsadm() {
   mkdir -p "$MLB_RUN/bin" && ln -sf "$MLB_BUILD/control/meshlbctl" "$MLB_RUN/bin/ipvsadm" || return 1
-  local as bare want named
+  local as bare want named usage
   want=$(ctl ipvsadm -L -n)
   named=$(ctl ipvsadm -L)  # without -n: ports by name (8080: http-alt)
   as=$(MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -L -n) || return 1
   bare=$(MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm") || return 1
-  MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -h | grep -q '^Usage:' || return 1
+  # Read whole, not through `| grep -q` (which may close the pipe while ipvsadm still
+  # writes its usage: SIGPIPE, a failure under pipefail).
+  usage=$(MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -h) || return 1
+  grep -q '^Usage:' <<<"$usage" || return 1
   MESHLB_SOCKET=$MLB_SOCK ip netns exec mlb-lb "$MLB_RUN/bin/ipvsadm" -A -t $VIP:7200 -s sh -b sh-port &&
     [[ $(ctl ipvsadm -S -n | grep 7200) == "-A -t $VIP:7200 -s sh -b sh-port" ]] || return 1
   ctl ipvsadm -D -t $VIP:7200
@@ -1188,8 +1191,9 @@ test_health_checks() {
   awk -v t="$down_at" '$1 > t {print $2}' "$MLB_RUN/health-loop" | grep -qx 2 && { echo "# task 2 served after its fall"; return 1; }
   grep -q "meshlbd: health: TCP  $VIP:8080 -> 198.18.1.12:80 DOWN: weight 0 (Connection refused, 2 in a row)" \
     "$MLB_RUN/meshlbd.log" || { echo "# no log line"; return 1; }
-  lbx curl -s http://127.0.0.1:9555/metrics | grep -q 'meshlb_ipvs_backend_up{.*remote_address="198.18.1.12".*} 0' ||
-    { echo "# metrics do not say it is down"; return 1; }
+  # Read whole: `curl | grep -q` may close the pipe mid-page (curl's write error 23).
+  grep -q 'meshlb_ipvs_backend_up{.*remote_address="198.18.1.12".*} 0' \
+    <<<"$(lbx curl -s http://127.0.0.1:9555/metrics)" || { echo "# metrics do not say it is down"; return 1; }
   # Kept across a restart: down at once, from the state file.
   restart_lb || return 1
   [[ $(t2_state) == DOWN ]] &&
