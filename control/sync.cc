@@ -175,28 +175,33 @@ void SyncDaemons::log(const std::string& what) {
   std::fflush(stdout);
 }
 
-void SyncDaemons::apply(const ServiceModel& model,
-                        const absl::flat_hash_set<uint32_t>& snat_addrs) {
-  snat_addrs_ = snat_addrs;
-  if (model.id() != model_id_ || model.version() != model_version_) {
-    model_id_ = model.id();
-    model_version_ = model.version();
-    fwmark_of_.clear();
-    dests_.clear();
-    services_.clear();
-    for (const auto& [key, svc] : model.services()) {
-      if (key.fwmark == 0 && !key.addr.isV4()) continue;
-      for (const RealServer& d : svc.dests) {
-        if (!d.addr.isV4()) continue;
-        if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
-        const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol,
-                        key.fwmark ? 0 : key.addr.v4().v, key.fwmark ? uint16_t{0} : key.port};
-        services_[sk] = svc.slot;
-        dests_[{sk, d.addr.v4().v, d.port}] = {d.id.raw(), d.fwd};
-      }
+// The maps from the model, when it has changed since: on use (a record to send, a
+// connection received), so that a change costs nothing here while no daemon works.
+void SyncDaemons::maps() {
+  if (!model_ || (model_->id() == model_id_ && model_->version() == model_version_)) return;
+  model_id_ = model_->id();
+  model_version_ = model_->version();
+  fwmark_of_.clear();
+  dests_.clear();
+  services_.clear();
+  for (const auto& [key, svc] : model_->services()) {
+    if (key.fwmark == 0 && !key.addr.isV4()) continue;
+    for (const RealServer& d : svc.dests) {
+      if (!d.addr.isV4()) continue;
+      if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
+      const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol,
+                      key.fwmark ? 0 : key.addr.v4().v, key.fwmark ? uint16_t{0} : key.port};
+      services_[sk] = svc.slot;
+      dests_[{sk, d.addr.v4().v, d.port}] = {d.id.raw(), d.fwd};
     }
   }
+}
+
+void SyncDaemons::apply(const ServiceModel& model,
+                        const absl::flat_hash_set<uint32_t>& snat_addrs) {
+  model_ = &model;
   const auto& want = model.syncDaemons();
+  if (want[kSyncBackup].running) snat_addrs_ = snat_addrs;
   for (SyncRole role : {kSyncMaster, kSyncBackup}) {
     const bool master = role == kSyncMaster;
     int* fd = master ? &send_fd_ : &recv_fd_;
@@ -280,6 +285,7 @@ void SyncDaemons::flush() {
     while (total < kMaxPerFlush && (n = hooks_.take(w, recs, kBatch)) > 0) {
       total += n;
       if (send_fd_ < 0) continue;  // stopped meanwhile: what was queued goes nowhere
+      maps();
       for (size_t i = 0; i < n; ++i) {
         const Flow<Ipv4Addr>& f = recs[i].flow;
         SyncConn c;
@@ -370,6 +376,7 @@ void SyncDaemons::receive() {
 // server found by address (the master's ids are not this appliance's).
 void SyncDaemons::install(const SyncConn& s) {
   ++c_.rx_conns;
+  maps();
   const bool udp = s.protocol == kProtoUdp;
   if (s.flags & kConnFTemplate && (s.protocol == kProtoTcp || udp)) {
     installTemplate(s);

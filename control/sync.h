@@ -104,6 +104,7 @@ class SyncDaemons {
   // server found by address, the record given to the worker(s) that own it.
   void install(const SyncConn& s);
   void installTemplate(const SyncConn& s);
+  void maps();
   const SyncCounters& counters() const { return c_; }
 
  private:
@@ -115,6 +116,7 @@ class SyncDaemons {
   int send_fd_ = -1, recv_fd_ = -1;
   sockaddr_in group_{};  // the master's destination
   std::string last_error_;
+  const ServiceModel* model_ = nullptr;  // apply()'s: the daemon's, living as long
   uint64_t model_id_ = 0, model_version_ = ~uint64_t{0};
   // By real-server id: its service's fwmark (master); by (service, server) address:
   // the backup's real servers.
