@@ -33,7 +33,12 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       template_of_(cfg.flow_capacity + 1, Backing::kLazy),
       sync_out_(cfg.sync_out),
       sync_ctx_(cfg.sync_ctx) {
-  snat_next_ = firstSnatPort();
+  // A point of the port cycle drawn from the seed (random per start): a restarted
+  // appliance does not first hand out again the ports it gave just before, which the
+  // real servers may still hold in TIME_WAIT (a SYN from one would meet the old
+  // connection's ACK, and cost the client a reset and a retry).
+  const uint32_t slots = (65536 - firstSnatPort()) / workers_;
+  snat_next_ = firstSnatPort() + workers_ * static_cast<uint32_t>((cfg.seed >> 16) % slots);
   table_.setConnCounts(cfg.conn_counts);
   table_.setReleaseHook(&PacketCore::releaseTemplate, this);
   if (sync_out_) table_.setStateHook(&PacketCore::stateChanged, this);
@@ -475,7 +480,15 @@ bool PacketCore::installSynced(const SyncRecord& r) {
       bump(c_.sync_updated);
       return true;
     }
-    // Another real server's (the master scheduled it afresh): this one ends.
+    // Another connection of the same client's (ip_vs_proc_conn): an active record is the
+    // master's newer one, and this entry ends; one that is not (its handshake or end) is
+    // the last word on a connection this entry already replaced (ECMP sent the client's
+    // next one here, as its address and port came back): ignored, as the kernel does.
+    const ConnState s = f.connState();
+    if (s != ConnState::kEstablished && s != ConnState::kUdp) {
+      bump(c_.sync_ignored);
+      return false;
+    }
     table_.remove(e);
   }
   Flow<Ipv4Addr>* e = table_.insert(f, now_ms_);

@@ -40,6 +40,7 @@ namespace meshlb {
   X(sync_installed)             \
   X(sync_updated)               \
   X(sync_replaced)              \
+  X(sync_ignored)               \
   X(sync_install_failed)
 
 // X(enumerator, label): why a packet was dropped.

@@ -27,6 +27,7 @@ inline std::array<uint8_t, 6> mac(uint8_t a, uint8_t b) { return {2, 0, 0, 0, a,
 struct ApplianceOptions {
   uint16_t index = 0, workers = 1;
   uint32_t flow_capacity = 1024;
+  uint64_t seed = 1;            // the core's (meshlbd: random per start)
   bool task_route = true;       // a route towards the tasks' network
   bool task_neighbours = true;  // their MACs resolved
   bool vip_local = true;        // the VIP 198.18.0.100 an address of lb0's
@@ -151,7 +152,7 @@ class Appliance {
     c.index = o.index;
     c.workers = o.workers;
     c.flow_capacity = o.flow_capacity;
-    c.seed = 1;
+    c.seed = o.seed;
     c.templates = o.templates;
     if (o.synced) {
       c.sync_out = [](void* ctx, const SyncRecord& r) {

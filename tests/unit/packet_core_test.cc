@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "../bench/packets.h"
 #include "appliance.h"
 
@@ -493,15 +495,19 @@ TEST(PacketCore, CountsConnectionsAndBothDirections) {
 // A full-NAT service with one task and one SNAT address, and TCP segments for it:
 // SYNs from clients numbered i, the task's SYN-ACK and the client's ACK.
 struct SnatPortFixture {
-  static ApplianceOptions options() {
+  static ApplianceOptions options(uint64_t seed) {
     ApplianceOptions o;
     o.flow_capacity = 70000;
+    o.seed = seed;
     return o;
   }
-  Appliance a{{"ipvsadm -A -t 198.18.0.100:8080 -s rr",
-               "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m",
-               "iptables -t nat -A POSTROUTING -d 198.19.0.0/16 -j SNAT --to-source 198.19.0.1"},
-              options()};
+  explicit SnatPortFixture(uint64_t seed = 1) : a(service(), options(seed)) {}
+  static std::vector<std::string> service() {
+    return {"ipvsadm -A -t 198.18.0.100:8080 -s rr",
+            "ipvsadm -a -t 198.18.0.100:8080 -r 198.19.1.1:80 -m",
+            "iptables -t nat -A POSTROUTING -d 198.19.0.0/16 -j SNAT --to-source 198.19.0.1"};
+  }
+  Appliance a;
   const uint32_t vip = test::v4("198.18.0.100").v;
   Bytes f = Bytes(kPktSize);
   // Connections below 65535 come from 198.18.0.10 (its neighbour is known, so replies
@@ -572,6 +578,25 @@ TEST(PacketCore, SpoofedSynsCannotHoldSnatPorts) {
   EXPECT_EQ(t.fromClient(1, kTcpAck), Verdict::transmit(1));
   EXPECT_EQ(std::memcmp(t.f.data() + 34, &kept, 2), 0);
   EXPECT_EQ(t.fromTask(kept, kTcpAck), Verdict::transmit(0));
+}
+
+// Real servers hold the connections they closed in TIME_WAIT for a minute: a restarted
+// appliance that handed out its first ports again would send its first SYNs into them
+// (the old connection's ACK, the client's reset and retry: the BGP test's restarts). The
+// cycle starts at a point drawn from the core's seed, random per start in meshlbd.
+TEST(PacketCore, EachStartBeginsItsPortCycleElsewhere) {
+  std::set<uint16_t> firsts;
+  for (const uint64_t seed : {1ull, 0x9e3779b97f4a7c15ull, 0x0123456789abcdefull, 0xfedcba98ull}) {
+    SnatPortFixture t(seed);
+    uint16_t lport;
+    ASSERT_TRUE(t.establish(1, &lport));
+    firsts.insert(ntohs(lport));
+    uint16_t next;
+    ASSERT_TRUE(t.establish(2, &next));
+    EXPECT_EQ(ntohs(next), ntohs(lport) == 65535 ? 1024 : ntohs(lport) + 1) << "then in turn";
+  }
+  EXPECT_EQ(firsts.size(), 4u);
+  EXPECT_EQ(*firsts.begin(), 1025) << "seed 1 (the other tests'): the cycle's start";
 }
 
 // ---- Issue 11: persistence, one-packet scheduling, tunnels, sysctls ------------------
@@ -1035,6 +1060,41 @@ TEST(Sync, MasterQueuesEstablishedConnectionsABackupCarriesThemOn) {
   EXPECT_EQ(backup.core().table().size(), 1u);
   f = golden("core_ack.in");
   EXPECT_EQ(backup.send(f, 0), Verdict::drop(Drop::kTcpNotSyn)) << "the replaced copy is gone";
+}
+
+// Active-active: ECMP moved a client's new connection (the same client address and
+// port) to the backup, which scheduled it itself, while the master still has its own
+// for that client ending (the client reset it). The master's CLOSE record is the end of
+// a connection this one already replaced (ip_vs_proc_conn ignores a record that is not
+// active and names another real server): the backup's own connection carries on.
+// An established record of another connection does replace the entry.
+TEST(Sync, ABackupsOwnConnectionOutlivesTheMastersEndOfAnother) {
+  Appliance backup(httpService());
+  Bytes f = golden("core_syn.in");
+  ASSERT_EQ(backup.send(f, 0), kToTasks);
+  f = golden("core_synack_fullnat.in");
+  ASSERT_EQ(backup.send(f, 1), kToClient);
+  f = golden("core_ack.in");
+  ASSERT_EQ(backup.send(f, 0), kToTasks);
+  SyncRecord ended;
+  backup.core().table().forEach([&](const Flow<Ipv4Addr>& e) { ended.flow = e; });
+  ended.flow.lport = hton16(2000);  // the master's SNAT port, not this appliance's
+  ended.flow.state = static_cast<uint32_t>(ConnState::kClose);
+  ended.timeout_ms = 10'000;
+  EXPECT_FALSE(backup.core().installSynced(ended));
+  EXPECT_EQ(backup.counters().sync_ignored.load(), 1u);
+  f = golden("core_synack_fullnat.in");
+  ASSERT_EQ(backup.send(f, 1), kToClient) << "the task's replies still find the connection";
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core_synack.out")));
+
+  SyncRecord live = ended;
+  live.flow.state = static_cast<uint32_t>(ConnState::kEstablished);
+  live.timeout_ms = 900'000;
+  ASSERT_TRUE(backup.core().installSynced(live));
+  EXPECT_EQ(backup.counters().sync_installed.load(), 1u);
+  EXPECT_EQ(backup.core().table().size(), 1u);
+  f = golden("core_synack_fullnat.in");
+  EXPECT_NE(backup.send(f, 1), kToClient) << "replaced: its SNAT port is no one's now";
 }
 
 TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
