@@ -72,10 +72,10 @@ std::vector<std::string> saveIpvsadm(const Config& c) {
   return out;
 }
 
-std::vector<std::string> saveIptables(const Config& c) {
+std::vector<std::string> saveRules(const IptablesModel& m) {
   std::vector<std::string> out;
-  for (const std::string& line : iptablesRules(c.nat)) {
-    out.push_back(line.substr(std::string("iptables ").size()));
+  for (const std::string& line : iptablesRules(m)) {
+    out.push_back(line.substr(std::string(m.tool()).size() + 1));
   }
   return out;
 }
@@ -91,8 +91,10 @@ constexpr StateSection kStateSections[] = {
      [](Config& c, const std::vector<std::string>& a) {
        return statusOf(runIpvsadm(c.services, a));
      }},
-    {"iptables", saveIptables,
+    {"iptables", [](const Config& c) { return saveRules(c.nat); },
      [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat, a)); }},
+    {"ip6tables", [](const Config& c) { return saveRules(c.nat6); },
+     [](Config& c, const std::vector<std::string>& a) { return statusOf(runIptables(c.nat6, a)); }},
     {"announce", [](const Config& c) { return announceRules(c.announce); },
      [](Config& c, const std::vector<std::string>& a) {
        return statusOf(runAnnounce(c.announce, c.services, a));
@@ -351,7 +353,7 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
   *changed = false;
   if (args.empty()) {
     return absl::InvalidArgumentError(
-        "no command: use ipvsadm, iptables, sysctl, healthcheck, announce or stats");
+        "no command: use ipvsadm, iptables, ip6tables, sysctl, healthcheck, announce or stats");
   }
   const std::string& tool = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -411,24 +413,25 @@ absl::StatusOr<std::string> Commands::run(const std::vector<std::string>& args,
     }
     return out;
   }
-  if (tool == "iptables") {
+  if (tool == "iptables" || tool == "ip6tables") {
     // Rules are few, and a command works on a copy of them (as the kernel's iptables
     // replaces a whole table), so that a failure to save leaves them as they were.
-    IptablesModel next = config_.nat;
+    IptablesModel& rules = tool == "iptables" ? config_.nat : config_.nat6;
+    IptablesModel next = rules;
     auto out = runIptables(next, rest);
     if (!out.ok()) return out;
-    if (!(next == config_.nat)) {
+    if (!(next == rules)) {
       if (auto st = persistChange(changeLines(tool, rest, input)); !st.ok()) {
         return absl::InternalError(absl::StrCat("change not applied: ", st.message()));
       }
-      config_.nat = std::move(next);
+      rules = std::move(next);
       *changed = true;
     }
     return out;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown command '", tool,
-                   "': use ipvsadm, iptables, sysctl, healthcheck, announce or stats"));
+                   "': use ipvsadm, iptables, ip6tables, sysctl, healthcheck, announce or stats"));
 }
 
 // Whether a change touched a real server with a health check (before or after it).
@@ -469,14 +472,17 @@ void Commands::tellStatistics(const std::map<ServiceKey, std::optional<Service>>
 }
 
 absl::Status Commands::validate(const ServiceModel& m, const std::vector<ServiceKey>* keys) const {
-  if (!ipv4_only_) return absl::OkStatus();
-  auto check = [](const ServiceKey& key, const Service& svc) {
-    bool v6 = !key.fwmark && key.addr.family == Family::kIpv6;
-    for (const RealServer& d : svc.dests) v6 = v6 || d.addr.family == Family::kIpv6;
-    if (!v6) return absl::OkStatus();
-    return absl::UnimplementedError(
-        "IPv6 services and real servers are not served by meshlb's dataplane yet; "
-        "nothing was changed");
+  if (!dataplane_limits_) return absl::OkStatus();
+  auto check = [](const ServiceKey&, const Service& svc) {
+    for (const RealServer& d : svc.dests) {
+      if (d.addr.family == Family::kIpv6 && d.fwd == ForwardMethod::kTunnel) {
+        return absl::UnimplementedError(absl::StrCat(
+            "IPv6 real server ", d.addr.str(),
+            ": tunnelling (-i) to IPv6 real servers is not carried by meshlb's dataplane yet "
+            "(use -m or -g); nothing was changed"));
+      }
+    }
+    return absl::OkStatus();
   };
   if (!keys) {
     for (const auto& [key, svc] : m.services()) {

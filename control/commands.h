@@ -22,6 +22,7 @@ namespace meshlb {
 struct Config {
   ServiceModel services;
   IptablesModel nat;
+  IptablesModel nat6{Family::kIpv6};  // ip6tables'
   AnnounceModel announce;
 };
 
@@ -45,9 +46,9 @@ class Commands {
   explicit Commands(std::function<std::string(bool json)> stats = {}, IpvsDataplane ipvs = {})
       : stats_(std::move(stats)), ipvs_(std::move(ipvs)) {}
 
-  // The daemon's dataplane serves IPv4 only: refuse IPv6 services and real servers
-  // rather than accept configuration that would not be applied.
-  void setIpv4Only(bool v) { ipv4_only_ = v; }
+  // What the daemon's dataplane cannot carry (an IPv6 real server through a tunnel) is
+  // refused rather than accepted as configuration that would not be applied.
+  void setDataplaneLimits(bool v) { dataplane_limits_ = v; }
 
   // Runs one command. `changed` is set when the configuration changed (and the
   // state file, if any, has been written).
@@ -71,6 +72,7 @@ class Commands {
   // servers changed, a state restored): the checker then takes the model's again.
   uint64_t checksVersion() const { return checks_version_; }
   const IptablesModel& nat() const { return config_.nat; }
+  const IptablesModel& nat6() const { return config_.nat6; }
   const AnnounceModel& announce() const { return config_.announce; }
   // What `announce -L` and `--drain` say of the routes and connections (the daemon's).
   void setAnnounceRuntime(AnnounceRuntimeFn f) { announce_runtime_ = std::move(f); }
@@ -101,7 +103,7 @@ class Commands {
   } journal_;
   std::function<std::string(bool)> stats_;
   IpvsDataplane ipvs_;
-  bool ipv4_only_ = false;
+  bool dataplane_limits_ = false;
 };
 
 }  // namespace meshlb

@@ -224,6 +224,13 @@ absl::Status configureTwin(const std::string& twin) {
       return absl::InternalError(absl::StrCat("kernel twin ", twin, ": ", st.message()));
     }
   }
+  // IPv6 (where the host has it): the twin forwards, as a router's interface does.
+  const std::string v6 = absl::StrCat("net/ipv6/conf/", twin, "/forwarding");
+  if (!readSysctl(v6).empty()) {
+    if (auto st = writeSysctl(v6, "1"); !st.ok()) {
+      return absl::InternalError(absl::StrCat("kernel twin ", twin, ": ", st.message()));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -236,6 +243,14 @@ std::vector<std::string> hostLacks(const HostFacts& facts, const std::string& pr
         "host: net.ipv4.conf.all.rp_filter=", rp,
         " overrides the twins' 0: packets whose next hop is not resolved yet are dropped by the "
         "kernel instead of forwarded; set it to 0 (namespace-wide, so meshlbd leaves it)"));
+  }
+  // IPv6 forwarding is namespace-wide (ip6_forward reads only "all"): without it, an
+  // IPv6 packet whose next hop the mirror has not resolved yet is dropped by the kernel.
+  if (readSysctl("net/ipv6/conf/all/forwarding", proc) == "0") {
+    out.push_back(
+        "host: net.ipv6.conf.all.forwarding=0: IPv6 packets whose next hop is not resolved yet "
+        "are dropped by the kernel instead of forwarded; set it to 1 (namespace-wide, so "
+        "meshlbd leaves it)");
   }
   if (!facts.hugepages) {
     out.push_back(

@@ -18,21 +18,33 @@ namespace {
 
 absl::Status bad(const std::string& m) { return absl::InvalidArgumentError(m); }
 
-absl::StatusOr<std::pair<IpAddr, uint8_t>> parseNet(const std::string& s) {
+const char* familyWord(Family f) { return f == Family::kIpv6 ? "IPv6" : "IPv4"; }
+
+// A numeric address of the model's family (iptables takes IPv4, ip6tables IPv6).
+absl::StatusOr<IpAddr> parseAddr(const std::string& s, Family family) {
+  auto a = IpAddr::parse(s);
+  if (!a.ok() || a->family != family) return bad("");
+  return *a;
+}
+
+absl::StatusOr<std::pair<IpAddr, uint8_t>> parseNet(const std::string& s, Family family) {
   std::string addr = s;
-  uint32_t len = 32;
-  if (auto slash = s.find('/'); slash != std::string::npos) {
-    addr = s.substr(0, slash);
-    if (!absl::SimpleAtoi(s.substr(slash + 1), &len) || len > 32) {
-      return bad(absl::StrCat("invalid prefix length in '", s, "'"));
-    }
+  const uint32_t max = family == Family::kIpv6 ? 128 : 32;
+  uint32_t len = max;
+  const auto slash = s.find('/');
+  if (slash != std::string::npos) addr = s.substr(0, slash);
+  auto a = parseAddr(addr, family);
+  if (!a.ok()) {
+    return bad(absl::StrCat("host/network '", s, "' not found (meshlb takes numeric ",
+                            familyWord(family), " only)"));
   }
-  auto a = IpAddr::parse(addr);
-  if (!a.ok() || !a->isV4()) {
-    return bad(absl::StrCat("host/network '", s, "' not found (meshlb takes numeric IPv4 only)"));
+  if (slash != std::string::npos && (!absl::SimpleAtoi(s.substr(slash + 1), &len) || len > max)) {
+    return bad(absl::StrCat("invalid prefix length in '", s, "'"));
   }
-  const uint32_t net = a->v4().v & ipv4Mask(static_cast<uint8_t>(len));
-  return std::make_pair(IpAddr::of(Ipv4Addr{net}), static_cast<uint8_t>(len));
+  IpAddr net = *a;
+  for (uint32_t bit = len; bit < max; ++bit)
+    net.b[bit / 8] &= static_cast<uint8_t>(~(0x80 >> (bit % 8)));
+  return std::make_pair(net, static_cast<uint8_t>(len));
 }
 
 absl::StatusOr<uint32_t> parseNumber(const std::string& s, const char* what, uint64_t max) {
@@ -80,7 +92,7 @@ absl::Status checkTable(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
+absl::StatusOr<Parsed> parse(const std::vector<std::string>& args, Family family) {
   if (auto st = checkTable(args); !st.ok()) return st;
   Parsed p;
   std::string& chain = p.chain;
@@ -114,7 +126,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
     auto net = [&](bool src) -> absl::Status {
       auto v = value();
       if (!v.ok()) return v.status();
-      auto n = parseNet(*v);
+      auto n = parseNet(*v, family);
       if (!n.ok()) return n.status();
       (src ? p.rule.src_net : p.rule.dst_net) = n->first;
       (src ? p.rule.src_len : p.rule.dst_len) = n->second;
@@ -265,19 +277,34 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       }
       auto v = value();
       if (!v.ok()) return v.status();
+      // ADDR or ADDR:PORT; for IPv6, ADDR or [ADDR]:PORT (ip6tables' syntax).
       std::string host = *v;
-      uint32_t port = 0;
-      if (auto colon = host.find(':'); colon != std::string::npos) {
-        if (!absl::SimpleAtoi(host.substr(colon + 1), &port) || port == 0 || port > 65535) {
-          return bad(absl::StrCat("bad --to-destination \"", *v,
-                                  "\" (meshlb takes ADDR or ADDR:PORT, no ranges)"));
+      std::string port_text;
+      const bool v6 = family == Family::kIpv6;
+      const char* form = v6 ? "ADDR or [ADDR]:PORT" : "ADDR or ADDR:PORT";
+      if (v6 && !host.empty() && host[0] == '[') {
+        const auto close = host.find(']');
+        if (close == std::string::npos || host.substr(close + 1, 1) != ":") {
+          return bad(absl::StrCat("bad --to-destination \"", *v, "\" (meshlb takes ", form,
+                                  ", no ranges)"));
         }
+        port_text = host.substr(close + 2);
+        host = host.substr(1, close - 1);
+      } else if (auto colon = host.find(':'); !v6 && colon != std::string::npos) {
+        port_text = host.substr(colon + 1);
         host.resize(colon);
       }
-      auto addr = IpAddr::parse(host);
-      if (!addr.ok() || !addr->isV4()) {
-        return bad(absl::StrCat("bad --to-destination \"", *v,
-                                "\" (meshlb takes ADDR or ADDR:PORT, no ranges)"));
+      uint32_t port = 0;
+      if (!port_text.empty() || (v6 && (*v)[0] == '[')) {
+        if (!absl::SimpleAtoi(port_text, &port) || port == 0 || port > 65535) {
+          return bad(absl::StrCat("bad --to-destination \"", *v, "\" (meshlb takes ", form,
+                                  ", no ranges)"));
+        }
+      }
+      auto addr = parseAddr(host, family);
+      if (!addr.ok()) {
+        return bad(
+            absl::StrCat("bad --to-destination \"", *v, "\" (meshlb takes ", form, ", no ranges)"));
       }
       p.rule.to_destination = *addr;
       p.rule.to_port = static_cast<uint16_t>(port);
@@ -313,10 +340,10 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
       }
       auto v = value();
       if (!v.ok()) return v.status();
-      auto addr = IpAddr::parse(*v);
-      if (!addr.ok() || !addr->isV4()) {
-        return bad(absl::StrCat("bad --to-source \"", *v,
-                                "\" (meshlb takes one IPv4 address, no port range)"));
+      auto addr = parseAddr(*v, family);
+      if (!addr.ok()) {
+        return bad(absl::StrCat("bad --to-source \"", *v, "\" (meshlb takes one ",
+                                familyWord(family), " address, no port range)"));
       }
       p.rule.to_source = *addr;
     } else if (a == "--set-mark" || a == "--set-xmark" || a == "--and-mark" || a == "--or-mark" ||
@@ -359,7 +386,9 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& args) {
 std::string markHex(uint32_t m) { return absl::StrFormat("0x%x", m); }
 
 std::string dnatTo(const IptRule& r) {
-  return r.to_port ? absl::StrCat(r.to_destination.str(), ":", r.to_port) : r.to_destination.str();
+  if (!r.to_port) return r.to_destination.str();
+  return r.to_destination.isV6() ? absl::StrCat("[", r.to_destination.str(), "]:", r.to_port)
+                                 : absl::StrCat(r.to_destination.str(), ":", r.to_port);
 }
 
 const char* targetName(const IptRule& r) {
@@ -436,12 +465,16 @@ std::string port(uint16_t p, uint8_t proto, bool numeric) {
   return absl::StrCat(p);
 }
 
-std::string net(bool has, const IpAddr& a, uint8_t len, bool numeric) {
-  if (!has) return numeric ? "0.0.0.0/0" : "anywhere";
-  return len == 32 ? a.str() : absl::StrCat(a.str(), "/", len);
+std::string net(bool has, const IpAddr& a, uint8_t len, bool numeric, Family family) {
+  const bool v6 = family == Family::kIpv6;
+  if (!has) return numeric ? (v6 ? "::/0" : "0.0.0.0/0") : "anywhere";
+  return len == (v6 ? 128 : 32) ? a.str() : absl::StrCat(a.str(), "/", len);
 }
 
-void listChain(std::string& out, const IptChainRules& c, uint32_t references, bool numeric) {
+// ip6tables prints no fragment column ("--" in iptables: IPv6 has no such flag).
+void listChain(std::string& out, const IptChainRules& c, uint32_t references, bool numeric,
+               Family family) {
+  const char* opt = family == Family::kIpv6 ? "    " : "--  ";
   if (c.builtin) {
     absl::StrAppend(&out, "Chain ", c.name, " (policy ACCEPT)\n");
   } else {
@@ -460,9 +493,10 @@ void listChain(std::string& out, const IptChainRules& c, uint32_t references, bo
     if (r.target == RuleTarget::kDnat) add(absl::StrCat("to:", dnatTo(r)));
     if (r.target == RuleTarget::kMark) add(markAction(r));
     const std::string prot = numeric ? absl::StrCat(r.proto) : pname;
-    absl::StrAppend(&out, absl::StrFormat("%-9s  %-5s--  %-20s %-20s%s\n", targetName(r), prot,
-                                          net(r.has_src, r.src_net, r.src_len, numeric),
-                                          net(r.has_dst, r.dst_net, r.dst_len, numeric), extra));
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-9s  %-5s%s%-20s %-20s%s\n", targetName(r), prot, opt,
+                                    net(r.has_src, r.src_net, r.src_len, numeric, family),
+                                    net(r.has_dst, r.dst_net, r.dst_len, numeric, family), extra));
   }
 }
 
@@ -473,12 +507,12 @@ std::vector<std::string> iptablesRules(const IptablesModel& m) {
   for (IptTable t : {IptTable::kMangle, IptTable::kNat}) {
     // User chains first, so that the jumps replayed after them find them.
     for (const IptChainRules* c : m.chains(t)) {
-      if (!c->builtin) out.push_back(absl::StrCat("iptables -t ", tableName(t), " -N ", c->name));
+      if (!c->builtin) out.push_back(absl::StrCat(m.tool(), " -t ", tableName(t), " -N ", c->name));
     }
     for (const IptChainRules* c : m.chains(t)) {
       for (const IptRule& r : c->rules) {
         out.push_back(
-            absl::StrCat("iptables -t ", tableName(t), " -A ", c->name, " ", ruleSpec(r)));
+            absl::StrCat(m.tool(), " -t ", tableName(t), " -A ", c->name, " ", ruleSpec(r)));
       }
     }
   }
@@ -489,7 +523,7 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
   for (const std::string& a : args) {
     if (a == "-h" || a == "--help") return std::string(kIptablesUsage);
   }
-  auto parsed = parse(args);
+  auto parsed = parse(args, m.family());
   if (!parsed.ok()) return parsed.status();
   const Parsed& p = *parsed;
   const IptTable t = p.table;
@@ -544,7 +578,7 @@ absl::StatusOr<std::string> runIptables(IptablesModel& m, const std::vector<std:
           if (!p.chain.empty() && p.chain != c->name) continue;
           if (!first) out += "\n";
           first = false;
-          listChain(out, *c, m.references(t, c->name), p.numeric);
+          listChain(out, *c, m.references(t, c->name), p.numeric, m.family());
         }
       }
       return out;
@@ -573,7 +607,7 @@ const std::vector<std::string>& builtinChains(IptTable t) {
   return t == IptTable::kNat ? nat : mangle;
 }
 
-IptablesModel::IptablesModel() {
+IptablesModel::IptablesModel(Family family) : family_(family) {
   for (IptTable t : {IptTable::kNat, IptTable::kMangle}) {
     for (const std::string& c : builtinChains(t)) {
       tables_[static_cast<int>(t)].push_back({c, true, {}});

@@ -70,7 +70,12 @@ struct IptChainRules {
 
 class IptablesModel {
  public:
-  IptablesModel();
+  // iptables' rules (IPv4) or ip6tables' (IPv6): addresses of the other family are
+  // refused, as each tool refuses them.
+  explicit IptablesModel(Family family = Family::kIpv4);
+  Family family() const { return family_; }
+  // The tool's name: "iptables" or "ip6tables".
+  const char* tool() const { return family_ == Family::kIpv6 ? "ip6tables" : "iptables"; }
   // Each checks the rule against the table and chain first; on error nothing changes.
   absl::Status append(IptTable t, const std::string& chain, const IptRule& r);
   absl::Status insert(IptTable t, const std::string& chain, uint32_t position,
@@ -107,6 +112,7 @@ class IptablesModel {
   IptChainRules* mutableChain(IptTable t, const std::string& name);
   bool reaches(IptTable t, const std::string& from, const std::string& to, int depth) const;
   std::vector<IptChainRules> tables_[2];  // by IptTable
+  Family family_;
 };
 
 absl::StatusOr<std::string> runIptables(IptablesModel& model, const std::vector<std::string>& args);

@@ -95,9 +95,10 @@ std::string resolveHostsInLines(const std::string& input) {
 // The usage of `COMMAND ... -h|--help`, or nullptr.
 const char* helpOf(const std::vector<std::string>& args) {
   static constexpr std::pair<const char*, const char*> kCommands[] = {
-      {"ipvsadm", meshlb::kIpvsadmUsage}, {"iptables", meshlb::kIptablesUsage},
-      {"sysctl", meshlb::kSysctlUsage},   {"healthcheck", meshlb::kHealthcheckUsage},
-      {"stats", meshlb::kStatsUsage},     {"announce", meshlb::kAnnounceUsage},
+      {"ipvsadm", meshlb::kIpvsadmUsage},         {"iptables", meshlb::kIptablesUsage},
+      {"ip6tables", meshlb::kIptablesUsage},      {"sysctl", meshlb::kSysctlUsage},
+      {"healthcheck", meshlb::kHealthcheckUsage}, {"stats", meshlb::kStatsUsage},
+      {"announce", meshlb::kAnnounceUsage},
   };
   bool help = false;
   for (const std::string& a : args) help = help || a == "-h" || a == "--help";

@@ -74,6 +74,7 @@ constexpr char kUsage[] =
     "  --state-file PATH       save every accepted change here (atomically) and restore it\n"
     "                          at start; a corrupt file stops the start, untouched\n"
     "  --flows-per-worker N    connection-table capacity of each worker (default 1048576)\n"
+    "  --flows6-per-worker N   the same for IPv6 connections (default 262144)\n"
     "  --metrics ADDR:PORT     serve Prometheus metrics on http://ADDR:PORT/metrics (off by\n"
     "                          default; [ADDR6]:PORT, or :PORT for every address)\n"
     "  --announce-table N      the kernel routing table of the prefixes to announce\n"
@@ -90,6 +91,7 @@ struct Options {
   std::string state_file;
   std::string metrics;  // ADDR:PORT for Prometheus (empty: off)
   uint32_t flows = 1u << 20;
+  uint32_t flows6 = 1u << 18;
   uint32_t announce_table = 4242;
   uint32_t idle_sleep_us = 0;
 };
@@ -105,6 +107,7 @@ int parseOptions(int argc, char** argv, Options& o) {
   static const option longopts[] = {{"control-socket", required_argument, nullptr, 's'},
                                     {"state-file", required_argument, nullptr, 'f'},
                                     {"flows-per-worker", required_argument, nullptr, 'n'},
+                                    {"flows6-per-worker", required_argument, nullptr, '6'},
                                     {"metrics", required_argument, nullptr, 'm'},
                                     {"announce-table", required_argument, nullptr, 't'},
                                     {"idle-sleep", required_argument, nullptr, 'i'},
@@ -145,14 +148,16 @@ int parseOptions(int argc, char** argv, Options& o) {
         o.idle_sleep_us = static_cast<uint32_t>(v);
         break;
       }
-      case 'n': {
+      case 'n':
+      case '6': {
         char* end;
         unsigned long v = std::strtoul(optarg, &end, 10);
         if (*end || v < 1024 || v > (1u << 28)) {
-          std::fprintf(stderr, "meshlbd: --flows-per-worker must be 1024..268435456\n");
+          std::fprintf(stderr, "meshlbd: --flows%s-per-worker must be 1024..268435456\n",
+                       c == '6' ? "6" : "");
           return -1;
         }
-        o.flows = static_cast<uint32_t>(v);
+        (c == '6' ? o.flows6 : o.flows) = static_cast<uint32_t>(v);
         break;
       }
       default:
@@ -297,7 +302,7 @@ class Daemon {
     if (!dp_.qsbr || rte_rcu_qsbr_init(dp_.qsbr, workers) != 0) die("rcu init failed");
     publisher_ = std::make_unique<SnapshotPublisher>(dp_.snapshot, dp_.qsbr);
 
-    commands_.setIpv4Only(true);
+    commands_.setDataplaneLimits(true);
     if (!opt_.state_file.empty()) {
       if (auto st = commands_.useStateFile(opt_.state_file); !st.ok()) {
         die(absl::StrCat("state file: ", st.message()));
@@ -352,6 +357,7 @@ class Daemon {
       worker_cfgs_[w].overload = ipvs_->overload();
       worker_cfgs_[w].templates = &templates_;
       worker_cfgs_[w].idle_sleep_us = opt_.idle_sleep_us;
+      worker_cfgs_[w].flow_capacity6 = opt_.flows6;
       worker_lcores_.push_back(lcore);
       rte_eal_remote_launch(&Daemon::workerEntry, new std::pair<Daemon*, unsigned>(this, w), lcore);
       ++w;
@@ -497,8 +503,8 @@ class Daemon {
   void publish() {
     const Snapshot* before = publisher_->current();
     const KernelView view = mirror_.view();
-    auto next = buildSnapshot(commands_.services(), commands_.nat(), view, ports_.twins(),
-                              ++generation_, before);
+    auto next = buildSnapshot(commands_.services(), commands_.nat(), commands_.nat6(), view,
+                              ports_.twins(), ++generation_, before);
     absl::flat_hash_set<uint32_t> snat;
     for (const Ipv4Addr& a : next->v4.snat_addrs) snat.insert(a.v);
     sync_.apply(commands_.services(), snat);
@@ -540,18 +546,20 @@ class Daemon {
   // overlays' underlay). All of them when the routes or the FDB changed; else, at the
   // cost of the change, those of the services the model changed since the last call.
   void resolveNextHops(const KernelView& view, const Snapshot& snap) {
-    auto want = [&](Ipv4Addr dst) {
-      const RouteSnap<Ipv4Addr>* rt = snap.v4.route(dst);
+    auto wantIn = [&](const auto& fam, const auto& dst) {
+      const auto* rt = fam.route(dst);
       if (!rt || rt->overlay >= 0) return;
-      const Ipv4Addr nh = rt->has_gateway ? rt->gateway : dst;
-      if (!snap.v4.neigh.find(rt->port, nh)) {
+      const auto nh = rt->has_gateway ? rt->gateway : dst;
+      if (!fam.neigh.find(rt->port, nh)) {
         resolver_.resolve(ports_.twins()[rt->port].ifindex, IpAddr::of(nh));
       }
     };
+    auto want = [&](const IpAddr& a) {
+      if (a.isV4()) wantIn(snap.v4, a.v4());
+      if (a.isV6()) wantIn(snap.v6, a.v6());
+    };
     auto servers = [&](const Service& svc) {
-      for (const RealServer& d : svc.dests) {
-        if (d.addr.isV4()) want(d.addr.v4());
-      }
+      for (const RealServer& d : svc.dests) want(d.addr);
     };
     const ServiceModel& m = commands_.services();
     std::optional<std::vector<ServiceKey>> changed;
@@ -564,12 +572,8 @@ class Daemon {
       }
     } else {
       for (const auto& [key, svc] : m.services()) servers(svc);
-      for (const KernelView::Route& r : view.routes) {
-        if (r.gateway.isV4()) want(r.gateway.v4());
-      }
-      for (const KernelView::Fdb& f : view.fdb) {
-        if (f.dst.isV4()) want(f.dst.v4());
-      }
+      for (const KernelView::Route& r : view.routes) want(r.gateway);
+      for (const KernelView::Fdb& f : view.fdb) want(f.dst);
       walked_model_ = m.id();
       walked_routes_ = view.routes;
       walked_fdb_ = view.fdb;

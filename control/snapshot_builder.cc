@@ -370,7 +370,7 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
 }  // namespace
 
 std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const IptablesModel& nat,
-                                        const KernelView& kernel,
+                                        const IptablesModel& nat6, const KernelView& kernel,
                                         const std::vector<TwinPort>& ports, uint64_t generation,
                                         const Snapshot* previous) {
   auto s = std::make_unique<Snapshot>();
@@ -435,7 +435,7 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
   buildServices(s->v6, model, previous ? &previous->v6 : nullptr, changed, generation, *s);
   s->sysctls = model.sysctls();
   buildKernel(s->v4, nat, kernel, ports);
-  buildKernel(s->v6, nat, kernel, ports);
+  buildKernel(s->v6, nat6, kernel, ports);
   return s;
 }
 

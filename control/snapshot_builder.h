@@ -20,8 +20,9 @@ struct TwinPort {
 
 // `previous` (may be null) lends its Maglev tables to services whose backends did
 // not change.
+// `nat`: iptables' rules (IPv4), `nat6`: ip6tables' (IPv6).
 std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& services, const IptablesModel& nat,
-                                        const KernelView& kernel,
+                                        const IptablesModel& nat6, const KernelView& kernel,
                                         const std::vector<TwinPort>& ports, uint64_t generation,
                                         const Snapshot* previous = nullptr);
 

@@ -415,10 +415,11 @@ void SyncDaemons::install(const SyncConn& s) {
   // Where each direction's packets go (PacketCore::ownedElsewhere): the client's
   // endpoint, and for the reply an SNAT port of this appliance's or the endpoint.
   const uint16_t n = hooks_.workers;
-  const uint16_t orig = ownerOf({f.client, f.cport}, n);
-  const uint16_t reply = !s.has_snat                       ? orig
-                         : snat_addrs_.contains(f.local.v) ? ownerOfSnatPort(f.lport, n)
-                                                           : ownerOf({f.local, f.lport}, n);
+  const uint16_t orig = ownerOf(Endpoint<Ipv4Addr>{f.client, f.cport}, n);
+  const uint16_t reply = !s.has_snat ? orig
+                         : snat_addrs_.contains(f.local.v)
+                             ? ownerOfSnatPort(f.lport, n)
+                             : ownerOf(Endpoint<Ipv4Addr>{f.local, f.lport}, n);
   if (!hooks_.give(orig, r)) ++c_.rx_ring_full;
   if (reply != orig && !hooks_.give(reply, r)) ++c_.rx_ring_full;
 }

@@ -10,6 +10,7 @@ inline constexpr char kMeshlbctlUsage[] =
     "  ipvsadm ...      IPVS services and real servers (ipvsadm 1.31 syntax)\n"
     "  iptables ...     the mangle MARK and nat SNAT/MASQUERADE/DNAT rules Docker Swarm uses\n"
     "                   (iptables syntax)\n"
+    "  ip6tables ...    the same for IPv6 (ip6tables syntax, rules of their own)\n"
     "  sysctl ...       IPVS's net.ipv4.vs.* settings (sysctl syntax: NAME[=VALUE], -a, -n)\n"
     "  healthcheck ...  real servers' health checks (TCP connect, HTTP GET)\n"
     "  announce ...     the prefixes announced for BGP ECMP scale-out, drain\n"
@@ -100,7 +101,8 @@ inline constexpr char kIpvsadmUsage[] =
     "  --mcast-ttl ttl                     Multicast TTL (default=1)\n";
 
 inline constexpr char kIptablesUsage[] =
-    "usage: meshlbctl iptables [-t mangle|nat] COMMAND [CHAIN] [MATCHES] [-j TARGET ...]\n"
+    "usage: meshlbctl iptables|ip6tables [-t mangle|nat] COMMAND [CHAIN] [MATCHES] [-j TARGET "
+    "...]\n"
     "Commands: -A CHAIN, -I CHAIN [N], -D CHAIN RULE|N, -C CHAIN RULE, -F [CHAIN], -N CHAIN,\n"
     "          -X [CHAIN], -S [CHAIN], -L [CHAIN] [-n] [-v]\n"
     "  -t mangle PREROUTING, INPUT:\n"
@@ -111,7 +113,9 @@ inline constexpr char kIptablesUsage[] =
     "      [-m ipvs --ipvs] [-d NET] -j SNAT --to-source ADDR | -j MASQUERADE\n"
     "  -t nat PREROUTING, OUTPUT and user chains (-N, -X):\n"
     "      [-s NET] [-d NET] [-p tcp|udp [--sport P] [--dport P]] [-m addrtype --dst-type LOCAL]\n"
-    "      -j DNAT --to-destination ADDR[:PORT] | -j CHAIN | -j RETURN\n"
+    "      -j DNAT --to-destination ADDR[:PORT] ([ADDR]:PORT for ip6tables) | -j CHAIN | -j "
+    "RETURN\n"
+    "iptables takes IPv4 addresses, ip6tables IPv6 ones; each has its own rules.\n"
     "-w/--wait is accepted (there is no lock to wait for); anything else is refused, named.\n";
 
 inline constexpr char kSysctlUsage[] =

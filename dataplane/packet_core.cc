@@ -23,6 +23,7 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       own_stats_(cfg.backend_stats ? 0 : BackendId::kSlots, Backing::kLazy),
       stats_(cfg.backend_stats ? cfg.backend_stats : own_stats_.get()),
       table_(cfg.flow_capacity, cfg.seed),
+      table6_(cfg.flow_capacity6 ? cfg.flow_capacity6 : cfg.flow_capacity, cfg.seed),
       all_counts_(cfg.all_conn_counts),
       own_overload_(cfg.overload ? 0 : BackendId::kSlots, Backing::kLazy),
       overload_(cfg.overload ? cfg.overload : own_overload_.get()),
@@ -31,6 +32,7 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
       own_templates_(cfg.templates ? nullptr : std::make_unique<PersistTable>(1024)),
       templates_(cfg.templates ? cfg.templates : own_templates_.get()),
       template_of_(cfg.flow_capacity + 1, Backing::kLazy),
+      template_of6_(table6_.capacity() + 1, Backing::kLazy),
       sync_out_(cfg.sync_out),
       sync_ctx_(cfg.sync_ctx) {
   // A point of the port cycle drawn from the seed (random per start): a restarted
@@ -40,7 +42,9 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
   const uint32_t slots = (65536 - firstSnatPort()) / workers_;
   snat_next_ = firstSnatPort() + workers_ * static_cast<uint32_t>((cfg.seed >> 16) % slots);
   table_.setConnCounts(cfg.conn_counts);
-  table_.setReleaseHook(&PacketCore::releaseTemplate, this);
+  table_.setReleaseHook(&PacketCore::releaseTemplate<Ipv4Addr>, this);
+  table6_.setConnCounts(cfg.conn_counts);
+  table6_.setReleaseHook(&PacketCore::releaseTemplate<Ipv6Addr>, this);
   if (sync_out_) table_.setStateHook(&PacketCore::stateChanged, this);
   if (all_counts_.empty() && cfg.conn_counts) all_counts_.push_back(cfg.conn_counts);
 }
@@ -62,30 +66,49 @@ Verdict PacketCore::handleUntracked(uint8_t* frame, const PacketMeta& m) {
   return handleFamily<Ipv4Addr, Encap::kPlain>(frame, m);
 }
 
+Verdict PacketCore::handle6(uint8_t* frame, const PacketMeta& m) {
+  const ParsedPacket& p = m.p;
+  if (p.vlan_count) return Verdict::toKernel(m.in_port);
+  if (p.icmp_error) return icmpError<Ipv6Addr>(frame, m);
+  if (!p.ip.has_ports || (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
+    return Verdict::toKernel(m.in_port);  // ND, echo, and what else the kernel's twin takes
+  }
+  const uint8_t* ip = frame + p.ip.l3_offset;
+  FlowKey<Ipv6Addr> key;
+  std::memcpy(key.src.b, ip + 8, 16);
+  std::memcpy(key.dst.b, ip + 24, 16);
+  key.sport = p.ip.sport;
+  key.dport = p.ip.dport;
+  key.proto = p.ip.l4_proto;
+  return track<Ipv6Addr>(frame, m, key, table6_.lookup(key, now_ms_));
+}
+
 // Packets to an SNAT address are replies of connections, not new ones for a
 // marked service (an SNAT port may equal a marked port); address services still
 // apply, for an SNAT address that is also a VIP.
-const ServiceSnap<Ipv4Addr>* PacketCore::classify(const FlowKey<Ipv4Addr>& k, Ipv4Addr dst,
-                                                  uint16_t dport) const {
-  const FamilySnap<Ipv4Addr>& f = snap_->v4;
+template <class Addr>
+const ServiceSnap<Addr>* PacketCore::classify(const FlowKey<Addr>& k, const Addr& dst,
+                                              uint16_t dport) const {
+  const FamilySnap<Addr>& f = fam<Addr>();
   if (f.snat_addrs.contains(k.dst)) return f.findService(k.proto, k.dst, k.dport);
   // ip_vs_service_find(): the mark (mangle PREROUTING on the packet as it came, INPUT
   // after a DNAT) has its fwmark service first, then the address service.
   if (!f.marks.empty()) {
     if (const uint32_t mark = f.markOf(k.proto, k.src, k.dst, k.sport, k.dport, dst, dport)) {
-      if (const ServiceSnap<Ipv4Addr>* s = f.findFwmark(mark)) return s;
+      if (const ServiceSnap<Addr>* s = f.findFwmark(mark)) return s;
     }
   }
   return f.findService(k.proto, dst, dport);
 }
 
 // Whether another worker owns the connection of a packet that missed (sets *owner).
-bool PacketCore::ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service,
-                                uint16_t* owner) const {
+template <class Addr>
+bool PacketCore::ownedElsewhere(const FlowKey<Addr>& key, bool to_service, uint16_t* owner) const {
   if (workers_ == 1) return false;
-  *owner = to_service                                ? ownerOf({key.src, key.sport}, workers_)
-           : !snap_->v4.snat_addrs.contains(key.dst) ? ownerOf({key.dst, key.dport}, workers_)
-                                                     : ownerOfSnatPort(key.dport, workers_);
+  *owner = to_service ? ownerOf(Endpoint<Addr>{key.src, key.sport}, workers_)
+           : !fam<Addr>().snat_addrs.contains(key.dst)
+               ? ownerOf(Endpoint<Addr>{key.dst, key.dport}, workers_)
+               : ownerOfSnatPort(key.dport, workers_);
   return *owner != idx_;
 }
 
@@ -93,23 +116,33 @@ bool PacketCore::ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service,
 // time exceeded), translated as IPVS does: the quoted packet is one meshlb sent,
 // so its reverse is a packet of the connection, whose direction says which way
 // the error goes. Anything else is the kernel's.
+template <class Addr>
 Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
+  constexpr bool kV4 = std::is_same_v<Addr, Ipv4Addr>;
   const ParsedPacket& p = m.p;
   const L3L4Info& in = p.inner;
-  if (in.l3 != L3Type::kIpv4 || !in.has_ports ||
+  if (in.l3 != (kV4 ? L3Type::kIpv4 : L3Type::kIpv6) || !in.has_ports ||
       (in.l4_proto != kProtoTcp && in.l4_proto != kProtoUdp)) {
     return Verdict::toKernel(m.in_port);
   }
   const uint8_t* iip = frame + in.l3_offset;
   // The quoted packet, reversed: what the peer itself would send on this connection.
-  const FlowKey<Ipv4Addr> key{
-      {load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport, in.l4_proto};
-  const ServiceSnap<Ipv4Addr>* svc =
-      snap_->v4.local_addrs.contains(key.dst) ? classify(key) : nullptr;
+  FlowKey<Addr> key;
+  if constexpr (kV4) {
+    key = {{load32(iip + 16)}, {load32(iip + 12)}, in.dport, in.sport, in.l4_proto};
+  } else {
+    std::memcpy(key.src.b, iip + 24, 16);
+    std::memcpy(key.dst.b, iip + 8, 16);
+    key.sport = in.dport;
+    key.dport = in.sport;
+    key.proto = in.l4_proto;
+  }
+  const ServiceSnap<Addr>* svc =
+      fam<Addr>().local_addrs.contains(key.dst) ? classify(key) : nullptr;
   uint16_t owner;
   if (!m.handed && ownedElsewhere(key, svc != nullptr, &owner)) return Verdict::handOff(owner);
-  auto hit = table_.lookup(key, now_ms_);
-  Flow<Ipv4Addr>* e = hit.flow;
+  auto hit = tableOf<Addr>().lookup(key, now_ms_);
+  Flow<Addr>* e = hit.flow;
   if (!e) {
     // schedule_icmp: an error from a client about a packet of a connection this
     // appliance has not seen (a -g or -i server's reply, or one ECMP sent elsewhere) is
@@ -134,10 +167,13 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
     // The client's error about what a -g or -i server sent it: to that server as it is
     // (ip_vs_in_icmp with the connection's own transmitter).
     bump(c_.icmp_translated);
-    const RouteSnap<Ipv4Addr>* rt = snap_->v4.route(e->backend);
-    return e->flags & kFlowTunnel ? tunnel(frame, m, *e, rt) : forward(frame, m, rt, e->backend);
+    const RouteSnap<Addr>* rt = fam<Addr>().route(e->backend);
+    if constexpr (kV4) {
+      if (e->flags & kFlowTunnel) return tunnel(frame, m, *e, rt);
+    }
+    return forward(frame, m, rt, e->backend);
   }
-  Rewrite4 outer, inner;
+  Rewrite<Addr> outer, inner;
   if (hit.dir == FlowDir::kReply) {
     // From the task's side, about LB->task: to the client, about client->VIP.
     outer = {true, true, {e->vip, 0}, {e->client, 0}};
@@ -149,37 +185,45 @@ Verdict PacketCore::icmpError(uint8_t* frame, const PacketMeta& m) {
   }
   natRewriteIcmpError(frame, p, outer, inner);
   bump(c_.icmp_translated);
-  return forward(frame, m);
+  return forward<false, Addr>(frame, m);
 }
 
-Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v) {
-  const FlowKey<Ipv4Addr>& key = m.key;
-  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+template <class Addr>
+Flow<Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, const FlowKey<Addr>& key,
+                               Verdict* v) {
+  constexpr bool kV4 = std::is_same_v<Addr, Ipv4Addr>;
+  const FamilySnap<Addr>& fam = this->fam<Addr>();
   // nat PREROUTING (Swarm's host-side DOCKER-INGRESS): a DNAT before IPVS sees the
   // packet. Never for replies to an SNAT address.
-  Ipv4Addr dst = key.dst;
+  Addr dst = key.dst;
   uint16_t dport = key.dport;
   const bool dnat = !fam.nat_chains.empty() && !fam.snat_addrs.contains(key.dst) &&
                     fam.dnat(key.proto, key.src, &dst, key.sport, &dport);
   const bool local = fam.local_addrs.contains(dst);
-  const ServiceSnap<Ipv4Addr>* svc = local ? classify(key, dst, dport) : nullptr;
+  const ServiceSnap<Addr>* svc = local ? classify(key, dst, dport) : nullptr;
   uint16_t owner;
   if (!m.handed && ownedElsewhere(key, svc != nullptr || dnat, &owner)) {
     *v = Verdict::handOff(owner);
     return nullptr;
   }
   Drop why;
-  Flow<Ipv4Addr>* e = nullptr;
+  Flow<Addr>* e = nullptr;
   if (!local) {
-    const auto* d = reinterpret_cast<const uint8_t*>(&key.dst.v);
-    if (__builtin_expect((d[0] & 0xf0) == 0xe0 || key.dst.v == 0xffffffffu, 0)) {
+    bool group;
+    if constexpr (kV4) {
+      const auto* d = reinterpret_cast<const uint8_t*>(&key.dst.v);
+      group = (d[0] & 0xf0) == 0xe0 || key.dst.v == 0xffffffffu;
+    } else {
+      group = key.dst.b[0] == 0xff;
+    }
+    if (__builtin_expect(group, 0)) {
       // Multicast (the sync daemons' 224.0.0.81) and broadcast: the kernel's, never routed.
       *v = Verdict::toKernel(m.in_port);
       return nullptr;
     }
-    if (__builtin_expect(snap_->sysctls.nat_icmp_send, 0) && !dnat &&
+    if (__builtin_expect(snap_->sysctls.nat_icmp_send, 0) && kV4 && !dnat &&
         fam.masq_servers.findValue(
-            FamilySnap<Ipv4Addr>::realServerKey(key.proto, key.src, key.sport))) {
+            FamilySnap<Addr>::realServerKey(key.proto, key.src, key.sport))) {
       // nat_icmp_send (ip_vs_out): a masquerading real server's packet that no
       // connection has (the appliance restarted, the connection expired) is dropped, and
       // unless it is a RST its server learns so: ICMP port unreachable.
@@ -189,7 +233,7 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
     }
     if (!dnat) {
       // Not for the appliance: IPVS (LOCAL_IN) never sees it, whatever its mark.
-      *v = forward</*kTransit=*/true>(frame, m);
+      *v = forward</*kTransit=*/true, Addr>(frame, m);
       if (v->action == Verdict::kTransmit) {
         bump(c_.routed);
       } else if (v->action == Verdict::kToKernel &&
@@ -204,7 +248,7 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
     }
     // DNAT to an address that is not the appliance's: the connection is NAT'd to it
     // as conntrack would, replies un-NAT'd; POSTROUTING rules without --ipvs apply.
-    const BackendSnap<Ipv4Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq, {}};
+    const BackendSnap<Addr> b{dst, dport, 1, kDnatBackend, Forwarding::kMasq, {}};
     e = admit(m.p, key, b, dport, /*ipvs=*/false, &why);
   } else if (!svc) {
     *v = key.proto == kProtoUdp && snap_->hasOverlayPort(hton16(key.dport))
@@ -218,16 +262,18 @@ Flow<Ipv4Addr>* PacketCore::onMiss(uint8_t* frame, const PacketMeta& m, Verdict*
   return e;
 }
 
+template <class Addr>
 void PacketCore::releaseTemplate(void* self, uint32_t record) {
   auto* core = static_cast<PacketCore*>(self);
-  core->templates_->release(std::exchange(core->template_of_[record], 0), core->now_ms_);
+  core->templates_->release(std::exchange(core->templateOf<Addr>()[record], 0), core->now_ms_);
 }
 
 // conn_reuse_mode (ip_vs_in's is_new_conn_expected): a SYN on a connection in TIME_WAIT
 // or CLOSE (with bit 1, also FIN_WAIT of one the appliance sees one way only: -g, -i)
 // ends it and starts a new one; never one a persistence template holds. With
 // expire_nodest_conn, a SYN on any connection to a server at weight 0 too.
-bool PacketCore::reusable(const Flow<Ipv4Addr>& e) const {
+template <class Addr>
+bool PacketCore::reusable(const Flow<Addr>& e) const {
   if (e.flags & kFlowPersist) return false;  // a template's: never (!cp->control)
   // expire_nodest_conn (since Linux 5.13, whatever conn_reuse_mode is): a SYN on a
   // connection to a server at weight 0 (a Swarm task leaving) is scheduled afresh.
@@ -239,8 +285,20 @@ bool PacketCore::reusable(const Flow<Ipv4Addr>& e) const {
          (mode & 2 && s == ConnState::kFinWait && e.flags & kFlowDirect);
 }
 
-Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
-                                          const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why) {
+// The folds IPVS's source and destination hashing take of an address (host order):
+// IPv6's four words XORed (ip_vs_sh_hashkey, ip_vs_dh_hashkey).
+inline uint32_t addrFold(const Ipv4Addr& a) { return __builtin_bswap32(a.v); }
+inline uint32_t addrFold(const Ipv6Addr& a) {
+  return __builtin_bswap32(load32(a.b) ^ load32(a.b + 4) ^ load32(a.b + 8) ^ load32(a.b + 12));
+}
+inline uint64_t addrHash(const Ipv4Addr& a, uint64_t port) {
+  return mum(uint64_t{a.v} ^ port ^ kHashK0, kHashK1);
+}
+inline uint64_t addrHash(const Ipv6Addr& a, uint64_t port) { return hashBytes(a.b, 16, port); }
+
+template <class Addr>
+Flow<Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSnap<Addr>& svc,
+                                      const FlowKey<Addr>& key, uint16_t dport, Drop* why) {
   // Before scheduling, so that what is refused moves no scheduler: IPVS schedules TCP
   // only on a SYN (with sloppy_tcp, on anything but a RST), and never a fragment.
   const bool sloppy = snap_->sysctls.sloppy_tcp;
@@ -256,9 +314,9 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   // mh hashes the client address, and with mh-port its port too.
   PickInput in;
   const uint64_t port = svc.sched_flags & kSchedPort ? uint64_t{key.sport} << 32 : 0;
-  in.client_hash = mum(uint64_t{key.src.v} ^ port ^ kHashK0, kHashK1);
-  in.src_fold = __builtin_bswap32(key.src.v);
-  in.dst_fold = __builtin_bswap32(key.dst.v);
+  in.client_hash = addrHash(key.src, port);
+  in.src_fold = addrFold(key.src);
+  in.dst_fold = addrFold(key.dst);
   in.src_port = __builtin_bswap16(key.sport);
   rng_ ^= rng_ >> 12, rng_ ^= rng_ << 25, rng_ ^= rng_ >> 27;
   in.random = rng_ * 0x2545f4914f6cdd1dull;
@@ -283,8 +341,10 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
   // quiescent); else the scheduler's, which a new template remembers.
   PersistTable::Key tk;
   tk.service = svc.slot;
-  const uint32_t net = key.src.v & svc.persist_mask.v;
-  std::memcpy(tk.net, &net, sizeof(net));
+  for (size_t b = 0; b < sizeof(Addr); ++b) {
+    tk.net[b] = reinterpret_cast<const uint8_t*>(&key.src)[b] &
+                reinterpret_cast<const uint8_t*>(&svc.persist_mask)[b];
+  }
   const bool void_quiescent = snap_->sysctls.expire_quiescent_template;
   uint32_t i = kNoBackend;
   PersistTable::Ref ref = 0;
@@ -307,14 +367,14 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
     *why = Drop::kNoBackend;
     return nullptr;
   }
-  BackendSnap<Ipv4Addr> b = svc.backends[i];
+  BackendSnap<Addr> b = svc.backends[i];
   // A port-0 or firewall-mark service's connections keep the packet's port (its
   // templates have none).
   if (svc.vport == 0) b.port = 0;
-  Flow<Ipv4Addr>* e = admit(p, key, b, dport, /*ipvs=*/true, why, untracked);
+  Flow<Addr>* e = admit(p, key, b, dport, /*ipvs=*/true, why, untracked);
   if (e && ref) {
     e->flags |= kFlowPersist;
-    template_of_[table_.indexOf(e)] = ref;
+    templateOf<Addr>()[tableOf<Addr>().indexOf(e)] = ref;
   } else {
     templates_->release(ref, now_ms_);
   }
@@ -323,9 +383,10 @@ Flow<Ipv4Addr>* PacketCore::newConnection(const ParsedPacket& p, const ServiceSn
 
 // Tracks a new connection of `key` to backend `b` (its port 0: keep `dport`, the
 // destination port IPVS saw), with the SNAT a POSTROUTING rule gives it.
-Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
-                                  const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs,
-                                  Drop* why, bool untracked) {
+template <class Addr>
+Flow<Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Addr>& key,
+                              const BackendSnap<Addr>& b, uint16_t dport, bool ipvs, Drop* why,
+                              bool untracked) {
   if (key.proto == kProtoTcp && !snap_->sysctls.sloppy_tcp &&
       (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) {
     *why = Drop::kTcpNotSyn;  // no connection starts without a SYN (sloppy_tcp=0)
@@ -335,7 +396,7 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
     *why = Drop::kFragment;
     return nullptr;
   }
-  Flow<Ipv4Addr> f{};
+  Flow<Addr> f{};
   f.client = key.src;
   f.cport = key.sport;
   f.vip = key.dst;
@@ -351,31 +412,40 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
   f.local = f.client;
   f.lport = f.cport;
 
-  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
-  Ipv4Addr snat{};
+  const FamilySnap<Addr>& fam = this->fam<Addr>();
+  Addr snat{};
+  bool has_snat = false;
   if (untracked) {
     // -o: scheduled, counted, rewritten like any connection's first packet, and
     // forgotten (the kernel's IP_VS_CONN_F_ONE_PACKET): replies are not translated
     // back, and no SNAT port is taken.
-    untracked_ = f;
+    Flow<Addr>& u = [&]() -> Flow<Addr>& {
+      if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+        return untracked_;
+      } else {
+        return untracked6_;
+      }
+    }();
+    u = f;
     bump(c_.new_connections);
     bump(stats_[b.id.slot()].conns);
-    return &untracked_;
+    return &u;
   }
-  const SnatRule<Ipv4Addr>* rule = f.flags ? nullptr : fam.snatRule(b.addr, ipvs);
+  const SnatRule<Addr>* rule = f.flags ? nullptr : fam.snatRule(b.addr, ipvs);
   if (rule && rule->masquerade) {
     // The first address of the device the packet leaves through: a twin or a vxlan device.
-    if (const RouteSnap<Ipv4Addr>* rt = fam.route(b.addr); rt && rt->overlay >= 0) {
-      if (fam.overlay_has_addr[rt->overlay]) snat = fam.overlay_addr[rt->overlay];
+    if (const RouteSnap<Addr>* rt = fam.route(b.addr); rt && rt->overlay >= 0) {
+      if (fam.overlay_has_addr[rt->overlay]) snat = fam.overlay_addr[rt->overlay], has_snat = true;
     } else if (rt && fam.port_has_addr[rt->port]) {
-      snat = fam.port_addr[rt->port];
+      snat = fam.port_addr[rt->port], has_snat = true;
     }
   } else if (rule) {
-    snat = rule->to_source;
+    snat = rule->to_source, has_snat = true;
   }
-  Flow<Ipv4Addr>* e = nullptr;
-  if (snat.v == 0) {
-    e = table_.insert(f, now_ms_);
+  FlowTable<Addr>& table = tableOf<Addr>();
+  Flow<Addr>* e = nullptr;
+  if (!has_snat) {
+    e = table.insert(f, now_ms_);
   } else {
     f.local = snat;
     // Ports congruent to this worker's index, so replies find their owner, walked
@@ -386,7 +456,7 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
       snat_next_ += workers_;
       if (snat_next_ > 65535) snat_next_ = firstSnatPort();
       f.lport = hton16(static_cast<uint16_t>(snat_next_));
-      e = table_.insertRecycling(f, now_ms_);
+      e = table.insertRecycling(f, now_ms_);
     }
   }
   if (!e) {
@@ -396,9 +466,26 @@ Flow<Ipv4Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>
   bump(c_.new_connections);
   bump(stats_[e->backendId().slot()].conns);
   // A TCP connection is sent once established (stateChanged); a UDP one now.
-  if (__builtin_expect(sync_out_ != nullptr, 0) && f.udp && snap_->sync_master) syncOut(*e);
+  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+    if (__builtin_expect(sync_out_ != nullptr, 0) && f.udp && snap_->sync_master) syncOut(*e);
+  }
   return e;
 }
+
+// Both families' instances (the IPv4 one is also inlined into handle()).
+#define MESHLB_FAMILY(Addr)                                                                        \
+  template Verdict PacketCore::icmpError<Addr>(uint8_t*, const PacketMeta&);                       \
+  template Flow<Addr>* PacketCore::onMiss<Addr>(uint8_t*, const PacketMeta&, const FlowKey<Addr>&, \
+                                                Verdict*);                                         \
+  template bool PacketCore::reusable<Addr>(const Flow<Addr>&) const;                               \
+  template Flow<Addr>* PacketCore::newConnection<Addr>(                                            \
+      const ParsedPacket&, const ServiceSnap<Addr>&, const FlowKey<Addr>&, uint16_t, Drop*);       \
+  template Flow<Addr>* PacketCore::admit<Addr>(const ParsedPacket&, const FlowKey<Addr>&,          \
+                                               const BackendSnap<Addr>&, uint16_t, bool, Drop*,    \
+                                               bool);
+MESHLB_FAMILY(Ipv4Addr)
+MESHLB_FAMILY(Ipv6Addr)
+#undef MESHLB_FAMILY
 
 void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
   if (e.backend_id == kDnatBackend.raw()) return;  // conntrack's (a nat DNAT), not IPVS's

@@ -27,6 +27,7 @@ CoreConfig coreConfig(const Dataplane& dp, const WorkerConfig& cfg) {
   c.index = cfg.index;
   c.workers = dp.num_workers;
   c.flow_capacity = cfg.flow_capacity;
+  c.flow_capacity6 = cfg.flow_capacity6;
   c.seed = cfg.seed;
   c.conn_counts = cfg.conn_counts;
   c.backend_stats = cfg.backend_stats;

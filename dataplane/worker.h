@@ -65,6 +65,7 @@ struct WorkerConfig {
   // meshlbd --idle-sleep: after kIdleLoops loops that found nothing, sleep this long
   // (microseconds) each loop until something comes; 0: poll without pause.
   uint32_t idle_sleep_us = 0;
+  uint32_t flow_capacity6 = 0;  // the IPv6 connection table's (0: flow_capacity)
 };
 
 // The worker loop (rte_eal_remote_launch entry); returns when running is false.

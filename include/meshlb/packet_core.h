@@ -23,6 +23,7 @@
 #include "meshlb/checksum.h"
 #include "meshlb/counters.h"
 #include "meshlb/flow_table.h"
+#include "meshlb/hash.h"
 #include "meshlb/nat.h"
 #include "meshlb/parse.h"
 #include "meshlb/persist.h"
@@ -74,6 +75,10 @@ inline uint16_t ownerOf(const Endpoint<Ipv4Addr>& client, uint16_t workers) {
                      (uint64_t{client.port} * 0xc2b2ae3d27d4eb4full);
   return static_cast<uint16_t>(((h >> 32) * workers) >> 32);
 }
+inline uint16_t ownerOf(const Endpoint<Ipv6Addr>& client, uint16_t workers) {
+  const uint64_t h = hashBytes(client.addr.b, 16, client.port) * 0x9e3779b97f4a7c15ull;
+  return static_cast<uint16_t>(((h >> 32) * workers) >> 32);
+}
 inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
   return static_cast<uint16_t>(__builtin_bswap16(port_be) % workers);
 }
@@ -100,6 +105,7 @@ struct CoreConfig {
   uint16_t index = 0;    // this worker, 0 .. workers - 1
   uint16_t workers = 1;  // how many there are
   uint32_t flow_capacity = 1024;
+  uint32_t flow_capacity6 = 0;                   // the IPv6 table's (0: flow_capacity)
   uint64_t seed = 0;                             // the flow table's bucket hash key
   std::atomic<uint32_t>* conn_counts = nullptr;  // FlowTable::setConnCounts, or null
   // Every worker's conn_counts (this one's included), which the connection-count
@@ -146,6 +152,7 @@ class PacketCore {
     if (s != snap_) {
       snap_ = s;
       table_.timeouts() = s->timeouts;
+      table6_.timeouts() = s->timeouts;
       vxlan_port_ = s->vxlan_port;
     }
   }
@@ -206,37 +213,83 @@ class PacketCore {
   // sync daemon, also the refresh of live connections (kSyncRefreshMs).
   void expireSome(uint32_t budget) {
     table_.expireSome(now_ms_, budget);
+    table6_.expireSome(now_ms_, budget);
     if (sync_out_ && snap_ && snap_->sync_master) refreshSome();
   }
   // A backup's: installs (or updates) a connection its master sent, keyed as the
   // master's (its real server already this appliance's id). False when the table
   // refuses it (counted).
   bool installSynced(const SyncRecord& r);
-  void publishCounters() { publishTableCounters(c_, table_.counters(), table_.size()); }
+  void publishCounters() {
+    FlowTableCounters t = table_.counters();
+    const FlowTableCounters& t6 = table6_.counters();
+#define MESHLB_X(field, label) t.field += t6.field;
+    MESHLB_FLOW_TABLE_COUNTERS(MESHLB_X)
+#undef MESHLB_X
+    publishTableCounters(c_, t, table_.size() + table6_.size());
+  }
   const FlowTable4& table() const { return table_; }
+  const FlowTable6& table6() const { return table6_; }
 
  private:
   template <class Addr, Encap kEncap>
   [[gnu::always_inline]] Verdict handleFamily(uint8_t* frame, const PacketMeta& m);
   Verdict handleUntracked(uint8_t* frame, const PacketMeta& m);
+  // The IPv6 instance: TCP and UDP connections; ND, echo and the rest are the kernel's.
+  Verdict handle6(uint8_t* frame, const PacketMeta& m);
+  // A tracked packet after its lookup (the connection, or none): scheduled, rewritten
+  // and sent on. Both families; inline for IPv4's hot path.
+  template <class Addr>
+  [[gnu::always_inline]] Verdict track(uint8_t* frame, const PacketMeta& m,
+                                       const FlowKey<Addr>& key, typename FlowTable<Addr>::Hit hit);
+  template <class Addr>
   Verdict icmpError(uint8_t* frame, const PacketMeta& m);
   // A tracked packet no connection has: a new connection (returned), or what else
   // becomes of it (*v): handed to its owner, routed through (not for the appliance),
   // the kernel's (for the appliance, no service), or dropped.
-  Flow<Ipv4Addr>* onMiss(uint8_t* frame, const PacketMeta& m, Verdict* v);
+  template <class Addr>
+  Flow<Addr>* onMiss(uint8_t* frame, const PacketMeta& m, const FlowKey<Addr>& key, Verdict* v);
   // The service of a new packet to the appliance, its destination after any DNAT.
-  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k, Ipv4Addr dst,
-                                        uint16_t dport) const;
-  const ServiceSnap<Ipv4Addr>* classify(const FlowKey<Ipv4Addr>& k) const {
+  template <class Addr>
+  const ServiceSnap<Addr>* classify(const FlowKey<Addr>& k, const Addr& dst, uint16_t dport) const;
+  template <class Addr>
+  const ServiceSnap<Addr>* classify(const FlowKey<Addr>& k) const {
     return classify(k, k.dst, k.dport);
   }
-  bool ownedElsewhere(const FlowKey<Ipv4Addr>& key, bool to_service, uint16_t* owner) const;
+  template <class Addr>
+  bool ownedElsewhere(const FlowKey<Addr>& key, bool to_service, uint16_t* owner) const;
   // Schedules and inserts a new connection; null with the drop reason in *why.
-  Flow<Ipv4Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Ipv4Addr>& svc,
-                                const FlowKey<Ipv4Addr>& key, uint16_t dport, Drop* why);
-  Flow<Ipv4Addr>* admit(const ParsedPacket& p, const FlowKey<Ipv4Addr>& key,
-                        const BackendSnap<Ipv4Addr>& b, uint16_t dport, bool ipvs, Drop* why,
-                        bool untracked = false);
+  template <class Addr>
+  Flow<Addr>* newConnection(const ParsedPacket& p, const ServiceSnap<Addr>& svc,
+                            const FlowKey<Addr>& key, uint16_t dport, Drop* why);
+  template <class Addr>
+  Flow<Addr>* admit(const ParsedPacket& p, const FlowKey<Addr>& key, const BackendSnap<Addr>& b,
+                    uint16_t dport, bool ipvs, Drop* why, bool untracked = false);
+  // Per family: the flow table, the snapshot's tables, the templates held by record.
+  template <class Addr>
+  FlowTable<Addr>& tableOf() {
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      return table_;
+    } else {
+      return table6_;
+    }
+  }
+  template <class Addr>
+  const FamilySnap<Addr>& fam() const {
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      return snap_->v4;
+    } else {
+      return snap_->v6;
+    }
+  }
+  template <class Addr>
+  HugeArray<PersistTable::Ref>& templateOf() {
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      return template_of_;
+    } else {
+      return template_of6_;
+    }
+  }
   uint32_t firstSnatPort() const;
   // The master sync daemon's side (IPVS's ip_vs_sync_conn): a connection entering a
   // state its backups keep (ESTABLISHED, the closing ones), a new UDP connection, and
@@ -248,14 +301,24 @@ class PacketCore {
   // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane
   // cannot route is dropped (counted); a transit one goes to the kernel, which answers
   // with the ICMP error a router sends.
-  template <bool kTransit = false>
+  template <bool kTransit = false, class Addr>
   [[gnu::always_inline]] Verdict forward(uint8_t* frame, const PacketMeta& m,
-                                         const RouteSnap<Ipv4Addr>* rt, Ipv4Addr dst);
+                                         const RouteSnap<Addr>* rt, const Addr& dst);
   // The route by the packet's own destination.
-  template <bool kTransit = false>
+  template <bool kTransit = false, class Addr = Ipv4Addr>
   Verdict forward(uint8_t* frame, const PacketMeta& m) {
-    const Ipv4Addr dst{load32(frame + m.p.ip.l3_offset + 16)};
-    return forward<kTransit>(frame, m, snap_->v4.route(dst), dst);
+    const Addr dst = dstOf<Addr>(frame + m.p.ip.l3_offset);
+    return forward<kTransit>(frame, m, fam<Addr>().route(dst), dst);
+  }
+  template <class Addr>
+  static Addr dstOf(const uint8_t* ip) {
+    Addr a;
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      a.v = load32(ip + 16);
+    } else {
+      std::memcpy(a.b, ip + 24, 16);
+    }
+    return a;
   }
   Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
                       Ipv4Addr nexthop);
@@ -263,7 +326,9 @@ class PacketCore {
   Verdict tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
                  const RouteSnap<Ipv4Addr>* rt);
   // A SYN on a connection that has ended (conn_reuse_mode): whether it starts anew.
-  bool reusable(const Flow<Ipv4Addr>& e) const;
+  template <class Addr>
+  bool reusable(const Flow<Addr>& e) const;
+  template <class Addr>
   static void releaseTemplate(void* self, uint32_t record);
   Verdict decapsulate(uint8_t* frame, const PacketMeta& m);
   Verdict decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t udp_port);
@@ -283,11 +348,15 @@ class PacketCore {
     bump(c_.neigh_unresolved_to_kernel);
     c_.unresolved_nexthop.store(uint64_t{port + 1u} << 32 | nexthop.v, std::memory_order_relaxed);
   }
+  // IPv6: the control thread asks for every real server's and gateway's next hop ahead
+  // (resolveNextHops); the kernel forwards this one.
+  void unresolved(uint16_t, const Ipv6Addr&) { bump(c_.neigh_unresolved_to_kernel); }
   const uint16_t idx_;
   const uint16_t workers_;
   HugeArray<BackendStats> own_stats_;  // when the caller keeps none (lazily backed)
   BackendStats* const stats_;
   FlowTable4 table_;
+  FlowTable6 table6_;
   const Snapshot* snap_ = nullptr;
   uint16_t vxlan_port_ = kVxlanPort;                      // the snapshot's, read by every parse
   std::vector<const std::atomic<uint32_t>*> all_counts_;  // CoreConfig::all_conn_counts
@@ -299,9 +368,11 @@ class PacketCore {
   uint32_t snat_next_;
   std::unique_ptr<PersistTable> own_templates_;  // when the caller keeps none
   PersistTable* templates_;
-  HugeArray<PersistTable::Ref> template_of_;  // by flow record: the template it holds
-  Flow<Ipv4Addr> untracked_{};                // -o: the datagram's connection, never inserted
-  uint16_t tunnel_id_ = 0;                    // outer IPv4 ids of tunnelled packets without DF
+  HugeArray<PersistTable::Ref> template_of_;   // by flow record: the template it holds
+  HugeArray<PersistTable::Ref> template_of6_;  // the same, by IPv6 flow record
+  Flow<Ipv4Addr> untracked_{};                 // -o: the datagram's connection, never inserted
+  Flow<Ipv6Addr> untracked6_{};
+  uint16_t tunnel_id_ = 0;  // outer IPv4 ids of tunnelled packets without DF
   uint32_t now_ms_ = 0;
   bool (*sync_out_)(void* ctx, const SyncRecord& r);  // CoreConfig's
   void* sync_ctx_;
@@ -318,104 +389,132 @@ template <class Addr, Encap kEncap>
 [[gnu::always_inline]] inline Verdict PacketCore::handleFamily(uint8_t* frame,
                                                                const PacketMeta& m) {
   if constexpr (!std::is_same_v<Addr, Ipv4Addr>) {
-    // Not balanced yet: IPv6 (ND, ICMPv6 echo) is the kernel's until its instance exists.
-    return Verdict::toKernel(m.in_port);
+    return handle6(frame, m);
   } else if constexpr (kEncap == Encap::kVxlan) {
     return decapsulate(frame, m);
   } else {
     const ParsedPacket& p = m.p;
-    if (p.icmp_error && !p.vlan_count) return icmpError(frame, m);
+    if (p.icmp_error && !p.vlan_count) return icmpError<Ipv4Addr>(frame, m);
     // The dataplane balances untagged IPv4 TCP and UDP; the kernel has the rest.
     if (!m.tracked) return Verdict::toKernel(m.in_port);
-    const FlowKey<Ipv4Addr>& key = m.key;
     // A connection this worker has is one it owns: both directions' keys map to
     // the worker that created it. Only a miss is classified (a service, a MARK
     // rule), and then handed to its owner when that is another worker.
-    auto hit = table_.lookupCandidate(key, m.hash, m.cand, now_ms_);
-    Flow<Ipv4Addr>* e = hit.flow;
-    if (e) {
-      if (!snap_->backendLive(e->backendId())) {
-        // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection
-        // is expired too, else it waits (the server may come back from IPVS's trash).
-        if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
-        table_.remove(e);
-        return drop(Drop::kNodestExpired);
-      }
-      if (__builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
-          key.proto == kProtoTcp && reusable(*e)) {
-        // conn_reuse_mode: a client reusing the ports of a connection that has ended
-        // starts a new one, scheduled afresh; so does a SYN on a connection to a
-        // server at weight 0 with expire_nodest_conn.
-        table_.remove(e);
-        bump(c_.conn_reused);
-        e = nullptr;
-      }
-    }
-    if (!e) {
-      Verdict v;
-      e = onMiss(frame, m, &v);
-      if (!e) return v;
-      hit.dir = FlowDir::kOriginal;
-    }
+    return track<Ipv4Addr>(frame, m, m.key, table_.lookupCandidate(m.key, m.hash, m.cand, now_ms_));
+  }
+}
 
-    if (key.proto == kProtoTcp) {
-      table_.onTcp(e, hit.dir, p.tcp_flags, now_ms_);
-    } else {
-      table_.onUdp(e, now_ms_);
+template <class Addr>
+[[gnu::always_inline]] inline Verdict PacketCore::track(uint8_t* frame, const PacketMeta& m,
+                                                        const FlowKey<Addr>& key,
+                                                        typename FlowTable<Addr>::Hit hit) {
+  constexpr bool kV4 = std::is_same_v<Addr, Ipv4Addr>;
+  const ParsedPacket& p = m.p;
+  FlowTable<Addr>& table = tableOf<Addr>();
+  Flow<Addr>* e = hit.flow;
+  if (e) {
+    if (!snap_->backendLive(e->backendId())) {
+      // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection
+      // is expired too, else it waits (the server may come back from IPVS's trash).
+      if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
+      table.remove(e);
+      return drop(Drop::kNodestExpired);
     }
-    const bool original = hit.dir == FlowDir::kOriginal;
-    // Where the rewritten packet goes: to the real server, or back to the client.
-    const Ipv4Addr to = original ? e->backend : e->client;
-    const RouteSnap<Ipv4Addr>* rt = snap_->v4.route(to);
-    if (__builtin_expect(rt && rt->overlay >= 0, 0) &&
-        p.ip.l3_length > snap_->overlays[rt->overlay].inner_mtu) {
+    if (__builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
+        key.proto == kProtoTcp && reusable(*e)) {
+      // conn_reuse_mode: a client reusing the ports of a connection that has ended
+      // starts a new one, scheduled afresh; so does a SYN on a connection to a
+      // server at weight 0 with expire_nodest_conn.
+      table.remove(e);
+      bump(c_.conn_reused);
+      e = nullptr;
+    }
+  }
+  if (!e) {
+    Verdict v;
+    e = onMiss(frame, m, key, &v);
+    if (!e) return v;
+    hit.dir = FlowDir::kOriginal;
+  }
+
+  if (key.proto == kProtoTcp) {
+    table.onTcp(e, hit.dir, p.tcp_flags, now_ms_);
+  } else {
+    table.onUdp(e, now_ms_);
+  }
+  const bool original = hit.dir == FlowDir::kOriginal;
+  // Where the rewritten packet goes: to the real server, or back to the client.
+  const Addr to = original ? e->backend : e->client;
+  const RouteSnap<Addr>* rt = fam<Addr>().route(to);
+  if (__builtin_expect(rt && rt->overlay >= 0, 0)) {
+    // IPv6 inside the overlay is not carried yet (issue 12).
+    if constexpr (!kV4) return drop(Drop::kNoRoute);
+    if (p.ip.l3_length > snap_->overlays[rt->overlay].inner_mtu) {
       // Path MTU, checked as IPVS does before rewriting: the sender learns the
       // overlay's MTU about its own packet.
       return tooBig(frame, m, snap_->overlays[rt->overlay].inner_mtu);
     }
-    BackendStats& bs = stats_[e->backendId().slot()];
-    if (original) {
-      bump(c_.nat_original);
-      bump(bs.inpkts);
-      bump(bs.inbytes, p.ip.l3_length);
-      // -g: the packet goes as it is, only to the real server's MAC (DSR); -i: inside a
-      // tunnel to it.
-      if (__builtin_expect(e->flags & kFlowDirect, 0)) {
-        return e->flags & kFlowTunnel ? tunnel(frame, m, *e, rt) : forward(frame, m, rt, to);
+  }
+  BackendStats& bs = stats_[e->backendId().slot()];
+  if (original) {
+    bump(c_.nat_original);
+    bump(bs.inpkts);
+    bump(bs.inbytes, p.ip.l3_length);
+    // -g: the packet goes as it is, only to the real server's MAC (DSR); -i: inside a
+    // tunnel to it (IPv4 real servers only).
+    if (__builtin_expect(e->flags & kFlowDirect, 0)) {
+      if constexpr (kV4) {
+        if (e->flags & kFlowTunnel) return tunnel(frame, m, *e, rt);
       }
-    } else {
-      bump(c_.nat_reply);
-      bump(bs.outpkts);
-      bump(bs.outbytes, p.ip.l3_length);
+      return forward(frame, m, rt, to);
     }
-    const Rewrite4 rw =
-        original
-            ? Rewrite4{!(e->local == e->client), true, {e->local, e->lport}, {e->backend, e->bport}}
-            : Rewrite4{true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
+  } else {
+    bump(c_.nat_reply);
+    bump(bs.outpkts);
+    bump(bs.outbytes, p.ip.l3_length);
+  }
+  const Rewrite<Addr> rw =
+      original ? Rewrite<Addr>{!(e->local == e->client),
+                               true,
+                               {e->local, e->lport},
+                               {e->backend, e->bport}}
+               : Rewrite<Addr>{
+                     true, !(e->local == e->client), {e->vip, e->vport}, {e->client, e->cport}};
+  if constexpr (kV4) {
     if (m.plain) {
       natRewritePlain4(frame, rw);
     } else {
       natRewrite(frame, p, rw);
     }
-    return forward(frame, m, rt, to);
+  } else {
+    natRewrite(frame, p, rw);
   }
+  return forward(frame, m, rt, to);
 }
 
-template <bool kTransit>
+template <bool kTransit, class Addr>
 [[gnu::always_inline]] inline Verdict PacketCore::forward(uint8_t* frame, const PacketMeta& m,
-                                                          const RouteSnap<Ipv4Addr>* rt,
-                                                          Ipv4Addr dst) {
+                                                          const RouteSnap<Addr>* rt,
+                                                          const Addr& dst) {
   uint8_t* ip = frame + m.p.ip.l3_offset;
   if (!rt) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kNoRoute);
-  // A router's TTL step, with the header checksum updated incrementally.
-  if (ip[8] <= 1) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kTtlExceeded);
-  const uint16_t old = load16(ip + 8);
-  ip[8] = static_cast<uint8_t>(ip[8] - 1);
-  csumReplace16(ip + 10, old, load16(ip + 8));
+  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+    // A router's TTL step, with the header checksum updated incrementally.
+    if (ip[8] <= 1) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kTtlExceeded);
+    const uint16_t old = load16(ip + 8);
+    ip[8] = static_cast<uint8_t>(ip[8] - 1);
+    csumReplace16(ip + 10, old, load16(ip + 8));
+  } else {
+    // The hop limit's (no header checksum in IPv6).
+    if (ip[7] <= 1) return kTransit ? Verdict::toKernel(m.in_port) : drop(Drop::kTtlExceeded);
+    ip[7] = static_cast<uint8_t>(ip[7] - 1);
+  }
   rewrote_ = true;
-  const Ipv4Addr nexthop = rt->has_gateway ? rt->gateway : dst;
-  if (__builtin_expect(rt->overlay >= 0, 0)) return encapsulate(frame, m, *rt, nexthop);
-  const auto* mac = snap_->v4.neigh.find(rt->port, nexthop);
+  const Addr nexthop = rt->has_gateway ? rt->gateway : dst;
+  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+    if (__builtin_expect(rt->overlay >= 0, 0)) return encapsulate(frame, m, *rt, nexthop);
+  }
+  const auto* mac = fam<Addr>().neigh.find(rt->port, nexthop);
   const auto& port_mac = snap_->port_mac[rt->port];
   if (!mac) {
     // The kernel resolves it (it forwards this packet and ARPs); the mirror then

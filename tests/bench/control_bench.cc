@@ -70,7 +70,7 @@ Row measure(uint32_t services, uint32_t k, const std::string& sched, const std::
   }
   KernelView kv;
   std::vector<TwinPort> twins(2);
-  auto snap = buildSnapshot(c.services(), c.nat(), kv, twins, 1, nullptr);
+  auto snap = buildSnapshot(c.services(), c.nat(), c.nat6(), kv, twins, 1, nullptr);
   r.restore_s = secondsSince(t);
   r.heap_per_service = services ? (heapBytes() - heap0) / services : 0;
   // One more change, five times (each a new server on the first service), each with
@@ -84,7 +84,7 @@ Row measure(uint32_t services, uint32_t k, const std::string& sched, const std::
     if (!o.ok() || !changed) std::exit(1);
     r.change_ms += secondsSince(t) * 1e3 / kChanges;
     t = std::chrono::steady_clock::now();
-    snap = buildSnapshot(c.services(), c.nat(), kv, twins, 2 + i, snap.get());
+    snap = buildSnapshot(c.services(), c.nat(), c.nat6(), kv, twins, 2 + i, snap.get());
     r.snapshot_ms += secondsSince(t) * 1e3 / kChanges;
   }
   t = std::chrono::steady_clock::now();

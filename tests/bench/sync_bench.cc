@@ -50,7 +50,7 @@ struct Config {
     }
   }
   std::unique_ptr<Snapshot> snapshot() const {
-    return buildSnapshot(commands.services(), commands.nat(), kernel,
+    return buildSnapshot(commands.services(), commands.nat(), commands.nat6(), kernel,
                          {{10, {2, 0, 0, 0, 0, 2}}, {11, {2, 0, 0, 0, 1, 2}}}, 1, nullptr);
   }
 };

@@ -159,7 +159,7 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
   for (uint64_t k = 0; eps.size() < flows; ++k) {
     const uint32_t ip = htonl(0xc6120100u + static_cast<uint32_t>(k >> 14));  // 198.18.1.0 on
     const uint16_t port = htons(static_cast<uint16_t>(1024 + (k & 0x3fff)));
-    if (ownerOf({{ip}, port}, workers) == w) eps.emplace_back(ip, port);
+    if (ownerOf(Endpoint<Ipv4Addr>{{ip}, port}, workers) == w) eps.emplace_back(ip, port);
   }
   std::shuffle(eps.begin(), eps.end(), std::mt19937(seed));
   r.frames = HugeArray<uint8_t>(size_t{flows} * kPktSize);

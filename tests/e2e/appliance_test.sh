@@ -1245,6 +1245,81 @@ PY
     $out == *"bad None None"* && $out == *"ethdev [0, 1, 2, 3] True"* ]]
 }
 
+
+# IPv6 (issue 12), as an operator sets it up: addresses on the twins (nodad: no duplicate
+# detection to wait for), net.ipv6.conf.all.forwarding=1 (namespace-wide: meshlbd says so
+# at start rather than set it), tasks with IPv6 addresses whose gateway is the twin.
+# NAT66 (-m), then full NAT66 (ip6tables SNAT): every task in turn for curl -6, the
+# client (then the SNAT address) as the tasks' peer; iperf3 -6; one service on an IPv4
+# and an IPv6 address (dual stack); the kernel twin answers neighbour discovery and ping.
+ipv6_up() {
+  local i
+  lbx sysctl -qw net.ipv6.conf.all.forwarding=1
+  client ip addr add 2001:db8::10/64 dev c0 nodad
+  lbx ip addr add 2001:db8::1/64 dev lb0 nodad
+  lbx ip addr add 2001:db8::100/128 dev lb0 nodad
+  lbx ip addr add 2001:db8:1::1/64 dev lb1 nodad
+  for i in 1 2 3; do
+    ip -n "mlb-t$i" addr add "2001:db8:1::1$i/64" dev eth0 nodad
+    ip -n "mlb-t$i" route add default via 2001:db8:1::1
+    (ip netns exec "mlb-t$i" /usr/bin/python3 -u -m http.server 80 --bind "2001:db8:1::1$i" \
+      --directory "$MLB_RUN/t$i" >"$MLB_RUN/http6-t$i.log" 2>&1 &)
+    ip netns exec "mlb-t$i" iperf3 -s -D -B "2001:db8:1::1$i" -p 5202 --logfile "$MLB_RUN/iperf6-t$i.log"
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 50); do
+      ip netns exec "mlb-t$i" bash -c "echo > /dev/tcp/2001:db8:1::1$i/80" 2>/dev/null && return 0
+      sleep 0.1
+    done
+  done
+  return 1
+}
+test_ipv6() {
+  local i seq peers bytes
+  ipv6_up || { echo "# the tasks' IPv6 servers did not start"; return 1; }
+  ctl ipvsadm -A -t "[2001:db8::100]:80" -s rr || return 1
+  for i in 1 2 3; do ctl ipvsadm -a -t "[2001:db8::100]:80" -r "[2001:db8:1::1$i]:80" -m || return 1; done
+  seq=""
+  for _ in $(seq 30); do
+    seq+=$(client curl -6 -s -m 5 "http://[2001:db8::100]/" | sed -n 's/^processed by task //p')
+  done
+  peers=$(cat "$MLB_RUN"/http6-t*.log | tr -d '\000' | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
+  echo "# NAT66, 30 requests: $seq; the tasks' peers: $peers"
+  ((${#seq} == 30)) || return 1
+  for i in $(seq 1 29); do ((${seq:i:1} == ${seq:i-1:1} % 3 + 1)) || return 1; done
+  [[ $peers == "2001:db8::10 " ]] || return 1
+  # Full NAT66: the tasks see the appliance's address on their side.
+  ctl ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:1::/64 -j SNAT \
+    --to-source 2001:db8:1::1 || return 1
+  for i in 1 2 3; do : >"$MLB_RUN/http6-t$i.log"; done
+  for _ in 1 2 3; do client curl -6 -s -m 5 "http://[2001:db8::100]/" | grep -q processed || return 1; done
+  peers=$(cat "$MLB_RUN"/http6-t*.log | tr -d '\000' | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
+  echo "# full NAT66: the tasks' peers: $peers"
+  [[ $peers == "2001:db8:1::1 " ]] || return 1
+  ctl ipvsadm -L -n -t "[2001:db8::100]:80" | grep -q -- '-> \[2001:db8:1::11\]:80 *Masq' || return 1
+  # iperf3 -6 (sh: its control and data connections to the same task).
+  ctl ipvsadm -A -t "[2001:db8::100]:5202" -s sh &&
+    ctl ipvsadm -a -t "[2001:db8::100]:5202" -r "[2001:db8:1::12]:5202" -m || return 1
+  bytes=$(client timeout 30 iperf3 -6 -c 2001:db8::100 -p 5202 -t 3 -J |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])') ||
+    return 1
+  echo "# iperf3 -6 through full NAT66: $bytes bytes in 3 s (the worker shares this VM's two cores)"
+  ((bytes > 1000000)) || return 1
+  # Dual stack: one service published on an IPv4 and an IPv6 address.
+  ctl ipvsadm -A -t 198.18.0.1:8100 -s rr && ctl ipvsadm -A -t "[2001:db8::100]:8100" -s rr || return 1
+  for i in 1 2 3; do
+    ctl ipvsadm -a -t 198.18.0.1:8100 -r "198.18.1.1$i:80" -m &&
+      ctl ipvsadm -a -t "[2001:db8::100]:8100" -r "[2001:db8:1::1$i]:80" -m || return 1
+  done
+  client curl -4 -s -m 5 "http://198.18.0.1:8100/" | grep -q processed &&
+    client curl -6 -s -m 5 "http://[2001:db8::100]:8100/" | grep -q processed || return 1
+  # Neighbour discovery and echo: the kernel twin's.
+  client ping -6 -c 2 -W 2 2001:db8::100 >/dev/null || return 1
+  local flows6
+  flows6=$(ctl stats | awk '$1 == "flows" {s += $2} END {print s + 0}')
+  echo "# tracked connections now (both families): $flows6"
+}
+
 topo_up
 tasks_serve
 rm -f "$MLB_RUN/state"
@@ -1312,6 +1387,8 @@ check "health checks: a killed task's server goes to weight 0, no request fails 
   test_health_checks
 check "DPDK telemetry: meshlb's commands (services, workers, drops) beside ethdev's" \
   test_dpdk_telemetry
+check "IPv6: NAT66 and full NAT66 (curl -6, every task in turn), iperf3 -6, dual stack, ND and ping by the twin" \
+  test_ipv6
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
 test_clean_log() {

@@ -76,6 +76,20 @@ class Appliance {
             {11, ip(("198.19.1." + std::to_string(t)).c_str()), mac(1, 0x10 + t)});
       }
     }
+    // IPv6 beside it (tests/data/gen_golden.py's core6_*): lb0 2001:db8::1/64 with the
+    // VIP 2001:db8::100/128, lb1 2001:db8:1::1/64 towards tasks 2001:db8:1::11-13.
+    kernel_.addrs.push_back({10, ip("2001:db8::1"), 64});
+    kernel_.addrs.push_back({11, ip("2001:db8:1::1"), 64});
+    if (o.vip_local) kernel_.addrs.push_back({10, ip("2001:db8::100"), 128});
+    kernel_.routes.push_back({ip("2001:db8::"), 64, {}, 10});
+    if (o.task_route) kernel_.routes.push_back({ip("2001:db8:1::"), 64, {}, 11});
+    kernel_.neighs.push_back({10, ip("2001:db8::10"), mac(0, 1)});
+    if (o.task_neighbours) {
+      for (uint8_t t = 1; t <= 3; ++t) {
+        kernel_.neighs.push_back(
+            {11, ip(("2001:db8:1::1" + std::to_string(t)).c_str()), mac(1, 0x10 + t)});
+      }
+    }
     if (o.overlay) {
       constexpr int kVxlan = 20;
       kernel_.links = {{10, 1500}, {11, 1500}, {kVxlan, 1450}};
@@ -164,7 +178,7 @@ class Appliance {
     return c;
   }
   void publish() {
-    auto next = buildSnapshot(commands_.services(), commands_.nat(), kernel_,
+    auto next = buildSnapshot(commands_.services(), commands_.nat(), commands_.nat6(), kernel_,
                               {{10, mac(0, 2)}, {11, mac(1, 2)}}, ++generation_, snap_.get());
     next->sync_master = opt_.sync_master;
     core_.setSnapshot(next.get());

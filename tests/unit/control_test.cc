@@ -120,6 +120,54 @@ TEST(Iptables, SwarmRulesSaveAndList) {
   EXPECT_TRUE(m.natPostrouting().empty());
 }
 
+// ip6tables: the same subset on its own rules (IPv6 addresses, ip6tables-save syntax);
+// each tool refuses the other family's addresses.
+TEST(Iptables, Ip6tablesHasItsOwnRulesAndFamily) {
+  IptablesModel m(Family::kIpv6);
+  ASSERT_TRUE(runIptables(m, words("-t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:1::7/64 -j "
+                                   "SNAT --to-source 2001:db8:1::1"))
+                  .ok());
+  ASSERT_TRUE(runIptables(m, words("-t nat -A PREROUTING -d 2001:db8::100/128 -p tcp --dport 80 "
+                                   "-j DNAT --to-destination [2001:db8:1::11]:8080"))
+                  .ok());
+  ASSERT_TRUE(runIptables(m, words("-t mangle -A PREROUTING -d 2001:db8::100 -p tcp --dport 443 "
+                                   "-j MARK --set-mark 7"))
+                  .ok());
+  EXPECT_EQ(*runIptables(m, words("-t nat -S")),
+            "-P PREROUTING ACCEPT\n"
+            "-P INPUT ACCEPT\n"
+            "-P OUTPUT ACCEPT\n"
+            "-P POSTROUTING ACCEPT\n"
+            "-A PREROUTING -d 2001:db8::100/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination "
+            "[2001:db8:1::11]:8080\n"
+            "-A POSTROUTING -d 2001:db8:1::/64 -m ipvs --ipvs -j SNAT --to-source 2001:db8:1::1\n");
+  EXPECT_EQ(
+      *runIptables(m, words("-t nat -L POSTROUTING -n")),
+      "Chain POSTROUTING (policy ACCEPT)\n"
+      "target     prot opt source               destination         \n"
+      "SNAT       0        ::/0                 2001:db8:1::/64      ipvs to:2001:db8:1::1\n");
+  EXPECT_EQ(iptablesRules(m).back(),
+            "ip6tables -t nat -A POSTROUTING -d 2001:db8:1::/64 -m ipvs --ipvs -j SNAT "
+            "--to-source 2001:db8:1::1");
+  IptablesModel v4;
+  for (auto [model, line, error] :
+       {std::tuple<IptablesModel*, const char*, const char*>{
+            &m, "-t nat -A POSTROUTING -d 198.18.1.0/24 -j MASQUERADE", "numeric IPv6 only"},
+        {&m, "-t nat -A POSTROUTING -j SNAT --to-source 198.18.1.1", "one IPv6 address"},
+        {&m, "-t nat -A PREROUTING -j DNAT --to-destination [2001:db8::1]:99999", "[ADDR]:PORT"},
+        {&m, "-t nat -A PREROUTING -j DNAT --to-destination [2001:db8::1]", "[ADDR]:PORT"},
+        {&m, "-t nat -A POSTROUTING -d 2001:db8::/129 -j MASQUERADE", "invalid prefix length"},
+        {&v4, "-t nat -A POSTROUTING -d 2001:db8::/64 -j MASQUERADE", "numeric IPv4 only"},
+        {&v4, "-t nat -A POSTROUTING -j SNAT --to-source 2001:db8::1", "one IPv4 address"}}) {
+    SCOPED_TRACE(line);
+    const IptablesModel before = *model;
+    auto r = runIptables(*model, words(line));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find(error), std::string::npos) << r.status();
+    EXPECT_TRUE(*model == before);
+  }
+}
+
 TEST(Iptables, RefusalsNameTheProblem) {
   IptablesModel m;
   struct {
@@ -206,7 +254,8 @@ TEST(Iptables, MarkActionsWithMasks) {
   auto ip = [](const char* s) { return IpAddr::parse(s).value(); };
   KernelView k;
   k.addrs = {{10, ip("198.18.0.1"), 24}};
-  auto snap = buildSnapshot(ServiceModel(), m, k, {{10, {2, 0, 0, 0, 0, 1}}}, 1);
+  auto snap = buildSnapshot(ServiceModel(), m, IptablesModel(Family::kIpv6), k,
+                            {{10, {2, 0, 0, 0, 0, 1}}}, 1);
   auto markOf = [&](const char* src, uint16_t dport) {
     return snap->v4.markOf(6, ip(src).v4(), ip("198.18.0.1").v4(), htons(40000), htons(dport));
   };
@@ -424,6 +473,38 @@ TEST_F(StateFile, EveryChangeIsSavedAndRestored) {
                 "ipvsadm --set 100 120 300\n"
                 "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n"
                 "# end of state: 4 lines, checksum 53403df26d489914\n");
+}
+
+// IPv6 services and ip6tables rules go into the state file and come back.
+TEST_F(StateFile, Ipv6ServicesAndIp6tablesRulesAreSavedAndRestored) {
+  bool changed = false;
+  const std::vector<std::string> lines = {
+      "ipvsadm -A -t [2001:db8::100]:80 -s mh -b mh-port",
+      "ipvsadm -a -t [2001:db8::100]:80 -r [2001:db8:1::11]:8080 -m -w 2",
+      "ipvsadm -A -u [2001:db8::100]:53 -s rr -p 60 -M 64",
+      "ipvsadm -a -u [2001:db8::100]:53 -r [2001:db8:1::12]:53 -g",
+      "ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:1::/64 -j MASQUERADE",
+      "iptables -t nat -A POSTROUTING -m ipvs --ipvs -j MASQUERADE"};
+  std::string listed;
+  {
+    Commands c;
+    ASSERT_TRUE(c.useStateFile(path_).ok());
+    for (const std::string& l : lines) ASSERT_TRUE(c.run(words(l), "", &changed).ok()) << l;
+    listed = *c.run(words("ipvsadm -S -n"), "", &changed);
+    EXPECT_EQ(c.nat6().natPostrouting().size(), 1u);
+    EXPECT_EQ(c.nat().natPostrouting().size(), 1u);
+  }
+  Commands again;
+  ASSERT_TRUE(again.useStateFile(path_).ok());
+  EXPECT_EQ(*again.run(words("ipvsadm -S -n"), "", &changed), listed);
+  EXPECT_NE(listed.find("-A -t [2001:db8::100]:80 -s mh -b mh-port"), std::string::npos) << listed;
+  EXPECT_EQ(*again.run(words("ip6tables -t nat -S POSTROUTING"), "", &changed),
+            "-P POSTROUTING ACCEPT\n"
+            "-A POSTROUTING -d 2001:db8:1::/64 -m ipvs --ipvs -j MASQUERADE\n");
+  EXPECT_EQ(*again.run(words("iptables -t nat -S POSTROUTING"), "", &changed),
+            "-P POSTROUTING ACCEPT\n"
+            "-A POSTROUTING -m ipvs --ipvs -j MASQUERADE\n");
+  EXPECT_NE(read().find("\nip6tables -t nat -A POSTROUTING -d 2001:db8:1::/64"), std::string::npos);
 }
 
 // Issue 13, defect 7: a change rewrote the whole file (O(configuration): 7 MB at
@@ -681,13 +762,13 @@ TEST_F(StateFile, AChangeBeingWrittenWhenTheDaemonStoppedIsPassedOver) {
 
 // Every line is checked as a command would be: in a file without a trailer (v2),
 // a blank line of tabs or a control character is a refusal, not a crash; and a
-// configuration the daemon refuses as a command (IPv6 today) is refused in the
-// file, rather than loaded to make every later command fail.
+// configuration the daemon refuses as a command (an IPv6 real server through a
+// tunnel) is refused in the file, rather than loaded to make every later command fail.
 TEST_F(StateFile, LinesAreCheckedAsCommandsAre) {
-  auto refusal = [&](const std::string& text, bool ipv4_only = false) {
+  auto refusal = [&](const std::string& text, bool limits = false) {
     std::ofstream(path_, std::ios::trunc) << text;
     Commands c;
-    c.setIpv4Only(ipv4_only);
+    c.setDataplaneLimits(limits);
     const absl::Status st = c.useStateFile(path_);
     if (!st.ok()) {
       EXPECT_EQ(read(), text);
@@ -700,8 +781,10 @@ TEST_F(StateFile, LinesAreCheckedAsCommandsAre) {
   EXPECT_NE(refusal("# meshlb state v2\nipvsadm -A -t 198.18.0.1:80\r -s rr\n")
                 .find("state line 2: not a setting"),
             std::string::npos);
-  const std::string v6 = "# meshlb state v2\nipvsadm -A -t [2001:db8::10]:80 -s rr\n";
-  EXPECT_NE(refusal(v6, true).find("refused: IPv6 services"), std::string::npos)
+  const std::string v6 =
+      "# meshlb state v2\nipvsadm -A -t [2001:db8::10]:80 -s rr\n"
+      "ipvsadm -a -t [2001:db8::10]:80 -r [2001:db8:1::11]:80 -i\n";
+  EXPECT_NE(refusal(v6, true).find("tunnelling (-i) to IPv6 real servers"), std::string::npos)
       << refusal(v6, true);
   EXPECT_EQ(refusal(v6, false), "");  // where the dataplane serves it, it loads
 }
@@ -749,7 +832,7 @@ TEST_F(StateFile, HealthChecksAndDownServersAreSavedAndRestored) {
     EXPECT_NE(list.find("TCP  198.18.0.1:80\n  -> 198.18.1.11:80"), std::string::npos) << list;
     EXPECT_NE(list.find("DOWN   not checked yet"), std::string::npos) << list;
     // The snapshot's weight is the live one.
-    auto snap = buildSnapshot(c.services(), c.nat(), KernelView{}, {}, 1);
+    auto snap = buildSnapshot(c.services(), c.nat(), c.nat6(), KernelView{}, {}, 1);
     const auto* svc = snap->v4.findService(kProtoTcp, IpAddr::parse("198.18.0.1")->v4(), htons(80));
     ASSERT_NE(svc, nullptr);
     EXPECT_EQ(svc->backends[0].weight, 0u);
@@ -1098,17 +1181,22 @@ TEST(Commands, ChangesTellTheStatisticsWhatWentAndWhatCame) {
   EXPECT_EQ(run("ipvsadm -C"), "removed 0:1, removed 1:0");
 }
 
-TEST(Commands, Ipv4OnlyDaemonRefusesIpv6Services) {
+// The daemon serves IPv6 services (NAT66, full NAT66, -g); a tunnel (-i) to an IPv6
+// real server it cannot carry yet is refused, nothing changed.
+TEST(Commands, TheDaemonRefusesWhatItsDataplaneCannotCarry) {
   Commands c;
-  c.setIpv4Only(true);
-  bool changed = true;
-  auto r = c.run(words("ipvsadm -A -t [2001:db8::1]:80 -s rr"), "", &changed);
+  c.setDataplaneLimits(true);
+  bool changed = false;
+  ASSERT_TRUE(c.run(words("ipvsadm -A -t [2001:db8::1]:80 -s rr"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("ipvsadm -a -t [2001:db8::1]:80 -r [2001:db8:1::9]:80 -m"), "", &changed).ok());
+  changed = false;
+  auto r = c.run(words("ipvsadm -a -t [2001:db8::1]:80 -r [2001:db8:1::8]:80 -i"), "", &changed);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("IPv6"), std::string::npos);
+  EXPECT_NE(r.status().message().find("tunnelling (-i) to IPv6 real servers"), std::string::npos);
   EXPECT_FALSE(changed);
   ASSERT_TRUE(c.run(words("ipvsadm -A -f 5 -s rr"), "", &changed).ok());
-  EXPECT_FALSE(c.run(words("ipvsadm -a -f 5 -r [2001:db8::9]:0 -m"), "", &changed).ok());
-  EXPECT_TRUE(c.run(words("ipvsadm -a -f 5 -r 198.18.1.9:0 -m"), "", &changed).ok());
+  EXPECT_TRUE(c.run(words("ipvsadm -a -f 5 -r [2001:db8::9]:0 -m"), "", &changed).ok());
 }
 
 TEST(Commands, UnknownAndRejectedChangeNothing) {
@@ -1144,7 +1232,7 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
               {ip("198.19.0.0"), 16, {}, 99}};
   k.neighs = {{11, ip("198.18.1.11"), {2, 0, 0, 0, 0, 0x11}}};
   std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}, {11, {2, 0, 0, 0, 0, 2}}};
-  auto s = buildSnapshot(c.services(), c.nat(), k, ports, 7);
+  auto s = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, 7);
   const FamilySnap<Ipv4Addr>& f = s->v4;
   EXPECT_EQ(s->generation, 7u);
   ASSERT_EQ(f.services.size(), 2u);
@@ -1166,11 +1254,11 @@ TEST(SnapshotBuilder, ServicesRoutesNeighboursAndSnat) {
   ASSERT_NE(svc->maglev, nullptr);
   // A kernel-side change alone reuses the Maglev table; a backend change rebuilds it.
   k.neighs.push_back({11, ip("198.18.1.12"), {2, 0, 0, 0, 0, 0x12}});
-  auto s2 = buildSnapshot(c.services(), c.nat(), k, ports, 8, s.get());
+  auto s2 = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, 8, s.get());
   EXPECT_EQ(s2->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   ASSERT_TRUE(
       c.run(words("ipvsadm -e -t 198.18.0.1:8080 -r 198.18.1.12:80 -m -w 3"), "", &changed).ok());
-  auto s3 = buildSnapshot(c.services(), c.nat(), k, ports, 9, s2.get());
+  auto s3 = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, 9, s2.get());
   EXPECT_NE(s3->v4.findService(6, v4("198.18.0.1"), htons(8080))->maglev, svc->maglev);
   for (const auto& [k, svc2] : c.services().services()) {
     for (const RealServer& d : svc2.dests) EXPECT_TRUE(s->backendLive(d.id));  // fwmark's too
@@ -1201,7 +1289,7 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
   std::mt19937 rng(13);
   KernelView k;
   std::vector<TwinPort> ports{{10, {2, 0, 0, 0, 0, 1}}};
-  auto snap = buildSnapshot(c.services(), c.nat(), k, ports, 1);
+  auto snap = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, 1);
   auto vip = [](uint32_t i) { return absl::StrCat("198.18.", i / 200, ".", i % 200 + 1, ":80"); };
   for (int step = 0; step < 400; ++step) {
     const uint32_t i = rng() % 60, j = rng() % 8;
@@ -1249,8 +1337,8 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
     }
     if (!cmd.empty()) (void)c.run(words("ipvsadm " + cmd), "", &changed);  // may be refused
     if (step % 3) continue;  // several changes between snapshots, as while a -R runs
-    auto next = buildSnapshot(c.services(), c.nat(), k, ports, step + 2, snap.get());
-    auto whole = buildSnapshot(c.services(), c.nat(), k, ports, step + 2);
+    auto next = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, step + 2, snap.get());
+    auto whole = buildSnapshot(c.services(), c.nat(), c.nat6(), k, ports, step + 2);
     ASSERT_EQ(next->v4.services.size(), whole->v4.services.size()) << step;
     for (const ServiceSnap<Ipv4Addr>* w : whole->v4.services.all()) {
       const uint64_t key = w->fwmark ? FamilySnap<Ipv4Addr>::fwmarkKey(w->fwmark)
@@ -1292,7 +1380,8 @@ TEST(SnapshotBuilder, BuiltFromThePreviousItEqualsOneBuiltWhole) {
   // From another model's snapshot (another id), a build is whole.
   Commands other;
   ASSERT_TRUE(other.run(words("ipvsadm -A -f 7 -s rr"), "", &changed).ok());
-  auto mixed = buildSnapshot(other.services(), other.nat(), k, ports, 999, snap.get());
+  auto mixed =
+      buildSnapshot(other.services(), other.nat(), other.nat6(), k, ports, 999, snap.get());
   EXPECT_EQ(mixed->v4.services.size(), 1u);
 }
 

@@ -619,6 +619,7 @@ TEST(HostSetup, SaysWhatTheHostLacksOneLineEach) {
   const std::filesystem::path root =
       std::filesystem::temp_directory_path() / ("meshlb-host-" + std::to_string(getpid()));
   std::filesystem::create_directories(root / "proc/sys/net/ipv4/conf/all");
+  std::filesystem::create_directories(root / "proc/sys/net/ipv6/conf/all");
   std::filesystem::create_directories(root / "sys/kernel/iommu_groups");
   auto write = [&](const char* path, const char* v) { std::ofstream(root / path) << v << "\n"; };
   write("proc/sys/net/ipv4/conf/all/rp_filter", "0");
@@ -631,19 +632,24 @@ TEST(HostSetup, SaysWhatTheHostLacksOneLineEach) {
   std::filesystem::create_directories(root / "sys/kernel/iommu_groups/0");
   EXPECT_TRUE(hostLacks(fine, proc, sys).empty());
 
+  write("proc/sys/net/ipv6/conf/all/forwarding", "1");
+  EXPECT_TRUE(hostLacks(fine, proc, sys).empty());
+
   write("proc/sys/net/ipv4/conf/all/rp_filter", "2");
+  write("proc/sys/net/ipv6/conf/all/forwarding", "0");
   std::filesystem::remove(root / "sys/kernel/iommu_groups/0");
   HostFacts lacking;
   lacking.hugepages = false;
   lacking.pci_ports = true;
   const auto lines = hostLacks(lacking, proc, sys);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 4u);
   EXPECT_NE(lines[0].find("net.ipv4.conf.all.rp_filter=2"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[1].find("without hugepages"), std::string::npos) << lines[1];
-  EXPECT_NE(lines[2].find("no IOMMU"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[1].find("net.ipv6.conf.all.forwarding=0"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("without hugepages"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[3].find("no IOMMU"), std::string::npos) << lines[3];
   // Without PCI ports no IOMMU is needed.
   lacking.pci_ports = false;
-  EXPECT_EQ(hostLacks(lacking, proc, sys).size(), 2u);
+  EXPECT_EQ(hostLacks(lacking, proc, sys).size(), 3u);
   std::filesystem::remove_all(root);
 }
 

@@ -1140,5 +1140,91 @@ TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
   EXPECT_EQ(expires, deadline);
 }
 
+// ---- Issue 12: IPv6 ----------------------------------------------------------------
+
+std::vector<std::string> http6Service(bool snat) {
+  std::vector<std::string> c{"ipvsadm -A -t [2001:db8::100]:8080 -s rr"};
+  for (int t = 1; t <= 3; ++t) {
+    c.push_back("ipvsadm -a -t [2001:db8::100]:8080 -r [2001:db8:1::1" + std::to_string(t) +
+                "]:80 -m");
+  }
+  if (snat) {
+    c.push_back(
+        "ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:1::/64 -j SNAT --to-source "
+        "2001:db8:1::1");
+  }
+  return c;
+}
+
+// NAT66 (masquerade, -m): the destination becomes the task, the client stays the source;
+// the hop limit drops by one; the TCP checksum follows (scapy's, recomputed whole).
+TEST(Ipv6, MasqueradeBothWays) {
+  Appliance a(http6Service(false));
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_syn_masq.out")));
+  f = golden("core6_synack_masq.in");
+  ASSERT_EQ(a.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_synack.out")));
+  EXPECT_EQ(a.core().table6().size(), 1u);
+  EXPECT_EQ(a.core().table().size(), 0u);
+  EXPECT_EQ(a.counters().new_connections.load(), 1u);
+}
+
+// Full NAT66: ip6tables SNAT to the appliance's address on the tasks' side.
+TEST(Ipv6, FullNatTcpUdpAndExtensionHeaders) {
+  Appliance a(http6Service(true));
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_syn_fullnat.out")));
+  f = golden("core6_synack_fullnat.in");
+  ASSERT_EQ(a.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_synack.out")));
+  f = golden("core6_ack.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_ack_fullnat.out")));
+
+  Appliance ext(http6Service(true));
+  f = golden("core6_syn_ext.in");
+  ASSERT_EQ(ext.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_syn_ext_fullnat.out")));
+
+  std::vector<std::string> udp = {
+      "ipvsadm -A -u [2001:db8::100]:53 -s rr",
+      "ipvsadm -a -u [2001:db8::100]:53 -r [2001:db8:1::11]:53 -m",
+      "ip6tables -t nat -A POSTROUTING -d 2001:db8:1::/64 -j MASQUERADE"};
+  Appliance u(udp);
+  f = golden("core6_udp.in");
+  ASSERT_EQ(u.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_udp_fullnat.out")));
+}
+
+// ICMPv6 errors about a tracked connection, translated as IPVS does (ip_vs_in_icmp_v6,
+// ip_vs_out_icmp_v6): a task's Packet Too Big goes to the client about the client's own
+// packet; a client's unreachable goes to the task about the task's.
+TEST(Ipv6, IcmpErrorsOfAConnectionBothWays) {
+  Appliance a(http6Service(true));
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  f = golden("core6_too_big_from_task.in");
+  ASSERT_EQ(a.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_too_big_from_task.out")));
+  f = golden("core6_unreach_from_client.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_unreach_from_client.out")));
+  EXPECT_EQ(a.counters().icmp_translated.load(), 2u);
+}
+
+// What is not a connection's is the kernel twin's (neighbour discovery, echo), and a
+// packet whose hop limit runs out is dropped and counted.
+TEST(Ipv6, NeighbourDiscoveryToTheKernelHopLimitCounted) {
+  Appliance a(http6Service(true));
+  Bytes f = golden("core6_ns.in");
+  EXPECT_EQ(a.send(f, 0), Verdict::toKernel(0));
+  f = golden("core6_syn.in");
+  f[14 + 7] = 1;  // hop limit 1
+  EXPECT_EQ(a.send(f, 0), Verdict::drop(Drop::kTtlExceeded));
+}
+
 }  // namespace
 }  // namespace meshlb

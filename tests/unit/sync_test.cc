@@ -135,7 +135,7 @@ TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
   c.daddr = ip("198.19.1.2");
   d.install(c);
   ASSERT_EQ(given.size(), 1u);
-  EXPECT_EQ(given[0].first, ownerOf({c.caddr, c.cport}, 2));
+  EXPECT_EQ(given[0].first, ownerOf(Endpoint<Ipv4Addr>{c.caddr, c.cport}, 2));
   EXPECT_EQ(given[0].second.flow.backend_id, svc.dests[1].id.raw());
   EXPECT_EQ(given[0].second.flow.local, ip("198.19.0.1"));
   EXPECT_EQ(given[0].second.timeout_ms, 900'000u);
