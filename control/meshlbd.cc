@@ -260,7 +260,10 @@ class Daemon {
     dp_.counters = std::make_unique<WorkerCounters[]>(workers);
     ipvs_ = std::make_unique<IpvsStats>(dp_.num_workers);
     dp_.dumps = std::make_unique<Dataplane::ConnDump[]>(workers);
-    for (unsigned w = 0; w < workers; ++w) dp_.dumps[w].flows.resize(kMaxListedConnections);
+    for (unsigned w = 0; w < workers; ++w) {
+      dp_.dumps[w].flows.resize(kMaxListedConnections);
+      dp_.dumps[w].flows6.resize(kMaxListedConnections);
+    }
     // Connection sync: each worker's queue for the master daemon, and a backup's
     // connections for it to install.
     sync_.setWorkers(dp_.num_workers);
@@ -631,6 +634,7 @@ class Daemon {
       const Dataplane::ConnDump& d = dp_.dumps[w];
       if (d.done.load(std::memory_order_acquire) != dump_request_) continue;  // a stuck worker
       appendConnEntries(d.flows.data(), d.count, d.now_ms, out);
+      appendConnEntries(d.flows6.data(), d.count6, d.now_ms, out);
     }
     appendTemplates(templates_, commands_.services(), nowMs(), out);
     return out;

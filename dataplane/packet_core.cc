@@ -472,21 +472,6 @@ Flow<Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Addr>& key,
   return e;
 }
 
-// Both families' instances (the IPv4 one is also inlined into handle()).
-#define MESHLB_FAMILY(Addr)                                                                        \
-  template Verdict PacketCore::icmpError<Addr>(uint8_t*, const PacketMeta&);                       \
-  template Flow<Addr>* PacketCore::onMiss<Addr>(uint8_t*, const PacketMeta&, const FlowKey<Addr>&, \
-                                                Verdict*);                                         \
-  template bool PacketCore::reusable<Addr>(const Flow<Addr>&) const;                               \
-  template Flow<Addr>* PacketCore::newConnection<Addr>(                                            \
-      const ParsedPacket&, const ServiceSnap<Addr>&, const FlowKey<Addr>&, uint16_t, Drop*);       \
-  template Flow<Addr>* PacketCore::admit<Addr>(const ParsedPacket&, const FlowKey<Addr>&,          \
-                                               const BackendSnap<Addr>&, uint16_t, bool, Drop*,    \
-                                               bool);
-MESHLB_FAMILY(Ipv4Addr)
-MESHLB_FAMILY(Ipv6Addr)
-#undef MESHLB_FAMILY
-
 void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
   if (e.backend_id == kDnatBackend.raw()) return;  // conntrack's (a nat DNAT), not IPVS's
   SyncRecord r;
@@ -601,12 +586,13 @@ bool PacketCore::installSynced(const SyncRecord& r) {
 // Into the overlay: the inner frame addressed to the task's MAC (the vxlan device's
 // neighbour) from the device's MAC, then VXLAN towards the node the FDB names, over
 // the underlay route to it; written into the headroom in front of the frame.
-Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
-                                Ipv4Addr nexthop) {
-  const FamilySnap<Ipv4Addr>& fam = snap_->v4;
+template <class Addr>
+Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Addr>& rt,
+                                const Addr& nexthop) {
+  const FamilySnap<Ipv4Addr>& fam = snap_->v4;  // the underlay's
   const OverlaySnap& ov = snap_->overlays[rt.overlay];
   const auto* inner_mac =
-      fam.neigh.find(static_cast<uint16_t>(kOverlayNeighPort + rt.overlay), nexthop);
+      this->fam<Addr>().neigh.find(static_cast<uint16_t>(kOverlayNeighPort + rt.overlay), nexthop);
   if (!inner_mac) return drop(Drop::kOverlayUnresolved);
   const Ipv4Addr* vtep = snap_->fdb.find(static_cast<uint16_t>(rt.overlay), *inner_mac);
   if (!vtep) return drop(Drop::kOverlayNoFdb);
@@ -627,7 +613,14 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
   t.vni = ov.vni;
   t.dst_port = ov.udp_port;
   t.ttl = ov.ttl;
-  vxlanEncap(frame, inner_len, t, m.hash);
+  // The outer source port follows the inner flow (an IPv6 packet's hash is made here:
+  // the staged pipeline hashes IPv4's).
+  uint64_t hash = m.hash;
+  if constexpr (!std::is_same_v<Addr, Ipv4Addr>) {
+    const uint8_t* ip = frame + m.p.ip.l3_offset;
+    hash = hashBytes(ip + 8, 32, uint64_t{m.p.ip.sport} << 16 | m.p.ip.dport);
+  }
+  vxlanEncap(frame, inner_len, t, hash);
   bump(c_.vxlan_encap);
   Verdict v = under_mac ? Verdict::transmit(under->port) : Verdict::toKernel(under->port);
   if (!under_mac) unresolved(under->port, under->has_gateway ? under->gateway : *vtep);
@@ -781,10 +774,14 @@ Verdict PacketCore::unreachable(uint8_t* frame, const PacketMeta& m) {
 }
 
 Verdict PacketCore::tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu) {
-  if (!(m.p.ipv4_flags_frag & kIpv4FlagDf)) return drop(Drop::kTooBigNoDf);
+  // IPv4 without DF may be fragmented (by the kernel: the appliance drops it, counted);
+  // IPv6 is never fragmented on the way: always Packet Too Big (RFC 8200).
+  const bool v6 = m.p.ip.l3 == L3Type::kIpv6;
+  if (!v6 && !(m.p.ipv4_flags_frag & kIpv4FlagDf)) return drop(Drop::kTooBigNoDf);
   const uint8_t* ip = frame + m.p.ip.l3_offset;
-  const uint32_t n =
-      buildTooBig(frame, m.p, mtu, snap_->port_mac[m.in_port].data(), ip + 16, scratch_);
+  // From the address the packet was sent to (the VIP), as the kernel answers.
+  const uint32_t n = buildTooBig(frame, m.p, mtu, snap_->port_mac[m.in_port].data(),
+                                 v6 ? ip + 24 : ip + 16, scratch_);
   std::memcpy(frame, scratch_, n);
   rewrote_ = true;
   bump(c_.icmp_too_big_sent);
@@ -792,5 +789,22 @@ Verdict PacketCore::tooBig(uint8_t* frame, const PacketMeta& m, uint16_t mtu) {
   v.length = static_cast<uint16_t>(n);
   return v;
 }
+
+// Both families' instances (the IPv4 one is also inlined into handle()).
+#define MESHLB_FAMILY(Addr)                                                                        \
+  template Verdict PacketCore::encapsulate<Addr>(uint8_t*, const PacketMeta&,                      \
+                                                 const RouteSnap<Addr>&, const Addr&);             \
+  template Verdict PacketCore::icmpError<Addr>(uint8_t*, const PacketMeta&);                       \
+  template Flow<Addr>* PacketCore::onMiss<Addr>(uint8_t*, const PacketMeta&, const FlowKey<Addr>&, \
+                                                Verdict*);                                         \
+  template bool PacketCore::reusable<Addr>(const Flow<Addr>&) const;                               \
+  template Flow<Addr>* PacketCore::newConnection<Addr>(                                            \
+      const ParsedPacket&, const ServiceSnap<Addr>&, const FlowKey<Addr>&, uint16_t, Drop*);       \
+  template Flow<Addr>* PacketCore::admit<Addr>(const ParsedPacket&, const FlowKey<Addr>&,          \
+                                               const BackendSnap<Addr>&, uint16_t, bool, Drop*,    \
+                                               bool);
+MESHLB_FAMILY(Ipv4Addr)
+MESHLB_FAMILY(Ipv6Addr)
+#undef MESHLB_FAMILY
 
 }  // namespace meshlb

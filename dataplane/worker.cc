@@ -273,6 +273,10 @@ class Worker {
     core_.table().forEach([&](const Flow<Ipv4Addr>& f) {
       if (d.count < d.flows.size()) d.flows[d.count++] = f;
     });
+    d.count6 = 0;
+    core_.table6().forEach([&](const Flow<Ipv6Addr>& f) {
+      if (d.count6 < d.flows6.size()) d.flows6[d.count6++] = f;
+    });
     dumped_ = request;
     d.done.store(request, std::memory_order_release);
   }

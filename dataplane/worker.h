@@ -45,6 +45,8 @@ struct Dataplane {
   struct ConnDump {
     std::vector<Flow<Ipv4Addr>> flows;  // capacity fixed by the control thread
     uint32_t count = 0;
+    std::vector<Flow<Ipv6Addr>> flows6;  // the same for IPv6 connections
+    uint32_t count6 = 0;
     uint32_t now_ms = 0;
     std::atomic<uint32_t> done{0};
   };

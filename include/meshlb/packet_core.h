@@ -320,8 +320,10 @@ class PacketCore {
     }
     return a;
   }
-  Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Ipv4Addr>& rt,
-                      Ipv4Addr nexthop);
+  // The inner packet of either family; the underlay is IPv4.
+  template <class Addr>
+  Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Addr>& rt,
+                      const Addr& nexthop);
   // ipvsadm -i: the packet, unchanged, inside IPIP, GUE or GRE to its real server.
   Verdict tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
                  const RouteSnap<Ipv4Addr>* rt);
@@ -446,14 +448,11 @@ template <class Addr>
   // Where the rewritten packet goes: to the real server, or back to the client.
   const Addr to = original ? e->backend : e->client;
   const RouteSnap<Addr>* rt = fam<Addr>().route(to);
-  if (__builtin_expect(rt && rt->overlay >= 0, 0)) {
-    // IPv6 inside the overlay is not carried yet (issue 12).
-    if constexpr (!kV4) return drop(Drop::kNoRoute);
-    if (p.ip.l3_length > snap_->overlays[rt->overlay].inner_mtu) {
-      // Path MTU, checked as IPVS does before rewriting: the sender learns the
-      // overlay's MTU about its own packet.
-      return tooBig(frame, m, snap_->overlays[rt->overlay].inner_mtu);
-    }
+  if (__builtin_expect(rt && rt->overlay >= 0, 0) &&
+      p.ip.l3_length > snap_->overlays[rt->overlay].inner_mtu) {
+    // Path MTU, checked as IPVS does before rewriting: the sender learns the
+    // overlay's MTU about its own packet.
+    return tooBig(frame, m, snap_->overlays[rt->overlay].inner_mtu);
   }
   BackendStats& bs = stats_[e->backendId().slot()];
   if (original) {
@@ -511,9 +510,7 @@ template <bool kTransit, class Addr>
   }
   rewrote_ = true;
   const Addr nexthop = rt->has_gateway ? rt->gateway : dst;
-  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
-    if (__builtin_expect(rt->overlay >= 0, 0)) return encapsulate(frame, m, *rt, nexthop);
-  }
+  if (__builtin_expect(rt->overlay >= 0, 0)) return encapsulate(frame, m, *rt, nexthop);
   const auto* mac = fam<Addr>().neigh.find(rt->port, nexthop);
   const auto& port_mac = snap_->port_mac[rt->port];
   if (!mac) {

@@ -27,6 +27,9 @@
 //
 //   worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R]
 //                                 [--only fwd|meshlb] [--encap plain|vxlan] [--latency MPPS]
+//                                 [--family 4|6]
+// (--family 6: IPv6 clients, service and tasks, 74-byte frames; the forwarder moves the
+// same frames.)
 // (--encap vxlan: the tasks are behind a VXLAN overlay; meshlb encapsulates every
 // packet towards their nodes, the forwarder does what it always does.)
 // (--only runs one side, for profiling; no ratio is printed then.)
@@ -108,6 +111,18 @@ struct alignas(64) LatencyHist {
 };
 std::atomic<bool> g_latency_on{false};
 bool g_vxlan = false;  // --encap vxlan
+bool g_v6 = false;     // --family 6
+// A frame's size and its TCP header's offset, by family.
+uint32_t frameSize() { return g_v6 ? kPkt6Size : kPktSize; }
+uint32_t tcpOffset() { return g_v6 ? 54 : 34; }
+// IPv6: the VIP 2001:db8::100, tasks 2001:db8:1::1 - ::a, clients 2001:db8:2::/64.
+Ipv6Addr v6Addr(uint16_t net, uint32_t host) {
+  Ipv6Addr a{};
+  a.b[0] = 0x20, a.b[1] = 0x01, a.b[2] = 0x0d, a.b[3] = 0xb8;
+  storeBe16(a.b + 4, net);
+  storeBe32(a.b + 12, host);
+  return a;
+}
 
 uint16_t latencyTx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, void* arg) {
   if (!g_latency_on.load(std::memory_order_relaxed)) return n;
@@ -136,9 +151,12 @@ uint16_t replayRx(uint16_t, uint16_t, rte_mbuf** pkts, uint16_t n, uint16_t, voi
   for (uint16_t i = 0; i < n; ++i) {
     if (r->stamp) rxTsc(pkts[i]) = now;
     uint8_t* f = rte_pktmbuf_mtod(pkts[i], uint8_t*);
-    std::memcpy(f, &r->frames[size_t{r->pos} * kPktSize], kPktSize);
+    const uint32_t size = frameSize();
+    std::memcpy(f, &r->frames[size_t{r->pos} * size], size);
+    pkts[i]->data_len = static_cast<uint16_t>(size);
+    pkts[i]->pkt_len = size;
     if (pass == 0) {  // the flow's SYN: flags and TCP checksum
-      uint8_t* tcp = f + 34;
+      uint8_t* tcp = f + tcpOffset();
       const uint16_t old = load16(tcp + 12);
       tcp[13] = kTcpSyn;
       csumReplace16(tcp + 16, old, load16(tcp + 12));
@@ -159,12 +177,20 @@ void fillReplay(Replay& r, uint16_t w, uint16_t workers, uint32_t flows, uint32_
   for (uint64_t k = 0; eps.size() < flows; ++k) {
     const uint32_t ip = htonl(0xc6120100u + static_cast<uint32_t>(k >> 14));  // 198.18.1.0 on
     const uint16_t port = htons(static_cast<uint16_t>(1024 + (k & 0x3fff)));
-    if (ownerOf(Endpoint<Ipv4Addr>{{ip}, port}, workers) == w) eps.emplace_back(ip, port);
+    const uint16_t owner = g_v6 ? ownerOf(Endpoint<Ipv6Addr>{v6Addr(2, ntohl(ip)), port}, workers)
+                                : ownerOf(Endpoint<Ipv4Addr>{{ip}, port}, workers);
+    if (owner == w) eps.emplace_back(ip, port);
   }
   std::shuffle(eps.begin(), eps.end(), std::mt19937(seed));
-  r.frames = HugeArray<uint8_t>(size_t{flows} * kPktSize);
+  r.frames = HugeArray<uint8_t>(size_t{flows} * frameSize());
   for (uint32_t i = 0; i < flows; ++i) {
-    buildTcp(&r.frames[size_t{i} * kPktSize], eps[i].first, kVip, eps[i].second, kVport, kTcpAck);
+    uint8_t* f = &r.frames[size_t{i} * frameSize()];
+    if (g_v6) {
+      buildTcp6(f, v6Addr(2, ntohl(eps[i].first)).b, v6Addr(0, 0x100).b, eps[i].second, kVport,
+                kTcpAck);
+    } else {
+      buildTcp(f, eps[i].first, kVip, eps[i].second, kVport, kTcpAck);
+    }
   }
   r.flows = flows;
 }
@@ -193,6 +219,34 @@ void addOverlay(Snapshot& s) {
   for (uint32_t n = 2; n <= 3; ++n) {
     f.neigh.set(0, {htonl(0xc6130000u + n)}, {2, 0, 0, 0, 0, static_cast<uint8_t>(n)});
   }
+}
+
+// --family 6: the same service, tasks and route in IPv6.
+void makeV6(Snapshot& s) {
+  FamilySnap<Ipv6Addr>& f = s.v6;
+  ServiceSnap<Ipv6Addr> svc;
+  svc.proto = kProtoTcp;
+  svc.vip = v6Addr(0, 0x100);
+  svc.vport = kVport;
+  svc.sched = findScheduler("rr");
+  svc.max_weight = 1;
+  f.port_addr.push_back(v6Addr(1, 0xffff));
+  f.port_has_addr.push_back(true);
+  f.local_addrs.insert(svc.vip);
+  RouteSnap<Ipv6Addr> rt;
+  rt.dst = Prefix<Ipv6Addr>::make(v6Addr(1, 0), 64);
+  f.routes.push_back(rt);
+  for (uint32_t t = 1; t <= kTasks; ++t) {
+    const Ipv6Addr addr = v6Addr(1, t);
+    const BackendId id = BackendId::make(0, t);
+    svc.backends.push_back({addr, kVport, 1, id});
+    svc.weights.push_back(1);
+    svc.slots.push_back(t);
+    f.neigh.set(0, addr, {2, 0, 0, 0, 1, static_cast<uint8_t>(t)});
+  }
+  const auto vip = svc.vip;
+  f.services.put(FamilySnap<Ipv6Addr>::serviceKey(kProtoTcp, vip, kVport),
+                 std::make_shared<const ServiceSnap<Ipv6Addr>>(std::move(svc)));
 }
 
 std::unique_ptr<Snapshot> makeSnapshot(const rte_ether_addr& port_mac) {
@@ -478,12 +532,15 @@ int benchMain(int argc, char** argv) {
     } else if (a == "--encap" && i + 1 < argc &&
                (argv[i + 1] == std::string("plain") || argv[i + 1] == std::string("vxlan"))) {
       vxlan = argv[++i] == std::string("vxlan");
+    } else if (a == "--family" && i + 1 < argc &&
+               (argv[i + 1] == std::string("4") || argv[i + 1] == std::string("6"))) {
+      g_v6 = argv[++i] == std::string("6");
     } else if (a == "--latency" && i + 1 < argc) {
       latency_mpps = std::atof(argv[++i]);
       if (!(latency_mpps > 0 && latency_mpps <= 1000)) die("--latency: Mpps in (0, 1000]");
     } else {
       die("usage: worker_bench [EAL options] -- [--flows N,N,...] [--seconds S] [--reps R] "
-          "[--only fwd|meshlb] [--encap plain|vxlan] [--latency MPPS]");
+          "[--only fwd|meshlb] [--encap plain|vxlan] [--latency MPPS] [--family 4|6]");
     }
   }
   for (uint32_t f : flow_counts) {
@@ -530,12 +587,15 @@ int benchMain(int argc, char** argv) {
   rte_ether_addr mac{};
   rte_eth_macaddr_get(b.port, &mac);
   b.snap = makeSnapshot(mac);
+  if (vxlan && g_v6) die("--encap vxlan is measured with --family 4");
   if (vxlan) addOverlay(*b.snap);
+  if (g_v6) makeV6(*b.snap);
   g_vxlan = vxlan;
 
   std::printf(
-      "worker_bench: %u worker(s), net_null, 64-byte TCP, %s, %d x %.1f s per figure, medians\n",
-      b.workers, vxlan ? "meshlb into a VXLAN overlay (+50 bytes)" : "plain", reps, secs);
+      "worker_bench: %u worker(s), net_null, %u-byte %s TCP, %s, %d x %.1f s per figure, medians\n",
+      b.workers, frameSize(), g_v6 ? "IPv6" : "IPv4",
+      vxlan ? "meshlb into a VXLAN overlay (+50 bytes)" : "plain", reps, secs);
   std::printf("%12s %10s | %12s %8s | %12s %8s %12s | %6s\n", "flows/worker", "workers", "fwd Mpps",
               "ns/pkt", "meshlb Mpps", "ns/pkt", "new conn/s", "ratio");
   for (uint32_t flows : flow_counts) {

@@ -356,6 +356,21 @@ emit("core6_unreach_from_client.in", FROM_CLIENT / IPv6(src=C6, dst=V6) / ICMPv6
 emit("core6_unreach_from_client.out", Ether(src=LB1_MAC, dst=T1_MAC) / IPv6(src=S6, dst=T6[0], hlim=63) /
      ICMPv6DestUnreach(code=4) / IPerror6(src=T6[0], dst=S6) /
      TCPerror(sport=80, dport=SNAT_PORT, flags="A", seq=100))
+# IPv6 tasks inside the overlay (an IPv4 underlay): the vxlan device has 2001:db8:80::2/64,
+# the task 2001:db8:80::11 (OT1_MAC, on node NODE); full NAT66 to the device's address.
+OV6_LB, OT6 = "2001:db8:80::2", "2001:db8:80::11"
+emit("core6_ov_syn.out", vxlan_to_node(Ether(src=OV_MAC, dst=OT1_MAC) /
+     IPv6(src=OV6_LB, dst=OT6, hlim=63) / TCP(sport=SNAT_PORT, dport=80, flags="S", seq=1)))
+emit("core6_ov_synack.in", Ether(src=NODE_MAC, dst=LB1_MAC) / IP(src=NODE, dst=LB, id=0) /
+     UDP(sport=50000, dport=4789, chksum=0) / VXLAN(vni=4097, flags=0x08) /
+     Ether(src=OT1_MAC, dst=OV_MAC) / IPv6(src=OT6, dst=OV6_LB) /
+     TCP(sport=80, dport=SNAT_PORT, flags="SA", seq=100, ack=2))
+# A 1500-byte client packet into the 1450-byte overlay: Packet Too Big from the VIP.
+BIG6 = FROM_CLIENT / IPv6(src=C6, dst=V6) / TCP(sport=40000, dport=8080, flags="A", seq=2, ack=101) / \
+    (b"x" * (1500 - 40 - 20))
+emit("core6_big.in", BIG6)
+emit("core6_too_big.out", Ether(src=LB0_MAC, dst=CLIENT_MAC) / IPv6(src=V6, dst=C6, hlim=64) /
+     ICMPv6PacketTooBig(mtu=1450) / raw(BIG6[IPv6])[:1280 - 40 - 8])
 # Neighbour solicitation for the VIP: the kernel's twin answers it.
 emit("core6_ns.in", Ether(src=CLIENT_MAC, dst="33:33:ff:00:01:00") /
      IPv6(src=C6, dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(tgt=V6))

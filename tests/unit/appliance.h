@@ -101,6 +101,10 @@ class Appliance {
                          1450,
                          true}};
       kernel_.addrs.push_back({kVxlan, ip("198.18.128.2"), 24});
+      // IPv6 inside the same overlay: 2001:db8:80::2/64, task 2001:db8:80::11 (its MAC).
+      kernel_.addrs.push_back({kVxlan, ip("2001:db8:80::2"), 64});
+      kernel_.routes.push_back({ip("2001:db8:80::"), 64, {}, kVxlan});
+      kernel_.neighs.push_back({kVxlan, ip("2001:db8:80::11"), {2, 0x42, 0xc6, 0x12, 0x80, 0x0b}});
       kernel_.routes.push_back({ip("198.18.128.0"), 24, {}, kVxlan});
       const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x80, 0x0b};
       kernel_.neighs.push_back({kVxlan, ip("198.18.128.11"), task});

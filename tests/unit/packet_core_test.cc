@@ -1215,6 +1215,30 @@ TEST(Ipv6, IcmpErrorsOfAConnectionBothWays) {
   EXPECT_EQ(a.counters().icmp_translated.load(), 2u);
 }
 
+// IPv6 tasks inside the overlay (an IPv4 underlay), full NAT66 to the vxlan device's
+// address; a 1500-byte client packet does not fit the 1450-byte overlay: Packet Too Big
+// from the VIP (an IPv6 packet is never fragmented on its way).
+TEST(Ipv6, TasksInsideTheOverlayAndPacketTooBig) {
+  ApplianceOptions o;
+  o.overlay = true;
+  Appliance a({"ipvsadm -A -t [2001:db8::100]:8080 -s rr",
+               "ipvsadm -a -t [2001:db8::100]:8080 -r [2001:db8:80::11]:80 -m",
+               "ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:80::/64 -j MASQUERADE"},
+              o);
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  expectVxlanOut(f, "core6_ov_syn.out");
+  f = golden("core6_ov_synack.in");
+  ASSERT_EQ(a.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_synack.out")));
+  f = golden("core6_big.in");
+  ASSERT_EQ(a.send(f, 0), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_too_big.out")));
+  EXPECT_EQ(a.counters().icmp_too_big_sent.load(), 1u);
+  EXPECT_EQ(a.counters().vxlan_encap.load(), 1u);
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+}
+
 // What is not a connection's is the kernel twin's (neighbour discovery, echo), and a
 // packet whose hop limit runs out is dropped and counted.
 TEST(Ipv6, NeighbourDiscoveryToTheKernelHopLimitCounted) {
