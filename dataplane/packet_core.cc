@@ -67,20 +67,14 @@ Verdict PacketCore::handleUntracked(uint8_t* frame, const PacketMeta& m) {
 }
 
 Verdict PacketCore::handle6(uint8_t* frame, const PacketMeta& m) {
-  const ParsedPacket& p = m.p;
-  if (p.vlan_count) return Verdict::toKernel(m.in_port);
-  if (p.icmp_error) return icmpError<Ipv6Addr>(frame, m);
-  if (!p.ip.has_ports || (p.ip.l4_proto != kProtoTcp && p.ip.l4_proto != kProtoUdp)) {
-    return Verdict::toKernel(m.in_port);  // ND, echo, and what else the kernel's twin takes
+  // Untagged TCP and UDP (prepare() keyed and prefetched them); ICMPv6 errors about a
+  // connection; the rest (ND, echo, tagged frames) is the kernel twin's.
+  if (m.tracked6) {
+    return track<Ipv6Addr>(frame, m, m.key6,
+                           table6_.lookupCandidate(m.key6, m.hash, m.cand, now_ms_));
   }
-  const uint8_t* ip = frame + p.ip.l3_offset;
-  FlowKey<Ipv6Addr> key;
-  std::memcpy(key.src.b, ip + 8, 16);
-  std::memcpy(key.dst.b, ip + 24, 16);
-  key.sport = p.ip.sport;
-  key.dport = p.ip.dport;
-  key.proto = p.ip.l4_proto;
-  return track<Ipv6Addr>(frame, m, key, table6_.lookup(key, now_ms_));
+  if (m.p.icmp_error && !m.p.vlan_count) return icmpError<Ipv6Addr>(frame, m);
+  return Verdict::toKernel(m.in_port);
 }
 
 // Packets to an SNAT address are replies of connections, not new ones for a

@@ -129,9 +129,11 @@ struct CoreConfig {
 struct PacketMeta {
   ParsedPacket p;  // reused: the fast parse writes only what it needs
   ParseResult r = ParseResult::kNotIp;
-  bool tracked = false;  // IPv4 TCP/UDP with ports: looked up in the flow table
-  bool plain = false;    // parsePacketFast's plain frame: rewritten by natRewritePlain4
+  bool tracked = false;   // IPv4 TCP/UDP with ports: looked up in the flow table
+  bool tracked6 = false;  // the same in IPv6 (key6, and hash/cand in the IPv6 table)
+  bool plain = false;     // parsePacketFast's plain frame: rewritten by natRewritePlain4
   FlowKey<Ipv4Addr> key;
+  FlowKey<Ipv6Addr> key6;
   uint64_t hash = 0;
   uint32_t cand = 0;      // the record the first bucket names (stage 2), checked in full
   uint16_t in_port = 0;   // the data port it arrived on (its twin takes what the kernel gets)
@@ -162,6 +164,7 @@ class PacketCore {
   // Stage 1: parse, key, hash, prefetch the first bucket.
   void prepare(const uint8_t* frame, uint32_t len, PacketMeta& m) {
     m.tracked = false;
+    m.tracked6 = false;
     m.plain = false;
     m.r = parsePacketFast(frame, len, m.p, m.plain, vxlan_port_);
     // The fast parse vouches for its own frames; reading back the fields it has
@@ -176,16 +179,37 @@ class PacketCore {
       m.key = {{load32(ip + 12)}, {load32(ip + 16)}, load16(l4), load16(l4 + 2), ip[9]};
       m.hash = table_.hash(m.key);
       table_.prefetch(m.hash);
+    } else if (m.r == ParseResult::kOk && m.p.ip.l3 == L3Type::kIpv6 && !m.p.vlan_count &&
+               !m.p.icmp_error && m.p.ip.has_ports &&
+               (m.p.ip.l4_proto == kProtoTcp || m.p.ip.l4_proto == kProtoUdp)) {
+      // IPv6 TCP and UDP take the same stages in their own table.
+      const uint8_t* ip = frame + m.p.ip.l3_offset;
+      std::memcpy(m.key6.src.b, ip + 8, 16);
+      std::memcpy(m.key6.dst.b, ip + 24, 16);
+      m.key6.sport = m.p.ip.sport;
+      m.key6.dport = m.p.ip.dport;
+      m.key6.proto = m.p.ip.l4_proto;
+      m.tracked6 = true;
+      m.hash = table6_.hash(m.key6);
+      table6_.prefetch(m.hash);
     }
   }
   // Stage 2: read the first bucket, prefetch the candidate record.
   void prefetchRecord(PacketMeta& m) const {
-    if (m.tracked) m.cand = table_.prefetchRecord(m.hash);
+    if (m.tracked) {
+      m.cand = table_.prefetchRecord(m.hash);
+    } else if (m.tracked6) {
+      m.cand = table6_.prefetchRecord(m.hash);
+    }
   }
   // Just before stage 3: keys living in their second bucket get their record
   // prefetched, so that they are not met cold.
   void prefetchSecondRecord(PacketMeta& m) const {
-    if (m.tracked && m.cand == 0) m.cand = table_.prefetchSecondRecord(m.hash);
+    if (m.tracked && m.cand == 0) {
+      m.cand = table_.prefetchSecondRecord(m.hash);
+    } else if (m.tracked6 && m.cand == 0) {
+      m.cand = table6_.prefetchSecondRecord(m.hash);
+    }
   }
   // Stage 3: the verdict, with the frame rewritten for kTransmit (and its
   // destination MAC for kToKernel of an unresolved next hop). Untagged IPv4 TCP/UDP
