@@ -599,6 +599,11 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
     } else if (a == "-M" || a == "--netmask") {
       if (auto o = setOpt(p, kOptNetmask); !o.ok()) return o;
       st = value(&p.netmask);
+    } else if (a == "-6" || a == "--ipv6") {
+      // ipvsadm: an fwmark service of IPv6 (its real servers IPv6, -M a prefix length).
+      if (!p.svc || !p.svc->fwmark) return bad("-6 used before -f");
+      p.svc->addr = IpAddr();
+      p.svc->addr.family = Family::kIpv6;
     } else if (a == "-o" || a == "--ops") {
       st = setOpt(p, kOptOps);
       p.ops = true;
@@ -741,7 +746,11 @@ std::string addrPort(const IpAddr& a, uint16_t port, uint8_t protocol = 0,
 
 // ipvsadm's svc_name: "TCP  1.2.3.4:80" / "FWM  256" for listings, "-t 1.2.3.4:80" for rules.
 std::string serviceName(const ServiceKey& k, bool rule, const Naming& n = kNumeric) {
-  if (k.fwmark) return rule ? absl::StrCat("-f ", k.fwmark) : absl::StrCat("FWM  ", k.fwmark);
+  if (k.fwmark) {
+    const bool v6 = k.addr.family == Family::kIpv6;
+    return rule ? absl::StrCat("-f ", k.fwmark, v6 ? " -6" : "")
+                : absl::StrCat("FWM  ", k.fwmark, v6 ? " IPv6" : "");
+  }
   std::string vname = addrPort(k.addr, k.port, k.protocol, n);
   if (rule) return absl::StrCat(k.protocol == 6 ? "-t " : "-u ", vname);
   std::string s = absl::StrCat(k.protocol == 6 ? "TCP" : "UDP", "  ", vname);
@@ -857,7 +866,7 @@ enum class View { kList, kRules, kStats, kRate, kThresholds, kPersistConn, kTunI
 // prints them (-S without a dash: ipvsadm's own -R cannot read it back, meshlb's can).
 std::string persistence(const Service& s, bool rule) {
   std::string out;
-  const bool v6 = !s.key.fwmark && s.key.addr.family == Family::kIpv6;
+  const bool v6 = s.key.addr.family == Family::kIpv6;
   if (s.persistent) {
     absl::StrAppend(&out, rule ? " -p " : " persistent ", s.persistent);
     if (v6 && s.netmask != 128) absl::StrAppend(&out, rule ? " -M " : " mask ", s.netmask);
@@ -1230,7 +1239,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
         o.sched_flags = *f;
       }
       o.persistent = p.persistent.value_or(0);
-      const bool v6 = !p.svc->fwmark && p.svc->addr.family == Family::kIpv6;
+      const bool v6 = p.svc->addr.family == Family::kIpv6;  // -f MARK -6 too
       o.netmask = v6 ? 128 : 0xffffffff;
       if (!p.netmask.empty()) {
         if (v6) {  // ipvsadm: a prefix length, 1 to 128
@@ -1290,7 +1299,11 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
       // As the kernel does (ip_vs_add_dest): only masquerading rewrites the port, so
       // any other method's real server has the service's port.
       if (d.fwd != ForwardMethod::kMasq) d.port = p.svc->fwmark ? 0 : p.svc->port;
-      if (!p.svc->fwmark && d.addr.family != p.svc->addr.family) {
+      // An fwmark service's family is IPv4 unless -6 made it IPv6 (the kernel refuses
+      // a real server of the other family, but through a tunnel meshlb does not carry).
+      const Family svc_family =
+          p.svc->fwmark && p.svc->addr.family != Family::kIpv6 ? Family::kIpv4 : p.svc->addr.family;
+      if (d.addr.family != svc_family) {
         return own("real server and service address families differ");
       }
       if (auto s = checkRealServer(m, d.addr); !s.ok()) return s;

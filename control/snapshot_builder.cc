@@ -69,8 +69,9 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
     const Service& svc, const std::shared_ptr<const ServiceSnap<Addr>>* prev_ptr,
     uint64_t generation) {
   const ServiceKey& key = svc.key;
-  // An fwmark service takes its family from its servers (IPVS: -6 on -A).
-  if (!key.fwmark && key.addr.family != familyOf<Addr>()) return nullptr;
+  // An fwmark service is IPv4's unless made with -6 (ipvsadm -A -f MARK -6).
+  const Family family = key.addr.family == Family::kIpv6 ? Family::kIpv6 : Family::kIpv4;
+  if (family != familyOf<Addr>()) return nullptr;
   const ServiceSnap<Addr>* prev =
       prev_ptr && (*prev_ptr)->slot == svc.slot ? prev_ptr->get() : nullptr;
   if (prev && prev->version == svc.version) return *prev_ptr;  // unchanged: shared
@@ -137,8 +138,6 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
       ss.l_thresholds.push_back(d->l_threshold);
     }
   }
-  // An fwmark service with no server of this family is the other family's.
-  if (key.fwmark && ss.backends.empty() && !svc.dests.empty()) return nullptr;
   if (prev && prev->sched != ss.sched) prev = nullptr;
   ss.epoch =
       prev && prev->keys == ss.keys && prev->weights == ss.weights ? prev->epoch : generation;

@@ -1195,8 +1195,8 @@ TEST(Commands, TheDaemonRefusesWhatItsDataplaneCannotCarry) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("tunnelling (-i) to IPv6 real servers"), std::string::npos);
   EXPECT_FALSE(changed);
-  ASSERT_TRUE(c.run(words("ipvsadm -A -f 5 -s rr"), "", &changed).ok());
-  EXPECT_TRUE(c.run(words("ipvsadm -a -f 5 -r [2001:db8::9]:0 -m"), "", &changed).ok());
+  ASSERT_TRUE(c.run(words("ipvsadm -A -f 5 -6 -s rr"), "", &changed).ok());
+  EXPECT_TRUE(c.run(words("ipvsadm -a -f 5 -6 -r [2001:db8::9]:0 -m"), "", &changed).ok());
 }
 
 TEST(Commands, UnknownAndRejectedChangeNothing) {
