@@ -35,6 +35,12 @@ int overlayOfIfindex(const std::vector<const KernelView::Vxlan*>& overlays, int 
   return -1;
 }
 
+// A service's family: its address's; an fwmark service's is IPv4 unless made with -6
+// (ipvsadm -A -f MARK -6), so an IPv4 and an IPv6 service may have the same mark.
+Family familyOfKey(const ServiceKey& key) {
+  return key.addr.family == Family::kIpv6 ? Family::kIpv6 : Family::kIpv4;
+}
+
 // The family's own address type from the control plane's IpAddr.
 template <class Addr>
 Addr addrOf(const IpAddr& a) {
@@ -69,9 +75,7 @@ std::shared_ptr<const ServiceSnap<Addr>> buildService(
     const Service& svc, const std::shared_ptr<const ServiceSnap<Addr>>* prev_ptr,
     uint64_t generation) {
   const ServiceKey& key = svc.key;
-  // An fwmark service is IPv4's unless made with -6 (ipvsadm -A -f MARK -6).
-  const Family family = key.addr.family == Family::kIpv6 ? Family::kIpv6 : Family::kIpv4;
-  if (family != familyOf<Addr>()) return nullptr;
+  if (familyOfKey(key) != familyOf<Addr>()) return nullptr;
   const ServiceSnap<Addr>* prev =
       prev_ptr && (*prev_ptr)->slot == svc.slot ? prev_ptr->get() : nullptr;
   if (prev && prev->version == svc.version) return *prev_ptr;  // unchanged: shared
@@ -192,6 +196,9 @@ void buildServices(FamilySnap<Addr>& fam, const ServiceModel& model,
                    const std::optional<std::vector<ServiceKey>>& changed, uint64_t generation,
                    Snapshot& snap) {
   auto update = [&](const ServiceKey& key, const Service* svc) {
+    // The other family's service (or its removal) is not this table's: its key may be
+    // this family's service's too (the same fwmark).
+    if (familyOfKey(key) != familyOf<Addr>()) return;
     const uint64_t k = snapKey<Addr>(key);
     auto built = svc ? buildService<Addr>(*svc, previous ? previous->services.findPtr(k) : nullptr,
                                           generation)

@@ -185,7 +185,7 @@ void SyncDaemons::maps() {
   dests_.clear();
   services_.clear();
   for (const auto& [key, svc] : model_->services()) {
-    if (key.fwmark == 0 && !key.addr.isV4()) continue;
+    if (key.addr.family == Family::kIpv6) continue;  // IPv6 (-f MARK -6 too): not synced
     for (const RealServer& d : svc.dests) {
       if (!d.addr.isV4()) continue;
       if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;

@@ -532,6 +532,31 @@ TEST(Ipvsadm, Ipv6PersistenceNetmaskIsAPrefixLength) {
               {"-A -t [2001:db8::102]:443 -s rr -p -M 0", "illegal ipv6 netmask specified"}});
 }
 
+// -f MARK -6: an IPv6 firewall-mark service, beside an IPv4 one of the same mark (IPVS
+// keys them by family too); listed and saved as ipvsadm 1.31 prints them.
+TEST(Ipvsadm, Ipv6FirewallMarkService) {
+  ServiceModel m;
+  ok(m, "-A -f 5 -6 -s rr -p 60 -M 64");
+  ok(m, "-a -f 5 -6 -r [2001:db8::9]:0 -m");
+  ok(m, "-A -f 5 -s rr");
+  ok(m, "-a -f 5 -r 198.19.1.9:0 -m");
+  EXPECT_EQ(*run(m, "-S -n"),
+            "-A -f 5 -s rr\n"
+            "-a -f 5 -r 198.19.1.9:0 -m -w 1\n"
+            "-A -f 5 -6 -s rr -p 60 -M 64\n"
+            "-a -f 5 -6 -r [2001:db8::9]:0 -m -w 1\n");
+  EXPECT_NE(run(m, "-L -n")
+                ->find("FWM  5 IPv6 rr persistent 60 mask 64\n"
+                       "  -> [2001:db8::9]:0              Masq    1      0          0"),
+            std::string::npos)
+      << *run(m, "-L -n");
+  refused(m,
+          {{"-A -6 -f 6 -s rr", "-6 used before -f"},
+           {"-A -t 198.18.0.1:80 -6 -s rr", "-6 used before -f"},
+           {"-a -f 5 -r [2001:db8::8]:0 -m", "real server and service address families differ"},
+           {"-a -f 5 -6 -r 198.19.1.8:0 -m", "real server and service address families differ"}});
+}
+
 // keepalived's and kube-proxy's shapes restored and listed back identically: DR with
 // persistence and a netmask (keepalived's persistence_timeout, persistence_granularity),
 // and ClientIP session affinity (kube-proxy's -p 10800 with rr, NAT).

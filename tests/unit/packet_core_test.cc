@@ -1215,6 +1215,27 @@ TEST(Ipv6, IcmpErrorsOfAConnectionBothWays) {
   EXPECT_EQ(a.counters().icmp_translated.load(), 2u);
 }
 
+// Swarm's form in IPv6: an ip6tables mangle MARK on the published port, an IPv6
+// firewall-mark service (-f 5 -6), its real server TASK:0 (the port is kept). The IPv4
+// service of the same mark (iptables' rule) is not the IPv6 packet's.
+TEST(Ipv6, FirewallMarkServiceFromAnIp6tablesMark) {
+  Appliance a(
+      {"ip6tables -t mangle -A PREROUTING -d 2001:db8::100/128 -p tcp --dport 8080 -j MARK "
+       "--set-mark 5",
+       "ipvsadm -A -f 5 -6 -s rr", "ipvsadm -a -f 5 -6 -r [2001:db8:1::12]:0 -m",
+       "iptables -t mangle -A PREROUTING -d 198.18.0.100/32 -p tcp --dport 8080 -j MARK "
+       "--set-mark 5",
+       "ipvsadm -A -f 5 -s rr", "ipvsadm -a -f 5 -r 198.19.1.3:0 -m"});
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(Bytes(f.begin() + 14 + 24, f.begin() + 14 + 40)),
+            "20010db8000100000000000000000012");
+  EXPECT_EQ(loadBe16(f.data() + 14 + 40 + 2), 8080);
+  f = golden("core_syn.in");
+  ASSERT_EQ(a.send(f, 0), kToTasks);
+  EXPECT_EQ(loadBe32(f.data() + 14 + 16), 0xc6130103u);  // 198.19.1.3
+}
+
 // IPv6 tasks inside the overlay (an IPv4 underlay), full NAT66 to the vxlan device's
 // address; a 1500-byte client packet does not fit the 1450-byte overlay: Packet Too Big
 // from the VIP (an IPv6 packet is never fragmented on its way).
