@@ -244,6 +244,10 @@ void buildKernel(FamilySnap<Addr>& fam, const IptablesModel& nat, const KernelVi
     const int o = overlayOfIfindex(overlays, a.ifindex);
     if (p < 0 && o < 0) continue;
     fam.local_addrs.insert(addrOf<Addr>(a.addr));
+    // MASQUERADE's address: the device's first, never an IPv6 link-local one (fe80::/10,
+    // which every device has from the moment it is up: the kernel chooses a source of
+    // the destination's scope, RFC 6724).
+    if (a.addr.isV6() && a.addr.b[0] == 0xfe && (a.addr.b[1] & 0xc0) == 0x80) continue;
     if (p >= 0 && !fam.port_has_addr[p]) {
       fam.port_addr[p] = addrOf<Addr>(a.addr);
       fam.port_has_addr[p] = true;

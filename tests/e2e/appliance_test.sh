@@ -1266,26 +1266,8 @@ ipv6_up() {
   for i in 1 2 3; do
     ip -n "mlb-t$i" addr add "2001:db8:1::1$i/64" dev eth0 nodad
     ip -n "mlb-t$i" route add default via 2001:db8:1::1
-    # http.server's own start looks its address up in DNS (getfqdn), which in a task's
-    # namespace waits for a resolver it cannot reach: bound without that.
-    (ip netns exec "mlb-t$i" /usr/bin/python3 -u -c '
-import functools, http.server, socket, socketserver, sys
-class Server(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
-Server((sys.argv[1], 80), handler).serve_forever()
-' "2001:db8:1::1$i" "$MLB_RUN/t$i" >"$MLB_RUN/http6-t$i.log" 2>&1 &)
     ip netns exec "mlb-t$i" iperf3 -s -D -B "2001:db8:1::1$i" -p 5202 --logfile "$MLB_RUN/iperf6-t$i.log"
-  done
-  for i in 1 2 3; do
-    for _ in $(seq 50); do
-      ip netns exec "mlb-t$i" bash -c "echo > /dev/tcp/2001:db8:1::1$i/80" 2>/dev/null && break
-      sleep 0.1
-    done
-    ip netns exec "mlb-t$i" bash -c "echo > /dev/tcp/2001:db8:1::1$i/80" 2>/dev/null || return 1
+    http6_serve "mlb-t$i" "2001:db8:1::1$i" "$MLB_RUN/t$i" "$MLB_RUN/http6-t$i.log" || return 1
   done
 }
 test_ipv6() {

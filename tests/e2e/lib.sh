@@ -56,6 +56,27 @@ wire_underlay() {
   done
 }
 
+# An HTTP server of DIR on [ADDR]:80 in namespace NS, in the background, its log to LOG.
+# Not `python3 -m http.server`: its start looks its address up (getfqdn), which in a
+# task's namespace waits for a resolver it cannot reach.
+http6_serve() {  # ns, addr, dir, log
+  (ip netns exec "$1" /usr/bin/python3 -u -c '
+import functools, http.server, socket, socketserver, sys
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+Server((sys.argv[1], 80), handler).serve_forever()
+' "$2" "$3" >"$4" 2>&1 &)
+  for _ in $(seq 50); do
+    ip netns exec "$1" bash -c "echo > /dev/tcp/$2/80" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # The sum over workers of one counter of `meshlbctl stats --json` (ctl: the caller's).
 stat_sum() {
   ctl stats --json | /usr/bin/python3 -c "import json,sys; print(sum(w['$1'] for w in json.load(sys.stdin)['workers']))"

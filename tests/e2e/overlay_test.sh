@@ -225,6 +225,65 @@ check "transit: a task's connection to an outside host's published port is route
 check "direct routing (-g) over the overlay: the task answers the client itself" test_dsr_overlay
 check "node loss: its real servers and FDB entries gone, no request fails" test_node_loss
 
+# IPv6 tasks inside the overlay (issue 12), programmed as Docker programs an IPv6 overlay:
+# the vxlan device's address 2001:db8:80::2/64, the task's neighbour entry on it, the
+# node's proxy entry for the appliance's address. curl -6 through full NAT66, then 64 MiB
+# from a client whose MTU is 1500 to a task that advertises one of 1500 too: the
+# appliance answers Packet Too Big (the overlay carries 1450), and the upload completes.
+test_ipv6_overlay() {
+  local before got
+  lbx sysctl -qw net.ipv6.conf.all.forwarding=1
+  client ip addr add 2001:db8::10/64 dev c0 nodad
+  lbx ip addr add 2001:db8::1/64 dev lb0 nodad
+  lbx ip addr add 2001:db8::100/128 dev lb0 nodad
+  lbx ip addr add 2001:db8:80::2/64 dev vxlan4097 nodad
+  lbx ip -6 neigh add 2001:db8:80::11 lladdr "$(taskmac t11)" dev vxlan4097
+  ip -n ov-n1 -6 neigh add 2001:db8:80::2 lladdr "$APP_OV_MAC" dev vxlan0
+  ip -n ov-t11 addr add 2001:db8:80::11/64 dev eth0 nodad
+  http6_serve ov-t11 2001:db8:80::11 "$RUN/t11" "$RUN/http6-t11.log" || return 1
+  ctl ipvsadm -A -t "[2001:db8::100]:80" -s rr &&
+    ctl ipvsadm -a -t "[2001:db8::100]:80" -r "[2001:db8:80::11]:80" -m &&
+    ctl ipvsadm -A -t "[2001:db8::100]:9000" -s rr &&
+    ctl ipvsadm -a -t "[2001:db8::100]:9000" -r "[2001:db8:80::11]:9000" -m &&
+    ctl ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -d 2001:db8:80::/64 -j MASQUERADE || return 1
+  got=$(client curl -6 -s -m 5 "http://[2001:db8::100]/")
+  echo "# curl -6 through the overlay: ${got:-nothing}; the task saw $(awk '/GET/ {print $1}' "$RUN/http6-t11.log" | sort -u | tr '\n' ' ')"
+  if [[ $got != "processed by task t11" ]]; then
+    ctl stats | awk '$2 != 0 && $1 ~ /drop|unresolved|kernel|vxlan|nat_|new_conn/' | sed 's/^/# /'
+    lbx ip -6 neigh | sed 's/^/# neighbour: /'
+    return 1
+  fi
+  before=$(stat_sum icmp_too_big_sent)
+  ip -n ov-n1 link set vt11 mtu 1500
+  ip -n ov-t11 link set eth0 mtu 1500
+  (ip netns exec ov-t11 timeout 90 /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("2001:db8:80::11", 9000)); s.listen(1)
+c, _ = s.accept(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    n += len(b)
+c.sendall(str(n).encode()); c.close()
+' >"$RUN/sink6.log" 2>&1 &)
+  sleep 0.5
+  got=$(client timeout 60 /usr/bin/python3 -c '
+import socket
+s = socket.create_connection(("2001:db8::100", 9000), timeout=30)
+chunk = b"m" * (1 << 20)
+for _ in range(64): s.sendall(chunk)
+s.shutdown(socket.SHUT_WR)
+print(s.recv(64).decode())
+')
+  ip -n ov-t11 link set eth0 mtu 1450
+  ip -n ov-n1 link set vt11 mtu 1450
+  echo "# 64 MiB over IPv6 into the overlay: the task received ${got:-nothing} bytes; icmp_too_big_sent $before -> $(stat_sum icmp_too_big_sent)"
+  [[ $got == $((64 << 20)) ]] && (($(stat_sum icmp_too_big_sent) > before))
+}
+check "IPv6 tasks inside the overlay: curl -6 through full NAT66; 64 MiB with Packet Too Big" \
+  test_ipv6_overlay
+
 # An overlay that comes (ip link add ... type vxlan) on the port of a UDP service that
 # already exists takes that port's packets: meshlbd says which service it cut off.
 test_overlay_on_a_udp_service_port() {

@@ -78,6 +78,9 @@ class Appliance {
     }
     // IPv6 beside it (tests/data/gen_golden.py's core6_*): lb0 2001:db8::1/64 with the
     // VIP 2001:db8::100/128, lb1 2001:db8:1::1/64 towards tasks 2001:db8:1::11-13.
+    // Each device's link-local address first, as the kernel lists it (up before any other).
+    kernel_.addrs.push_back({10, ip("fe80::1"), 64});
+    kernel_.addrs.push_back({11, ip("fe80::2"), 64});
     kernel_.addrs.push_back({10, ip("2001:db8::1"), 64});
     kernel_.addrs.push_back({11, ip("2001:db8:1::1"), 64});
     if (o.vip_local) kernel_.addrs.push_back({10, ip("2001:db8::100"), 128});
@@ -102,6 +105,7 @@ class Appliance {
                          true}};
       kernel_.addrs.push_back({kVxlan, ip("198.18.128.2"), 24});
       // IPv6 inside the same overlay: 2001:db8:80::2/64, task 2001:db8:80::11 (its MAC).
+      kernel_.addrs.push_back({kVxlan, ip("fe80::42:c6ff:fe12:8002"), 64});
       kernel_.addrs.push_back({kVxlan, ip("2001:db8:80::2"), 64});
       kernel_.routes.push_back({ip("2001:db8:80::"), 64, {}, kVxlan});
       kernel_.neighs.push_back({kVxlan, ip("2001:db8:80::11"), {2, 0x42, 0xc6, 0x12, 0x80, 0x0b}});
