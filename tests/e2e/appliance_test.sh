@@ -1312,6 +1312,27 @@ test_ipv6() {
   done
   client curl -4 -s -m 5 "http://198.18.0.1:8100/" | grep -q processed &&
     client curl -6 -s -m 5 "http://[2001:db8::100]:8100/" | grep -q processed || return 1
+  # ICMPv6 errors of a connection: a task's port unreachable (no one on UDP 9) reaches
+  # the client translated, about its own datagram: its socket sees the refusal.
+  local before refused
+  before=$(stat_sum icmp_translated)
+  ctl ipvsadm -A -u "[2001:db8::100]:9" -s rr &&
+    ctl ipvsadm -a -u "[2001:db8::100]:9" -r "[2001:db8:1::11]:9" -m || return 1
+  refused=$(client /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect(("2001:db8::100", 9))
+s.send(b"anyone?")
+try:
+    s.recv(100); print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+')
+  echo "# UDP to a task port no one listens on: the client's socket $refused; icmp_translated $before -> $(stat_sum icmp_translated)"
+  [[ $refused == refused ]] || return 1
   # Neighbour discovery and echo: the kernel twin's.
   client ping -6 -c 2 -W 2 2001:db8::100 >/dev/null || return 1
   # The connections as ipvsadm -L -c lists them (read whole: long after the other checks).
@@ -1391,7 +1412,7 @@ check "health checks: a killed task's server goes to weight 0, no request fails 
   test_health_checks
 check "DPDK telemetry: meshlb's commands (services, workers, drops) beside ethdev's" \
   test_dpdk_telemetry
-check "IPv6: NAT66 and full NAT66 (curl -6, every task in turn), iperf3 -6, dual stack, ND and ping by the twin" \
+check "IPv6: NAT66 and full NAT66 (curl -6, every task in turn), iperf3 -6, dual stack, ICMPv6 unreachable translated, ND and ping by the twin" \
   test_ipv6
 
 # meshlbd said nothing alarming: no sanitizer report (sanitizer builds), no EAL panic.
