@@ -28,7 +28,8 @@ absl::StatusOr<std::pair<IpAddr, uint8_t>> parsePrefix(const std::string& s) {
   if (!a.ok()) return bad(absl::StrCat("invalid prefix '", s, "'"));
   if (!a->isV4()) {
     return absl::UnimplementedError(
-        "IPv6 prefixes are not announced yet: meshlb's dataplane serves IPv4 only");
+        "IPv6 prefixes are not announced yet: an IPv6 VIP is served, but reached through a "
+        "route of the operator's own, not through meshlbctl announce");
   }
   uint32_t len = 32;
   if (slash != std::string::npos && (!absl::SimpleAtoi(s.substr(slash + 1), &len) || len > 32)) {
