@@ -163,6 +163,8 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
       auto k = parseServiceOption(a, *v);
       if (!k.ok()) return k.status();
       keys.push_back(*k);
+    } else if (a == "-6" || a == "--ipv6") {
+      if (auto s = applyIpv6Option(keys.empty() ? nullptr : &keys.back()); !s.ok()) return s;
     } else {
       return bad(absl::StrCat("unknown option '", a, "'\n", kAnnounceUsage));
     }

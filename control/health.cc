@@ -162,6 +162,8 @@ absl::StatusOr<std::string> runHealthcheck(ServiceModel& m, const std::vector<st
       auto k = parseServiceOption(a, *v);
       if (!k.ok()) return k.status();
       svc = *k;
+    } else if (a == "-6" || a == "--ipv6") {
+      st = applyIpv6Option(svc ? &*svc : nullptr);
     } else if (a == "-r" || a == "--real-server") {
       auto v = value();
       if (!v.ok()) return v.status();

@@ -601,9 +601,7 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       st = value(&p.netmask);
     } else if (a == "-6" || a == "--ipv6") {
       // ipvsadm: an fwmark service of IPv6 (its real servers IPv6, -M a prefix length).
-      if (!p.svc || !p.svc->fwmark) return bad("-6 used before -f");
-      p.svc->addr = IpAddr();
-      p.svc->addr.family = Family::kIpv6;
+      if (auto s = applyIpv6Option(p.svc ? &*p.svc : nullptr); !s.ok()) return s;
     } else if (a == "-o" || a == "--ops") {
       st = setOpt(p, kOptOps);
       p.ops = true;
@@ -761,6 +759,12 @@ std::string serviceName(const ServiceKey& k, bool rule, const Naming& n = kNumer
 }  // namespace
 
 std::string serviceRuleName(const ServiceKey& k) { return serviceName(k, true); }
+absl::Status applyIpv6Option(ServiceKey* k) {
+  if (!k || !k->fwmark) return absl::InvalidArgumentError("-6 used before -f");
+  k->addr = IpAddr();
+  k->addr.family = Family::kIpv6;
+  return absl::OkStatus();
+}
 std::string serviceListName(const ServiceKey& k) { return serviceName(k, false); }
 std::string addrPortName(const IpAddr& a, uint16_t port) { return addrPort(a, port); }
 

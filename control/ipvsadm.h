@@ -90,6 +90,9 @@ bool ipvsadmRestores(const std::vector<std::string>& args);
 // mark's), and the names ipvsadm gives them ("-t 1.2.3.4:80", "TCP  1.2.3.4:80",
 // "1.2.3.4:80" or "[2001:db8::1]:80").
 absl::StatusOr<ServiceKey> parseServiceOption(const std::string& flag, const std::string& value);
+// -6 after -f MARK: the firewall-mark service is IPv6's (ipvsadm's "-6 used before -f"
+// otherwise; null `k`: no service yet).
+absl::Status applyIpv6Option(ServiceKey* k);
 absl::StatusOr<std::pair<IpAddr, uint16_t>> parseRealServerOption(const ServiceKey& service,
                                                                   const std::string& value);
 std::string serviceRuleName(const ServiceKey& k);

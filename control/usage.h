@@ -92,6 +92,7 @@ inline constexpr char kIpvsadmUsage[] =
     "  --nosort                            disable sorting output of service/server entries\n"
     "  --sort                              does nothing, for backwards compatibility\n"
     "  --ops          -o                   one-packet scheduling\n"
+    "  --ipv6         -6                   fwmark entry uses IPv6\n"
     "  --numeric      -n                   numeric output of addresses and ports\n"
     "  --mcast-interface interface         multicast interface for connection sync\n"
     "  --syncid sid                        syncid for connection sync (default=0)\n"
@@ -139,7 +140,7 @@ inline constexpr char kHealthcheckUsage[] =
     "       meshlbctl healthcheck -d SERVICE -r SERVER\n"
     "       meshlbctl healthcheck --state SERVICE -r SERVER up|down\n"
     "       meshlbctl healthcheck -L [SERVICE] | -S\n"
-    "SERVICE: -t|-u ADDR:PORT or -f MARK (as ipvsadm's); SERVER: -r ADDR[:PORT].\n"
+    "SERVICE: -t|-u ADDR:PORT or -f MARK [-6] (as ipvsadm's); SERVER: -r ADDR[:PORT].\n"
     "A check is a TCP connect (--tcp, the default) or an HTTP GET of PATH expecting STATUS\n"
     "(200); every --interval (2 s) with --timeout (2 s); --fall failures in a row (3) take\n"
     "the server to weight 0, --rise successes (2) bring it back.\n";

@@ -926,6 +926,10 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
   EXPECT_EQ(run(again, "announce -S"),
             "-a 198.18.100.1/32\n-a 198.18.9.1/32 --always\n-a 198.18.9.2/32 --metric 100 "
             "--always\n");
+  // Following an IPv6 firewall-mark service: named with -6, as ipvsadm names it.
+  run(again, "announce -a 198.18.105.0/24 -f 9 -6");
+  EXPECT_NE(run(again, "announce -S").find("-a 198.18.105.0/24 -f 9 -6\n"), std::string::npos);
+  run(again, "announce -d 198.18.105.0/24");
 
   const std::pair<const char*, const char*> refused[] = {
       {"announce -a 198.18.100.1/24", "host bits set (the prefix is 198.18.100.0/24)"},
@@ -934,6 +938,7 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
       {"announce -a 198.18.102.0/24 -t 198.18.100.1:80", "is not inside"},
       {"announce -a 2001:db8::/64", "IPv6"},
       {"announce -a 198.18.102.0/33", "invalid prefix length"},
+      {"announce -a 198.18.104.0/24 -6 -f 7", "-6 used before -f"},
       {"announce -d 198.18.100.1/32 -t 198.18.100.1:80", "with -a only"},
       {"announce -d 198.18.100.1/32 --metric 5", "with -a only"},
       {"announce -a 198.18.103.0/24 --metric -1", "--metric '-1'"},
@@ -987,6 +992,21 @@ TEST(Commands, HealthcheckRefusalsNameTheProblemAndChangeNothing) {
       c.run(words("healthcheck -a -f 7 -r 198.18.1.11 --check-port 8080"), "", &changed).ok());
   auto twice = c.run(words("healthcheck -a -f 7 -r 198.18.1.11 --check-port 8080"), "", &changed);
   EXPECT_NE(std::string(twice.status().message()).find("-e changes it"), std::string::npos);
+  // An IPv6 firewall-mark service of the same mark is named with -6, as ipvsadm names it.
+  ASSERT_TRUE(c.run(words("ipvsadm -A -f 7 -6 -s rr"), "", &changed).ok());
+  ASSERT_TRUE(c.run(words("ipvsadm -a -f 7 -6 -r [2001:db8::11]:0 -m"), "", &changed).ok());
+  EXPECT_FALSE(
+      c.run(words("healthcheck -a -f 7 -r [2001:db8::11] --check-port 80"), "", &changed).ok());
+  ASSERT_TRUE(
+      c.run(words("healthcheck -a -f 7 -6 -r [2001:db8::11] --check-port 80"), "", &changed).ok());
+  EXPECT_NE(c.run(words("healthcheck -S"), "", &changed)->find("-f 7 -6 -r [2001:db8::11]:0"),
+            std::string::npos)
+      << *c.run(words("healthcheck -S"), "", &changed);
+  EXPECT_NE(c.run(words("healthcheck -a -6 -f 8 -r 198.18.1.11"), "", &changed)
+                .status()
+                .message()
+                .find("-6 used before -f"),
+            std::string::npos);
   EXPECT_NE(c.saveState(), before);
   EXPECT_NE(std::string(c.run(words("healthcheck -h"), "", &changed)->c_str()).find("usage"),
             std::string::npos);
