@@ -146,6 +146,12 @@ download_through_failover() {  # client port
   sleep 1
   echo "; after it: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1 on appliance 2" \
     >>"$RUN/failover.note"
+  # What the failover left, for a result to be read by (a control once survived here,
+  # reason not found): appliance 1 gone, where the client's route points, what
+  # appliance 2 has of the connection and counted.
+  sleep 3
+  echo "; 4 s after: appliance 1 $(kill -0 "$(cat "$RUN/a1.pid")" 2>/dev/null && echo alive || echo gone), the client's route $(client ip route get "$VIP" | awk '{print $3; exit}'), appliance 2: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1,$(ctl a2 stats | awk '$2 != 0 && $1 ~ /drop|new_conn|to_kernel/ {printf " %s %s", $1, $2}')" \
+    >>"$RUN/failover.note"
   wait "$dl"
   echo "exit $? bytes $(cat "$RUN/dl.out")"
 }
