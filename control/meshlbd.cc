@@ -508,8 +508,9 @@ class Daemon {
     const KernelView view = mirror_.view();
     auto next = buildSnapshot(commands_.services(), commands_.nat(), commands_.nat6(), view,
                               ports_.twins(), ++generation_, before);
-    absl::flat_hash_set<uint32_t> snat;
-    for (const Ipv4Addr& a : next->v4.snat_addrs) snat.insert(a.v);
+    absl::flat_hash_set<IpAddr> snat;
+    for (const Ipv4Addr& a : next->v4.snat_addrs) snat.insert(IpAddr::of(a));
+    for (const Ipv6Addr& a : next->v6.snat_addrs) snat.insert(IpAddr::of(a));
     sync_.apply(commands_.services(), snat);
     next->sync_master = sync_.master();
     warnOfUdpServicesOnNewOverlayPorts(before, *next);
@@ -596,7 +597,23 @@ class Daemon {
       nh.v = static_cast<uint32_t>(v);
       resolver_.resolve(ports_.twins()[port].ifindex, IpAddr::of(nh));
     }
+    for (uint16_t w = 0; w < dp_.num_workers; ++w) {
+      auto& u = dp_.counters[w].unresolved_nexthop6;
+      const uint32_t seq = u.seq.load(std::memory_order_acquire);
+      if (seq == taken6_[w] || seq % 2) continue;  // nothing new, or being written
+      uint64_t half[2] = {u.addr[0].load(std::memory_order_relaxed),
+                          u.addr[1].load(std::memory_order_relaxed)};
+      const uint32_t port = u.port.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (u.seq.load(std::memory_order_relaxed) != seq) continue;  // rewritten: next loop
+      taken6_[w] = seq;
+      if (port >= ports_.twins().size()) continue;
+      Ipv6Addr nh;
+      std::memcpy(nh.b, half, 16);
+      resolver_.resolve(ports_.twins()[port].ifindex, IpAddr::of(nh));
+    }
   }
+  std::array<uint32_t, kMaxWorkers> taken6_{};  // resolveUnresolved()'s: the last seen
 
   // ipvsadm refuses a UDP service on an overlay's port; but an overlay may come (a
   // vxlan device set up with `ip link`, a Swarm --data-path-port) on the port of a
@@ -890,7 +907,9 @@ class Daemon {
   std::vector<KernelView::Fdb> walked_fdb_;
   Telemetry telemetry_;
   RouteAnnouncer announcer_;
-  static constexpr unsigned kSyncRing = 65536;  // records per worker and direction
+  // Records per worker and direction (92 bytes each: either family's). The control
+  // thread drains them every loop; a full ring is counted (sync_queue_full).
+  static constexpr unsigned kSyncRing = 32768;
   SyncDaemons sync_{SyncDaemons::Hooks{
       0,
       [this](uint16_t w, SyncRecord* out, size_t max) -> size_t {
@@ -901,10 +920,10 @@ class Daemon {
         SyncRecord copy = r;
         return rte_ring_enqueue_elem(dp_.sync_in[w], &copy, sizeof(SyncRecord)) == 0;
       },
-      [this](uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t timeout_ms) {
+      [this](uint32_t slot, const IpAddr& net, uint32_t backend, uint32_t timeout_ms) {
         PersistTable::Key k;
         k.service = slot;
-        std::memcpy(k.net, &net.v, 4);
+        std::memcpy(k.net, net.b, net.isV6() ? 16 : 4);
         return templates_.install(k, backend, nowMs(), timeout_ms);
       }}};
   bool serving_ = false;  // the workers run: what is usable may be announced

@@ -20,7 +20,6 @@ namespace {
 constexpr size_t kHeaderLen = 8;   // struct ip_vs_sync_mesg
 constexpr size_t kConnV4Len = 36;  // struct ip_vs_sync_v4
 constexpr size_t kConnV6Len = 72;  // struct ip_vs_sync_v6
-constexpr size_t kSnatOptLen = 2 + 6;
 constexpr uint8_t kTypeInet6 = 1;  // STYPE_F_INET6
 constexpr uint8_t kOptFParam = 0x40;
 constexpr uint8_t kOptSeqData = 1, kOptPeData = 2, kOptPeName = 3;
@@ -35,7 +34,16 @@ void put32(std::string& b, uint32_t host) {
 }
 void putRaw(std::string& b, const void* p, size_t n) { b.append(static_cast<const char*>(p), n); }
 
-size_t connLen(const SyncConn& c) { return kConnV4Len + (c.has_snat ? kSnatOptLen : 0); }
+size_t addrLen(const SyncConn& c) { return c.v6() ? 16 : 4; }
+size_t connLen(const SyncConn& c) {
+  return (c.v6() ? kConnV6Len : kConnV4Len) + (c.has_snat ? 2 + addrLen(c) + 2 : 0);
+}
+IpAddr addrAt(const uint8_t* p, bool v6) {
+  IpAddr a;
+  a.family = v6 ? Family::kIpv6 : Family::kIpv4;
+  std::memcpy(a.b, p, v6 ? 16 : 4);
+  return a;
+}
 
 }  // namespace
 
@@ -62,7 +70,8 @@ std::vector<std::string> encodeSyncMessages(uint8_t syncid, const std::vector<Sy
       m.assign({0, static_cast<char>(syncid), 0, 0, 0, 1, 0, 0});
     }
     m.append((4 - m.size() % 4) % 4, '\0');  // the previous connection's padding
-    m.push_back(0);                          // type: IPv4
+    const size_t alen = addrLen(c);
+    m.push_back(c.v6() ? kTypeInet6 : 0);  // type
     m.push_back(static_cast<char>(c.protocol));
     put16(m, static_cast<uint16_t>(len & 0x0fff));  // version 0, size
     put32(m, c.flags);
@@ -72,13 +81,13 @@ std::vector<std::string> encodeSyncMessages(uint8_t syncid, const std::vector<Sy
     putRaw(m, &c.dport, 2);
     put32(m, c.fwmark);
     put32(m, c.timeout_s);
-    putRaw(m, &c.caddr.v, 4);
-    putRaw(m, &c.vaddr.v, 4);
-    putRaw(m, &c.daddr.v, 4);
+    putRaw(m, c.caddr.b, alen);
+    putRaw(m, c.vaddr.b, alen);
+    putRaw(m, c.daddr.b, alen);
     if (c.has_snat) {
       m.push_back(static_cast<char>(kSyncOptSnat));
-      m.push_back(6);
-      putRaw(m, &c.snat.v, 4);
+      m.push_back(static_cast<char>(alen + 2));
+      putRaw(m, c.snat.b, alen);
       putRaw(m, &c.snat_port, 2);
     }
     ++n;
@@ -123,10 +132,10 @@ SyncDecode decodeSyncMessage(const uint8_t* data, size_t len, uint8_t syncid, Sy
       const uint8_t type = opt[0], plen = opt[1];
       opt += 2;
       if (plen == 0 || opt + plen > conn_end) return bad("a parameter beyond its connection");
-      if (type == kSyncOptSnat && plen == 6) {
+      if (type == kSyncOptSnat && plen == (v6 ? 18 : 6)) {
         c.has_snat = true;
-        std::memcpy(&c.snat.v, opt, 4);
-        std::memcpy(&c.snat_port, opt + 4, 2);
+        c.snat = addrAt(opt, v6);
+        std::memcpy(&c.snat_port, opt + plen - 2, 2);
       } else {
         const uint8_t base = type & ~kOptFParam;
         // Sequence data (IPVS's FTP helper) and persistence-engine data are the
@@ -138,7 +147,7 @@ SyncDecode decodeSyncMessage(const uint8_t* data, size_t len, uint8_t syncid, Sy
       }
       opt += plen;
     }
-    if (v6 || mandatory_unknown) {
+    if (mandatory_unknown) {
       ++out->skipped;
       continue;
     }
@@ -150,9 +159,10 @@ SyncDecode decodeSyncMessage(const uint8_t* data, size_t len, uint8_t syncid, Sy
     std::memcpy(&c.dport, p + 14, 2);
     c.fwmark = loadBe32(p + 16);
     c.timeout_s = loadBe32(p + 20);
-    std::memcpy(&c.caddr.v, p + 24, 4);
-    std::memcpy(&c.vaddr.v, p + 28, 4);
-    std::memcpy(&c.daddr.v, p + 32, 4);
+    const size_t alen = v6 ? 16 : 4;
+    c.caddr = addrAt(p + 24, v6);
+    c.vaddr = addrAt(p + 24 + alen, v6);
+    c.daddr = addrAt(p + 24 + 2 * alen, v6);
     out->conns.push_back(c);
   }
   return SyncDecode::kOk;
@@ -185,23 +195,24 @@ void SyncDaemons::maps() {
   dests_.clear();
   services_.clear();
   for (const auto& [key, svc] : model_->services()) {
-    if (key.addr.family == Family::kIpv6) continue;  // IPv6 (-f MARK -6 too): not synced
+    // A fwmark service is keyed by its mark and family (-f MARK -6 is another service).
+    IpAddr vaddr = key.addr;
+    if (key.fwmark)
+      vaddr = IpAddr{.family = key.addr.family == Family::kIpv6 ? Family::kIpv6 : Family::kIpv4};
+    const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol, vaddr,
+                    key.fwmark ? uint16_t{0} : key.port};
+    services_[sk] = svc.slot;
     for (const RealServer& d : svc.dests) {
-      if (!d.addr.isV4()) continue;
       if (key.fwmark) fwmark_of_[d.id.raw()] = key.fwmark;
-      const SvcKey sk{key.fwmark, key.fwmark ? uint8_t{0} : key.protocol,
-                      key.fwmark ? 0 : key.addr.v4().v, key.fwmark ? uint16_t{0} : key.port};
-      services_[sk] = svc.slot;
-      dests_[{sk, d.addr.v4().v, d.port}] = {d.id.raw(), d.fwd};
+      dests_[{sk, d.addr, d.port}] = {d.id.raw(), d.fwd};
     }
   }
 }
 
-void SyncDaemons::apply(const ServiceModel& model,
-                        const absl::flat_hash_set<uint32_t>& snat_addrs) {
+void SyncDaemons::apply(const ServiceModel& model, const absl::flat_hash_set<IpAddr>& snat_addrs) {
   model_ = &model;
   const auto& want = model.syncDaemons();
-  if (want[kSyncBackup].running) snat_addrs_ = snat_addrs;
+  snat_addrs_ = snat_addrs;  // a backup's replies to them go by SNAT port
   for (SyncRole role : {kSyncMaster, kSyncBackup}) {
     const bool master = role == kSyncMaster;
     int* fd = master ? &send_fd_ : &recv_fd_;
@@ -276,6 +287,43 @@ void SyncDaemons::apply(const ServiceModel& model,
   std::fflush(stdout);
 }
 
+template <class Addr>
+void SyncDaemons::queue(const SyncRecord& r) {
+  const Flow<Addr>& f = r.flowOf<Addr>();
+  SyncConn c;
+  c.protocol = f.proto();
+  c.caddr = IpAddr::of(f.client), c.cport = f.cport;
+  c.vaddr = IpAddr::of(f.vip), c.vport = f.vport;
+  c.daddr = IpAddr::of(f.backend), c.dport = f.bport;
+  if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) c.fwmark = it->second;
+  if (r.is_template) {
+    // A persistence template: the masked client, no client port, no state.
+    c.flags = kConnFTemplate | (f.flags & kFlowTunnel   ? kConnFTunnel
+                                : f.flags & kFlowDirect ? kConnFDroute
+                                                        : kConnFMasq);
+    c.cport = 0;
+    c.timeout_s = (r.timeout_ms + 999) / 1000;
+    pending_.push_back(c);
+    return;
+  }
+  c.flags = f.flags & kFlowTunnel   ? kConnFTunnel | kConnFNoOutput
+            : f.flags & kFlowDirect ? kConnFDroute | kConnFNoOutput
+                                    : kConnFMasq;
+  const ConnState s = f.connState();
+  if (f.udp || !(s == ConnState::kEstablished || s == ConnState::kSynSent ||
+                 s == ConnState::kSynRecv || s == ConnState::kSynAck)) {
+    c.flags |= kConnFInactive;
+  }
+  c.state = f.udp ? 0 : static_cast<uint16_t>(s);
+  c.timeout_s = (r.timeout_ms + 999) / 1000;  // 0 would mean the state's own
+  if (!(f.local == f.client) || f.lport != f.cport) {
+    c.has_snat = true;
+    c.snat = IpAddr::of(f.local);
+    c.snat_port = f.lport;
+  }
+  pending_.push_back(c);
+}
+
 void SyncDaemons::flush() {
   constexpr size_t kBatch = 256, kMaxPerFlush = 65536;
   SyncRecord recs[kBatch];
@@ -287,44 +335,11 @@ void SyncDaemons::flush() {
       if (send_fd_ < 0) continue;  // stopped meanwhile: what was queued goes nowhere
       maps();
       for (size_t i = 0; i < n; ++i) {
-        const Flow<Ipv4Addr>& f = recs[i].flow;
-        SyncConn c;
-        if (recs[i].is_template) {
-          // A persistence template: the masked client, no client port, no state.
-          c.protocol = f.proto();
-          c.flags = kConnFTemplate | (f.flags & kFlowTunnel   ? kConnFTunnel
-                                      : f.flags & kFlowDirect ? kConnFDroute
-                                                              : kConnFMasq);
-          c.caddr = f.client, c.vaddr = f.vip, c.vport = f.vport;
-          c.daddr = f.backend, c.dport = f.bport;
-          if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) {
-            c.fwmark = it->second;
-          }
-          c.timeout_s = (recs[i].timeout_ms + 999) / 1000;
-          pending_.push_back(c);
-          continue;
+        if (recs[i].family == Family::kIpv6) {
+          queue<Ipv6Addr>(recs[i]);
+        } else {
+          queue<Ipv4Addr>(recs[i]);
         }
-        c.protocol = f.proto();
-        c.flags = f.flags & kFlowTunnel   ? kConnFTunnel | kConnFNoOutput
-                  : f.flags & kFlowDirect ? kConnFDroute | kConnFNoOutput
-                                          : kConnFMasq;
-        const ConnState s = f.connState();
-        if (f.udp || !(s == ConnState::kEstablished || s == ConnState::kSynSent ||
-                       s == ConnState::kSynRecv || s == ConnState::kSynAck)) {
-          c.flags |= kConnFInactive;
-        }
-        c.state = f.udp ? 0 : static_cast<uint16_t>(s);
-        c.caddr = f.client, c.cport = f.cport;
-        c.vaddr = f.vip, c.vport = f.vport;
-        c.daddr = f.backend, c.dport = f.bport;
-        if (auto it = fwmark_of_.find(f.backend_id); it != fwmark_of_.end()) c.fwmark = it->second;
-        c.timeout_s = (recs[i].timeout_ms + 999) / 1000;  // 0 would mean the state's own
-        if (!(f.local == f.client) || f.lport != f.cport) {
-          c.has_snat = true;
-          c.snat = f.local;
-          c.snat_port = f.lport;
-        }
-        pending_.push_back(c);
       }
     }
   }
@@ -372,6 +387,11 @@ void SyncDaemons::receive() {
   }
 }
 
+SyncDaemons::SvcKey SyncDaemons::keyOf(const SyncConn& s) {
+  if (s.fwmark) return {s.fwmark, 0, IpAddr{.family = s.caddr.family}, 0};
+  return {0, s.protocol, s.vaddr, hton16(s.vport)};
+}
+
 // ip_vs_proc_conn(), for a connection this backup can carry on: its service and real
 // server found by address (the master's ids are not this appliance's).
 void SyncDaemons::install(const SyncConn& s) {
@@ -387,27 +407,46 @@ void SyncDaemons::install(const SyncConn& s) {
     ++c_.rx_unsupported;  // persistence templates, other protocols, unknown states
     return;
   }
-  const SvcKey sk{s.fwmark, s.fwmark ? uint8_t{0} : s.protocol, s.fwmark ? 0 : s.vaddr.v,
-                  s.fwmark ? uint16_t{0} : hton16(s.vport)};
-  auto it = dests_.find(DestKey{sk, s.daddr.v, hton16(s.dport)});
-  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr.v, 0});  // a port-0 server
+  const SvcKey sk = keyOf(s);
+  auto it = dests_.find(DestKey{sk, s.daddr, hton16(s.dport)});
+  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr, 0});  // a port-0 server
   if (it == dests_.end()) {
     ++(services_.contains(sk) ? c_.rx_no_server : c_.rx_no_service);
     return;
   }
-  // ip_vs_proc_conn() of a connection. (A template: installTemplate.)
+  if (s.v6()) {
+    install<Ipv6Addr>(s, it->second);
+  } else {
+    install<Ipv4Addr>(s, it->second);
+  }
+}
+
+// ip_vs_proc_conn() of a connection. (A template: installTemplate.)
+template <class Addr>
+void SyncDaemons::install(const SyncConn& s, const Dest& dest) {
+  constexpr bool kV4 = std::is_same_v<Addr, Ipv4Addr>;
+  auto addr = [](const IpAddr& a) {
+    if constexpr (kV4) {
+      return a.v4();
+    } else {
+      return a.v6();
+    }
+  };
+  const bool udp = s.protocol == kProtoUdp;
   SyncRecord r;
-  Flow<Ipv4Addr>& f = r.flow;
-  f.client = s.caddr, f.cport = s.cport;
-  f.vip = s.vaddr, f.vport = s.vport;
-  f.backend = s.daddr, f.bport = s.dport;
-  f.backend_id = it->second.id;
-  f.flags = it->second.fwd == ForwardMethod::kRoute    ? kFlowDirect
-            : it->second.fwd == ForwardMethod::kTunnel ? kFlowDirect | kFlowTunnel
-                                                       : 0;
+  r.family = kV4 ? Family::kIpv4 : Family::kIpv6;
+  Flow<Addr>& f = r.flowOf<Addr>();
+  f = {};
+  f.client = addr(s.caddr), f.cport = s.cport;
+  f.vip = addr(s.vaddr), f.vport = s.vport;
+  f.backend = addr(s.daddr), f.bport = s.dport;
+  f.backend_id = dest.id;
+  f.flags = dest.fwd == ForwardMethod::kRoute    ? kFlowDirect
+            : dest.fwd == ForwardMethod::kTunnel ? kFlowDirect | kFlowTunnel
+                                                 : 0;
   f.udp = udp;
   f.state = static_cast<uint32_t>(udp ? ConnState::kUdp : static_cast<ConnState>(s.state));
-  f.local = s.has_snat ? s.snat : s.caddr;
+  f.local = s.has_snat ? addr(s.snat) : f.client;
   f.lport = s.has_snat ? s.snat_port : s.cport;
   // The kernel's bound: INT_MAX jiffies; 0 takes the state's own timeout.
   const uint32_t secs = std::min<uint32_t>(s.timeout_s, 2147483);
@@ -415,11 +454,11 @@ void SyncDaemons::install(const SyncConn& s) {
   // Where each direction's packets go (PacketCore::ownedElsewhere): the client's
   // endpoint, and for the reply an SNAT port of this appliance's or the endpoint.
   const uint16_t n = hooks_.workers;
-  const uint16_t orig = ownerOf(Endpoint<Ipv4Addr>{f.client, f.cport}, n);
+  const uint16_t orig = ownerOf(Endpoint<Addr>{f.client, f.cport}, n);
   const uint16_t reply = !s.has_snat ? orig
-                         : snat_addrs_.contains(f.local.v)
+                         : snat_addrs_.contains(s.snat)
                              ? ownerOfSnatPort(f.lport, n)
-                             : ownerOf(Endpoint<Ipv4Addr>{f.local, f.lport}, n);
+                             : ownerOf(Endpoint<Addr>{f.local, f.lport}, n);
   if (!hooks_.give(orig, r)) ++c_.rx_ring_full;
   if (reply != orig && !hooks_.give(reply, r)) ++c_.rx_ring_full;
 }
@@ -427,15 +466,14 @@ void SyncDaemons::install(const SyncConn& s) {
 // A persistence template (IP_VS_CONN_F_TEMPLATE): the client's network keeps its real
 // server on this appliance too, for the persistence time the master had left.
 void SyncDaemons::installTemplate(const SyncConn& s) {
-  const SvcKey sk{s.fwmark, s.fwmark ? uint8_t{0} : s.protocol, s.fwmark ? 0 : s.vaddr.v,
-                  s.fwmark ? uint16_t{0} : hton16(s.vport)};
+  const SvcKey sk = keyOf(s);
   auto svc = services_.find(sk);
   if (svc == services_.end()) {
     ++c_.rx_no_service;
     return;
   }
-  auto it = dests_.find(DestKey{sk, s.daddr.v, hton16(s.dport)});
-  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr.v, 0});
+  auto it = dests_.find(DestKey{sk, s.daddr, hton16(s.dport)});
+  if (it == dests_.end()) it = dests_.find(DestKey{sk, s.daddr, 0});
   if (it == dests_.end()) {
     ++c_.rx_no_server;
     return;

@@ -31,20 +31,22 @@ constexpr uint32_t kConnFMasq = 0x0000, kConnFTunnel = 0x0002, kConnFDroute = 0x
                    kConnFFwdMask = 0x0007, kConnFNoOutput = 0x0080, kConnFInactive = 0x0100,
                    kConnFTemplate = 0x1000, kConnFOnePacket = 0x2000;
 // meshlb's optional parameter: IPVS_OPT_F_PARAM (skipped by a kernel) | 8; its data the
-// SNAT address and port (6 bytes, network order).
+// SNAT address and port (6 bytes for an IPv4 connection, 18 for IPv6; network order).
 constexpr uint8_t kSyncOptSnat = 0x40 | 8;
 
-// One connection of a message: addresses and ports in network order.
+// One connection of a message: addresses and ports in network order, all four
+// addresses of one family (struct ip_vs_sync_v4, or ip_vs_sync_v6 when IPv6).
 struct SyncConn {
   friend bool operator==(const SyncConn&, const SyncConn&) = default;
+  bool v6() const { return caddr.isV6(); }
   uint8_t protocol = 0;
   uint32_t flags = 0;  // IP_VS_CONN_F_*
   uint16_t state = 0;  // IP_VS_TCP_S_* (ConnState's order), 0 for UDP
-  Ipv4Addr caddr, vaddr, daddr;
+  IpAddr caddr, vaddr, daddr;
   uint16_t cport = 0, vport = 0, dport = 0;
   uint32_t fwmark = 0, timeout_s = 0;
   bool has_snat = false;
-  Ipv4Addr snat;
+  IpAddr snat;
   uint16_t snat_port = 0;
 };
 
@@ -55,7 +57,7 @@ std::vector<std::string> encodeSyncMessages(uint8_t syncid, const std::vector<Sy
 // What a message held, decoded as ip_vs_process_message() does.
 struct SyncMessage {
   std::vector<SyncConn> conns;
-  uint32_t skipped = 0;  // IPv6 connections, unknown mandatory parameters
+  uint32_t skipped = 0;  // connections with unknown mandatory parameters
 };
 enum class SyncDecode { kOk, kOtherSyncId, kBad };
 // `syncid`: the backup's; 0 takes every master's.
@@ -83,7 +85,7 @@ class SyncDaemons {
     std::function<bool(uint16_t w, const SyncRecord& r)> give;
     // A persistence template to install (backup): service slot, masked client address,
     // real server id, time left. False when it cannot be (its bucket full).
-    std::function<bool(uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t timeout_ms)>
+    std::function<bool(uint32_t slot, const IpAddr& net, uint32_t backend, uint32_t timeout_ms)>
         give_template;
   };
   explicit SyncDaemons(Hooks hooks) : hooks_(std::move(hooks)) {}
@@ -94,7 +96,7 @@ class SyncDaemons {
   // Opens and closes sockets as the configuration says; the model gives the
   // fwmarks a master sends and the real servers a backup installs on. Errors are
   // logged once and retried at the next call after kRetry.
-  void apply(const ServiceModel& model, const absl::flat_hash_set<uint32_t>& snat_addrs);
+  void apply(const ServiceModel& model, const absl::flat_hash_set<IpAddr>& snat_addrs);
   void setWorkers(uint16_t n) { hooks_.workers = n; }
   bool master() const { return send_fd_ >= 0; }
   int receiveFd() const { return recv_fd_; }
@@ -131,7 +133,7 @@ class SyncDaemons {
     }
     uint32_t fwmark = 0;
     uint8_t proto = 0;
-    uint32_t vaddr = 0;
+    IpAddr vaddr;  // for a fwmark service, only its family
     uint16_t vport = 0;
   };
   struct DestKey {
@@ -141,16 +143,22 @@ class SyncDaemons {
       return H::combine(std::move(h), k.svc, k.daddr, k.dport);
     }
     SvcKey svc;
-    uint32_t daddr = 0;
+    IpAddr daddr;
     uint16_t dport = 0;
   };
   struct Dest {
     uint32_t id;
     ForwardMethod fwd;
   };
+  static SvcKey keyOf(const SyncConn& s);
+  // A record of a worker's, as the connection a message carries (master).
+  template <class Addr>
+  void queue(const SyncRecord& r);
+  template <class Addr>
+  void install(const SyncConn& s, const Dest& dest);
   absl::flat_hash_map<DestKey, Dest> dests_;
   absl::flat_hash_map<SvcKey, uint32_t> services_;  // its slot
-  absl::flat_hash_set<uint32_t> snat_addrs_;
+  absl::flat_hash_set<IpAddr> snat_addrs_;
   std::vector<SyncConn> pending_;
   SyncCounters c_;
 };

@@ -45,7 +45,10 @@ PacketCore::PacketCore(WorkerCounters& counters, const CoreConfig& cfg)
   table_.setReleaseHook(&PacketCore::releaseTemplate<Ipv4Addr>, this);
   table6_.setConnCounts(cfg.conn_counts);
   table6_.setReleaseHook(&PacketCore::releaseTemplate<Ipv6Addr>, this);
-  if (sync_out_) table_.setStateHook(&PacketCore::stateChanged, this);
+  if (sync_out_) {
+    table_.setStateHook(&PacketCore::stateChanged<Ipv4Addr>, this);
+    table6_.setStateHook(&PacketCore::stateChanged<Ipv6Addr>, this);
+  }
   if (all_counts_.empty() && cfg.conn_counts) all_counts_.push_back(cfg.conn_counts);
 }
 
@@ -460,16 +463,15 @@ Flow<Addr>* PacketCore::admit(const ParsedPacket& p, const FlowKey<Addr>& key,
   bump(c_.new_connections);
   bump(stats_[e->backendId().slot()].conns);
   // A TCP connection is sent once established (stateChanged); a UDP one now.
-  if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
-    if (__builtin_expect(sync_out_ != nullptr, 0) && f.udp && snap_->sync_master) syncOut(*e);
-  }
+  if (__builtin_expect(sync_out_ != nullptr, 0) && f.udp && snap_->sync_master) syncOut(*e);
   return e;
 }
 
-void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
+template <class Addr>
+void PacketCore::syncOut(const Flow<Addr>& e) {
   if (e.backend_id == kDnatBackend.raw()) return;  // conntrack's (a nat DNAT), not IPVS's
   SyncRecord r;
-  r.flow = e;
+  r.set(e);
   const auto left = static_cast<int32_t>(e.expires_ms - now_ms_);
   if (left <= 0) return;
   r.timeout_ms = static_cast<uint32_t>(left);
@@ -480,16 +482,18 @@ void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
   }
   // ip_vs_sync_conn(): the template that controls it goes too.
   PersistTable::Entry t;
-  if (!(e.flags & kFlowPersist) || !templates_->entryOf(template_of_[table_.indexOf(&e)], &t)) {
+  if (!(e.flags & kFlowPersist) ||
+      !templates_->entryOf(templateOf<Addr>()[tableOf<Addr>().indexOf(&e)], &t)) {
     return;
   }
   SyncRecord tr;
   tr.is_template = 1;
-  tr.flow = e;
-  std::memcpy(&tr.flow.client.v, t.key.net, 4);
-  tr.flow.cport = 0;
-  tr.flow.backend_id = t.backend;
-  tr.flow.local = tr.flow.client, tr.flow.lport = 0;
+  tr.set(e);
+  Flow<Addr>& tf = tr.flowOf<Addr>();
+  std::memcpy(&tf.client, t.key.net, sizeof(Addr));
+  tf.cport = 0;
+  tf.backend_id = t.backend;
+  tf.local = tf.client, tf.lport = 0;
   // A busy template whose timeout has run out lives on (the kernel re-arms it 60 s
   // at a time): a backup's copy gets that minute.
   const auto t_left = static_cast<int32_t>(t.expires_ms - now_ms_);
@@ -503,7 +507,8 @@ void PacketCore::syncOut(const Flow<Ipv4Addr>& e) {
 
 // ip_vs_sync_conn_needed(): TCP connections as they enter ESTABLISHED, FIN_WAIT,
 // CLOSE, CLOSE_WAIT or TIME_WAIT.
-void PacketCore::stateChanged(void* self, const Flow<Ipv4Addr>& e) {
+template <class Addr>
+void PacketCore::stateChanged(void* self, const Flow<Addr>& e) {
   auto* core = static_cast<PacketCore*>(self);
   if (!core->snap_ || !core->snap_->sync_master) return;
   switch (e.connState()) {
@@ -525,23 +530,36 @@ void PacketCore::stateChanged(void* self, const Flow<Ipv4Addr>& e) {
 void PacketCore::refreshSome() {
   const uint32_t secs = std::min<uint32_t>(snap_->sysctls.sync_refresh_period, 86400);
   const uint32_t period_ms = secs ? secs * 1000 : kSyncRefreshMs;
-  const uint32_t budget = table_.capacity() / period_ms + 1;
-  table_.visitSome(&sync_cursor_, budget, now_ms_, [&](const Flow<Ipv4Addr>& e) {
+  refreshSome<Ipv4Addr>(&sync_cursor_, period_ms);
+  refreshSome<Ipv6Addr>(&sync_cursor6_, period_ms);
+}
+
+template <class Addr>
+void PacketCore::refreshSome(uint32_t* cursor, uint32_t period_ms) {
+  FlowTable<Addr>& table = tableOf<Addr>();
+  const uint32_t budget = table.capacity() / period_ms + 1;
+  table.visitSome(cursor, budget, now_ms_, [&](const Flow<Addr>& e) {
     const ConnState s = e.connState();
     if (s != ConnState::kEstablished && s != ConnState::kUdp) return;
-    const uint32_t last_packet = e.expires_ms - table_.timeouts().of(s);
+    const uint32_t last_packet = e.expires_ms - table.timeouts().of(s);
     if (now_ms_ - last_packet <= period_ms) syncOut(e);
   });
 }
 
 bool PacketCore::installSynced(const SyncRecord& r) {
-  Flow<Ipv4Addr> f = r.flow;
+  return r.family == Family::kIpv6 ? installSynced<Ipv6Addr>(r) : installSynced<Ipv4Addr>(r);
+}
+
+template <class Addr>
+bool PacketCore::installSynced(const SyncRecord& r) {
+  FlowTable<Addr>& table = tableOf<Addr>();
+  Flow<Addr> f = r.flowOf<Addr>();
   f.flags &= ~kFlowPersist;  // no template of this appliance's holds it
-  auto hit = table_.lookup(f.originalKey(), now_ms_);
-  if (Flow<Ipv4Addr>* e = hit.flow) {
+  auto hit = table.lookup(f.originalKey(), now_ms_);
+  if (Flow<Addr>* e = hit.flow) {
     if (hit.dir == FlowDir::kOriginal && e->backend_id == f.backend_id && e->backend == f.backend &&
         e->bport == f.bport && e->local == f.local && e->lport == f.lport) {
-      table_.setState(e, f.connState());  // ip_vs_proc_conn: the master's state and timeout
+      table.setState(e, f.connState());  // ip_vs_proc_conn: the master's state and timeout
       e->expires_ms = now_ms_ + r.timeout_ms;
       bump(c_.sync_updated);
       return true;
@@ -555,17 +573,17 @@ bool PacketCore::installSynced(const SyncRecord& r) {
       bump(c_.sync_ignored);
       return false;
     }
-    table_.remove(e);
+    table.remove(e);
   }
-  Flow<Ipv4Addr>* e = table_.insert(f, now_ms_);
+  Flow<Addr>* e = table.insert(f, now_ms_);
   if (!e) {
     // Its reply key (the master's SNAT address and port) is another copy's: one the
     // master gave up (it restarted, its ports handed out afresh) while this one still
     // had it. The master's word is the newer: that copy goes.
-    if (Flow<Ipv4Addr>* stale = table_.lookup(f.replyKey(), now_ms_).flow) {
-      table_.remove(stale);
+    if (Flow<Addr>* stale = table.lookup(f.replyKey(), now_ms_).flow) {
+      table.remove(stale);
       bump(c_.sync_replaced);
-      e = table_.insert(f, now_ms_);
+      e = table.insert(f, now_ms_);
     }
   }
   if (!e) {

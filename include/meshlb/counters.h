@@ -107,6 +107,12 @@ struct alignas(64) WorkerCounters {
   // order), taken (exchanged for 0) by the control thread, which has the kernel
   // resolve it. Not a counter.
   std::atomic<uint64_t> unresolved_nexthop{0};
+  // The same for IPv6, under a sequence (odd while the worker writes it; the control
+  // thread takes a new, even one whose two reads agree).
+  struct Unresolved6 {
+    std::atomic<uint32_t> seq{0}, port{0};
+    std::atomic<uint64_t> addr[2]{};
+  } unresolved_nexthop6;
 
   std::atomic<uint64_t>& drop(Drop d) { return drops[static_cast<size_t>(d)]; }
   const std::atomic<uint64_t>& drop(Drop d) const { return drops[static_cast<size_t>(d)]; }

@@ -88,14 +88,39 @@ inline uint16_t ownerOfSnatPort(uint16_t port_be, uint16_t workers) {
 // meshlb sends what is left, so that a copy expires when the original does and two
 // appliances backing each other up never keep an idle connection alive between them
 // (each one's refresh of the other's copy is then idempotent).
+// Either family's connection, tagged, so one ring per worker and direction carries both
+// in the order they happened.
 struct SyncRecord {
-  Flow<Ipv4Addr> flow;
+  SyncRecord() : flow() {}
   uint32_t timeout_ms = 0;
   // 1: the persistence template of a connection (flow: its service's vip and vport,
   // its real server; client the masked client address, cport 0).
   uint32_t is_template = 0;
+  Family family = Family::kIpv4;  // which of the two below
+  union {
+    Flow<Ipv4Addr> flow;
+    Flow<Ipv6Addr> flow6;
+  };
+  template <class Addr>
+  Flow<Addr>& flowOf() {
+    if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+      return flow;
+    } else {
+      return flow6;
+    }
+  }
+  template <class Addr>
+  const Flow<Addr>& flowOf() const {
+    return const_cast<SyncRecord*>(this)->flowOf<Addr>();
+  }
+  template <class Addr>
+  void set(const Flow<Addr>& f) {
+    family = std::is_same_v<Addr, Ipv4Addr> ? Family::kIpv4 : Family::kIpv6;
+    flowOf<Addr>() = f;
+  }
 };
 static_assert(sizeof(SyncRecord) % 4 == 0, "a ring element is whole 32-bit words");
+static_assert(std::is_trivially_copyable_v<SyncRecord>, "a ring element is copied as bytes");
 
 // A master re-sends each ESTABLISHED or UDP connection that had a packet since it was
 // last sent about this often (IPVS re-sends every sync_period packets).
@@ -318,9 +343,15 @@ class PacketCore {
   // The master sync daemon's side (IPVS's ip_vs_sync_conn): a connection entering a
   // state its backups keep (ESTABLISHED, the closing ones), a new UDP connection, and
   // each live one again every kSyncRefreshMs.
-  void syncOut(const Flow<Ipv4Addr>& e);
-  static void stateChanged(void* self, const Flow<Ipv4Addr>& e);
+  template <class Addr>
+  void syncOut(const Flow<Addr>& e);
+  template <class Addr>
+  static void stateChanged(void* self, const Flow<Addr>& e);
   void refreshSome();
+  template <class Addr>
+  void refreshSome(uint32_t* cursor, uint32_t period_ms);
+  template <class Addr>
+  bool installSynced(const SyncRecord& r);
   // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
   // overlay's VXLAN when the route is a vxlan device's). A NAT'd packet the dataplane
   // cannot route is dropped (counted); a transit one goes to the kernel, which answers
@@ -374,9 +405,19 @@ class PacketCore {
     bump(c_.neigh_unresolved_to_kernel);
     c_.unresolved_nexthop.store(uint64_t{port + 1u} << 32 | nexthop.v, std::memory_order_relaxed);
   }
-  // IPv6: the control thread asks for every real server's and gateway's next hop ahead
-  // (resolveNextHops); the kernel forwards this one.
-  void unresolved(uint16_t, const Ipv6Addr&) { bump(c_.neigh_unresolved_to_kernel); }
+  void unresolved(uint16_t port, const Ipv6Addr& nexthop) {
+    bump(c_.neigh_unresolved_to_kernel);
+    auto& u = c_.unresolved_nexthop6;  // this worker alone writes it
+    const uint32_t seq = u.seq.load(std::memory_order_relaxed);
+    u.seq.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    uint64_t half[2];
+    std::memcpy(half, nexthop.b, 16);
+    u.addr[0].store(half[0], std::memory_order_relaxed);
+    u.addr[1].store(half[1], std::memory_order_relaxed);
+    u.port.store(port, std::memory_order_relaxed);
+    u.seq.store(seq + 2, std::memory_order_release);
+  }
   const uint16_t idx_;
   const uint16_t workers_;
   HugeArray<BackendStats> own_stats_;  // when the caller keeps none (lazily backed)
@@ -402,8 +443,8 @@ class PacketCore {
   uint32_t now_ms_ = 0;
   bool (*sync_out_)(void* ctx, const SyncRecord& r);  // CoreConfig's
   void* sync_ctx_;
-  uint32_t sync_cursor_ = 1;  // refreshSome()'s walk
-  bool rewrote_ = false;      // forward() has rewritten the frame (for decapsulate())
+  uint32_t sync_cursor_ = 1, sync_cursor6_ = 1;  // refreshSome()'s walks
+  bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())
   uint8_t scratch_[kTooBigMaxLen];
 };
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/statusor.h"
 
@@ -63,6 +64,10 @@ struct IpAddr {
     return a;
   }
   friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const IpAddr& a) {
+    return H::combine_contiguous(H::combine(std::move(h), a.family), a.b, a.isV6() ? 16 : 4);
+  }
 };
 
 // An address and a port (network order, as on the wire).

@@ -86,9 +86,10 @@ int run(uint32_t conns) {
     SyncConn c;
     c.protocol = kProtoTcp;
     c.state = static_cast<uint16_t>(ConnState::kEstablished);
-    c.caddr = f.client, c.cport = f.cport, c.vaddr = f.vip, c.vport = f.vport;
-    c.daddr = f.backend, c.dport = f.bport, c.timeout_s = 900;
-    c.has_snat = true, c.snat = f.local, c.snat_port = f.lport;
+    c.caddr = IpAddr::of(f.client), c.cport = f.cport;
+    c.vaddr = IpAddr::of(f.vip), c.vport = f.vport;
+    c.daddr = IpAddr::of(f.backend), c.dport = f.bport, c.timeout_s = 900;
+    c.has_snat = true, c.snat = IpAddr::of(f.local), c.snat_port = f.lport;
     sc.push_back(c);
   });
   t = std::chrono::steady_clock::now();
@@ -98,6 +99,7 @@ int run(uint32_t conns) {
   for (const auto& m : msgs) bytes += m.size();
   t = std::chrono::steady_clock::now();
   std::vector<SyncConn> got;
+  got.reserve(sc.size());
   SyncMessage m;
   std::string why;
   for (const auto& msg : msgs) {

@@ -6,10 +6,12 @@
 # through appliance 1 survives its kill -9 once the traffic moves to appliance 2 (the
 # client's route, and appliance 1's SNAT address taken over with a gratuitous ARP, as
 # keepalived or a routing daemon does); without the backup daemon the same download
-# dies. Root only.
+# dies. The same for an IPv6 download (full NAT66; ip_vs_sync_v6 records). Root only.
 #
 #   sy-client 198.18.0.10 -- bridge (sy-up) -- [p0] sy-a1 lb0 198.18.0.11 (+ VIP 198.18.100.1/32) [p1] lb1 198.18.1.1 -- bridge (sy-seg)
 #                                            -- [p0] sy-a2 lb0 198.18.0.12 (+ VIP)                 [p1] lb1 198.18.1.2 --   tasks .11-.13
+# and in IPv6: client 2001:db8:100::10, appliances 2001:db8:100::11/::12, VIP6
+# 2001:db8:200::1, their SNAT addresses 2001:db8:101::1/::2, tasks 2001:db8:101::11-13.
 set -uo pipefail
 if [[ $EUID -ne 0 ]]; then echo "1..0 # SKIP needs root (network namespaces)"; exit 0; fi
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +19,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${MLB_BUILD:-$ROOT/build}
 RUN=${MLB_RUN:-/tmp/meshlb-e2e}-sync
 VIP=198.18.100.1
+VIP6=2001:db8:200::1
 NS=(sy-client sy-up sy-a1 sy-a2 sy-seg sy-t1 sy-t2 sy-t3)
 SIZE=$((24 * 1048576))
 
@@ -46,7 +49,9 @@ up() {
   # not only its reading from a socket that has taken the whole file (this kernel
   # grows one to 32 MiB), so that a download is still under way at the failover.
   ip netns exec sy-client sysctl -qw net.ipv4.tcp_rmem="4096 131072 262144"
+  ip -n sy-client addr add 2001:db8:100::10/64 dev c0 nodad
   ip -n sy-client route add "$VIP" via 198.18.0.11
+  ip -n sy-client -6 route add "$VIP6" via 2001:db8:100::11
   for a in a1 a2; do
     ip link add p0 netns "sy-$a" type veth peer name "u$(num $a)" netns sy-up
     ip -n sy-up link set "u$(num $a)" master br0 up
@@ -58,6 +63,7 @@ up() {
     ip link add eth0 netns "sy-t$i" type veth peer name "t$i" netns sy-seg
     ip -n sy-seg link set "t$i" master br0 up
     ip -n "sy-t$i" addr add "198.18.1.1$i/24" dev eth0
+    ip -n "sy-t$i" addr add "2001:db8:101::1$i/64" dev eth0 nodad
     ip -n "sy-t$i" link set eth0 up
     ip netns exec "sy-t$i" ethtool -K eth0 tx off >/dev/null
     mkdir -p "$RUN/t$i"
@@ -65,6 +71,7 @@ up() {
     ln -sf ../big "$RUN/t$i/big"
     (ip netns exec "sy-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
       --directory "$RUN/t$i" >"$RUN/http-t$i.log" 2>&1 &)
+    http6_serve "sy-t$i" "2001:db8:101::1$i" "$RUN/t$i" "$RUN/http6-t$i.log" || return 1
   done
 }
 
@@ -84,6 +91,9 @@ start() {  # app
   ip -n "sy-$a" addr add "198.18.0.1$n/24" dev lb0
   ip -n "sy-$a" addr add "$VIP/32" dev lb0
   ip -n "sy-$a" addr add "198.18.1.$n/24" dev lb1
+  ip -n "sy-$a" addr add "2001:db8:100::1$n/64" dev lb0 nodad
+  ip -n "sy-$a" addr add "$VIP6/128" dev lb0 nodad
+  ip -n "sy-$a" addr add "2001:db8:101::$n/64" dev lb1 nodad
   ip -n "sy-$a" link set lb0 up
   ip -n "sy-$a" link set lb1 up
   local i
@@ -93,6 +103,10 @@ start() {  # app
   ctl "$a" ipvsadm -A -t "$VIP:81" -s rr -p 120 || return 1
   for i in 1 2 3; do ctl "$a" ipvsadm -a -t "$VIP:81" -r "198.18.1.1$i:80" -m || return 1; done
   ctl "$a" iptables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "198.18.1.$n"
+  # The same service in IPv6, full NAT66 to the appliance's own address.
+  ctl "$a" ipvsadm -A -t "[$VIP6]:80" -s mh -b mh-port || return 1
+  for i in 1 2 3; do ctl "$a" ipvsadm -a -t "[$VIP6]:80" -r "[2001:db8:101::1$i]:80" -m || return 1; done
+  ctl "$a" ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "2001:db8:101::$n"
 }
 
 # The task answering each of clients .20-.27 on the persistent service, in order.
@@ -106,11 +120,13 @@ persistent_tasks() {
 }
 
 # What keepalived (or a routing daemon) does when appliance 1 is lost: the client's
-# traffic to appliance 2, which takes over appliance 1's SNAT address, said to the
-# tasks with a gratuitous ARP.
+# traffic to appliance 2, which takes over appliance 1's SNAT addresses, said to the
+# tasks with a gratuitous ARP and an unsolicited neighbour advertisement (override).
 take_over() {
   client ip route replace "$VIP" via 198.18.0.12
+  client ip -6 route replace "$VIP6" via 2001:db8:100::12
   ip -n sy-a2 addr add 198.18.1.1/32 dev lb1
+  ip -n sy-a2 addr add 2001:db8:101::1/128 dev lb1 nodad
   ip netns exec sy-a2 /usr/bin/python3 - <<'PY'
 import socket
 mac = bytes.fromhex(open("/sys/class/net/lb1/address").read().strip().replace(":", ""))
@@ -118,25 +134,38 @@ ip = socket.inet_aton("198.18.1.1")
 arp = b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("lb1", 0))
+# ICMPv6 neighbour advertisement (the kernel fills in the checksum), override set, hop
+# limit 255, to all nodes, with the target's link-layer address.
+na = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+na.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+na.bind(("2001:db8:101::1", 0))
+target = socket.inet_pton(socket.AF_INET6, "2001:db8:101::1")
+msg = bytes([136, 0, 0, 0, 0x20, 0, 0, 0]) + target + bytes([2, 1]) + mac
 for _ in range(3):
     s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+    na.sendto(msg, ("ff02::1", 0, 0, socket.if_nametoindex("lb1")))
 PY
 }
 # Back as at the start: appliance 1 restarted, appliance 2 without its address.
 give_back() {
   ip -n sy-a2 addr del 198.18.1.1/32 dev lb1 2>/dev/null
+  ip -n sy-a2 addr del 2001:db8:101::1/128 dev lb1 2>/dev/null
   client ip route replace "$VIP" via 198.18.0.11
-  for i in 1 2 3; do ip -n "sy-t$i" neigh flush dev eth0; done
+  client ip -6 route replace "$VIP6" via 2001:db8:100::11
+  for i in 1 2 3; do ip -n "sy-t$i" neigh flush dev eth0; ip -n "sy-t$i" -6 neigh flush dev eth0; done
   client ip neigh flush dev c0
+  client ip -6 neigh flush dev c0
 }
 
 # A download from client port $1 through appliance 1 (rate-limited: about 6 s),
 # appliance 1 killed 2 s in, the traffic moved to appliance 2: curl's exit status and
 # bytes. Each check's client port is its own: no connection an earlier check left (a
 # synced CLOSE) can meet it.
-download_through_failover() {  # client port
+download_through_failover() {  # client port [VIP: $VIP by default]
+  local vip=${2:-$VIP} host=${2:-$VIP}
+  [[ $vip == *:* ]] && host="[$vip]"
   client curl -s -o /dev/null -w '%{size_download}' --limit-rate 4M -m 40 --local-port "$1" \
-    "http://$VIP/big" >"$RUN/dl.out" 2>&1 &
+    "http://$host/big" >"$RUN/dl.out" 2>&1 &
   local dl=$!
   sleep 2
   echo "appliance 2 before the failover: $(ctl a2 ipvsadm -L -n -c | grep -c ESTABLISHED) established, $(ctl a2 stats | grep -E '^ *sync_rx_conns ' | tr -s ' ')" \
@@ -150,7 +179,7 @@ download_through_failover() {  # client port
   # reason not found): appliance 1 gone, where the client's route points, what
   # appliance 2 has of the connection and counted.
   sleep 3
-  echo "; 4 s after: appliance 1 $(kill -0 "$(cat "$RUN/a1.pid")" 2>/dev/null && echo alive || echo gone), the client's route $(client ip route get "$VIP" | awk '{print $3; exit}'), appliance 2: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1,$(ctl a2 stats | awk '$2 != 0 && $1 ~ /drop|new_conn|to_kernel/ {printf " %s %s", $1, $2}')" \
+  echo "; 4 s after: appliance 1 $(kill -0 "$(cat "$RUN/a1.pid")" 2>/dev/null && echo alive || echo gone), the client's route $(client ip route get "$vip" | grep -o 'via [^ ]*'), appliance 2: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1,$(ctl a2 stats | awk '$2 != 0 && $1 ~ /drop|new_conn|to_kernel/ {printf " %s %s", $1, $2}')" \
     >>"$RUN/failover.note"
   wait "$dl"
   echo "exit $? bytes $(cat "$RUN/dl.out")"
@@ -219,6 +248,19 @@ test_failover_with_backup() {
     grep -q "after it: 1 connection" "$RUN/failover.note"
 }
 
+# The same over IPv6: the master's ip_vs_sync_v6 records installed on the backup, the
+# download continues through it with the same SNAT66 address and port.
+test_failover_ipv6() {
+  local out
+  give_back
+  start a1 || return 1
+  ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
+  client curl -s -m 5 -o /dev/null "http://[$VIP6]/" || { echo "# no IPv6 answer through appliance 1"; return 1; }
+  out=$(download_through_failover 41300 "$VIP6")
+  echo "# IPv6 with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note"))"
+  [[ $out == "exit 0 bytes $SIZE" ]] && grep -q "after it: 1 connection" "$RUN/failover.note"
+}
+
 up || { echo "topology failed"; exit 1; }
 for a in a1 a2; do start "$a" || { echo "meshlbd $a did not start"; exit 1; }; done
 check "ipvsadm --start-daemon master|backup, listed by -L --daemon as ipvsadm 1.31 lists the kernel's" \
@@ -228,6 +270,8 @@ check "without the backup daemon, a download through a killed appliance dies (th
   test_failover_without_backup
 check "with it, the download continues on the other appliance after kill -9 (full NAT, the same SNAT port); persistent clients keep their tasks" \
   test_failover_with_backup
+check "an IPv6 download continues on the other appliance after kill -9 (full NAT66)" \
+  test_failover_ipv6
 for a in a1 a2; do
   if grep -qE "ERROR: AddressSanitizer|runtime error:|panic" "$RUN/$a.log"; then
     echo "# $a's log has a sanitizer report:"; grep -E "AddressSanitizer|runtime error" "$RUN/$a.log" | head -3

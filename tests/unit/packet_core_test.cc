@@ -1215,6 +1215,55 @@ TEST(Ipv6, IcmpErrorsOfAConnectionBothWays) {
   EXPECT_EQ(a.counters().icmp_translated.load(), 2u);
 }
 
+// Connection sync of IPv6 connections (ip_vs_sync_v6): the master queues an
+// established full-NAT66 connection (and a UDP one at once); a backup given the record
+// carries it on byte for byte as the master would, both ways.
+TEST(Ipv6, SyncedConnectionsCarryOnOnABackup) {
+  std::vector<SyncRecord> sent;
+  Appliance master(http6Service(true), {.sync_master = true, .synced = &sent});
+  Bytes f = golden("core6_syn.in");
+  ASSERT_EQ(master.send(f, 0), kToTasks);
+  f = golden("core6_synack_fullnat.in");
+  ASSERT_EQ(master.send(f, 1), kToClient);
+  EXPECT_TRUE(sent.empty()) << "a connection in its handshake is not sent";
+  f = golden("core6_ack.in");
+  ASSERT_EQ(master.send(f, 0), kToTasks);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].family, Family::kIpv6);
+  EXPECT_EQ(sent[0].flow6.connState(), ConnState::kEstablished);
+
+  Appliance backup(http6Service(true));
+  ASSERT_TRUE(backup.core().installSynced(sent[0]));
+  EXPECT_EQ(backup.core().table6().size(), 1u);
+  EXPECT_EQ(backup.core().table().size(), 0u);
+  f = golden("core6_ack.in");
+  ASSERT_EQ(backup.send(f, 0), kToTasks);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_ack_fullnat.out")));
+  f = golden("core6_synack_fullnat.in");
+  ASSERT_EQ(backup.send(f, 1), kToClient);
+  EXPECT_EQ(test::toHex(f), test::toHex(golden("core6_synack.out")));
+  ASSERT_TRUE(backup.core().installSynced(sent[0]));
+  EXPECT_EQ(backup.counters().sync_updated.load(), 1u);
+
+  // The refresh walks the IPv6 table too.
+  for (uint32_t ms = 1001; ms <= 1000 + kSyncRefreshMs && sent.size() < 2; ++ms) {
+    master.core().setNow(ms);
+    master.core().expireSome(1);
+  }
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[1].family, Family::kIpv6);
+
+  std::vector<SyncRecord> udp_sent;
+  Appliance u({"ipvsadm -A -u [2001:db8::100]:53 -s rr",
+               "ipvsadm -a -u [2001:db8::100]:53 -r [2001:db8:1::11]:53 -m",
+               "ip6tables -t nat -A POSTROUTING -d 2001:db8:1::/64 -j MASQUERADE"},
+              {.sync_master = true, .synced = &udp_sent});
+  f = golden("core6_udp.in");
+  ASSERT_EQ(u.send(f, 0), kToTasks);
+  ASSERT_EQ(udp_sent.size(), 1u);
+  EXPECT_EQ(udp_sent[0].flow6.connState(), ConnState::kUdp);
+}
+
 // Swarm's form in IPv6: an ip6tables mangle MARK on the published port, an IPv6
 // firewall-mark service (-f 5 -6), its real server TASK:0 (the port is kept). The IPv4
 // service of the same mark (iptables' rule) is not the IPv6 packet's.

@@ -10,7 +10,7 @@
 namespace meshlb {
 namespace {
 
-Ipv4Addr ip(const char* s) { return IpAddr::parse(s).value().v4(); }
+IpAddr ip(const char* s) { return IpAddr::parse(s).value(); }
 
 SyncConn conn(bool snat) {
   SyncConn c;
@@ -46,10 +46,42 @@ TEST(SyncProtocol, TheKernelsLayout) {
             "c612000ac6120064c6130101");
 }
 
+// An IPv6 connection: ip_vs_sync_v6 (type STYPE_F_INET6, size 72), and meshlb's SNAT
+// parameter with the 16-byte address.
+SyncConn conn6(bool snat) {
+  SyncConn c = conn(false);
+  c.caddr = ip("2001:db8:2::10"), c.vaddr = ip("2001:db8::100"), c.daddr = ip("2001:db8:1::11");
+  if (snat) c.has_snat = true, c.snat = ip("2001:db8:1::1"), c.snat_port = hton16(1025);
+  return c;
+}
+
+TEST(SyncProtocol, TheKernelsIpv6Layout) {
+  SyncConn c = conn6(false);
+  c.fwmark = 5;
+  const auto m = encodeSyncMessages(7, {c}, 1472);
+  ASSERT_EQ(m.size(), 1u);
+  // ip_vs_sync_mesg of 80 bytes; ip_vs_sync_v6: type 1 (STYPE_F_INET6), TCP, size 72,
+  // flags, state, ports, fwmark 5, timeout 900 s, caddr, vaddr, daddr.
+  EXPECT_EQ(hex(m[0]),
+            "0007005001010000"
+            "01060048000000000001"
+            "9c401f900050"
+            "0000000500000384"
+            "20010db8000200000000000000000010"
+            "20010db8000000000000000000000100"
+            "20010db8000100000000000000000011");
+  // With the SNAT parameter: type 0x48, length 18, the address and the port.
+  const auto s = encodeSyncMessages(7, {conn6(true)}, 1472);
+  EXPECT_EQ(hex(s[0]).substr(hex(s[0]).size() - 40),
+            "4812"
+            "20010db8000100000000000000000001"
+            "0401");
+}
+
 TEST(SyncProtocol, RoundTripPaddingSplittingAndSnat) {
   std::vector<SyncConn> conns;
   for (int i = 0; i < 300; ++i) {
-    SyncConn c = conn(i % 2);
+    SyncConn c = i % 3 == 2 ? conn6(i % 2) : conn(i % 2);
     c.cport = hton16(static_cast<uint16_t>(10000 + i));
     conns.push_back(c);
   }
@@ -124,8 +156,8 @@ TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
     given.emplace_back(w, r);
     return true;
   };
-  hooks.give_template = [&](uint32_t slot, Ipv4Addr net, uint32_t backend, uint32_t ms) {
-    templates.emplace_back(slot, net.v, backend, ms);
+  hooks.give_template = [&](uint32_t slot, const IpAddr& net, uint32_t backend, uint32_t ms) {
+    templates.emplace_back(slot, net.v4().v, backend, ms);
     return true;
   };
   SyncDaemons d(hooks);
@@ -135,9 +167,9 @@ TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
   c.daddr = ip("198.19.1.2");
   d.install(c);
   ASSERT_EQ(given.size(), 1u);
-  EXPECT_EQ(given[0].first, ownerOf(Endpoint<Ipv4Addr>{c.caddr, c.cport}, 2));
+  EXPECT_EQ(given[0].first, ownerOf(Endpoint<Ipv4Addr>{c.caddr.v4(), c.cport}, 2));
   EXPECT_EQ(given[0].second.flow.backend_id, svc.dests[1].id.raw());
-  EXPECT_EQ(given[0].second.flow.local, ip("198.19.0.1"));
+  EXPECT_EQ(given[0].second.flow.local, ip("198.19.0.1").v4());
   EXPECT_EQ(given[0].second.timeout_ms, 900'000u);
   SyncConn t = conn(false);
   t.flags = kConnFTemplate;
@@ -145,7 +177,7 @@ TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
   d.install(t);
   ASSERT_EQ(templates.size(), 1u);
   EXPECT_EQ(templates[0],
-            std::make_tuple(svc.slot, ip("198.18.0.10").v, svc.dests[0].id.raw(), 120'000u));
+            std::make_tuple(svc.slot, ip("198.18.0.10").v4().v, svc.dests[0].id.raw(), 120'000u));
   SyncConn nowhere = conn(false);
   nowhere.vport = hton16(9999);
   d.install(nowhere);
@@ -156,6 +188,82 @@ TEST(SyncDaemons, ABackupPlacesConnectionsAndTemplatesByAddress) {
   EXPECT_EQ(d.counters().rx_no_server, 1u);
   EXPECT_EQ(d.counters().rx_templates, 1u);
   EXPECT_EQ(given.size(), 1u);
+}
+
+// IPv6: a connection found among the backup's IPv6 real servers, given to the worker
+// that owns the client's IPv6 endpoint with its SNAT address; an IPv6 firewall-mark
+// service (-f 5 -6) is not the IPv4 one of the same mark; an IPv6 template keeps the
+// masked client's 16 bytes.
+TEST(SyncDaemons, ABackupPlacesIpv6ConnectionsAndTemplates) {
+  ServiceModel m;
+  for (const char* line :
+       {"-A -t [2001:db8::100]:8080 -s rr -p 300 -M 64",
+        "-a -t [2001:db8::100]:8080 -r [2001:db8:1::11]:80 -m",
+        "-a -t [2001:db8::100]:8080 -r [2001:db8:1::12]:80 -m", "-A -f 5 -s rr",
+        "-a -f 5 -r 198.19.1.3:0 -m", "-A -f 5 -6 -s rr", "-a -f 5 -6 -r [2001:db8:1::13]:0 -m"}) {
+    ASSERT_TRUE(runIpvsadm(m, absl::StrSplit(line, ' ')).ok()) << line;
+  }
+  std::vector<std::pair<uint16_t, SyncRecord>> given;
+  std::vector<std::pair<uint32_t, IpAddr>> templates;
+  SyncDaemons::Hooks hooks;
+  hooks.workers = 4;
+  hooks.take = [](uint16_t, SyncRecord*, size_t) -> size_t { return 0; };
+  hooks.give = [&](uint16_t w, const SyncRecord& r) {
+    given.emplace_back(w, r);
+    return true;
+  };
+  hooks.give_template = [&](uint32_t, const IpAddr& net, uint32_t backend, uint32_t) {
+    templates.emplace_back(backend, net);
+    return true;
+  };
+  SyncDaemons d(hooks);
+  d.apply(m, {ip("2001:db8:1::1")});
+  auto server = [&](const char* a) {
+    for (const auto& [key, svc] : m.services()) {
+      for (const RealServer& r : svc.dests) {
+        if (r.addr == ip(a)) return r.id.raw();
+      }
+    }
+    return 0u;
+  };
+  SyncConn c = conn6(true);
+  c.daddr = ip("2001:db8:1::12");
+  d.install(c);
+  ASSERT_GE(given.size(), 1u);
+  const SyncRecord& r = given[0].second;
+  EXPECT_EQ(r.family, Family::kIpv6);
+  EXPECT_EQ(given[0].first, ownerOf(Endpoint<Ipv6Addr>{c.caddr.v6(), c.cport}, 4));
+  EXPECT_EQ(r.flow6.backend_id, server("2001:db8:1::12"));
+  EXPECT_EQ(r.flow6.client, c.caddr.v6());
+  EXPECT_EQ(r.flow6.local, ip("2001:db8:1::1").v6());
+  EXPECT_EQ(r.flow6.lport, hton16(1025));
+  // The reply's owner: this appliance's SNAT address, so by the port (1025 % 4 = 1).
+  EXPECT_EQ(given.back().first, 1);
+
+  given.clear();
+  SyncConn marked = conn6(false);
+  marked.fwmark = 5;
+  marked.daddr = ip("2001:db8:1::13");
+  d.install(marked);
+  ASSERT_EQ(given.size(), 1u);
+  EXPECT_EQ(given[0].second.flow6.backend_id, server("2001:db8:1::13"));
+  SyncConn marked4 = conn(false);
+  marked4.fwmark = 5;
+  marked4.daddr = ip("198.19.1.3");
+  d.install(marked4);
+  ASSERT_EQ(given.size(), 2u);
+  EXPECT_EQ(given[1].second.family, Family::kIpv4);
+  EXPECT_EQ(given[1].second.flow.backend_id, server("198.19.1.3"));
+
+  SyncConn t = conn6(false);
+  t.flags = kConnFTemplate;
+  t.caddr = ip("2001:db8:2::");
+  t.cport = 0, t.state = 0, t.timeout_s = 120;
+  d.install(t);
+  ASSERT_EQ(templates.size(), 1u);
+  EXPECT_EQ(templates[0], std::make_pair(server("2001:db8:1::11"), ip("2001:db8:2::")));
+  EXPECT_EQ(d.counters().rx_unsupported, 0u);
+  EXPECT_EQ(d.counters().rx_no_service + d.counters().rx_no_server, 0u);
 }
 
 }  // namespace
