@@ -197,6 +197,9 @@ absl::StatusOr<std::string> runAnnounce(AnnounceModel& m, const ServiceModel& se
         std::string state = in             ? "announced"
                             : !why.empty() ? absl::StrCat("withdrawn: ", why)
                             : !rt.ready    ? "withdrawn: meshlbd is not serving yet"
+                            : rt.held_s    ? absl::StrCat("withdrawn: held ", rt.held_s,
+                                                          " s more after start, for the backup sync "
+                                                             "daemon to receive its peers' connections")
                                            : "withdrawn: the route could not be added";
         std::vector<std::string> names;
         for (const ServiceKey& k : a.services) names.push_back(serviceRuleName(k));

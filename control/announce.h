@@ -61,6 +61,9 @@ struct AnnounceRuntime {
   std::vector<std::string> announced;  // "198.18.100.1/32"
   uint64_t connections = 0;
   bool ready = false;
+  // Seconds the announcements are still held after start (a backup sync daemon receiving
+  // its peers' connections); 0: not held.
+  uint32_t held_s = 0;
 };
 using AnnounceRuntimeFn = std::function<AnnounceRuntime()>;
 

@@ -335,6 +335,11 @@ class Daemon {
         rt.connections += dp_.counters[w].flows.load(std::memory_order_relaxed);
       }
       rt.ready = serving_;
+      if (announce_hold_) {
+        const auto left = *announce_hold_ - std::chrono::steady_clock::now();
+        rt.held_s = static_cast<uint32_t>(
+            std::max<int64_t>(1, std::chrono::ceil<std::chrono::seconds>(left).count()));
+      }
       return rt;
     });
     health_.start();
@@ -372,6 +377,7 @@ class Daemon {
     // Serving: the state restored, the workers and the twins running. Only now is
     // anything announced.
     serving_ = true;
+    holdAnnouncementsForSync();
     announce();
     std::vector<pollfd> fds;
     while (!g_stop) {
@@ -408,6 +414,11 @@ class Daemon {
       publisher_->reclaim(false);
       if (waiting) serveDeferred();
       estimateRates();
+      if (announce_hold_ && std::chrono::steady_clock::now() >= *announce_hold_) {
+        announce_hold_.reset();
+        std::printf("meshlbd: announce: hold over\n");
+        announce();
+      }
     }
     shutdown();
   }
@@ -522,9 +533,28 @@ class Daemon {
 
   // The prefixes to announce, as routes in the announce table through lb0 (announce.h);
   // none before meshlbd serves or once it stops. Each change is said in the log.
+  // A start with a backup sync daemon (restored from the state file): its peers send each
+  // connection with packets again within one sync_refresh_period, so nothing is
+  // announced until that period (and a second) has passed. A flow that ECMP brings here
+  // once announced then finds its connection, with its real server and SNAT port.
+  void holdAnnouncementsForSync() {
+    const ServiceModel& m = commands_.services();
+    if (!m.syncDaemons()[kSyncBackup].running || commands_.announce().prefixes.empty()) return;
+    const uint32_t period = m.sysctls().sync_refresh_period;
+    const uint32_t secs = (period ? std::min<uint32_t>(period, 86400) : kSyncRefreshMs / 1000) + 1;
+    announce_hold_ = std::chrono::steady_clock::now() + std::chrono::seconds(secs);
+    std::printf(
+        "meshlbd: announce: held %u s (sync_refresh_period and a second) for the backup sync "
+        "daemon to receive its peers' connections\n",
+        secs);
+    std::fflush(stdout);
+  }
+
   void announce() {
     std::vector<AnnouncedRoute> want;
-    if (serving_) want = prefixesToAnnounce(commands_.announce(), commands_.services());
+    if (serving_ && !announce_hold_) {
+      want = prefixesToAnnounce(commands_.announce(), commands_.services());
+    }
     const auto before = announcer_.announced();
     const uint64_t failures = announcer_.failures();
     announcer_.sync(want, ports_.twins()[0].ifindex);
@@ -927,6 +957,7 @@ class Daemon {
         return templates_.install(k, backend, nowMs(), timeout_ms);
       }}};
   bool serving_ = false;  // the workers run: what is usable may be announced
+  std::optional<std::chrono::steady_clock::time_point> announce_hold_;  // until then, nothing
   HealthChecker health_;
   uint64_t checks_version_ = ~0ull;
   std::unique_ptr<IpvsStats> ipvs_;
