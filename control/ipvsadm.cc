@@ -574,13 +574,14 @@ absl::StatusOr<Parsed> parse(const std::vector<std::string>& raw) {
       if (auto o = setOpt(p, kOptMcastGroup); !o.ok()) return o;
       st = value(&v);
       if (!st.ok()) return st;
+      // ipvsadm 1.31: an address with a colon is an IPv6 group (the daemon's sockets
+      // then IPv6 ones), else IPv4; either must be multicast.
       auto g = IpAddr::parse(v);
-      if (g.ok() && !g->isV4()) {
-        return bad("--mcast-group " + v +
-                   ": IPv6 sync groups are not supported by meshlb yet (an IPv4 group, such as "
-                   "the default 224.0.0.81)");
-      }
-      if (!g.ok() || (g->b[0] & 0xf0) != 0xe0) {
+      if (v.find(':') != std::string::npos) {
+        if (!g.ok() || !g->isV6() || g->b[0] != 0xff) {
+          return own("invalid IPv6 mcast-group `" + v + "'");
+        }
+      } else if (!g.ok() || !g->isV4() || (g->b[0] & 0xf0) != 0xe0) {
         return own("invalid IPv4 mcast-group `" + v + "'");
       }
       p.sync.group = *g;
@@ -1344,7 +1345,7 @@ absl::StatusOr<std::string> execute(ServiceModel& m, const Parsed& p, const std:
         if (!found) return bad("No such device");
         mtu = *found;
       }
-      constexpr uint32_t kHeaders = 20 + 8;
+      const uint32_t kHeaders = (d.group.isV6() ? 40 : 20) + 8;  // the group's IP and UDP
       const bool backup = p.role == kSyncBackup;
       if (d.maxlen) {
         d.maxlen = std::clamp(d.maxlen, backup ? 1024u : 1u, 65535u - kHeaders);

@@ -235,32 +235,58 @@ void SyncDaemons::apply(const ServiceModel& model, const absl::flat_hash_set<IpA
       fail("no such interface");
       continue;
     }
-    *fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    // The group's family is the sockets' (an IPv6 group: IPv6 sockets, as the kernel's).
+    const bool v6 = d.group.isV6();
+    *fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (*fd < 0) {
       fail("socket");
       continue;
     }
-    sockaddr_in group{};
-    group.sin_family = AF_INET;
-    group.sin_port = htons(static_cast<uint16_t>(d.port));
-    std::memcpy(&group.sin_addr, d.group.b, 4);
+    sockaddr_storage group{};
+    socklen_t group_len;
+    if (v6) {
+      auto* g = reinterpret_cast<sockaddr_in6*>(&group);
+      g->sin6_family = AF_INET6;
+      g->sin6_port = htons(static_cast<uint16_t>(d.port));
+      std::memcpy(&g->sin6_addr, d.group.b, 16);
+      g->sin6_scope_id = ifindex;  // a link-local group (ff02::) needs its link
+      group_len = sizeof(sockaddr_in6);
+    } else {
+      auto* g = reinterpret_cast<sockaddr_in*>(&group);
+      g->sin_family = AF_INET;
+      g->sin_port = htons(static_cast<uint16_t>(d.port));
+      std::memcpy(&g->sin_addr, d.group.b, 4);
+      group_len = sizeof(sockaddr_in);
+    }
     ip_mreqn mreq{};
     std::memcpy(&mreq.imr_multiaddr, d.group.b, 4);
     mreq.imr_ifindex = static_cast<int>(ifindex);
+    ipv6_mreq mreq6{};
+    std::memcpy(&mreq6.ipv6mr_multiaddr, d.group.b, 16);
+    mreq6.ipv6mr_interface = ifindex;
     if (master) {
       // make_send_sock(): out of the interface, not looped back, the daemon's TTL,
       // fragmented rather than refused if the path's MTU shrinks.
-      const int ttl = static_cast<int>(d.ttl), loop = 0, pmtu = IP_PMTUDISC_DONT;
-      if (setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_IF, &mreq, sizeof mreq) != 0 ||
-          setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) != 0 ||
-          setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) != 0 ||
-          setsockopt(*fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
+      const int ttl = static_cast<int>(d.ttl), loop = 0;
+      const int ifi = static_cast<int>(ifindex);
+      const int pmtu = v6 ? IPV6_PMTUDISC_DONT : IP_PMTUDISC_DONT;
+      const bool set =
+          v6 ? setsockopt(*fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifi, sizeof ifi) == 0 &&
+                   setsockopt(*fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &loop, sizeof loop) == 0 &&
+                   setsockopt(*fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &ttl, sizeof ttl) == 0 &&
+                   setsockopt(*fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu) == 0
+             : setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_IF, &mreq, sizeof mreq) == 0 &&
+                   setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop) == 0 &&
+                   setsockopt(*fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl) == 0 &&
+                   setsockopt(*fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) == 0;
+      if (!set) {
         fail("socket options");
         continue;
       }
       // Not connected: the source is chosen at each send, so a master started before
       // its interface has an address (a state file's, at start) sends from it once it has.
       group_ = group;
+      group_len_ = group_len;
     } else {
       // make_receive_sock(): bound to the group's port on the interface, joined.
       const int one = 1;
@@ -270,11 +296,12 @@ void SyncDaemons::apply(const ServiceModel& model, const absl::flat_hash_set<IpA
         fail("socket options");
         continue;
       }
-      if (bind(*fd, reinterpret_cast<sockaddr*>(&group), sizeof group) != 0) {
+      if (bind(*fd, reinterpret_cast<sockaddr*>(&group), group_len) != 0) {
         fail("bind to the group's port");
         continue;
       }
-      if (setsockopt(*fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) {
+      if ((v6 ? setsockopt(*fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mreq6, sizeof mreq6)
+              : setsockopt(*fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq)) != 0) {
         fail("join the group");
         continue;
       }
@@ -351,7 +378,7 @@ void SyncDaemons::flush() {
   for (const std::string& m :
        encodeSyncMessages(static_cast<uint8_t>(d.syncid), pending_, d.maxlen)) {
     if (sendto(send_fd_, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
-               reinterpret_cast<const sockaddr*>(&group_), sizeof group_) < 0) {
+               reinterpret_cast<const sockaddr*>(&group_), group_len_) < 0) {
       ++c_.tx_errors;  // a full socket buffer: IPVS drops the message too
     } else {
       ++c_.tx_messages;

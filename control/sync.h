@@ -116,7 +116,8 @@ class SyncDaemons {
   Hooks hooks_;
   std::array<SyncDaemon, 2> cfg_;
   int send_fd_ = -1, recv_fd_ = -1;
-  sockaddr_in group_{};  // the master's destination
+  sockaddr_storage group_{};  // the master's destination, IPv4 or IPv6
+  socklen_t group_len_ = 0;
   std::string last_error_;
   const ServiceModel* model_ = nullptr;  // apply()'s: the daemon's, living as long
   uint64_t model_id_ = 0, model_version_ = ~uint64_t{0};

@@ -248,13 +248,17 @@ test_failover_with_backup() {
     grep -q "after it: 1 connection" "$RUN/failover.note"
 }
 
-# The same over IPv6: the master's ip_vs_sync_v6 records installed on the backup, the
-# download continues through it with the same SNAT66 address and port.
+# The same over IPv6, the daemons on an IPv6 group too: the master's ip_vs_sync_v6
+# records installed on the backup, the download continues through it with the same SNAT66
+# address and port.
 test_failover_ipv6() {
   local out
   give_back
   start a1 || return 1
-  ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
+  ctl a2 ipvsadm --stop-daemon backup || return 1
+  ctl a2 ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 9 --mcast-group ff02::81 || return 1
+  ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 --mcast-group ff02::81 || return 1
+  echo "# $(ctl a1 ipvsadm -L --daemon); $(ctl a2 ipvsadm -L --daemon)"
   client curl -s -m 5 -o /dev/null "http://[$VIP6]/" || { echo "# no IPv6 answer through appliance 1"; return 1; }
   out=$(download_through_failover 41300 "$VIP6")
   echo "# IPv6 with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note"))"
@@ -270,7 +274,7 @@ check "without the backup daemon, a download through a killed appliance dies (th
   test_failover_without_backup
 check "with it, the download continues on the other appliance after kill -9 (full NAT, the same SNAT port); persistent clients keep their tasks" \
   test_failover_with_backup
-check "an IPv6 download continues on the other appliance after kill -9 (full NAT66)" \
+check "an IPv6 download continues on the other appliance after kill -9 (full NAT66, the daemons on ff02::81)" \
   test_failover_ipv6
 for a in a1 a2; do
   if grep -qE "ERROR: AddressSanitizer|runtime error:|panic" "$RUN/$a.log"; then

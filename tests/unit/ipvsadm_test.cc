@@ -876,8 +876,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"", "--start-daemon master --sync-maxlen 65508", "illegal sync-maxlen specified"},
         BadCase{"", "--start-daemon master --mcast-group 198.18.0.1",
                 "invalid IPv4 mcast-group `198.18.0.1'"},
-        BadCase{"", "--start-daemon master --mcast-group ff02::81",
-                "IPv6 sync groups are not supported by meshlb yet"},
+        BadCase{"", "--start-daemon master --mcast-group 2001:db8::1",
+                "invalid IPv6 mcast-group `2001:db8::1'"},
+        BadCase{"", "--start-daemon master --mcast-group ff02::81::",
+                "invalid IPv6 mcast-group `ff02::81::'"},
         BadCase{"", "--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon'"},
         BadCase{"", "--stop-daemon master --mcast-interface lb0",
                 "Illegal 'mcast-interface' option with the 'stop-daemon' command"},
@@ -907,6 +909,12 @@ TEST(IpvsadmSync, StartListStop) {
   ok(m, "--stop-daemon master");
   ok(m, "--stop-daemon backup");
   EXPECT_EQ(*run(m, "-L --daemon"), "");
+  // An IPv6 group: IPv6 sockets, so a master's messages are 1500 - 40 - 8 bytes.
+  ok(m, "--start-daemon master --mcast-interface lb0 --mcast-group ff02::81");
+  EXPECT_EQ(*run(m, "-L --daemon"),
+            "master sync daemon (mcast=lb0, syncid=0, maxlen=1452, group=ff02::81, port=8848, "
+            "ttl=1)\n");
+  ok(m, "--stop-daemon master");
   // Without --mcast-interface, ipvsadm's eth0; an interface the host lacks is refused.
   IpvsDataplane dp;
   dp.interface_mtu = [](const std::string& name) -> std::optional<uint32_t> {
