@@ -19,11 +19,12 @@ int portOfIfindex(const std::vector<TwinPort>& ports, int ifindex) {
   return -1;
 }
 
-// The overlay networks in the snapshot's order: the IPv4-underlay vxlan devices that are up.
+// The overlay networks in the snapshot's order: the vxlan devices that are up with a
+// local VTEP address (IPv4 or IPv6: the underlay's family).
 std::vector<const KernelView::Vxlan*> overlaysOf(const KernelView& kernel) {
   std::vector<const KernelView::Vxlan*> out;
   for (const auto& x : kernel.vxlans) {
-    if (x.up && x.local.isV4() && x.port != 0) out.push_back(&x);
+    if (x.up && (x.local.isV4() || x.local.isV6()) && x.port != 0) out.push_back(&x);
   }
   return out;
 }
@@ -413,7 +414,12 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
     o.vni = x.vni;
     o.udp_port = x.port;
     if (i == 0 && x.port) s->vxlan_port = x.port;
-    o.local = x.local.v4();
+    o.v6 = x.local.isV6();
+    if (o.v6) {
+      o.local6 = x.local.v6();
+    } else {
+      o.local = x.local.v4();
+    }
     o.mac = x.mac;
     uint32_t underlay = 1500;
     for (const auto& a : kernel.addrs) {
@@ -421,12 +427,12 @@ std::unique_ptr<Snapshot> buildSnapshot(const ServiceModel& model, const Iptable
         if (const int p = portOfIfindex(ports, a.ifindex); p >= 0) underlay = s->port_mtu[p];
       }
     }
-    o.inner_mtu =
-        static_cast<uint16_t>(std::min<uint32_t>(x.mtu ? x.mtu : 1500, underlay - kVxlanEncapLen));
+    const uint32_t encap = o.v6 ? kVxlanEncap6Len : kVxlanEncapLen;
+    o.inner_mtu = static_cast<uint16_t>(std::min<uint32_t>(x.mtu ? x.mtu : 1500, underlay - encap));
     s->overlays.push_back(o);
     for (const auto& f : kernel.fdb) {
-      if (f.ifindex == x.ifindex && f.dst.isV4()) {
-        s->fdb.set(static_cast<uint16_t>(i), f.mac, f.dst.v4());
+      if (f.ifindex == x.ifindex && f.dst.family == x.local.family) {
+        s->fdb.set(static_cast<uint16_t>(i), f.mac, f.dst);
       }
     }
   }

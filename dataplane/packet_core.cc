@@ -601,27 +601,44 @@ bool PacketCore::installSynced(const SyncRecord& r) {
 template <class Addr>
 Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Addr>& rt,
                                 const Addr& nexthop) {
-  const FamilySnap<Ipv4Addr>& fam = snap_->v4;  // the underlay's
   const OverlaySnap& ov = snap_->overlays[rt.overlay];
   const auto* inner_mac =
       this->fam<Addr>().neigh.find(static_cast<uint16_t>(kOverlayNeighPort + rt.overlay), nexthop);
   if (!inner_mac) return drop(Drop::kOverlayUnresolved);
-  const Ipv4Addr* vtep = snap_->fdb.find(static_cast<uint16_t>(rt.overlay), *inner_mac);
+  const IpAddr* vtep = snap_->fdb.find(static_cast<uint16_t>(rt.overlay), *inner_mac);
   if (!vtep) return drop(Drop::kOverlayNoFdb);
-  const RouteSnap<Ipv4Addr>* under = fam.route(*vtep);
+  return ov.v6 ? encapsulateOver<Addr>(frame, m, ov, *inner_mac, vtep->v6())
+               : encapsulateOver<Addr>(frame, m, ov, *inner_mac, vtep->v4());
+}
+
+// The outer headers over the underlay of the VTEP's family.
+template <class Addr, class Under>
+Verdict PacketCore::encapsulateOver(uint8_t* frame, const PacketMeta& m, const OverlaySnap& ov,
+                                    const std::array<uint8_t, 6>& inner_mac, const Under& vtep) {
+  constexpr bool kV6Under = std::is_same_v<Under, Ipv6Addr>;
+  const FamilySnap<Under>& fam = this->fam<Under>();  // the underlay's
+  const RouteSnap<Under>* under = fam.route(vtep);
   if (!under || under->overlay >= 0) return drop(Drop::kNoRoute);
-  if (m.headroom < kVxlanEncapLen) return drop(Drop::kNoHeadroom);
-  std::memcpy(frame, inner_mac->data(), 6);
+  const uint32_t encap_len = kV6Under ? kVxlanEncap6Len : kVxlanEncapLen;
+  if (m.headroom < encap_len) return drop(Drop::kNoHeadroom);
+  std::memcpy(frame, inner_mac.data(), 6);
   std::memcpy(frame + 6, ov.mac.data(), 6);
   const auto inner_len = static_cast<uint32_t>(m.p.ip.l3_offset + m.p.ip.l3_length);
   VxlanTunnel t;
   const auto& port_mac = snap_->port_mac[under->port];
-  const auto* under_mac = fam.neigh.find(under->port, under->has_gateway ? under->gateway : *vtep);
+  const Under hop = under->has_gateway ? under->gateway : vtep;
+  const auto* under_mac = fam.neigh.find(under->port, hop);
   std::memcpy(t.src_mac, port_mac.data(), 6);
   // An unresolved underlay next hop: the kernel forwards this one and resolves it.
   std::memcpy(t.dst_mac, under_mac ? under_mac->data() : port_mac.data(), 6);
-  t.src_ip = ov.local.v;
-  t.dst_ip = vtep->v;
+  if constexpr (kV6Under) {
+    t.v6 = true;
+    std::memcpy(t.src_ip6, ov.local6.b, 16);
+    std::memcpy(t.dst_ip6, vtep.b, 16);
+  } else {
+    t.src_ip = ov.local.v;
+    t.dst_ip = vtep.v;
+  }
   t.vni = ov.vni;
   t.dst_port = ov.udp_port;
   t.ttl = ov.ttl;
@@ -635,9 +652,9 @@ Verdict PacketCore::encapsulate(uint8_t* frame, const PacketMeta& m, const Route
   vxlanEncap(frame, inner_len, t, hash);
   bump(c_.vxlan_encap);
   Verdict v = under_mac ? Verdict::transmit(under->port) : Verdict::toKernel(under->port);
-  if (!under_mac) unresolved(under->port, under->has_gateway ? under->gateway : *vtep);
-  v.head_adjust = -static_cast<int16_t>(kVxlanEncapLen);
-  v.length = static_cast<uint16_t>(kVxlanEncapLen + inner_len);
+  if (!under_mac) unresolved(under->port, hop);
+  v.head_adjust = -static_cast<int16_t>(encap_len);
+  v.length = static_cast<uint16_t>(encap_len + inner_len);
   return v;
 }
 
@@ -742,10 +759,21 @@ Verdict PacketCore::decapsulateOn(uint8_t* frame, const PacketMeta& m, uint16_t 
 
 Verdict PacketCore::decapsulate(uint8_t* frame, const PacketMeta& m) {
   const ParsedPacket& p = m.p;
-  if (p.ip.l3 != L3Type::kIpv4 || p.vlan_count) return Verdict::toKernel(m.in_port);
-  const Ipv4Addr dst{load32(frame + p.ip.l3_offset + 16)};
-  if (!snap_->v4.local_addrs.contains(dst)) return forward</*kTransit=*/true>(frame, m);
-  if (snap_->overlayOf(p.vni, dst, hton16(p.ip.dport)) < 0) return drop(Drop::kVxlanUnknownVni);
+  if (p.vlan_count) return Verdict::toKernel(m.in_port);
+  // The outer destination: one of this appliance's VTEPs (either underlay family).
+  int overlay;
+  if (p.ip.l3 == L3Type::kIpv4) {
+    const Ipv4Addr dst{load32(frame + p.ip.l3_offset + 16)};
+    if (!snap_->v4.local_addrs.contains(dst)) return forward</*kTransit=*/true>(frame, m);
+    overlay = snap_->overlayOf(p.vni, dst, hton16(p.ip.dport));
+  } else {
+    const Ipv6Addr dst = dstOf<Ipv6Addr>(frame + p.ip.l3_offset);
+    if (!snap_->v6.local_addrs.contains(dst)) {
+      return forward</*kTransit=*/true, Ipv6Addr>(frame, m);
+    }
+    overlay = snap_->overlayOf(p.vni, dst, hton16(p.ip.dport));
+  }
+  if (overlay < 0) return drop(Drop::kVxlanUnknownVni);
   uint8_t* inner = frame + p.vxlan_inner_offset;
   PacketMeta im;
   prepare(inner, static_cast<uint32_t>(p.ip.l3_offset + p.ip.l3_length - p.vxlan_inner_offset), im);

@@ -11,15 +11,58 @@ namespace meshlb {
 
 EncapResult vxlanCheckMtu(const ParsedPacket& inner, const VxlanTunnel& t) {
   // Outer IP datagram: IPv4 + UDP + VXLAN + the inner frame (its L2 header included).
-  uint32_t outer =
-      kIpv4MinHdrLen + kUdpHdrLen + kVxlanHdrLen + inner.ip.l3_offset + inner.ip.l3_length;
+  uint32_t outer = vxlanEncapLen(t) - kEthHdrLen + inner.ip.l3_offset + inner.ip.l3_length;
   if (outer <= t.underlay_mtu) return EncapResult::kOk;
   bool df = inner.ip.l3 == L3Type::kIpv6 || (inner.ipv4_flags_frag & kIpv4FlagDf);
   return df ? EncapResult::kTooBigDf : EncapResult::kTooBigNoDf;
 }
 
+namespace {
+
+// The UDP header and VXLAN header at `udp`; the checksum field left 0.
+void writeUdpVxlan(uint8_t* udp, uint32_t udp_len, const VxlanTunnel& t, uint64_t flow_hash) {
+  // Source port in the dynamic range 49152-65535 (RFC 7348 section 5).
+  uint16_t sport =
+      static_cast<uint16_t>(49152 + fastRange32(static_cast<uint32_t>(flow_hash >> 32), 16384));
+  storeBe16(udp, sport);
+  storeBe16(udp + 2, t.dst_port);
+  storeBe16(udp + 4, static_cast<uint16_t>(udp_len));
+  store16(udp + 6, 0);
+  uint8_t* vx = udp + kUdpHdrLen;
+  storeBe32(vx, static_cast<uint32_t>(kVxlanFlagVni) << 24);
+  storeBe32(vx + 4, (t.vni & 0xffffff) << 8);
+}
+
+uint8_t* vxlanEncap6(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel& t,
+                     uint64_t flow_hash) {
+  uint8_t* o = inner_frame - kVxlanEncap6Len;
+  std::memcpy(o, t.dst_mac, 6);
+  std::memcpy(o + 6, t.src_mac, 6);
+  storeBe16(o + 12, kEtherTypeIpv6);
+  uint8_t* ip = o + kEthHdrLen;
+  const uint32_t udp_len = kUdpHdrLen + kVxlanHdrLen + inner_len;
+  storeBe32(ip, 0x60000000u | (static_cast<uint32_t>(flow_hash) & 0xfffff));
+  storeBe16(ip + 4, static_cast<uint16_t>(udp_len));
+  ip[6] = kProtoUdp;
+  ip[7] = t.ttl;
+  std::memcpy(ip + 8, t.src_ip6, 16);
+  std::memcpy(ip + 24, t.dst_ip6, 16);
+  uint8_t* udp = ip + kIpv6HdrLen;
+  writeUdpVxlan(udp, udp_len, t, flow_hash);
+  // The pseudo-header (addresses, length, next header), then the whole datagram.
+  uint64_t sum = csumAdd(ip + 8, 32);
+  sum += hton32(udp_len);
+  sum += hton32(kProtoUdp);
+  uint16_t c = csumFull(udp, udp_len, sum);
+  store16(udp + 6, c == 0 ? 0xffff : c);  // 0 is "no checksum": sent as all ones
+  return o;
+}
+
+}  // namespace
+
 uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel& t,
                     uint64_t flow_hash) {
+  if (t.v6) return vxlanEncap6(inner_frame, inner_len, t, flow_hash);
   uint8_t* o = inner_frame - kVxlanEncapLen;
   std::memcpy(o, t.dst_mac, 6);
   std::memcpy(o + 6, t.src_mac, 6);
@@ -41,18 +84,8 @@ uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel&
   store32(ip + 16, t.dst_ip);
   store16(ip + 10, csumFull(ip, kIpv4MinHdrLen));
 
-  uint8_t* udp = ip + kIpv4MinHdrLen;
-  // Source port in the dynamic range 49152-65535 (RFC 7348 section 5).
-  uint16_t sport =
-      static_cast<uint16_t>(49152 + fastRange32(static_cast<uint32_t>(flow_hash >> 32), 16384));
-  storeBe16(udp, sport);
-  storeBe16(udp + 2, t.dst_port);
-  storeBe16(udp + 4, static_cast<uint16_t>(udp_len));
-  store16(udp + 6, 0);  // zero UDP checksum over IPv4 (RFC 7348 section 5)
-
-  uint8_t* vx = udp + kUdpHdrLen;
-  storeBe32(vx, static_cast<uint32_t>(kVxlanFlagVni) << 24);
-  storeBe32(vx + 4, (t.vni & 0xffffff) << 8);
+  // Zero UDP checksum over IPv4 (RFC 7348 section 5).
+  writeUdpVxlan(ip + kIpv4MinHdrLen, udp_len, t, flow_hash);
   return o;
 }
 

@@ -205,7 +205,7 @@ class PacketCore {
       m.hash = table_.hash(m.key);
       table_.prefetch(m.hash);
     } else if (m.r == ParseResult::kOk && m.p.ip.l3 == L3Type::kIpv6 && !m.p.vlan_count &&
-               !m.p.icmp_error && m.p.ip.has_ports &&
+               !m.p.icmp_error && !m.p.vxlan && m.p.ip.has_ports &&
                (m.p.ip.l4_proto == kProtoTcp || m.p.ip.l4_proto == kProtoUdp)) {
       // IPv6 TCP and UDP take the same stages in their own table.
       const uint8_t* ip = frame + m.p.ip.l3_offset;
@@ -375,10 +375,13 @@ class PacketCore {
     }
     return a;
   }
-  // The inner packet of either family; the underlay is IPv4.
+  // The inner packet of either family, over the overlay's underlay (IPv4 or IPv6).
   template <class Addr>
   Verdict encapsulate(uint8_t* frame, const PacketMeta& m, const RouteSnap<Addr>& rt,
                       const Addr& nexthop);
+  template <class Addr, class Under>
+  Verdict encapsulateOver(uint8_t* frame, const PacketMeta& m, const OverlaySnap& ov,
+                          const std::array<uint8_t, 6>& inner_mac, const Under& vtep);
   // ipvsadm -i: the packet, unchanged, inside IPIP, GUE or GRE to its real server.
   Verdict tunnel(uint8_t* frame, const PacketMeta& m, const Flow<Ipv4Addr>& e,
                  const RouteSnap<Ipv4Addr>* rt);

@@ -31,6 +31,8 @@ constexpr uint32_t kIcmpHdrLen = 8;
 constexpr uint32_t kVxlanHdrLen = 8;
 // Outer Ethernet + IPv4 + UDP + VXLAN added in front of the inner frame.
 constexpr uint32_t kVxlanEncapLen = kEthHdrLen + kIpv4MinHdrLen + kUdpHdrLen + kVxlanHdrLen;
+// Over an IPv6 underlay (a vxlan device whose local address is IPv6): 70 bytes.
+constexpr uint32_t kVxlanEncap6Len = kEthHdrLen + kIpv6HdrLen + kUdpHdrLen + kVxlanHdrLen;
 
 constexpr uint16_t kVxlanPort = 4789;
 constexpr uint8_t kVxlanFlagVni = 0x08;

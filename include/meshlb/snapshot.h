@@ -274,19 +274,22 @@ constexpr uint16_t kOverlayNeighPort = 0x8000;
 // whose encapsulation and decapsulation the dataplane does.
 struct OverlaySnap {
   uint32_t vni = 0;
-  uint16_t udp_port = 0;         // host order
-  Ipv4Addr local;                // this appliance's VTEP
+  uint16_t udp_port = 0;  // host order
+  Ipv4Addr local;         // this appliance's VTEP (an IPv4 underlay)
+  bool v6 = false;        // an IPv6 underlay: the VTEP is local6
+  Ipv6Addr local6;
   std::array<uint8_t, 6> mac{};  // the device's MAC: the inner frames' source
   uint16_t inner_mtu = 1450;     // the largest inner IP datagram that fits the underlay
   uint8_t ttl = 64;
 };
 
-// The overlays' FDB: (overlay, inner MAC) -> the remote VTEP (the node of the task).
+// The overlays' FDB: (overlay, inner MAC) -> the remote VTEP (the node of the task), of
+// the overlay's underlay family.
 class FdbTable {
  public:
   using Mac = std::array<uint8_t, 6>;
-  void set(uint16_t overlay, const Mac& mac, Ipv4Addr vtep) { map_[key(overlay, mac)] = vtep; }
-  const Ipv4Addr* find(uint16_t overlay, const Mac& mac) const {
+  void set(uint16_t overlay, const Mac& mac, const IpAddr& vtep) { map_[key(overlay, mac)] = vtep; }
+  const IpAddr* find(uint16_t overlay, const Mac& mac) const {
     auto it = map_.find(key(overlay, mac));
     return it == map_.end() ? nullptr : &it->second;
   }
@@ -298,7 +301,7 @@ class FdbTable {
     for (int i = 0; i < 6; ++i) k |= uint64_t{mac[i]} << (8 * (5 - i));
     return k;
   }
-  absl::flat_hash_map<uint64_t, Ipv4Addr> map_;
+  absl::flat_hash_map<uint64_t, IpAddr> map_;
 };
 
 // Neighbours by (data port, address): open addressing with linear probing, at most
@@ -520,10 +523,16 @@ struct Snapshot {
   }
 
   // The overlay network whose VNI and VTEP a received VXLAN packet names, or -1.
-  int overlayOf(uint32_t vni, Ipv4Addr vtep, uint16_t udp_port) const {
+  template <class Addr>
+  int overlayOf(uint32_t vni, const Addr& vtep, uint16_t udp_port) const {
     for (size_t i = 0; i < overlays.size(); ++i) {
       const OverlaySnap& o = overlays[i];
-      if (o.vni == vni && o.local == vtep && o.udp_port == udp_port) return static_cast<int>(i);
+      if (o.vni != vni || o.udp_port != udp_port) continue;
+      if constexpr (std::is_same_v<Addr, Ipv4Addr>) {
+        if (!o.v6 && o.local == vtep) return static_cast<int>(i);
+      } else {
+        if (o.v6 && o.local6 == vtep) return static_cast<int>(i);
+      }
     }
     return -1;
   }

@@ -1,4 +1,4 @@
-// VXLAN (RFC 7348) encapsulation over IPv4, and the ICMP "fragmentation needed"
+// VXLAN (RFC 7348) encapsulation over IPv4 or IPv6, and the ICMP "fragmentation needed"
 // / ICMPv6 "packet too big" a sender gets when its packet would not fit the
 // underlay once encapsulated.
 #pragma once
@@ -18,10 +18,18 @@ struct VxlanTunnel {
   uint16_t dst_port = kVxlanPort;  // host order
   uint8_t ttl = 64;
   uint16_t underlay_mtu = 1500;  // bytes of outer IP datagram
+  // An IPv6 underlay: these addresses instead of src_ip and dst_ip.
+  bool v6 = false;
+  uint8_t src_ip6[16] = {}, dst_ip6[16] = {};
 };
 
-// Largest inner IP datagram that fits the tunnel (1450 for a 1500 underlay).
-inline uint32_t vxlanInnerMtu(const VxlanTunnel& t) { return t.underlay_mtu - kVxlanEncapLen; }
+// Bytes written in front of the inner frame: 50 over IPv4, 70 over IPv6.
+inline uint32_t vxlanEncapLen(const VxlanTunnel& t) {
+  return t.v6 ? kVxlanEncap6Len : kVxlanEncapLen;
+}
+// Largest inner IP datagram that fits the tunnel (1450 for a 1500 IPv4 underlay, 1430
+// over IPv6).
+inline uint32_t vxlanInnerMtu(const VxlanTunnel& t) { return t.underlay_mtu - vxlanEncapLen(t); }
 
 enum class EncapResult : uint8_t {
   kOk,
@@ -32,10 +40,12 @@ enum class EncapResult : uint8_t {
 // Checks the inner packet against the tunnel MTU. `inner` is the parsed inner frame.
 EncapResult vxlanCheckMtu(const ParsedPacket& inner, const VxlanTunnel& t);
 
-// Writes the outer headers into the kVxlanEncapLen bytes before `inner_frame`
+// Writes the outer headers into the vxlanEncapLen(t) bytes before `inner_frame`
 // (caller provides the headroom) and returns the start of the outer frame. The
 // outer UDP source port is taken from `flow_hash` so that underlay ECMP/RSS
-// spreads flows (RFC 7348 section 5); the outer UDP checksum is zero.
+// spreads flows (RFC 7348 section 5); over IPv4 the outer UDP checksum is zero. Over
+// IPv6 it is computed (RFC 8200 forbids a zero one; Linux's vxlan device drops it
+// unless udp6zerocsumrx is set), and the flow label comes from the hash (RFC 6438).
 uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel& t,
                     uint64_t flow_hash);
 

@@ -214,7 +214,7 @@ void addOverlay(Snapshot& s) {
     const Ipv4Addr addr{htonl(ntohl(kTaskNet) + t)};
     const std::array<uint8_t, 6> mac{2, 0x42, 0, 0, 1, static_cast<uint8_t>(t)};
     f.neigh.set(kOverlayNeighPort, addr, mac);
-    s.fdb.set(0, mac, {htonl(0xc6130002u + t % 2)});  // nodes 198.19.0.2 and .3
+    s.fdb.set(0, mac, IpAddr::of(Ipv4Addr{htonl(0xc6130002u + t % 2)}));  // nodes .2 and .3
   }
   for (uint32_t n = 2; n <= 3; ++n) {
     f.neigh.set(0, {htonl(0xc6130000u + n)}, {2, 0, 0, 0, 0, static_cast<uint8_t>(n)});

@@ -270,6 +270,19 @@ emit("core_ov_icmp.in", Ether(src=NODE_MAC, dst=LB1_MAC) / IP(src=NODE, dst=LB, 
      Ether(src=OT1_MAC, dst=OV_MAC) / IP(src=OT1, dst=OV_LB, id=4) /
      ICMP(type=3, code=4, nexthopmtu=1400) / IPerror(src=OV_LB, dst=OT1, id=1, flags="DF") /
      TCPerror(sport=SNAT_PORT, dport=80, flags="A", seq=2))
+# The same overlay over an IPv6 underlay (its vxlan device's local address 2001:db8:1::1
+# on lb1, the node 2001:db8:1::2): 70 bytes of outer headers, the UDP checksum computed
+# (Linux's vxlan over IPv6 drops a zero one). The flow label and the source port come
+# from the flow hash: the test masks them and the checksum, and checks the checksum.
+LB6U, NODE6U = "2001:db8:1::1", "2001:db8:1::2"
+emit("core_ov6u_syn.out", Ether(src=LB1_MAC, dst=NODE_MAC) /
+     IPv6(src=LB6U, dst=NODE6U, hlim=64, fl=0) / UDP(sport=49152, dport=4789) /
+     VXLAN(vni=4097, flags=0x08) / Ether(src=OV_MAC, dst=OT1_MAC) /
+     IP(src=OV_LB, dst=OT1, id=1, ttl=63) / TCP(sport=SNAT_PORT, dport=80, flags="S", seq=1))
+emit("core_ov6u_synack.in", Ether(src=NODE_MAC, dst=LB1_MAC) / IPv6(src=NODE6U, dst=LB6U) /
+     UDP(sport=50000, dport=4789) / VXLAN(vni=4097, flags=0x08) /
+     Ether(src=OT1_MAC, dst=OV_MAC) / IP(src=OT1, dst=OV_LB, id=2) /
+     TCP(sport=80, dport=SNAT_PORT, flags="SA", seq=100, ack=2))
 # Direct routing (-g) over the overlay: the inner packet is the client's, untouched
 # but for its TTL and MACs; the task has the VIP and answers the client itself.
 emit("core_ov_dsr.out", vxlan_to_node(Ether(src=OV_MAC, dst=OT1_MAC) /

@@ -284,6 +284,56 @@ print(s.recv(64).decode())
 check "IPv6 tasks inside the overlay: curl -6 through full NAT66; 64 MiB with Packet Too Big" \
   test_ipv6_overlay
 
+# An overlay over an IPv6 underlay, as `ip link add ... type vxlan local IPV6` makes one:
+# VNI 4200 between the appliance (2001:db8:19::1 on lb1) and node n2 (2001:db8:19::3),
+# task t61 (198.18.200.61, MTU 1430: 70 bytes of outer headers) behind the node's own
+# bridge. The node's kernel drops a datagram whose UDP checksum is wrong or zero.
+test_ipv6_underlay() {
+  local mac=02:42:c6:12:c8:02 tmac=02:42:c6:12:c8:61 got up
+  lbx ip addr add 2001:db8:19::1/64 dev lb1 nodad
+  ip -n ov-n2 addr add 2001:db8:19::3/64 dev eth0 nodad
+  ip -n ov-n2 link add br6 type bridge
+  ip -n ov-n2 link set br6 address 02:42:c6:13:c8:fe up
+  ip -n ov-n2 link add vxlan6 type vxlan id 4200 dstport 4789 local 2001:db8:19::3 nolearning proxy
+  ip -n ov-n2 link set vxlan6 mtu 1430 master br6 up
+  ip netns exec ov-n2 bridge fdb add "$mac" dev vxlan6 dst 2001:db8:19::1
+  ip -n ov-n2 neigh add 198.18.200.2 lladdr "$mac" dev vxlan6
+  ip link add eth0 netns ov-t61 type veth peer name vt61 netns ov-n2
+  ip -n ov-n2 link set vt61 mtu 1430 master br6 up
+  ip -n ov-t61 link set eth0 address "$tmac" mtu 1430 up
+  ip -n ov-t61 addr add 198.18.200.61/24 dev eth0
+  ip netns exec ov-t61 ethtool -K eth0 tx off >/dev/null
+  mkdir -p "$RUN/t61"
+  echo "processed by task t61" >"$RUN/t61/index.html"
+  (ip netns exec ov-t61 /usr/bin/python3 -u -m http.server 80 --bind 198.18.200.61 \
+    --directory "$RUN/t61" >"$RUN/http-t61.log" 2>&1 &)
+  ip netns exec ov-t61 iperf3 -s -D -B 198.18.200.61 --logfile "$RUN/iperf-t61.log"
+  lbx ip link add vxlan4200 type vxlan id 4200 dstport 4789 local 2001:db8:19::1 nolearning
+  lbx ip link set vxlan4200 address "$mac" mtu 1430 up
+  lbx ip addr add 198.18.200.2/24 dev vxlan4200
+  lbx bridge fdb add "$tmac" dev vxlan4200 dst 2001:db8:19::3
+  lbx ip neigh add 198.18.200.61 lladdr "$tmac" dev vxlan4200
+  ctl ipvsadm -A -t 198.18.0.1:8200 -s rr && ctl ipvsadm -a -t 198.18.0.1:8200 -r 198.18.200.61:80 -m &&
+    ctl ipvsadm -A -t 198.18.0.1:8201 -s rr && ctl ipvsadm -a -t 198.18.0.1:8201 -r 198.18.200.61:5201 -m &&
+    ctl iptables -t nat -A POSTROUTING -m ipvs --ipvs -d 198.18.200.0/24 -j SNAT --to-source 198.18.200.2 ||
+    return 1
+  for _ in $(seq 30); do
+    got=$(client curl -s -m 2 http://198.18.0.1:8200/) && [[ -n $got ]] && break
+    sleep 0.2
+  done
+  # iperf3 upload: full-size packets into the tunnel, each one's checksum checked by n2.
+  up=$(client timeout 20 iperf3 -c 198.18.0.1 -p 8201 -t 2 -J 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])' 2>/dev/null)
+  echo "# over the IPv6 underlay: ${got:-nothing}; iperf3 upload: ${up:-nothing} bytes received by t61; vxlan_encap $(stat_sum vxlan_encap), vxlan_decap $(stat_sum vxlan_decap); n2's vxlan6 rx errors: $(ip -n ov-n2 -s link show vxlan6 | awk '/RX:/ {getline; print $3}')"
+  if [[ $got != "processed by task t61" ]]; then
+    ctl stats | awk '$2 != 0 && $1 ~ /drop|unresolved|kernel|vxlan|new_conn/' | sed 's/^/# /'
+    return 1
+  fi
+  ((${up:-0} > 10000000))
+}
+check "an overlay over an IPv6 underlay (vxlan local 2001:db8:19::1): curl and an iperf3 upload to its task" \
+  test_ipv6_underlay
+
 # An overlay that comes (ip link add ... type vxlan) on the port of a UDP service that
 # already exists takes that port's packets: meshlbd says which service it cut off.
 test_overlay_on_a_udp_service_port() {

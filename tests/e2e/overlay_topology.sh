@@ -19,7 +19,7 @@ RUN=${MLB_RUN:-/tmp/meshlb-e2e-overlay}-ov
 SOCK=$RUN/meshlb.sock
 NODES=(n1 n2)
 TASKS=(t11 t12 t21 t22)
-NS=(ov-lb ov-client ov-under ov-n1 ov-n2 ov-t11 ov-t12 ov-t21 ov-t22 ov-t23)
+NS=(ov-lb ov-client ov-under ov-n1 ov-n2 ov-t11 ov-t12 ov-t21 ov-t22 ov-t23 ov-t61)
 APP_OV_MAC=02:42:c6:12:80:02
 taskip() { echo "198.18.128.${1#t}"; }      # t11 -> 198.18.128.11
 taskmac() { echo "02:42:c6:12:80:${1#t}"; }  # t11 -> 02:42:c6:12:80:11

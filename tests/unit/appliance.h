@@ -41,6 +41,9 @@ struct ApplianceOptions {
   // `ip link add ... type vxlan`, `bridge fdb add`, `ip neigh add` program it.
   bool overlay = false;
   bool overlay_fdb = true;
+  // The overlay over an IPv6 underlay instead: its VTEP 2001:db8:1::1 on lb1, the node
+  // 2001:db8:1::2.
+  bool overlay_v6_underlay = false;
   // A second overlay network beside it: vxlan4098 (VNI 4098, the same VTEP, MAC
   // 02:42:c6:12:81:02, 198.18.129.2/24), task 198.18.129.11 on node 198.19.0.3.
   bool second_overlay = false;
@@ -99,7 +102,7 @@ class Appliance {
       kernel_.vxlans = {{kVxlan,
                          4097,
                          o.overlay_port,
-                         ip("198.19.0.1"),
+                         ip(o.overlay_v6_underlay ? "2001:db8:1::1" : "198.19.0.1"),
                          {2, 0x42, 0xc6, 0x12, 0x80, 2},
                          1450,
                          true}};
@@ -112,8 +115,9 @@ class Appliance {
       kernel_.routes.push_back({ip("198.18.128.0"), 24, {}, kVxlan});
       const std::array<uint8_t, 6> task{2, 0x42, 0xc6, 0x12, 0x80, 0x0b};
       kernel_.neighs.push_back({kVxlan, ip("198.18.128.11"), task});
-      if (o.overlay_fdb) kernel_.fdb.push_back({kVxlan, task, ip("198.19.0.2")});
-      kernel_.neighs.push_back({11, ip("198.19.0.2"), mac(0, 3)});  // the node, on the underlay
+      const char* node = o.overlay_v6_underlay ? "2001:db8:1::2" : "198.19.0.2";
+      if (o.overlay_fdb) kernel_.fdb.push_back({kVxlan, task, ip(node)});
+      kernel_.neighs.push_back({11, ip(node), mac(0, 3)});  // the node, on the underlay
     }
     if (o.second_overlay) {
       constexpr int kVxlan2 = 21;

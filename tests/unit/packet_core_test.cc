@@ -291,6 +291,44 @@ TEST(Overlay, FullNatToATaskOnAnotherNodeAndBack) {
   EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
 }
 
+// An overlay over an IPv6 underlay (a vxlan device with an IPv6 local address): 70 bytes
+// of outer headers with a valid UDP checksum (Linux's vxlan over IPv6 drops a zero one),
+// the flow label and source port following the flow; its replies decapsulated; its inner
+// MTU 1430 (1450 over IPv4), which "fragmentation needed" names.
+TEST(Overlay, IPv6Underlay) {
+  ApplianceOptions o;
+  o.overlay = true;
+  o.overlay_v6_underlay = true;
+  Appliance a(overlayService(), o);
+  Bytes syn = golden("core_syn.in");
+  ASSERT_EQ(a.send(syn, 0), Verdict::transmit(1));
+  const Bytes& want = golden("core_ov6u_syn.out");
+  ASSERT_EQ(syn.size(), want.size());
+  EXPECT_GE(loadBe16(syn.data() + 54), 49152);
+  // The UDP checksum over the pseudo-header and the whole datagram sums to all ones.
+  const uint32_t udp_len = loadBe16(syn.data() + 58);
+  uint64_t sum = csumAdd(syn.data() + 14 + 8, 32);
+  sum += hton32(udp_len) + hton32(kProtoUdp);
+  EXPECT_EQ(csumFold(csumAdd(syn.data() + 54, udp_len, sum)), 0xffff);
+  Bytes masked = syn;
+  for (size_t i : {15, 16, 17, 54, 55, 60, 61}) masked[i] = want[i];
+  EXPECT_EQ(test::toHex(masked), test::toHex(want));
+  Bytes again = golden("core_ack.in");
+  ASSERT_EQ(a.send(again, 0), Verdict::transmit(1));
+  EXPECT_EQ(loadBe16(again.data() + 54), loadBe16(syn.data() + 54)) << "one flow, one port";
+  EXPECT_EQ(loadBe32(again.data() + 14) & 0xfffff, loadBe32(syn.data() + 14) & 0xfffff);
+  Bytes synack = golden("core_ov6u_synack.in");
+  ASSERT_EQ(a.send(synack, 1), Verdict::transmit(0));
+  EXPECT_EQ(test::toHex(synack), test::toHex(golden("core_synack.out")));
+  EXPECT_EQ(a.counters().vxlan_encap.load(), 2u);
+  EXPECT_EQ(a.counters().vxlan_decap.load(), 1u);
+  Bytes big = golden("too_big4.in");
+  ASSERT_EQ(a.send(big, 0), Verdict::transmit(0));
+  EXPECT_EQ(big[14 + 20], 3);
+  EXPECT_EQ(big[14 + 20 + 1], 4);
+  EXPECT_EQ(loadBe16(big.data() + 14 + 20 + 6), 1430);
+}
+
 // A task's ICMP error from inside the overlay reaches the client translated.
 TEST(Overlay, IcmpErrorsFromTasksAreTranslated) {
   ApplianceOptions o;
