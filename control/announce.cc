@@ -21,30 +21,37 @@ absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg
 
 std::string prefixText(const IpAddr& a, uint8_t len) { return absl::StrCat(a.str(), "/", len); }
 
-// "A.B.C.D/LEN" (or a bare address: /32), host bits clear as the kernel wants a route.
+// `a` with all but its first `len` bits cleared.
+IpAddr masked(const IpAddr& a, uint32_t len) {
+  IpAddr n = a;
+  for (uint32_t i = 0; i < 16; ++i) {
+    const uint32_t keep = len > 8 * i ? std::min<uint32_t>(len - 8 * i, 8) : 0;
+    n.b[i] &= static_cast<uint8_t>(0xff00 >> keep);
+  }
+  return n;
+}
+
+// "A.B.C.D/LEN" or "IPV6/LEN" (a bare address: /32 or /128), host bits clear as the
+// kernel wants a route.
 absl::StatusOr<std::pair<IpAddr, uint8_t>> parsePrefix(const std::string& s) {
   const size_t slash = s.find('/');
   auto a = IpAddr::parse(s.substr(0, slash));
   if (!a.ok()) return bad(absl::StrCat("invalid prefix '", s, "'"));
-  if (!a->isV4()) {
-    return absl::UnimplementedError(
-        "IPv6 prefixes are not announced yet: an IPv6 VIP is served, but reached through a "
-        "route of the operator's own, not through meshlbctl announce");
-  }
-  uint32_t len = 32;
-  if (slash != std::string::npos && (!absl::SimpleAtoi(s.substr(slash + 1), &len) || len > 32)) {
+  const uint32_t bits = a->isV6() ? 128 : 32;
+  uint32_t len = bits;
+  if (slash != std::string::npos && (!absl::SimpleAtoi(s.substr(slash + 1), &len) || len > bits)) {
     return bad(absl::StrCat("invalid prefix length in '", s, "'"));
   }
-  const Ipv4Addr net{a->v4().v & ipv4Mask(static_cast<uint8_t>(len))};
-  if (net.v != a->v4().v) {
-    return bad(absl::StrCat("'", s, "' has host bits set (the prefix is ", IpAddr::of(net).str(),
-                            "/", len, ")"));
+  const IpAddr net = masked(*a, len);
+  if (net != *a) {
+    return bad(
+        absl::StrCat("'", s, "' has host bits set (the prefix is ", net.str(), "/", len, ")"));
   }
   return std::make_pair(*a, static_cast<uint8_t>(len));
 }
 
 bool inside(const IpAddr& a, const Announcement& p) {
-  return a.isV4() && p.prefix.isV4() && (a.v4().v & ipv4Mask(p.len)) == p.prefix.v4().v;
+  return a.family == p.prefix.family && masked(a, p.len) == p.prefix;
 }
 
 bool usable(const Service& s) {
@@ -261,14 +268,18 @@ absl::Status RouteAnnouncer::start(uint32_t table) {
 
 bool RouteAnnouncer::route(const AnnouncedRoute& p, int ifindex, bool add) {
   rtnl_route* r = rtnl_route_alloc();
-  nl_addr* dst = nl_addr_build(AF_INET, p.prefix.b, 4);
+  const bool v6 = p.prefix.isV6();
+  nl_addr* dst = nl_addr_build(v6 ? AF_INET6 : AF_INET, p.prefix.b, v6 ? 16 : 4);
   nl_addr_set_prefixlen(dst, p.len);
-  rtnl_route_set_priority(r, p.metric);
-  rtnl_route_set_family(r, AF_INET);
+  // The kernel gives an IPv6 route of metric 0 its default, 1024: each IPv6 route's metric
+  // is one more than configured, so that the order of an appliance's own prefix (0) and a
+  // peer's backup (--metric 100) holds for IPv6 too.
+  rtnl_route_set_priority(r, v6 ? std::max(p.metric, p.metric + 1) : p.metric);
+  rtnl_route_set_family(r, v6 ? AF_INET6 : AF_INET);
   rtnl_route_set_dst(r, dst);
   rtnl_route_set_table(r, table_);
   rtnl_route_set_protocol(r, RTPROT_STATIC);
-  rtnl_route_set_scope(r, RT_SCOPE_LINK);
+  rtnl_route_set_scope(r, v6 ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
   rtnl_route_set_type(r, RTN_UNICAST);
   rtnl_nexthop* nh = rtnl_route_nh_alloc();
   rtnl_route_nh_set_ifindex(nh, ifindex);

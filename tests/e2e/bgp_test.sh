@@ -23,6 +23,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${MLB_BUILD:-$ROOT/build}
 RUN=${MLB_RUN:-/tmp/meshlb-e2e-bgp}-bgp
 VIP=198.18.100.1
+VIP6=2001:db8:100::1
 NS=(bg-client bg-router bg-up bg-a1 bg-a2 bg-seg bg-t1 bg-t2 bg-t3)
 APPS=(a1 a2)
 command -v bird >/dev/null || { echo "1..0 # SKIP bird (bird2) is not installed: scripts/setup installs it"; exit 0; }
@@ -57,6 +58,12 @@ protocol kernel vips {
   scan time 1;
   ipv4 { import all; export none; };
 }
+protocol kernel vips6 {
+  kernel table 4242;
+  learn;
+  scan time 1;
+  ipv6 { import all; export none; };
+}
 protocol bfd { interface "lb0" { min rx interval 300 ms; min tx interval 300 ms; multiplier 10; }; }
 protocol bgp uplink {
   local 198.18.2.1$n as 65001;
@@ -67,6 +74,15 @@ protocol bgp uplink {
   bfd on;
   # The announce table's metric as the MED: a peer's SNAT address is the backup path.
   ipv4 { import none; export filter { if source != RTS_INHERIT then reject; bgp_med = krt_metric; accept; }; };
+}
+# IPv6 prefixes over a session of their own, between the IPv6 addresses.
+protocol bgp uplink6 {
+  local 2001:db8:2::1$n as 65001;
+  neighbor 2001:db8:2::1 as 65000;
+  hold time 9;
+  error wait time 1, 5;
+  connect retry time 2;
+  ipv6 { import none; export filter { if source != RTS_INHERIT then reject; bgp_med = krt_metric; accept; }; };
 }
 CONF
 }
@@ -79,6 +95,7 @@ debug protocols { states };
 protocol device { scan time 1; }
 # Equal BGP paths become one multipath route in the kernel.
 protocol kernel { merge paths on; ipv4 { import none; export all; }; }
+protocol kernel { merge paths on; ipv6 { import none; export all; }; }
 protocol bfd { interface "r1" { min rx interval 300 ms; min tx interval 300 ms; multiplier 10; }; }
 template bgp appliance {
   local 198.18.2.1 as 65000;
@@ -90,6 +107,15 @@ template bgp appliance {
 }
 protocol bgp a1 from appliance { neighbor 198.18.2.11 as 65001; }
 protocol bgp a2 from appliance { neighbor 198.18.2.12 as 65001; }
+template bgp appliance6 {
+  local 2001:db8:2::1 as 65000;
+  hold time 9;
+  error wait time 1, 5;
+  connect retry time 2;
+  ipv6 { import all; export none; };
+}
+protocol bgp a1v6 from appliance6 { neighbor 2001:db8:2::11 as 65001; }
+protocol bgp a2v6 from appliance6 { neighbor 2001:db8:2::12 as 65001; }
 CONF
 }
 
@@ -102,23 +128,29 @@ up() {
   ip -n bg-client addr add 198.18.0.10/24 dev c0
   ip -n bg-client link set c0 up
   ip -n bg-client route add default via 198.18.0.1
+  ip -n bg-client addr add 2001:db8::10/64 dev c0 nodad
+  ip -n bg-client -6 route add default via 2001:db8::1
   ip netns exec bg-client ethtool -K c0 tx off >/dev/null
   # A receive buffer of at most 256 KiB: curl's --limit-rate paces the transfer itself,
   # not only its reading from a socket that has taken the whole file (this kernel grows
   # one to 32 MiB), so that downloads are still under way when an appliance goes.
   ip netns exec bg-client sysctl -qw net.ipv4.tcp_rmem="4096 131072 262144"
   ip -n bg-router addr add 198.18.0.1/24 dev r0
+  ip -n bg-router addr add 2001:db8::1/64 dev r0 nodad
   ip -n bg-router link set r0 up
   for ns in bg-up bg-seg; do ip -n "$ns" link add br0 type bridge; ip -n "$ns" link set br0 up; done
   ip link add r1 netns bg-router type veth peer name u0 netns bg-up
   ip -n bg-up link set u0 master br0 up
   ip -n bg-router addr add 198.18.2.1/24 dev r1
+  ip -n bg-router addr add 2001:db8:2::1/64 dev r1 nodad
   ip -n bg-router link set r1 up
   ip netns exec bg-router ethtool -K r1 tx off >/dev/null
-  ip netns exec bg-router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+  ip netns exec bg-router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+    net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1
   ip link add r2 netns bg-router type veth peer name rt netns bg-seg
   ip -n bg-seg link set rt master br0 up
   ip -n bg-router addr add 198.18.1.254/24 dev r2
+  ip -n bg-router addr add 2001:db8:1::fe/64 dev r2 nodad
   ip -n bg-router link set r2 up
   ip netns exec bg-router ethtool -K r2 tx off >/dev/null
   for a in "${APPS[@]}"; do
@@ -133,12 +165,15 @@ up() {
     ip -n "bg-t$i" addr add "198.18.1.1$i/24" dev eth0
     ip -n "bg-t$i" link set eth0 up
     ip -n "bg-t$i" route add default via 198.18.1.254
+    ip -n "bg-t$i" addr add "2001:db8:1::1$i/64" dev eth0 nodad
+    ip -n "bg-t$i" -6 route add default via 2001:db8:1::fe
     ip netns exec "bg-t$i" ethtool -K eth0 tx off >/dev/null
     mkdir -p "$RUN/t$i"
     echo "processed by task $i" >"$RUN/t$i/index.html"
     head -c $((12 * 1048576)) /dev/zero >"$RUN/t$i/big"
     (ip netns exec "bg-t$i" /usr/bin/python3 -u -m http.server 80 --bind "198.18.1.1$i" \
       --directory "$RUN/t$i" >"$RUN/http-t$i.log" 2>&1 &)
+    http6_serve "bg-t$i" "2001:db8:1::1$i" "$RUN/t$i" "$RUN/http6-t$i.log" || return 1
     # UDP echo on :7, naming the task (the consistency check).
     (ip netns exec "bg-t$i" /usr/bin/python3 -u -c '
 import socket, sys
@@ -176,6 +211,10 @@ start() {  # app
   ip -n "bg-$a" link set lb0 up
   ip -n "bg-$a" link set lb1 up
   ip -n "bg-$a" route add default via 198.18.2.1
+  ip -n "bg-$a" addr add "2001:db8:2::1$n/64" dev lb0 nodad
+  ip -n "bg-$a" addr add "$VIP6/128" dev lb0 nodad
+  ip -n "bg-$a" addr add "2001:db8:1::$n/64" dev lb1 nodad
+  ip -n "bg-$a" -6 route add default via 2001:db8:2::1
   if [[ ! -f $RUN/$a.bird.pid ]] || ! kill -0 "$(cat "$RUN/$a.bird.pid")" 2>/dev/null; then
     bird_conf_app "$a" >"$RUN/$a.bird.conf"
     ip netns exec "bg-$a" nice -n -10 bird -c "$RUN/$a.bird.conf" -s "$RUN/$a.bird.ctl" -P "$RUN/$a.bird.pid" ||
@@ -194,6 +233,12 @@ configure() {  # app: the services, full NAT to its own address, announcements, 
     ctl "$a" announce -a "$VIP/32" &&
     ctl "$a" announce -a "198.18.9.$n/32" --always &&
     ctl "$a" announce -a "198.18.9.$other/32" --always --metric 100 &&
+    ctl "$a" ipvsadm -A -t "[$VIP6]:80" -s mh -b mh-port &&
+    for i in 1 2 3; do ctl "$a" ipvsadm -a -t "[$VIP6]:80" -r "[2001:db8:1::1$i]:80" -m || return 1; done &&
+    ctl "$a" ip6tables -t nat -A POSTROUTING -m ipvs --ipvs -j SNAT --to-source "2001:db8:9::$n" &&
+    ctl "$a" announce -a "$VIP6" &&
+    ctl "$a" announce -a "2001:db8:9::$n" --always &&
+    ctl "$a" announce -a "2001:db8:9::$other" --always --metric 100 &&
     ctl "$a" sysctl net.ipv4.vs.sync_refresh_period=2 >/dev/null &&
     ctl "$a" ipvsadm --start-daemon master --mcast-interface lb0 --syncid 1 &&
     ctl "$a" ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 1
@@ -250,6 +295,28 @@ test_both_announce() {
   echo "# 100 connections: appliance 1 took $n1, appliance 2 took $n2; tasks: $(fold -w1 <<<"$seq" | sort | uniq -c | tr -s ' \n' ' ')"
   [[ $seq != *x* ]] && ((n1 > 10 && n2 > 10 && n1 + n2 == 100)) &&
     [[ $seq == *1* && $seq == *2* && $seq == *3* ]]
+}
+
+# Dual stack: the IPv6 VIP announced by both over their IPv6 sessions; the router's IPv6
+# multipath route spreads curl -6 connections over both appliances and every task.
+test_ipv6_announced() {
+  local route _ seq="" out i s1 s2
+  for _ in $(seq 100); do
+    route=$(ip -n bg-router -6 route show "$VIP6")
+    [[ $route == *2001:db8:2::11* && $route == *2001:db8:2::12* ]] && break
+    sleep 0.2
+  done
+  echo "# the router's IPv6 route: $(tr '\n' ' ' <<<"$route" | tr -s ' ')"
+  conns6() { ctl "$1" ipvsadm -L -n --stats -t "[$VIP6]:80" | awk 'NR == 3 {print $3 + 0}'; }
+  s1=$(conns6 a1) s2=$(conns6 a2)
+  for i in $(seq 40); do
+    out=$(client curl -6 -s -m 3 --local-port "$((46000 + i))" "http://[$VIP6]/")
+    seq+=$(sed -n 's/^processed by task //p' <<<"$out" | grep . || echo x)
+  done
+  s1=$(($(conns6 a1) - ${s1:-0})) s2=$(($(conns6 a2) - ${s2:-0}))
+  echo "# 40 curl -6 connections: appliance 1 took $s1, appliance 2 took $s2; tasks: $(fold -w1 <<<"$seq" | sort | uniq -c | tr -s ' \n' ' ')"
+  [[ $route == *2001:db8:2::11* && $route == *2001:db8:2::12* && $seq != *x* ]] &&
+    ((s1 > 3 && s2 > 3 && s1 + s2 == 40)) && [[ $seq == *1* && $seq == *2* && $seq == *3* ]]
 }
 
 # Maglev §3.3: both appliances' mh tables are identical, so a flow ECMP moves to the
@@ -426,6 +493,8 @@ if ((failed)); then  # nothing after would say more
   tap_end bgp
   exit 1
 fi
+check "dual stack: the IPv6 VIP announced by both; the router's IPv6 ECMP route spreads curl -6 over both and every task" \
+  test_ipv6_announced
 check "consistent mh: the same client ports reach the same tasks through either appliance (drain, undrain)" test_consistent_mh
 check "SIGTERM two seconds into 12 downloads: every one completes through the other appliance (synced, full NAT)" \
   test_downloads_sigterm

@@ -930,13 +930,34 @@ TEST_F(StateFile, AnnouncementsFollowUsableServicesAndAreSaved) {
   run(again, "announce -a 198.18.105.0/24 -f 9 -6");
   EXPECT_NE(run(again, "announce -S").find("-a 198.18.105.0/24 -f 9 -6\n"), std::string::npos);
   run(again, "announce -d 198.18.105.0/24");
+  // IPv6: a VIP's /128 follows its services as IPv4's /32 does; a prefix of another
+  // family holds none of them.
+  run(again, "announce -a 2001:db8:100::1");
+  run(again, "announce -a 2001:db8:100::/48 -t [2001:db8:100::7]:443");
+  EXPECT_EQ(announced(again), "198.18.100.1/32 198.18.9.1/32 198.18.9.2/32 metric 100 ");
+  run(again, "ipvsadm -A -t [2001:db8:100::1]:80 -s mh");
+  run(again, "ipvsadm -a -t [2001:db8:100::1]:80 -r [2001:db8:1::11]:80 -m");
+  run(again, "ipvsadm -A -t [2001:db8:100::7]:443 -s rr");
+  run(again, "ipvsadm -a -t [2001:db8:100::7]:443 -r [2001:db8:1::12]:443 -m -w 0");
+  EXPECT_EQ(announced(again),
+            "198.18.100.1/32 198.18.9.1/32 198.18.9.2/32 metric 100 2001:db8:100::1/128 ");
+  run(again, "ipvsadm -e -t [2001:db8:100::7]:443 -r [2001:db8:1::12]:443 -m -w 1");
+  EXPECT_NE(announced(again).find("2001:db8:100::/48 "), std::string::npos);
+  EXPECT_NE(run(again, "announce -S")
+                .find("-a 2001:db8:100::1/128\n-a 2001:db8:100::/48 -t "
+                      "[2001:db8:100::7]:443\n"),
+            std::string::npos);
+  run(again, "announce -d 2001:db8:100::/48");
+  run(again, "announce -d 2001:db8:100::1/128");
 
   const std::pair<const char*, const char*> refused[] = {
       {"announce -a 198.18.100.1/24", "host bits set (the prefix is 198.18.100.0/24)"},
       {"announce -a 198.18.100.1/32", "announced already"},
       {"announce -d 198.18.55.0/24", "is not announced"},
       {"announce -a 198.18.102.0/24 -t 198.18.100.1:80", "is not inside"},
-      {"announce -a 2001:db8::/64", "IPv6"},
+      {"announce -a 2001:db8::1/64", "host bits set (the prefix is 2001:db8::/64)"},
+      {"announce -a 2001:db8::/129", "invalid prefix length"},
+      {"announce -a 2001:db8:7::/48 -t 198.18.100.1:80", "is not inside"},
       {"announce -a 198.18.102.0/33", "invalid prefix length"},
       {"announce -a 198.18.104.0/24 -6 -f 7", "-6 used before -f"},
       {"announce -d 198.18.100.1/32 -t 198.18.100.1:80", "with -a only"},
