@@ -471,10 +471,11 @@ std::string net(bool has, const IpAddr& a, uint8_t len, bool numeric, Family fam
   return len == (v6 ? 128 : 32) ? a.str() : absl::StrCat(a.str(), "/", len);
 }
 
-// ip6tables prints no fragment column ("--" in iptables: IPv6 has no such flag).
+// The opt column is "--" in both families, as Debian 12's iptables and ip6tables 1.8.9
+// (nf_tables) print it (checked against them in tests/e2e/appliance_test.sh).
 void listChain(std::string& out, const IptChainRules& c, uint32_t references, bool numeric,
                Family family) {
-  const char* opt = family == Family::kIpv6 ? "    " : "--  ";
+  const char* opt = "--  ";
   if (c.builtin) {
     absl::StrAppend(&out, "Chain ", c.name, " (policy ACCEPT)\n");
   } else {

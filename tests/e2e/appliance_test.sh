@@ -1250,6 +1250,77 @@ PY
 }
 
 
+# meshlbctl ip6tables (issue 12) against the host's own ip6tables (1.8, nf_tables), which
+# takes the same rules in a scratch namespace (without -m ipvs: this kernel has no IPVS):
+# -S, -L -n and -L -n -v of both tables, byte for byte; then the rules deleted.
+test_ip6tables_like_ip6tables() {
+  local bad=0
+  # Within meshlb's subset (docs/ipvsadm.md, "iptables"): nat POSTROUTING matches -d only.
+  local rules6=(
+    "-t nat -A PREROUTING -d 2001:db8::1/128 -p tcp --dport 9090 -j DNAT --to-destination [2001:db8::100]:8080"
+    "-t nat -A POSTROUTING -d 2001:db8:80::/64 -j MASQUERADE"
+    "-t nat -I POSTROUTING -d 2001:db8:1::/64 -j SNAT --to-source 2001:db8:1::1"
+    "-t mangle -A PREROUTING -d 2001:db8::100/128 -p tcp --dport 8080 -j MARK --set-mark 5"
+    "-t mangle -A PREROUTING -s 2001:db8::/32 -p udp -j MARK --set-mark 0x10"
+  ) rules4=(
+    "-t nat -A PREROUTING -d 198.18.0.1/32 -p tcp --dport 9090 -j DNAT --to-destination 198.18.0.100:8080"
+    "-t nat -A POSTROUTING -d 198.18.80.0/24 -j MASQUERADE"
+    "-t mangle -A PREROUTING -s 198.18.0.0/16 -p udp -j MARK --set-mark 0x10"
+  )
+  ip netns add mlb-ipt || return 1
+  apply() {  # tool, rules...
+    local t=$1 r
+    shift
+    for r in "$@"; do
+      # shellcheck disable=SC2086 # the rule's words
+      ip netns exec mlb-ipt "$t" $r || { echo "# $t refused: $r"; bad=1; }
+      # shellcheck disable=SC2086
+      ctl "$t" $r || { echo "# meshlbctl $t refused: $r"; bad=1; }
+    done
+  }
+  compare() {  # tool
+    local t=$1 view
+    for view in "-t nat -S" "-t mangle -S" "-t nat -L -n" "-t mangle -L -n" "-t nat -S POSTROUTING"; do
+      # shellcheck disable=SC2086
+      if ! diff <(ip netns exec mlb-ipt "$t" $view | grep -v ipvs) <(ctl "$t" $view | grep -v ipvs) \
+        >"$MLB_RUN/ipt.diff"; then
+        echo "# $t $view differs (< $t, > meshlbctl):"
+        sed 's/^/# /' "$MLB_RUN/ipt.diff"
+        bad=1
+      fi
+    done
+  }
+  remove() {  # tool, rules...
+    local t=$1 r
+    shift
+    for r in "$@"; do
+      r=${r/ -A / -D }
+      r=${r/ -I / -D }
+      # shellcheck disable=SC2086
+      ctl "$t" $r || bad=1
+    done
+  }
+  # IPv4's tables already hold earlier checks' rules: the same go into the scratch ones,
+  # but for those matching -m ipvs (this kernel has no IPVS), which neither side's listing
+  # shows to the comparison.
+  local table line
+  for table in nat mangle; do
+    ctl iptables -t "$table" -S | grep -E '^-[AN] ' | grep -v -- '-m ipvs' | while read -r line; do
+      # shellcheck disable=SC2086
+      ip netns exec mlb-ipt iptables -t "$table" $line || echo "# iptables refused: $line"
+    done
+  done
+  apply ip6tables "${rules6[@]}"
+  compare ip6tables
+  apply iptables "${rules4[@]}"
+  compare iptables
+  remove iptables "${rules4[@]}"
+  ip netns del mlb-ipt
+  remove ip6tables "${rules6[@]}"
+  [[ $(ctl ip6tables -t nat -S | grep -c '^-A') == 0 ]] || bad=1
+  ((bad == 0))
+}
+
 # IPv6 (issue 12), as an operator sets it up: addresses on the twins (nodad: no duplicate
 # detection to wait for), net.ipv6.conf.all.forwarding=1 (namespace-wide: meshlbd says so
 # at start rather than set it), tasks with IPv6 addresses whose gateway is the twin.
@@ -1412,6 +1483,8 @@ check "health checks: a killed task's server goes to weight 0, no request fails 
   test_health_checks
 check "DPDK telemetry: meshlb's commands (services, workers, drops) beside ethdev's" \
   test_dpdk_telemetry
+check "ip6tables: its rules listed and saved byte for byte as the host's ip6tables lists and saves them" \
+  test_ip6tables_like_ip6tables
 check "IPv6: NAT66 and full NAT66 (curl -6, every task in turn), iperf3 -6, dual stack, ICMPv6 unreachable translated, ND and ping by the twin" \
   test_ipv6
 

@@ -145,7 +145,7 @@ TEST(Iptables, Ip6tablesHasItsOwnRulesAndFamily) {
       *runIptables(m, words("-t nat -L POSTROUTING -n")),
       "Chain POSTROUTING (policy ACCEPT)\n"
       "target     prot opt source               destination         \n"
-      "SNAT       0        ::/0                 2001:db8:1::/64      ipvs to:2001:db8:1::1\n");
+      "SNAT       0    --  ::/0                 2001:db8:1::/64      ipvs to:2001:db8:1::1\n");
   EXPECT_EQ(iptablesRules(m).back(),
             "ip6tables -t nat -A POSTROUTING -d 2001:db8:1::/64 -m ipvs --ipvs -j SNAT "
             "--to-source 2001:db8:1::1");
