@@ -33,14 +33,8 @@ void writeUdpVxlan(uint8_t* udp, uint32_t udp_len, const VxlanTunnel& t, uint64_
   storeBe32(vx + 4, (t.vni & 0xffffff) << 8);
 }
 
-uint8_t* vxlanEncap6(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel& t,
-                     uint64_t flow_hash) {
-  uint8_t* o = inner_frame - kVxlanEncap6Len;
-  std::memcpy(o, t.dst_mac, 6);
-  std::memcpy(o + 6, t.src_mac, 6);
-  storeBe16(o + 12, kEtherTypeIpv6);
-  uint8_t* ip = o + kEthHdrLen;
-  const uint32_t udp_len = kUdpHdrLen + kVxlanHdrLen + inner_len;
+// The outer IPv6 header and UDP/VXLAN at `ip`, the UDP checksum computed.
+void writeIpv6Outer(uint8_t* ip, uint32_t udp_len, const VxlanTunnel& t, uint64_t flow_hash) {
   storeBe32(ip, 0x60000000u | (static_cast<uint32_t>(flow_hash) & 0xfffff));
   storeBe16(ip + 4, static_cast<uint16_t>(udp_len));
   ip[6] = kProtoUdp;
@@ -55,21 +49,22 @@ uint8_t* vxlanEncap6(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel
   sum += hton32(kProtoUdp);
   uint16_t c = csumFull(udp, udp_len, sum);
   store16(udp + 6, c == 0 ? 0xffff : c);  // 0 is "no checksum": sent as all ones
-  return o;
 }
 
 }  // namespace
 
 uint8_t* vxlanEncap(uint8_t* inner_frame, uint32_t inner_len, const VxlanTunnel& t,
                     uint64_t flow_hash) {
-  if (t.v6) return vxlanEncap6(inner_frame, inner_len, t, flow_hash);
-  uint8_t* o = inner_frame - kVxlanEncapLen;
+  uint8_t* o = inner_frame - vxlanEncapLen(t);
   std::memcpy(o, t.dst_mac, 6);
   std::memcpy(o + 6, t.src_mac, 6);
-  storeBe16(o + 12, kEtherTypeIpv4);
-
+  storeBe16(o + 12, t.v6 ? kEtherTypeIpv6 : kEtherTypeIpv4);
   uint8_t* ip = o + kEthHdrLen;
   const uint32_t udp_len = kUdpHdrLen + kVxlanHdrLen + inner_len;
+  if (t.v6) {
+    writeIpv6Outer(ip, udp_len, t, flow_hash);
+    return o;
+  }
   ip[0] = 0x45;
   ip[1] = 0;
   storeBe16(ip + 2, static_cast<uint16_t>(kIpv4MinHdrLen + udp_len));
