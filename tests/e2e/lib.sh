@@ -2,12 +2,24 @@
 
 # TAP: `check DESCRIPTION COMMAND...` runs one check and reports it; `tap_end`
 # prints the plan and the summary and returns non-zero when a check failed.
+# A shell error inside a check (an arithmetic expansion of an empty value) aborts the
+# whole `if` it runs in, report and count included: the check in progress is then
+# reported failed by the next check, or by tap_end, rather than left out.
 passed=0
 failed=0
+_checking=""
+_check_aborted() {
+  [[ -z $_checking ]] && return
+  echo "not ok $((passed + failed + 1)) - $_checking (aborted by a shell error in the check)"
+  failed=$((failed + 1))
+  _checking=""
+}
 check() {
+  _check_aborted
   local what=$1
   shift
   local n=$((passed + failed + 1))
+  _checking=$what
   if "$@"; then
     echo "ok $n - $what"
     passed=$((passed + 1))
@@ -15,6 +27,7 @@ check() {
     echo "not ok $n - $what"
     failed=$((failed + 1))
   fi
+  _checking=""
 }
 # iperf3 -c HOST for SECS seconds, run through a namespace's command prefix (client, ...):
 # prints the bytes received; on failure, the end of iperf3's output as TAP comments.
@@ -26,6 +39,7 @@ iperf_received() {  # secs, host, command prefix...
   echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])'
 }
 tap_end() {  # scenario name
+  _check_aborted
   echo "1..$((passed + failed))"
   echo "# $1: $passed passed, $failed failed"
   ((failed == 0))
