@@ -524,6 +524,7 @@ class Daemon {
     for (const Ipv6Addr& a : next->v6.snat_addrs) snat.insert(IpAddr::of(a));
     sync_.apply(commands_.services(), snat);
     next->sync_master = sync_.master();
+    next->sync_resend = resend_generation_;
     warnOfUdpServicesOnNewOverlayPorts(before, *next);
     resolveNextHops(view, *next);
     publisher_->publish(std::move(next));
@@ -887,6 +888,8 @@ class Daemon {
                 {"sync_rx_ring_full", sync_.counters().rx_ring_full},
                 {"sync_rx_templates", sync_.counters().rx_templates},
                 {"sync_rx_templates_refused", sync_.counters().rx_templates_refused},
+                {"sync_tx_hellos", sync_.counters().tx_hellos},
+                {"sync_rx_hellos", sync_.counters().rx_hellos},
                 {"sync_socket_errors", sync_.counters().socket_errors},
                 {"persist_templates_created", templates_.counters().created.load()},
                 {"persist_templates_reused", templates_.counters().reused.load()},
@@ -955,7 +958,20 @@ class Daemon {
         k.service = slot;
         std::memcpy(k.net, net.b, net.isV6() ? 16 : 4);
         return templates_.install(k, backend, nowMs(), timeout_ms);
+      },
+      // A peer started: the workers send every live connection over one refresh period
+      // (at most once a second, whatever a sender's rate of hellos).
+      [this] {
+        const auto now = std::chrono::steady_clock::now();
+        if (!sync_.master() || now - last_resend_ < std::chrono::seconds(1)) return;
+        last_resend_ = now;
+        ++resend_generation_;
+        std::printf("meshlbd: sync: a peer's master daemon started: sending it every connection\n");
+        std::fflush(stdout);
+        publish();
       }}};
+  std::chrono::steady_clock::time_point last_resend_{};
+  uint32_t resend_generation_ = 0;
   bool serving_ = false;  // the workers run: what is usable may be announced
   std::optional<std::chrono::steady_clock::time_point> announce_hold_;  // until then, nothing
   HealthChecker health_;

@@ -287,6 +287,8 @@ void SyncDaemons::apply(const ServiceModel& model, const absl::flat_hash_set<IpA
       // its interface has an address (a state file's, at start) sends from it once it has.
       group_ = group;
       group_len_ = group_len;
+      hellos_left_ = kHellos;
+      next_hello_ = std::chrono::steady_clock::now();
     } else {
       // make_receive_sock(): bound to the group's port on the interface, joined.
       const int one = 1;
@@ -370,11 +372,21 @@ void SyncDaemons::flush() {
       }
     }
   }
+  const SyncDaemon& d = cfg_[kSyncMaster];
+  if (send_fd_ >= 0 && hellos_left_ > 0 && std::chrono::steady_clock::now() >= next_hello_) {
+    // Reserved 0, syncid, size 8, no connection, version 1, spare.
+    const char hello[8] = {0, static_cast<char>(d.syncid), 0, 8, 0, 1, 0, 0};
+    if (sendto(send_fd_, hello, sizeof hello, MSG_DONTWAIT | MSG_NOSIGNAL,
+               reinterpret_cast<const sockaddr*>(&group_), group_len_) == sizeof hello) {
+      ++c_.tx_hellos;
+    }
+    --hellos_left_;
+    next_hello_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  }
   if (pending_.empty() || send_fd_ < 0) {
     pending_.clear();
     return;
   }
-  const SyncDaemon& d = cfg_[kSyncMaster];
   for (const std::string& m :
        encodeSyncMessages(static_cast<uint8_t>(d.syncid), pending_, d.maxlen)) {
     if (sendto(send_fd_, m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
@@ -410,6 +422,10 @@ void SyncDaemons::receive() {
         break;
     }
     c_.rx_unsupported += msg.skipped;
+    if (buf[4] == 0) {  // a master's hello: it has just started
+      ++c_.rx_hellos;
+      if (hooks_.peer_started) hooks_.peer_started();
+    }
     for (const SyncConn& s : msg.conns) install(s);
   }
 }

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -70,6 +71,7 @@ struct SyncCounters {
   uint64_t rx_messages = 0, rx_conns = 0, rx_bad = 0, rx_other_syncid = 0;
   uint64_t rx_no_service = 0, rx_no_server = 0, rx_unsupported = 0, rx_ring_full = 0;
   uint64_t rx_templates = 0, rx_templates_refused = 0;
+  uint64_t tx_hellos = 0, rx_hellos = 0;
   uint64_t socket_errors = 0;
 };
 
@@ -87,6 +89,9 @@ class SyncDaemons {
     // real server id, time left. False when it cannot be (its bucket full).
     std::function<bool(uint32_t slot, const IpAddr& net, uint32_t backend, uint32_t timeout_ms)>
         give_template;
+    // A peer's master daemon started (its hello): this appliance's master sends it every
+    // live connection once more, idle ones included.
+    std::function<void()> peer_started;
   };
   explicit SyncDaemons(Hooks hooks) : hooks_(std::move(hooks)) {}
   ~SyncDaemons();
@@ -116,6 +121,11 @@ class SyncDaemons {
   Hooks hooks_;
   std::array<SyncDaemon, 2> cfg_;
   int send_fd_ = -1, recv_fd_ = -1;
+  // A master's first seconds: an empty message (a hello) each second, so that peers send
+  // it their connections, idle ones too. Kernel backups take it as a message of none.
+  static constexpr int kHellos = 5;
+  int hellos_left_ = 0;
+  std::chrono::steady_clock::time_point next_hello_;
   sockaddr_storage group_{};  // the master's destination, IPv4 or IPv6
   socklen_t group_len_ = 0;
   std::string last_error_;

@@ -530,19 +530,22 @@ void PacketCore::stateChanged(void* self, const Flow<Addr>& e) {
 void PacketCore::refreshSome() {
   const uint32_t secs = std::min<uint32_t>(snap_->sysctls.sync_refresh_period, 86400);
   const uint32_t period_ms = secs ? secs * 1000 : kSyncRefreshMs;
-  refreshSome<Ipv4Addr>(&sync_cursor_, period_ms);
-  refreshSome<Ipv6Addr>(&sync_cursor6_, period_ms);
+  refreshSome<Ipv4Addr>(&sync_cursor_, &resend_left_, period_ms);
+  refreshSome<Ipv6Addr>(&sync_cursor6_, &resend_left6_, period_ms);
 }
 
 template <class Addr>
-void PacketCore::refreshSome(uint32_t* cursor, uint32_t period_ms) {
+void PacketCore::refreshSome(uint32_t* cursor, uint32_t* resend_left, uint32_t period_ms) {
   FlowTable<Addr>& table = tableOf<Addr>();
   const uint32_t budget = table.capacity() / period_ms + 1;
+  // In a lap after a peer started, idle connections go too: the peer has none of them.
+  const bool all = *resend_left > 0;
+  *resend_left -= std::min(*resend_left, budget);
   table.visitSome(cursor, budget, now_ms_, [&](const Flow<Addr>& e) {
     const ConnState s = e.connState();
     if (s != ConnState::kEstablished && s != ConnState::kUdp) return;
     const uint32_t last_packet = e.expires_ms - table.timeouts().of(s);
-    if (now_ms_ - last_packet <= period_ms) syncOut(e);
+    if (all || now_ms_ - last_packet <= period_ms) syncOut(e);
   });
 }
 

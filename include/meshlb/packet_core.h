@@ -181,6 +181,11 @@ class PacketCore {
       table_.timeouts() = s->timeouts;
       table6_.timeouts() = s->timeouts;
       vxlan_port_ = s->vxlan_port;
+      if (s->sync_resend != resend_seen_) {  // a peer started: one lap sending everything
+        resend_seen_ = s->sync_resend;
+        resend_left_ = table_.capacity();
+        resend_left6_ = table6_.capacity();
+      }
     }
   }
   void setNow(uint32_t now_ms) { now_ms_ = now_ms; }
@@ -349,7 +354,7 @@ class PacketCore {
   static void stateChanged(void* self, const Flow<Addr>& e);
   void refreshSome();
   template <class Addr>
-  void refreshSome(uint32_t* cursor, uint32_t period_ms);
+  void refreshSome(uint32_t* cursor, uint32_t* resend_left, uint32_t period_ms);
   template <class Addr>
   bool installSynced(const SyncRecord& r);
   // Sends a packet out by route `rt` towards `dst` (TTL, next hop, MACs; into the
@@ -447,6 +452,8 @@ class PacketCore {
   bool (*sync_out_)(void* ctx, const SyncRecord& r);  // CoreConfig's
   void* sync_ctx_;
   uint32_t sync_cursor_ = 1, sync_cursor6_ = 1;  // refreshSome()'s walks
+  // Records still to visit in the lap that sends idle connections too (a peer started).
+  uint32_t resend_seen_ = 0, resend_left_ = 0, resend_left6_ = 0;
   bool rewrote_ = false;  // forward() has rewritten the frame (for decapsulate())
   uint8_t scratch_[kTooBigMaxLen];
 };

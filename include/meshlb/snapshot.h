@@ -514,6 +514,9 @@ struct Snapshot {
   uint16_t vxlan_port = kVxlanPort;
   // A master sync daemon runs: the workers queue their connections for it.
   bool sync_master = false;
+  // Raised when a peer's master daemon starts (its empty hello): each worker then sends
+  // every live connection once more, idle ones included, over one refresh period.
+  uint32_t sync_resend = 0;
 
   bool hasOverlayPort(uint16_t udp_port) const {
     for (const OverlaySnap& o : overlays) {

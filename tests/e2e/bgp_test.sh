@@ -397,6 +397,31 @@ test_sigterm() {
   # hold is what puts appliance 2's connections in appliance 1's table before ECMP can
   # bring it their packets (without the hold, announced after about 4 s, it lacked some).
   for a in a1 a2; do ctl "$a" sysctl net.ipv4.vs.sync_refresh_period=8 >/dev/null || return 1; done
+  # An idle connection (connected, then silent until told): the refresh never sends it
+  # again once it has been idle for a period, so appliance 1 gets it at its restart only
+  # from appliance 2's answer to its hello (every connection once more, idle ones too).
+  rm -f "$RUN/idle.go"
+  ip netns exec bg-client /usr/bin/python3 - "$VIP" "$RUN/idle.go" >"$RUN/idle.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.0.10", 48100))
+s.connect((sys.argv[1], 80))
+for _ in range(900):
+    if os.path.exists(sys.argv[2]):
+        break
+    time.sleep(0.1)
+s.settimeout(10)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+out = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    out += b
+print(out.decode(errors="replace").splitlines()[-1] if out else "nothing")
+PY
+  local idle=$! idle_at=$EPOCHSECONDS
   kill -TERM "$(cat "$RUN/a1.pid")"
   t=$(wait_paths "198.18.2.12" 10) || { echo "# withdrawal: $t"; return 1; }
   seq=$(requests 30)
@@ -413,6 +438,8 @@ test_sigterm() {
     pids+=($!)
   done
   sleep 1
+  # Idle for longer than a refresh period before appliance 1 comes back.
+  while ((EPOCHSECONDS < idle_at + 10)); do sleep 0.5; done
   # Back: announced once it serves again (its state file restored), and only once its
   # backup daemon has had one sync_refresh_period (8 s, and a second) to receive
   # appliance 2's connections: a flow ECMP then brings finds its connection.
@@ -423,14 +450,20 @@ test_sigterm() {
   # Each download's connection, as each appliance lists it: state, client, VIP, task;
   # taken as soon as the router has both paths.
   downloads() { ctl "$1" ipvsadm -L -n -c | awk '$4 ~ /:480[1-4]0$/ {print $3, $4, $5, $6}' | sort; }
-  local l1 l2
+  local l1 l2 idle1 answer
   l1=$(downloads a1) l2=$(downloads a2)
   got=$(comm -12 <(echo "$l1") <(echo "$l2") | grep -c .)
+  idle1=$(ctl a1 ipvsadm -L -n -c | grep -c ' ESTABLISHED .*:48100 ')
+  # The idle connection wakes: its request answered, through whichever appliance ECMP picks.
+  touch "$RUN/idle.go"
+  wait "$idle"
+  answer=$(cat "$RUN/idle.out")
   for i in 1 2 3 4; do kill "${pids[i - 1]}" 2>/dev/null; wait "${pids[i - 1]}" 2>/dev/null; done
   settled || return 1
   seq=$(requests 30)
-  echo "# restarted: $held prefixes held at first; both paths ${t}s after its start, when it had appliance 2's $got running downloads in its table as appliance 2 has them; 30 connections: $seq; log: $(grep -E 'worker\(s\)|held|hold over|announced' "$RUN/a1.log" | tail -4 | cut -c1-60 | tr '\n' ';')"
-  if ((got != 4 || held == 0)) || (($(awk -v t="$t" 'BEGIN {print (t < 8)}'))); then
+  echo "# restarted: $held prefixes held at first; both paths ${t}s after its start, when it had appliance 2's $got running downloads in its table as appliance 2 has them, and $idle1 idle connection (then woken: $answer; appliance 2 $(ctl a2 stats | grep -E '^ *sync_rx_hellos ' | tr -s ' ')); 30 connections: $seq; log: $(grep -E 'worker\(s\)|held|hold over|announced' "$RUN/a1.log" | tail -4 | cut -c1-60 | tr '\n' ';')"
+  if ((got != 4 || held == 0 || idle1 != 1)) || [[ $answer != "processed by task"* ]] ||
+    (($(awk -v t="$t" 'BEGIN {print (t < 8)}'))); then
     echo "$l1" | sed 's/^/# a1: /'
     echo "$l2" | sed 's/^/# a2: /'
     echo "# appliance 1: $(ctl a1 stats | grep -E '^ *sync_(rx|installed|install_failed|socket)' | tr -s ' \n' ' '); appliance 2: $(ctl a2 stats | grep -E '^ *sync_(tx|queued)' | tr -s ' \n' ' ')"

@@ -139,6 +139,11 @@ class Appliance {
     publish();
   }
 
+  // A peer's master daemon started (meshlbd raises Snapshot::sync_resend).
+  void peerStarted() {
+    ++resend_;
+    publish();
+  }
   // A meshlbctl command ("ipvsadm ...", "iptables ..."), then a new snapshot.
   void run(const std::string& line) {
     bool changed;
@@ -193,12 +198,14 @@ class Appliance {
     auto next = buildSnapshot(commands_.services(), commands_.nat(), commands_.nat6(), kernel_,
                               {{10, mac(0, 2)}, {11, mac(1, 2)}}, ++generation_, snap_.get());
     next->sync_master = opt_.sync_master;
+    next->sync_resend = resend_;
     core_.setSnapshot(next.get());
     old_ = std::move(snap_);  // a real worker may read the old one until its next burst
     snap_ = std::move(next);
   }
 
   ApplianceOptions opt_;
+  uint32_t resend_ = 0;  // Snapshot::sync_resend: peerStarted() raises it
   Commands commands_;
   KernelView kernel_;
   std::unique_ptr<Snapshot> snap_, old_;

@@ -1166,6 +1166,20 @@ TEST(Sync, UdpAtOnceNothingWithoutAMasterAndRefreshedWhileLive) {
     master.core().expireSome(1);
   }
   EXPECT_EQ(sent.size(), 2u);
+  // A peer's master started (its hello): one more lap sends every live connection, the
+  // idle one too, with what it has left; then idle ones rest again.
+  master.peerStarted();
+  for (uint32_t ms = 4000 + kSyncRefreshMs; ms <= 4000 + 2 * kSyncRefreshMs; ++ms) {
+    master.core().setNow(ms);
+    master.core().expireSome(1);
+  }
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_LT(sent[2].timeout_ms, 300'000u - kSyncRefreshMs) << "what it has left";
+  for (uint32_t ms = 4001 + 2 * kSyncRefreshMs; ms <= 4000 + 3 * kSyncRefreshMs; ++ms) {
+    master.core().setNow(ms);
+    master.core().expireSome(1);
+  }
+  EXPECT_EQ(sent.size(), 3u) << "one lap only";
   // Two appliances backing each other up: a copy sent back (the peer's refresh) leaves
   // the original's deadline where it was, so an idle connection still ends.
   const uint32_t deadline = 1000 + 300'000;  // its one packet's, at 1000
