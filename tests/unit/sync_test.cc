@@ -132,6 +132,11 @@ TEST(SyncProtocol, WhatTheKernelSkipsAndRefuses) {
   v0[5] = 0;
   EXPECT_EQ(decode(v0), SyncDecode::kBad);
   EXPECT_NE(why.find("version 1"), std::string::npos);
+  // A master's hello: the header alone, a message of no connection (a kernel takes it so).
+  const std::string hello("\x00\x01\x00\x08\x00\x01\x00\x00", 8);
+  EXPECT_EQ(decode(hello), SyncDecode::kOk);
+  EXPECT_TRUE(out.conns.empty());
+  EXPECT_EQ(out.skipped, 0u);
   std::string garbage(200, '\xff');
   garbage[2] = 0, garbage[3] = static_cast<char>(200);
   EXPECT_EQ(decode(garbage), SyncDecode::kBad);
