@@ -82,6 +82,7 @@ protocol bgp uplink6 {
   hold time 9;
   error wait time 1, 5;
   connect retry time 2;
+  bfd on;
   ipv6 { import none; export filter { if source != RTS_INHERIT then reject; bgp_med = krt_metric; accept; }; };
 }
 CONF
@@ -112,6 +113,7 @@ template bgp appliance6 {
   hold time 9;
   error wait time 1, 5;
   connect retry time 2;
+  bfd on;
   ipv6 { import all; export none; };
 }
 protocol bgp a1v6 from appliance6 { neighbor 2001:db8:2::11 as 65001; }
@@ -307,6 +309,11 @@ test_ipv6_announced() {
     sleep 0.2
   done
   echo "# the router's IPv6 route: $(tr '\n' ' ' <<<"$route" | tr -s ' ')"
+  # BFD watches the IPv6 sessions as the IPv4 ones.
+  local bfd6
+  bfd6=$(ip netns exec bg-router birdc -s "$RUN/router.bird.ctl" show bfd sessions |
+    grep -cE '^2001:db8:2::1[12] .* Up ')
+  echo "# the router's BFD sessions over IPv6 that are up: $bfd6"
   conns6() { ctl "$1" ipvsadm -L -n --stats -t "[$VIP6]:80" | awk 'NR == 3 {print $3 + 0}'; }
   s1=$(conns6 a1) s2=$(conns6 a2)
   for i in $(seq 40); do
@@ -315,7 +322,7 @@ test_ipv6_announced() {
   done
   s1=$(($(conns6 a1) - ${s1:-0})) s2=$(($(conns6 a2) - ${s2:-0}))
   echo "# 40 curl -6 connections: appliance 1 took $s1, appliance 2 took $s2; tasks: $(fold -w1 <<<"$seq" | sort | uniq -c | tr -s ' \n' ' ')"
-  [[ $route == *2001:db8:2::11* && $route == *2001:db8:2::12* && $seq != *x* ]] &&
+  [[ $route == *2001:db8:2::11* && $route == *2001:db8:2::12* && $seq != *x* && $bfd6 == 2 ]] &&
     ((s1 > 3 && s2 > 3 && s1 + s2 == 40)) && [[ $seq == *1* && $seq == *2* && $seq == *3* ]]
 }
 
