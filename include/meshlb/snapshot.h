@@ -506,7 +506,7 @@ struct Snapshot {
   FamilySnap<Ipv6Addr> v6;
   std::vector<std::array<uint8_t, 6>> port_mac;  // by data port: the port's (and twin's) MAC
   std::vector<uint16_t> port_mtu;                // by data port: the twin's MTU
-  std::vector<OverlaySnap> overlays;             // VXLAN overlay networks (IPv4 underlay)
+  std::vector<OverlaySnap> overlays;             // VXLAN overlay networks (either underlay)
   FdbTable fdb;
   // The UDP port (host order) the parser takes as VXLAN on every packet: the first
   // overlay's (Swarm uses one, its --data-path-port, for all networks). An overlay on
