@@ -21,7 +21,7 @@ test_rr_over_overlay() {
   done
   [[ $(printf '%s\n' "${got[@]:0:4}" | sort -u | wc -l) == 4 ]] || return 1
   local peers
-  peers=$(cat "$RUN"/http-t*.log | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
+  peers=$(for t in "${TASKS[@]}"; do cat "$RUN/http-$t.log"; done | awk '/GET \/ /{print $1}' | sort -u | tr '\n' ' ')
   echo "# peers the tasks saw: $peers; vxlan_encap $(stat_sum vxlan_encap), vxlan_decap $(stat_sum vxlan_decap)"
   [[ $peers == "198.18.128.2 " ]]
 }

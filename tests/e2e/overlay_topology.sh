@@ -35,7 +35,7 @@ down() { teardown "$RUN/meshlbd.pid" "${NS[@]}"; }
 up() {
   down
   mkdir -p "$RUN"
-  rm -f "$RUN/meshlbd.log"
+  rm -f "$RUN"/*.log  # an earlier run's (the servers' logs are read by the checks)
   for ns in "${NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   wire_underlay ov "${NODES[@]}"
   for n in "${NODES[@]}"; do
