@@ -1267,6 +1267,7 @@ test_ip6tables_like_ip6tables() {
     "-t nat -A POSTROUTING -d 198.18.80.0/24 -j MASQUERADE"
     "-t mangle -A PREROUTING -s 198.18.0.0/16 -p udp -j MARK --set-mark 0x10"
   )
+  ip netns del mlb-ipt 2>/dev/null  # an interrupted run's
   ip netns add mlb-ipt || return 1
   apply() {  # tool, rules...
     local t=$1 r
