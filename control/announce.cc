@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ipvsadm.h"
+#include "meshlb/snapshot.h"
 #include "usage.h"
 
 namespace meshlb {
@@ -21,13 +22,11 @@ absl::Status bad(const std::string& msg) { return absl::InvalidArgumentError(msg
 
 std::string prefixText(const IpAddr& a, uint8_t len) { return absl::StrCat(a.str(), "/", len); }
 
-// `a` with all but its first `len` bits cleared.
+// `a` with all but its first `len` bits cleared (either family: an IPv4 address's bytes
+// past its fourth are zero).
 IpAddr masked(const IpAddr& a, uint32_t len) {
   IpAddr n = a;
-  for (uint32_t i = 0; i < 16; ++i) {
-    const uint32_t keep = len > 8 * i ? std::min<uint32_t>(len - 8 * i, 8) : 0;
-    n.b[i] &= static_cast<uint8_t>(0xff00 >> keep);
-  }
+  for (int i = 0; i < 16; ++i) n.b[i] &= Prefix<Ipv6Addr>::byteMask(i, static_cast<uint8_t>(len));
   return n;
 }
 
