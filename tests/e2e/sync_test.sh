@@ -157,33 +157,54 @@ give_back() {
   client ip -6 neigh flush dev c0
 }
 
+# Waits (10 s at most) until the download into $RUN/dl.body has $1 bytes, or has ended.
+received() {  # bytes pid
+  for _ in $(seq 200); do
+    (($(stat -c %s "$RUN/dl.body" 2>/dev/null || echo 0) >= $1)) && return 0
+    kill -0 "$2" 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
+
 # A download from client port $1 through appliance 1 (rate-limited: about 6 s),
-# appliance 1 killed 2 s in, the traffic moved to appliance 2: curl's exit status and
-# bytes. Each check's client port is its own: no connection an earlier check left (a
-# synced CLOSE) can meet it.
+# appliance 1 killed a third of the way in, the traffic moved to appliance 2: curl's exit
+# status and bytes; $RUN/killed_at has the bytes the client had at the kill. The kill
+# waits on the bytes, not on a clock: on a loaded machine the commands before it once
+# took so long that the download had ended before the kill (the control "survived").
+# curl gives up after 8 s without a byte. Each check's client port is its own: no
+# connection an earlier check left (a synced CLOSE) can meet it.
 download_through_failover() {  # client port [VIP: $VIP by default]
   local vip=${2:-$VIP} host=${2:-$VIP}
   [[ $vip == *:* ]] && host="[$vip]"
-  client curl -s -o /dev/null -w '%{size_download}' --limit-rate 4M -m 40 --local-port "$1" \
-    "http://$host/big" >"$RUN/dl.out" 2>&1 &
+  rm -f "$RUN/dl.body"
+  local t0=$EPOCHREALTIME
+  client curl -s -o "$RUN/dl.body" -w '%{size_download}' --limit-rate 4M -m 40 -y 8 -Y 1 \
+    --local-port "$1" "http://$host/big" >"$RUN/dl.out" 2>&1 &
   local dl=$!
-  sleep 2
+  received $((SIZE / 6)) "$dl"
   echo "appliance 2 before the failover: $(ctl a2 ipvsadm -L -n -c | grep -c ESTABLISHED) established, $(ctl a2 stats | grep -E '^ *sync_rx_conns ' | tr -s ' ')" \
     >"$RUN/failover.note"
+  received $((SIZE / 3)) "$dl"
   kill -9 "$(cat "$RUN/a1.pid")"
+  stat -c %s "$RUN/dl.body" >"$RUN/killed_at" 2>/dev/null || echo 0 >"$RUN/killed_at"
   take_over
+  echo "; killed $(secs_since "$t0") s in, at $(cat "$RUN/killed_at") bytes" >>"$RUN/failover.note"
   sleep 1
   echo "; after it: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1 on appliance 2" \
     >>"$RUN/failover.note"
-  # What the failover left, for a result to be read by (a control once survived here,
-  # reason not found): appliance 1 gone, where the client's route points, what
+  # What the failover left: appliance 1 gone, where the client's route points, what
   # appliance 2 has of the connection and counted.
   sleep 3
   echo "; 4 s after: appliance 1 $(kill -0 "$(cat "$RUN/a1.pid")" 2>/dev/null && echo alive || echo gone), the client's route $(client ip route get "$vip" | grep -o 'via [^ ]*'), appliance 2: $(ctl a2 ipvsadm -L -n -c | grep -c ":$1 ") connection(s) of port $1,$(ctl a2 stats | awk '$2 != 0 && $1 ~ /drop|new_conn|to_kernel/ {printf " %s %s", $1, $2}')" \
     >>"$RUN/failover.note"
   wait "$dl"
-  echo "exit $? bytes $(cat "$RUN/dl.out")"
+  local rc=$?
+  echo "; ended $(secs_since "$t0") s in" >>"$RUN/failover.note"
+  echo "exit $rc bytes $(cat "$RUN/dl.out")"
 }
+secs_since() { awk -v a="$EPOCHREALTIME" -v b="$1" 'BEGIN {printf "%.1f", a - b}'; }
+# The failover came while the download was under way (else its check tests nothing).
+mid_download() { (($(cat "$RUN/killed_at") < SIZE)) || { echo "# the download had ended before the kill"; return 1; }; }
 
 test_daemons_listed() {
   ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
@@ -229,7 +250,7 @@ test_failover_without_backup() {
   start a1 || return 1
   ctl a1 ipvsadm --start-daemon master --mcast-interface lb0 --syncid 9 || return 1
   ctl a2 ipvsadm --start-daemon backup --mcast-interface lb0 --syncid 9 || return 1
-  [[ $out != "exit 0 bytes $SIZE" ]]
+  [[ $out != "exit 0 bytes $SIZE" ]] && mid_download
 }
 
 test_failover_with_backup() {
@@ -245,7 +266,7 @@ test_failover_with_backup() {
   echo "# with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note")); a new connection after it: HTTP $new; appliance 2: $(ctl a2 stats --json | /usr/bin/python3 -c 'import json,sys; print("sync_installed", sum(w["sync_installed"] for w in json.load(sys.stdin)["workers"]))')"
   # Complete, and through appliance 2: it had the connection after the failover.
   [[ $out == "exit 0 bytes $SIZE" && $new == 200 && $before != *x* && $after == "$before" ]] &&
-    grep -q "after it: 1 connection" "$RUN/failover.note"
+    grep -q "after it: 1 connection" "$RUN/failover.note" && mid_download
 }
 
 # The same over IPv6, the daemons on an IPv6 group too: the master's ip_vs_sync_v6
@@ -262,7 +283,7 @@ test_failover_ipv6() {
   client curl -s -m 5 -o /dev/null "http://[$VIP6]/" || { echo "# no IPv6 answer through appliance 1"; return 1; }
   out=$(download_through_failover 41300 "$VIP6")
   echo "# IPv6 with the backup daemon: $out ($(tr -d '\n' <"$RUN/failover.note"))"
-  [[ $out == "exit 0 bytes $SIZE" ]] && grep -q "after it: 1 connection" "$RUN/failover.note"
+  [[ $out == "exit 0 bytes $SIZE" ]] && grep -q "after it: 1 connection" "$RUN/failover.note" && mid_download
 }
 
 up || { echo "topology failed"; exit 1; }
