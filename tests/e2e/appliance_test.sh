@@ -173,18 +173,15 @@ test_quiescent() {
 # (drop_nodest) and its connection kept, so the download resumes once the task is added
 # back (IPVS's trash gives it its id again); with expire_nodest_conn=1 (Swarm's) the
 # connection is expired on its next packet, and the download fails.
-worker_sum() {  # counter: its sum over the workers
-  ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(sum(w[sys.argv[1]] for w in json.load(sys.stdin)["workers"]))' "$1"
-}
 test_nodest() {
   local t before after size
   [[ $(ctl sysctl -n net.ipv4.vs.expire_nodest_conn) == 0 ]] || { echo "# not the kernel's default"; return 1; }
-  before=$(worker_sum drop_nodest)
+  before=$(stat_sum drop_nodest)
   slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
   sleep 1.5
-  after=$(worker_sum drop_nodest)
+  after=$(stat_sum drop_nodest)
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1 || return 1
   wait "$DL_PID" || { echo "# the download did not resume"; return 1; }
   size=$(stat -c %s "$MLB_RUN/dl2")
@@ -192,12 +189,12 @@ test_nodest() {
   ((after > before && size == 64 << 20)) || return 1
 
   ctl sysctl net.ipv4.vs.expire_nodest_conn=1 >/dev/null || return 1
-  before=$(worker_sum drop_nodest_expired)
+  before=$(stat_sum drop_nodest_expired)
   slow_download "$MLB_RUN/dl2" || { echo "# download did not start"; return 1; }
   t=$DL_TASK
   ctl ipvsadm -d -t $VIP:8080 -r 198.18.1.1$t:80 || return 1
   if wait "$DL_PID"; then echo "# download still completed"; return 1; fi
-  after=$(worker_sum drop_nodest_expired)
+  after=$(stat_sum drop_nodest_expired)
   echo "# expire_nodest_conn=1: drop_nodest_expired $before -> $after; download got $(stat -c %s "$MLB_RUN/dl2") bytes"
   ctl ipvsadm -a -t $VIP:8080 -r 198.18.1.1$t:80 -m -w 1
   ctl sysctl net.ipv4.vs.expire_nodest_conn=0 >/dev/null
@@ -676,17 +673,26 @@ test_kill9_during_changes() {
   ((acked > 10 && acked < 400 && missing == 0)) && (($(echo "$listed" | grep -c .) <= acked + 1))
 }
 
-# N connections to VIP:PORT opened 50 ms apart and held for 4 s (run in the background).
+# N connections to VIP:PORT opened 50 ms apart and held (in the background) until
+# release_connections, 30 s at most; returns once every one is open (10 s at most).
 hold_connections() {  # port, n
-  client /usr/bin/python3 - "$VIP" "$1" "$2" <<'PY'
-import socket, sys, time
+  rm -f "$MLB_RUN/held" "$MLB_RUN/release"
+  client /usr/bin/python3 - "$VIP" "$1" "$2" "$MLB_RUN" <<'PY' &
+import os, socket, sys, time
 held = []
 for _ in range(int(sys.argv[3])):
     held.append(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5))
     time.sleep(0.05)
-time.sleep(4)
+open(sys.argv[4] + "/held", "w").close()
+end = time.time() + 30
+while time.time() < end and not os.path.exists(sys.argv[4] + "/release"):
+    time.sleep(0.05)
 PY
+  holder=$!
+  for _ in $(seq 100); do [[ -e $MLB_RUN/held ]] && break; sleep 0.1; done
+  sleep 0.3  # the last connection's ACK counted (ESTABLISHED) by the workers
 }
+release_connections() { touch "$MLB_RUN/release"; wait "$holder"; }
 
 # Thresholds (-x) over two workers: a server with an upper threshold of 1 takes one
 # of six connections held open, the others the rest (the overload flag and the counts
@@ -695,12 +701,11 @@ test_thresholds() {
   ctl ipvsadm -A -t $VIP:7300 -s rr || return 1
   ctl ipvsadm -a -t $VIP:7300 -r 198.18.1.11:80 -m -x 1 || return 1
   for i in 2 3; do ctl ipvsadm -a -t $VIP:7300 -r "198.18.1.1$i:80" -m || return 1; done
-  hold_connections 7300 6 &
-  local holder=$! active listed
-  sleep 2
+  local holder active listed
+  hold_connections 7300 6
   active=$(ctl ipvsadm -L -n -t $VIP:7300 | awk '$1 == "->" && $2 ~ /^198/ {printf "%s ", $5}')
   listed=$(ctl ipvsadm -L -n --thresholds -t $VIP:7300 | grep -F 198.18.1.11)
-  wait "$holder"
+  release_connections
   ctl ipvsadm -D -t $VIP:7300
   echo "# -x 1 on the first of three, six connections held: ActiveConn $active; $listed"
   local total=0 n
@@ -716,12 +721,11 @@ test_wlc_over_two_workers() {
   for i in 1 2 3; do ctl ipvsadm -a -t $VIP:7100 -r "198.18.1.1$i:80" -m || return 1; done
   local before
   before=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
-  hold_connections 7100 9 &
-  local holder=$! active after
-  sleep 2
+  local holder active after
+  hold_connections 7100 9
   active=$(ctl ipvsadm -L -n -t $VIP:7100 | awk '$1 == "->" && $2 ~ /^198/ {printf "%s ", $5}')
   after=$(ctl stats --json | /usr/bin/python3 -c 'import json,sys; print(" ".join(str(x["new_connections"]) for x in json.load(sys.stdin)["workers"]))')
-  wait "$holder"
+  release_connections
   ctl ipvsadm -D -t $VIP:7100
   echo "# wlc, two workers, nine connections held: ActiveConn $active(new connections per worker: $before -> $after)"
   [[ $active == "3 3 3 " ]]
@@ -1053,7 +1057,7 @@ sys.exit(0 if got == str(sent) else 1)
     restart_lb || return 1
     wait "$up"
     got+="sloppy_tcp=$mode: exit $? ($(tail -1 "$MLB_RUN/upload.log" | cut -c1-40)"
-    got+=", drop_service_not_local $(worker_sum drop_service_not_local)); "
+    got+=", drop_service_not_local $(stat_sum drop_service_not_local)); "
     for i in 1 2 3; do ip netns exec "mlb-t$i" pkill -f "7901))" 2>/dev/null; done
   done
   ctl sysctl net.ipv4.vs.sloppy_tcp=0 >/dev/null
