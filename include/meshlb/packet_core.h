@@ -490,15 +490,20 @@ template <class Addr>
   FlowTable<Addr>& table = tableOf<Addr>();
   Flow<Addr>* e = hit.flow;
   if (e) {
+    const bool syn = __builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
+                     key.proto == kProtoTcp;
     if (!snap_->backendLive(e->backendId())) {
       // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection
       // is expired too, else it waits (the server may come back from IPVS's trash).
+      // The expiring packet is dropped unless it is a client's SYN, which ip_vs_in
+      // (Linux 5.9+) schedules afresh: its conntrack is a new one (a reopened port's),
+      // not the old connection's.
       if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
       table.remove(e);
-      return drop(Drop::kNodestExpired);
-    }
-    if (__builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
-        key.proto == kProtoTcp && reusable(*e)) {
+      if (!syn) return drop(Drop::kNodestExpired);
+      bump(c_.conn_reused);
+      e = nullptr;
+    } else if (syn && reusable(*e)) {
       // conn_reuse_mode: a client reusing the ports of a connection that has ended
       // starts a new one, scheduled afresh; so does a SYN on a connection to a
       // server at weight 0 with expire_nodest_conn.

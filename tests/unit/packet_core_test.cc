@@ -919,6 +919,39 @@ TEST(Sysctl, ExpireNodestConnReschedulesASynToAQuiescentServer) {
   }
 }
 
+// expire_nodest_conn=1 and a deleted server (a Swarm task gone): a client's SYN from the
+// ports of its connection to it (closing, here in FIN_WAIT, or open) expires that
+// connection and is scheduled afresh, as ip_vs_in does since Linux 5.9 when the packet
+// has no confirmed conntrack of its own (a SYN reopening a port has a new one); it used
+// to be dropped, and the client waited a second to send it again. Any other packet of
+// the connection is dropped as it expires. With 0, the SYN is dropped, the connection kept.
+TEST(Sysctl, ExpireNodestConnReschedulesASynOnADeletedServersConnection) {
+  for (const char* nodest : {"1", "0"}) {
+    SCOPED_TRACE(nodest);
+    std::vector<std::string> c = persistentService("");
+    c.push_back("sysctl net.ipv4.vs.conn_reuse_mode=0");  // Swarm's
+    c.push_back(std::string("sysctl net.ipv4.vs.expire_nodest_conn=") + nodest);
+    Appliance a(c);
+    for (uint8_t flags : {kTcpSyn, kTcpAck, static_cast<uint8_t>(kTcpFin | kTcpAck)}) {
+      Bytes f = tcpTo("198.18.0.10", 41000, 8080, flags);
+      EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+    }
+    // A second connection, left open.
+    Bytes f = tcpTo("198.18.0.10", 41001);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '2');
+    a.run("ipvsadm -d -t 198.18.0.100:8080 -r 198.19.1.1");
+    a.run("ipvsadm -d -t 198.18.0.100:8080 -r 198.19.1.2");
+    f = tcpTo("198.18.0.10", 41000);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), *nodest == '1' ? '3' : 'x');
+    f = tcpTo("198.18.0.10", 41001, 8080, kTcpAck);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), 'x');
+    f = tcpTo("198.18.0.10", 41001, 8080, kTcpAck);  // expired by the first (1), or kept (0)
+    EXPECT_EQ(a.send(f, 0), Verdict::drop(*nodest == '1' ? Drop::kTcpNotSyn : Drop::kNodest));
+    EXPECT_EQ(a.counters().conn_reused.load(), *nodest == '1' ? 1u : 0u);
+    EXPECT_EQ(a.counters().drop(Drop::kNodestExpired).load(), *nodest == '1' ? 1u : 0u);
+  }
+}
+
 // The task a -g packet went to: its destination MAC's last byte (02:00:00:00:01:1N).
 char macTask(const Verdict& v, const Bytes& out) {
   return v == Verdict::transmit(1) ? static_cast<char>('0' + out[5] - 0x10) : 'x';
