@@ -490,26 +490,25 @@ template <class Addr>
   FlowTable<Addr>& table = tableOf<Addr>();
   Flow<Addr>* e = hit.flow;
   if (e) {
+    const bool gone = !snap_->backendLive(e->backendId());
+    // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection is
+    // expired too, else it waits (the server may come back from IPVS's trash).
+    if (__builtin_expect(gone, 0) && !snap_->sysctls.expire_nodest_conn) {
+      return drop(Drop::kNodest);
+    }
     const bool syn = __builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
                      key.proto == kProtoTcp;
-    if (!snap_->backendLive(e->backendId())) {
-      // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection
-      // is expired too, else it waits (the server may come back from IPVS's trash).
-      // The expiring packet is dropped unless it is a client's SYN, which ip_vs_in
-      // (Linux 5.9+) schedules afresh: its conntrack is a new one (a reopened port's),
-      // not the old connection's.
-      if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
-      table.remove(e);
-      if (!syn) return drop(Drop::kNodestExpired);
-      bump(c_.conn_reused);
-      e = nullptr;
-    } else if (syn && reusable(*e)) {
-      // conn_reuse_mode: a client reusing the ports of a connection that has ended
-      // starts a new one, scheduled afresh; so does a SYN on a connection to a
-      // server at weight 0 with expire_nodest_conn.
+    if (syn && (gone || reusable(*e))) {
+      // A client's SYN on the ports of a connection that has ended (conn_reuse_mode), or
+      // that goes to a server at weight 0 or deleted (expire_nodest_conn) starts a new one,
+      // scheduled afresh: ip_vs_in (Linux 5.9+) so treats a packet whose conntrack is not
+      // the old connection's, as a reopened port's SYN is.
       table.remove(e);
       bump(c_.conn_reused);
       e = nullptr;
+    } else if (__builtin_expect(gone, 0)) {
+      table.remove(e);
+      return drop(Drop::kNodestExpired);
     }
   }
   if (!e) {
