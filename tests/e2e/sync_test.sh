@@ -225,11 +225,15 @@ test_connection_synced() {
   # Not through client(): $! must be curl itself (ip netns exec execs it).
   ip netns exec sy-client curl -s -o /dev/null --limit-rate 2M -m 20 --local-port 41000 \
     "http://$VIP/big" &
-  local dl=$! c1 c2
-  sleep 1.5
+  local dl=$! c1="" c2="" t0=$EPOCHREALTIME
   # pro, state, source, virtual, destination (not the expiry: a second may lie between).
-  c1=$(ctl a1 ipvsadm -L -n -c | grep ESTABLISHED | awk '{print $1, $3, $4, $5, $6}')
-  c2=$(ctl a2 ipvsadm -L -n -c | grep ESTABLISHED | awk '{print $1, $3, $4, $5, $6}')
+  # Waited for, not read at a fixed time: on a loaded machine (the suite once took 180 s
+  # instead of 40) the first connection was not yet established through appliance 1 at
+  # 1.5 s. The download takes about 12 s.
+  established() { ctl "$1" ipvsadm -L -n -c | grep ESTABLISHED | awk '{print $1, $3, $4, $5, $6}'; }
+  for _ in $(seq 50); do c1=$(established a1) && [[ -n $c1 ]] && break; sleep 0.2; done
+  for _ in $(seq 25); do c2=$(established a2) && [[ -n $c1 && $c2 == "$c1" ]] && break; sleep 0.2; done
+  echo "# seen on both $(secs_since "$t0") s after the download began"
   kill "$dl" 2>/dev/null
   wait "$dl" 2>/dev/null
   # Its end (the client's RST) is synced too: appliance 2 closes it as appliance 1 does.
