@@ -491,22 +491,21 @@ template <class Addr>
   Flow<Addr>* e = hit.flow;
   if (e) {
     const bool gone = !snap_->backendLive(e->backendId());
-    // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection is
-    // expired too, else it waits (the server may come back from IPVS's trash).
-    if (__builtin_expect(gone, 0) && !snap_->sysctls.expire_nodest_conn) {
-      return drop(Drop::kNodest);
-    }
     const bool syn = __builtin_expect(p.tcp_flags & kTcpSyn, 0) && hit.dir == FlowDir::kOriginal &&
                      key.proto == kProtoTcp;
-    if (syn && (gone || reusable(*e))) {
-      // A client's SYN on the ports of a connection that has ended (conn_reuse_mode), or
-      // that goes to a server at weight 0 or deleted (expire_nodest_conn) starts a new one,
-      // scheduled afresh: ip_vs_in (Linux 5.9+) so treats a packet whose conntrack is not
-      // the old connection's, as a reopened port's SYN is.
+    if (syn && (reusable(*e) || (gone && snap_->sysctls.expire_nodest_conn))) {
+      // In ip_vs_in's order: a client's SYN on the ports of a connection that has ended
+      // (conn_reuse_mode, whatever its server), or that goes to a server at weight 0 or
+      // deleted (expire_nodest_conn; Linux 5.9+ so treats a packet whose conntrack is not
+      // the old connection's, as a reopened port's SYN is) starts a new one, scheduled
+      // afresh.
       table.remove(e);
       bump(c_.conn_reused);
       e = nullptr;
     } else if (__builtin_expect(gone, 0)) {
+      // The real server is gone: with expire_nodest_conn (Swarm sets it) the connection is
+      // expired too, else it waits (the server may come back from IPVS's trash).
+      if (!snap_->sysctls.expire_nodest_conn) return drop(Drop::kNodest);
       table.remove(e);
       return drop(Drop::kNodestExpired);
     }

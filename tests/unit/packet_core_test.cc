@@ -952,6 +952,23 @@ TEST(Sysctl, ExpireNodestConnReschedulesASynOnADeletedServersConnection) {
   }
 }
 
+// conn_reuse_mode=1 (the kernel's default) is looked at before the server: a SYN on the
+// ports of a closed connection to a deleted server is scheduled afresh even with
+// expire_nodest_conn=0 (it was dropped, and so were its retransmissions: the client
+// waited until the old connection expired; an overlay e2e request timed out so).
+TEST(Sysctl, ConnReuseModeReschedulesAClosedConnectionToADeletedServer) {
+  Appliance a(persistentService(""));
+  for (uint8_t flags : {kTcpSyn, kTcpAck, kTcpRst}) {  // ESTABLISHED, then CLOSE
+    Bytes f = tcpTo("198.18.0.10", 41000, 8080, flags);
+    EXPECT_EQ(taskOf(a.send(f, 0), f), '1');
+  }
+  a.run("ipvsadm -d -t 198.18.0.100:8080 -r 198.19.1.1");
+  Bytes f = tcpTo("198.18.0.10", 41000);
+  const char t = taskOf(a.send(f, 0), f);
+  EXPECT_TRUE(t == '2' || t == '3') << t;
+  EXPECT_EQ(a.counters().conn_reused.load(), 1u);
+}
+
 // The task a -g packet went to: its destination MAC's last byte (02:00:00:00:01:1N).
 char macTask(const Verdict& v, const Bytes& out) {
   return v == Verdict::transmit(1) ? static_cast<char>('0' + out[5] - 0x10) : 'x';
